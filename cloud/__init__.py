@@ -1,0 +1,1 @@
+"""The cloud service: HTTP API, MQTT ingest, database, clip store, console."""

@@ -1,0 +1,1 @@
+"""The edge agent: capture, motion gate, detector, tracker, rules, events, recorder, MQTT link."""

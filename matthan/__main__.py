@@ -1,0 +1,3 @@
+from matthan.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""Device configuration: what a technician writes in YAML and what the cloud sends as desired config.
+
+Coordinates are normalised to the frame: x and y in [0, 1], origin top-left.
+"""
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from matthan_wire.ids import Id, Label, RuleName
+
+Coord = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = tuple[Coord, Coord]
+
+SECURITY_ORDER = "security_order"
+URBAN_ORDER = "urban_order"
+
+Category = Literal["security_order", "urban_order"]
+RuleType = Literal[
+    "intrusion", "loitering", "crowd", "illegal_parking", "encroachment", "wrong_way", "camera_offline"
+]
+
+CATEGORY_OF: dict[str, Category] = {
+    "intrusion": "security_order",
+    "loitering": "security_order",
+    "crowd": "security_order",
+    "camera_offline": "security_order",
+    "illegal_parking": "urban_order",
+    "encroachment": "urban_order",
+    "wrong_way": "urban_order",
+}
+
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def _check_hours(text: str) -> str:
+    if not _HOURS.match(text):
+        raise ValueError(f"schedule entry {text!r} is not HH:MM-HH:MM (e.g. 22:00-06:00)")
+    return text
+
+
+HourRange = Annotated[str, AfterValidator(_check_hours)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RuleBase(_Strict):
+    name: RuleName | None = None
+    labels: list[Label] = Field(min_length=1)
+    min_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    cooldown_s: float = Field(default=0.0, ge=0.0)
+    # Local hours (device timezone) in which the rule is active; none means always.
+    schedule: list[HourRange] | None = None
+
+    @property
+    def category(self) -> Category:
+        return CATEGORY_OF[self.type]  # type: ignore[attr-defined]
+
+
+class IntrusionRule(_RuleBase):
+    type: Literal["intrusion"]
+    min_duration_s: float = Field(default=0.0, ge=0.0)
+
+
+class LoiteringRule(_RuleBase):
+    type: Literal["loitering"]
+    min_duration_s: float = Field(gt=0.0)
+
+
+class CrowdRule(_RuleBase):
+    type: Literal["crowd"]
+    min_count: int = Field(ge=2)
+    min_duration_s: float = Field(default=0.0, ge=0.0)
+
+
+class IllegalParkingRule(_RuleBase):
+    type: Literal["illegal_parking"]
+    min_duration_s: float = Field(gt=0.0)
+
+
+class EncroachmentRule(_RuleBase):
+    type: Literal["encroachment"]
+    min_duration_s: float = Field(gt=0.0)
+
+
+class WrongWayRule(_RuleBase):
+    type: Literal["wrong_way"]
+    direction: Literal["up", "down", "left", "right"]
+
+
+ZoneRule = Annotated[
+    IntrusionRule | LoiteringRule | CrowdRule | IllegalParkingRule | EncroachmentRule,
+    Field(discriminator="type"),
+]
+LineRule = Annotated[WrongWayRule, Field(discriminator="type")]
+AnyRule = IntrusionRule | LoiteringRule | CrowdRule | IllegalParkingRule | EncroachmentRule | WrongWayRule
+
+
+def _polygon_area(points: list[Point]) -> float:
+    area = 0.0
+    for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True):
+        area += x1 * y2 - x2 * y1
+    return abs(area) / 2.0
+
+
+class Zone(_Strict):
+    name: Id
+    polygon: list[Point] = Field(min_length=3)
+    rules: list[ZoneRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_area(self) -> "Zone":
+        if _polygon_area(self.polygon) < 1e-6:
+            raise ValueError(f"zone {self.name!r}: polygon has no area (points in a line?)")
+        return self
+
+
+class Line(_Strict):
+    name: Id
+    points: list[Point] = Field(min_length=2, max_length=2)
+    rules: list[LineRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_length(self) -> "Line":
+        (x1, y1), (x2, y2) = self.points
+        if abs(x1 - x2) + abs(y1 - y2) < 1e-6:
+            raise ValueError(f"line {self.name!r}: both points are the same")
+        return self
+
+
+class DetectConfig(_Strict):
+    fps: float = Field(default=5.0, gt=0.0, le=60.0)
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Per-label floor, e.g. {person: 0.6}: generic models see people in bins and shadows.
+    min_scores: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+
+
+class MotionConfig(_Strict):
+    enabled: bool = True
+    # Fraction of the downscaled frame that must change for the detector to run.
+    min_area: float = Field(default=0.002, gt=0.0, lt=1.0)
+    threshold: int = Field(default=25, ge=1, le=255)
+    # Tracked objects are re-checked at this rate even without motion.
+    recheck_s: float = Field(default=1.0, gt=0.0)
+
+
+class RecordConfig(_Strict):
+    enabled: bool = True
+    pre_capture_s: float = Field(default=5.0, ge=0.0, le=60.0)
+    post_capture_s: float = Field(default=5.0, ge=0.0, le=60.0)
+    segment_s: float = Field(default=2.0, gt=0.0, le=60.0)
+
+
+class CameraConfig(_Strict):
+    id: Id
+    source: str = Field(min_length=1)
+    name: str | None = None
+    loop: bool = False
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    offline_debounce_s: float = Field(default=60.0, ge=0.0)
+    zones: list[Zone] = Field(default_factory=list)
+    lines: list[Line] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "CameraConfig":
+        places = [z.name for z in self.zones] + [ln.name for ln in self.lines]
+        dup = {n for n in places if places.count(n) > 1}
+        if dup:
+            raise ValueError(f"camera {self.id!r}: zone/line names used twice: {sorted(dup)}")
+        places_: list[Zone | Line] = [*self.zones, *self.lines]
+        names = [rule_name(p, r) for p in places_ for r in p.rules]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(
+                f"camera {self.id!r}: two rules share the name(s) {sorted(dup)}; give each a `name`"
+            )
+        return self
+
+
+def rule_name(place: Zone | Line, rule: AnyRule) -> str:
+    return rule.name or f"{place.name}.{rule.type}"
+
+
+class DeviceIdentity(_Strict):
+    id: Id
+    ward: Id
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+class BrokerConfig(_Strict):
+    url: str = Field(pattern=r"^mqtts?://[^\s/]+(:\d+)?/?$")
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> "BrokerConfig":
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("broker: cert and key go together")
+        return self
+
+
+class CloudConfig(_Strict):
+    url: str = Field(pattern=r"^https?://\S+$")
+    ca: str | None = None
+
+
+class StorageConfig(_Strict):
+    path: str = "/var/lib/matthan"
+    budget_mb: int = Field(default=4096, ge=16)
+    min_free_mb: int = Field(default=256, ge=0)
+    # Segment cache: tmpfs spares the SD card (it is rewritten every few seconds).
+    cache_path: str | None = None
+
+
+class OutboxConfig(_Strict):
+    max_messages: int = Field(default=100_000, ge=100)
+    max_age_h: float = Field(default=168.0, gt=0.0)
+    resend_after_s: float = Field(default=30.0, gt=0.0)
+
+
+class HealthConfig(_Strict):
+    interval_s: float = Field(default=30.0, ge=1.0)
+
+
+class ModelConfig(_Strict):
+    path: str
+    labels: str
+    threads: int = Field(default=2, ge=1, le=16)
+    delegate: Literal["auto", "cpu", "edgetpu"] = "auto"
+
+
+class SiteConfig(_Strict):
+    """The part of a device's configuration the operations centre sets remotely."""
+
+    cameras: list[CameraConfig] = Field(min_length=1)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> "SiteConfig":
+        ids = [c.id for c in self.cameras]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"camera ids used twice: {sorted(dup)}")
+        return self
+
+
+class DeviceConfig(SiteConfig):
+    """The whole device configuration file."""
+
+    device: DeviceIdentity
+    broker: BrokerConfig
+    cloud: CloudConfig | None = None
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    model: ModelConfig | None = None
+
+    def site(self) -> SiteConfig:
+        return SiteConfig(cameras=self.cameras, health=self.health)
+
+    def with_site(self, site: SiteConfig) -> "DeviceConfig":
+        return self.model_copy(update={"cameras": site.cameras, "health": site.health})
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)

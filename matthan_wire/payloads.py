@@ -1,0 +1,185 @@
+"""Payload models. Every payload is JSON, UTF-8, with "v": 1, and rejects unknown fields."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from matthan_wire.config import CATEGORY_OF, Category, RuleType, SiteConfig
+from matthan_wire.ids import Id, Label
+from matthan_wire.timeutil import UtcDateTime
+
+SCHEMA_VERSION: Literal[1] = 1
+
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+Norm = Annotated[float, Field(ge=0.0, le=1.0)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class ClipRef(BaseModel):
+    """Where an event's clip is and what it is; the bytes travel by resumable HTTP upload."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9-]+\.mp4$")
+    sha256: Sha256
+    size: Count
+    start: UtcDateTime
+    end: UtcDateTime
+    duration_s: float = Field(ge=0.0)
+
+
+class Alert(_Payload):
+    event_id: Id
+    phase: Literal["start", "end"]
+    device_id: Id
+    camera_id: Id
+    ward: Id
+    zone: Id | None  # the zone or line; null for camera_offline
+    rule: str = Field(min_length=1, max_length=128)
+    type: RuleType
+    category: Category
+    labels: list[Label]
+    object_count: Count
+    score: Score
+    bbox: list[Norm] | None = Field(min_length=4, max_length=4)
+    started_at: UtcDateTime
+    ended_at: UtcDateTime | None
+    seq: Count
+    snapshot: str | None
+    clip: ClipRef | None
+
+    @model_validator(mode="after")
+    def _phase_matches_times(self) -> "Alert":
+        if CATEGORY_OF[self.type] != self.category:
+            raise ValueError(f"type {self.type} belongs to category {CATEGORY_OF[self.type]}")
+        if self.phase == "start" and self.ended_at is not None:
+            raise ValueError("a start carries no ended_at")
+        if self.phase == "end" and self.ended_at is None:
+            raise ValueError("an end carries ended_at")
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        if self.bbox is not None and (self.bbox[0] > self.bbox[2] or self.bbox[1] > self.bbox[3]):
+            raise ValueError("bbox is [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
+        return self
+
+
+class CameraHealth(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: Id
+    stream_up: bool
+    fps_in: float = Field(ge=0.0)
+    fps_detect: float = Field(ge=0.0)
+    detect_ms: float | None = Field(ge=0.0)
+    last_frame_age_s: float | None = Field(ge=0.0)
+    expected_fps: float | None = Field(default=None, ge=0.0)
+    reconnects_1h: Count = 0
+    stalls_1h: Count = 0
+    # fps_in against expected, 0..1; None until the camera has run long enough to say.
+    quality: Score | None = None
+    recording: bool | None = None
+    detector_runs_saved: Count = 0
+
+
+class Health(_Payload):
+    device_id: Id
+    ward: Id
+    at: UtcDateTime
+    uptime_s: float = Field(ge=0.0)
+    cpu_pct: float = Field(ge=0.0)
+    mem_mb: float = Field(ge=0.0)
+    disk_free_mb: float = Field(ge=0.0)
+    temp_c: float | None
+    outbox_depth: Count
+    upload_backlog: Count
+    config_version: int | None = Field(ge=0)
+    model: str | None
+    cameras: list[CameraHealth]
+    alerts_total: Count = 0
+    alerts_acked_total: Count = 0
+    outbox_dropped_total: Count = 0
+    upload_backlog_bytes: Count = 0
+    upload_oldest_age_s: float | None = Field(default=None, ge=0.0)
+    clips_evicted_unconfirmed_total: Count = 0
+    agent_version: str | None = None
+
+
+class Status(_Payload):
+    state: Literal["online", "offline"]
+    at: UtcDateTime
+
+
+class DesiredConfig(_Payload):
+    version: int = Field(ge=1)
+    issued_at: UtcDateTime
+    config: SiteConfig
+
+
+class ReportedConfig(_Payload):
+    # The version now running (None before any desired config was applied).
+    version: int | None = Field(ge=0)
+    status: Literal["applied", "rejected"]
+    # The version that was rejected, and why; absent when applied.
+    rejected_version: int | None = Field(default=None, ge=1)
+    error: str | None = None
+    at: UtcDateTime
+
+    @model_validator(mode="after")
+    def _error_iff_rejected(self) -> "ReportedConfig":
+        if (self.status == "rejected") != (self.error is not None):
+            raise ValueError("error is given exactly when status is rejected")
+        return self
+
+
+class Command(_Payload):
+    id: Id
+    # Kept as free text so an unknown command can be answered with an error, not dropped.
+    name: str = Field(min_length=1, max_length=64)
+    camera_id: Id | None = None
+    args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    at: UtcDateTime
+
+
+class CommandResult(_Payload):
+    command_id: Id
+    ok: bool
+    error: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    at: UtcDateTime
+
+
+class Receipt(_Payload):
+    """The event ids the cloud has committed to its database; the device may forget them."""
+
+    event_ids: list[Id] = Field(min_length=1, max_length=5000)
+    at: UtcDateTime
+
+
+AlertStateName = Literal["new", "delivered", "acknowledged", "resolved", "false_alarm"]
+
+
+class AlertState(_Payload):
+    event_id: Id
+    ward: Id
+    device_id: Id
+    state: AlertStateName
+    by: str | None = Field(default=None, max_length=128)
+    note: str | None = Field(default=None, max_length=2000)
+    at: UtcDateTime
+
+
+class AlertAction(_Payload):
+    """A ward station's action on an alert, sent to the cloud on the ward's alert-action topic."""
+
+    event_id: Id
+    action: Literal["acknowledge", "resolve", "false_alarm"]
+    by: str = Field(min_length=1, max_length=128)
+    note: str | None = Field(default=None, max_length=2000)
+    at: UtcDateTime

@@ -1,0 +1,1 @@
+"""A ward police station's subscriber: receives its ward's alerts and snapshots."""
