@@ -23,13 +23,17 @@ class _Payload(BaseModel):
 
 
 class ClipRef(BaseModel):
-    """Where an event's clip is and what it is; the bytes travel by resumable HTTP upload."""
+    """An event's clip as announced in the event end; the bytes travel by resumable HTTP upload.
+
+    The end is sent as soon as the violation ends, before the post-capture span is recorded, so
+    sha256 and size are null there; the upload carries them and the server verifies them.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9-]+\.mp4$")
-    sha256: Sha256
-    size: Count
+    sha256: Sha256 | None = None
+    size: Count | None = None
     start: UtcDateTime
     end: UtcDateTime
     duration_s: float = Field(ge=0.0)
@@ -156,10 +160,22 @@ class CommandResult(_Payload):
 
 
 class Receipt(_Payload):
-    """The event ids the cloud has committed to its database; the device may forget them."""
+    """What the cloud has committed to its database; the device may forget exactly these.
 
-    event_ids: list[Id] = Field(min_length=1, max_length=5000)
+    One event id names a start, an end and a snapshot, so each has its own list: a receipt for a
+    start must not delete an end still waiting in the device's outbox.
+    """
+
+    event_ids: list[Id] = Field(default_factory=list, max_length=5000)  # alert starts
+    ends: list[Id] = Field(default_factory=list, max_length=5000)
+    snapshots: list[Id] = Field(default_factory=list, max_length=5000)
     at: UtcDateTime
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Receipt":
+        if not (self.event_ids or self.ends or self.snapshots):
+            raise ValueError("a receipt names at least one committed message")
+        return self
 
 
 AlertStateName = Literal["new", "delivered", "acknowledged", "resolved", "false_alarm"]
