@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter, for every reconnect and retry loop."""
+"""Exponential backoff with jitter (each wait uniform in [ceiling/2, ceiling]), for every retry loop."""
 
 import random
 from dataclasses import dataclass, field
@@ -15,7 +15,7 @@ class Backoff:
         """Seconds to wait before the next attempt: uniform in [0, min(max, initial*factor^n)]."""
         ceiling = min(self.maximum, self.initial * self.factor**self._attempt)
         self._attempt += 1
-        # Full jitter keeps a fleet of devices that lost the broker together from returning together.
+        # Jitter keeps a fleet of devices that lost the broker together from returning together.
         return random.uniform(ceiling / 2, ceiling)
 
     def reset(self) -> None:
