@@ -1,0 +1,204 @@
+"""The cloud's tables (sqlmodel). The schema itself is owned by the Alembic migrations in
+cloud/migrations; a test checks that the migrations and these models agree.
+
+Every time column is UTC and aware (cloud.dbtypes.UtcTime). Ids follow matthan_wire.ids.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index
+from sqlmodel import Field, SQLModel
+
+from cloud.dbtypes import UtcTime
+from matthan_wire.timeutil import utc_now
+
+ROLES = ("admin", "operator", "ward_officer")
+ALERT_STATES = ("new", "delivered", "acknowledged", "resolved", "false_alarm")
+MEDIA_KINDS = ("clip", "snapshot", "sidecar")
+
+
+def _time(**kw: Any) -> Any:
+    return Field(sa_type=UtcTime, **kw)
+
+
+def _json(**kw: Any) -> Any:
+    return Field(sa_type=JSON, **kw)
+
+
+class Ward(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=63)
+    name: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _time(default_factory=utc_now)
+
+
+class Device(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=63)
+    ward: str = Field(index=True, max_length=63)
+    cert_serial: str | None = Field(default=None, max_length=64)
+    cert_fingerprint: str | None = Field(default=None, max_length=128)
+    revoked_at: datetime | None = _time(default=None)
+    # sha256 of the bearer token the device uses for uploads (issued at enrollment).
+    api_token_hash: str | None = Field(default=None, max_length=64, index=True)
+    commissioned_by: str | None = Field(default=None, max_length=128)
+    commissioned_at: datetime | None = _time(default=None)
+    check_report: dict[str, Any] | None = _json(default=None)
+    created_at: datetime = _time(default_factory=utc_now)
+    last_seen: datetime | None = _time(default=None)
+    online: bool = Field(default=False, index=True)
+    status_at: datetime | None = _time(default=None)
+    health_interval_s: float | None = Field(default=None)
+    desired_version: int | None = Field(default=None)
+    reported_version: int | None = Field(default=None)
+    reported_status: str | None = Field(default=None, max_length=16)
+    reported_error: str | None = Field(default=None, max_length=2000)
+    reported_at: datetime | None = _time(default=None)
+    agent_version: str | None = Field(default=None, max_length=64)
+
+
+class Camera(SQLModel, table=True):
+    device_id: str = Field(primary_key=True, max_length=63)
+    id: str = Field(primary_key=True, max_length=63)
+    site_name: str | None = Field(default=None, max_length=200)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    # The stream URL without credentials: enough to recognise, useless to an intruder.
+    source_redacted: str | None = Field(default=None, max_length=500)
+
+
+class DesiredConfigRow(SQLModel, table=True):
+    __tablename__ = "desired_config"
+
+    device_id: str = Field(primary_key=True, max_length=63)
+    version: int = Field(primary_key=True)
+    body: dict[str, Any] = _json()
+    created_by: str | None = Field(default=None, max_length=128)
+    created_at: datetime = _time(default_factory=utc_now)
+
+
+class HealthLatest(SQLModel, table=True):
+    __tablename__ = "health_latest"
+
+    device_id: str = Field(primary_key=True, max_length=63)
+    at: datetime = _time()
+    body: dict[str, Any] = _json()
+
+
+class HealthSample(SQLModel, table=True):
+    """The time series: the figures worth a chart, kept for Settings.health_retention_days."""
+
+    __tablename__ = "health_sample"
+    __table_args__ = (Index("ix_health_sample_device_at", "device_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=63)
+    at: datetime = _time(index=True)
+    cpu_pct: float
+    mem_mb: float
+    disk_free_mb: float
+    temp_c: float | None = None
+    outbox_depth: int
+    upload_backlog: int
+    cameras_up: int
+    cameras_total: int
+
+
+class AlertRow(SQLModel, table=True):
+    __tablename__ = "alert"
+    __table_args__ = (
+        Index("ix_alert_ward_started", "ward", "started_at"),
+        Index("ix_alert_updated", "updated_at"),
+    )
+
+    event_id: str = Field(primary_key=True, max_length=63)
+    device_id: str = Field(index=True, max_length=63)
+    camera_id: str = Field(max_length=63)
+    ward: str = Field(max_length=63)
+    zone: str | None = Field(default=None, max_length=63)
+    rule: str = Field(index=True, max_length=128)
+    type: str = Field(max_length=32)
+    category: str = Field(index=True, max_length=32)
+    labels: list[str] = _json(default_factory=list)
+    object_count: int = 0
+    score: float = 0.0
+    bbox: list[float] | None = _json(default=None)
+    started_at: datetime = _time()
+    ended_at: datetime | None = _time(default=None)
+    seq: int = 0
+    snapshot_topic: str | None = Field(default=None, max_length=300)
+    clip: dict[str, Any] | None = _json(default=None)
+    state: str = Field(default="new", index=True, max_length=16)
+    state_by: str | None = Field(default=None, max_length=128)
+    state_at: datetime | None = _time(default=None)
+    note: str | None = Field(default=None, max_length=2000)
+    received_at: datetime = _time(default_factory=utc_now)
+    delivered_at: datetime | None = _time(default=None)
+    acknowledged_at: datetime | None = _time(default=None)
+    acknowledged_by: str | None = Field(default=None, max_length=128)
+    resolved_at: datetime | None = _time(default=None)
+    resolved_by: str | None = Field(default=None, max_length=128)
+    # Bumped on every change; the SSE stream follows it.
+    updated_at: datetime = _time(default_factory=utc_now)
+
+
+class MediaObject(SQLModel, table=True):
+    __tablename__ = "media"
+
+    event_id: str = Field(primary_key=True, max_length=63)
+    kind: str = Field(primary_key=True, max_length=16)
+    device_id: str = Field(index=True, max_length=63)
+    size: int  # the whole length the uploader declared
+    sha256: str = Field(max_length=64)
+    offset: int = 0
+    complete: bool = False
+    key: str = Field(max_length=500)  # where the bytes live in the clip store
+    created_at: datetime = _time(default_factory=utc_now)
+    completed_at: datetime | None = _time(default=None)
+
+
+class ClaimToken(SQLModel, table=True):
+    __tablename__ = "claim_token"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    ward: str = Field(max_length=63)
+    device_id: str | None = Field(default=None, max_length=63)
+    expires_at: datetime = _time()
+    used_at: datetime | None = _time(default=None)
+    used_by: str | None = Field(default=None, max_length=63)
+    created_by: str | None = Field(default=None, max_length=128)
+    created_at: datetime = _time(default_factory=utc_now)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=64)
+    role: str = Field(max_length=16)
+    ward: str | None = Field(default=None, max_length=63)
+    password_hash: str = Field(max_length=300)
+    api_key_hash: str | None = Field(default=None, max_length=64, index=True)
+    disabled: bool = False
+    created_at: datetime = _time(default_factory=utc_now)
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time(default_factory=utc_now, index=True)
+    who: str = Field(max_length=128)
+    action: str = Field(max_length=64)
+    target: str | None = Field(default=None, max_length=300)
+    detail: dict[str, Any] | None = _json(default=None)
+
+
+def table(model: type[SQLModel]) -> Any:
+    """The SQLAlchemy Table of a model, for core statements (bulk insert, upsert)."""
+    return model.__table__  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "ALERT_STATES", "MEDIA_KINDS", "ROLES", "AlertRow", "AuditLog", "Camera", "ClaimToken",
+    "DesiredConfigRow", "Device", "HealthLatest", "HealthSample", "MediaObject", "User", "Ward", "table",
+]

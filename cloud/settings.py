@@ -1,0 +1,109 @@
+"""Settings of the cloud service, from flags over environment (MATTHAN_CLOUD_*) over defaults.
+
+A plain pydantic model: `Settings.from_env(db_url=…)` reads the environment and lets explicit
+values (the CLI's flags, a test's arguments) win. Nothing here opens a connection.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cloud.errors import CloudError
+from matthan_wire.codec import describe
+
+ENV_PREFIX = "MATTHAN_CLOUD_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # SQLite (WAL) file by default; postgresql://user@host/db for a real deployment.
+    db_url: str = "sqlite:///matthan-cloud.db"
+    # None runs the API without MQTT (no ingest, desired config stored but not published).
+    broker_url: str | None = "mqtt://127.0.0.1:1883"
+    broker_ca: str | None = None
+    broker_cert: str | None = None
+    broker_key: str | None = None
+    broker_username: str | None = None
+    broker_password: str | None = None
+    # A local folder, or s3://bucket/prefix (endpoint from s3_endpoint_url or the AWS environment).
+    clips: str = "clips"
+    s3_endpoint_url: str | None = None
+    # Signs session cookies. Without one, a random key lives as long as the process (sessions
+    # do not survive a restart; set MATTHAN_CLOUD_SECRET_KEY in production).
+    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16)
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Ingest
+    ingest: bool = True  # run the MQTT ingest worker inside `serve`
+    # MQTT 5 shared subscription group; None = plain subscriptions (one worker).
+    share_group: str | None = None
+    batch_max: int = Field(default=1000, ge=1, le=5000)
+    batch_wait_s: float = Field(default=0.05, gt=0.0, le=5.0)
+    queue_max: int = Field(default=50_000, ge=10)
+    # Default health interval of a device with no desired config; offline after 3 × interval.
+    health_interval_s: float = Field(default=30.0, gt=0.0)
+    offline_factor: float = Field(default=3.0, ge=1.0)
+    health_retention_days: float = Field(default=14.0, gt=0.0)
+
+    # Uploads
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    session_hours: float = Field(default=12.0, gt=0.0)
+
+    @field_validator("db_url")
+    @classmethod
+    def _db_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError(f"database URL {url!r}: use sqlite:///FILE or postgresql://user@host/db")
+        return url
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, url: str | None) -> str | None:
+        if url in ("", "none"):  # how the environment says "no broker"
+            return None
+        if url is not None and not url.startswith(("mqtt://", "mqtts://")):
+            raise ValueError(f"broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
+        return url
+
+    @field_validator("clips")
+    @classmethod
+    def _clips(cls, where: str) -> str:
+        if where.startswith("s3://") and len(where) <= len("s3://"):
+            raise ValueError("clips: s3://bucket[/prefix] needs a bucket")
+        return where
+
+    @property
+    def clips_is_s3(self) -> bool:
+        return self.clips.startswith("s3://")
+
+    @property
+    def clips_dir(self) -> Path:
+        """The local folder: the store itself, or (for S3) where partial uploads are staged."""
+        if self.clips_is_s3:
+            return Path(os.environ.get(f"{ENV_PREFIX}STAGING", "clips-staging"))
+        return Path(self.clips)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **explicit: Any) -> "Settings":
+        """Environment MATTHAN_CLOUD_<FIELD> under explicit values; None explicit values are ignored."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in source:
+                values[name] = source[key]
+        values.update({k: v for k, v in explicit.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise CloudError(f"cloud settings: {describe(exc)}") from None
