@@ -1,0 +1,1 @@
+"""The operations centre's web console: server-rendered pages over the cloud's own queries."""

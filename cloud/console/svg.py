@@ -1,0 +1,161 @@
+"""Inline SVG for the console: health history charts and the camera map.
+
+Drawn on the server so a page needs no chart library and no map tile server (the operations
+centre may have no internet). Output is markup for Jinja's `|safe`; every text is escaped here.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    points: Sequence[tuple[datetime, float | None]]  # None: a gap (device offline, camera down)
+    colour: str = "#2563eb"
+
+
+def _nice_max(value: float) -> float:
+    """Round up to 1, 2 or 5 times a power of ten so the top gridline has a readable label."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if value <= step * power:
+            return float(step * power)
+    return float(10 * power)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 10 or value == int(value) else f"{value:.1f}"
+
+
+def line_chart(title: str, unit: str, series: Sequence[Series], width: int = 560, height: int = 160) -> str:
+    """A time-series chart with gaps, a zero baseline and the latest value in the title."""
+    left, right, top, bottom = 44, 10, 22, 22
+    values = [v for s in series for _, v in s.points if v is not None]
+    times = [t for s in series for t, _ in s.points]
+    latest = next((v for _, v in reversed(series[0].points) if v is not None), None) if series else None
+    head = f"{escape(title)}" + (f" — {_fmt(latest)} {escape(unit)}" if latest is not None else "")
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        f'preserveAspectRatio="xMidYMid meet">',
+        f'<text x="{left}" y="14" class="chart-title">{head}</text>',
+    ]
+    if not values or len(times) < 2 or min(times) == max(times):
+        out.append(
+            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-empty">'
+            "not enough history yet</text></svg>"
+        )
+        return "".join(out)
+    t0, t1 = min(times), max(times)
+    vmax = _nice_max(max(values))
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(t: datetime) -> float:
+        return left + (t - t0).total_seconds() / (t1 - t0).total_seconds() * plot_w
+
+    def y(v: float) -> float:
+        return top + plot_h - max(0.0, v) / vmax * plot_h
+
+    for frac in (0.0, 0.5, 1.0):
+        gy = top + plot_h - frac * plot_h
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{gy:.1f}" y2="{gy:.1f}" class="grid"/>')
+        out.append(
+            f'<text x="{left - 4}" y="{gy + 4:.1f}" text-anchor="end" class="axis">{_fmt(vmax * frac)}</text>'
+        )
+    out.append(f'<text x="{left}" y="{height - 6}" class="axis">{t0:%H:%M}</text>')
+    out.append(
+        f'<text x="{width - right}" y="{height - 6}" text-anchor="end" class="axis">{t1:%H:%M} UTC</text>'
+    )
+    for s in series:
+        runs: list[list[str]] = [[]]
+        for t, v in s.points:
+            if v is None:
+                runs.append([])
+            else:
+                runs[-1].append(f"{x(t):.1f},{y(v):.1f}")
+        for run in runs:
+            if len(run) == 1:
+                cx, cy = run[0].split(",")
+                out.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{s.colour}"/>')
+            elif run:
+                out.append(
+                    f'<polyline points="{" ".join(run)}" fill="none" stroke="{s.colour}" stroke-width="1.6"/>'
+                )
+    if len(series) > 1:
+        lx = left + 8
+        for s in series:
+            out.append(
+                f'<text x="{lx}" y="{top + 12}" class="legend" fill="{s.colour}">{escape(s.name)}</text>'
+            )
+            lx += 8 * len(s.name) + 16
+    out.append("</svg>")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class MapPoint:
+    lat: float
+    lon: float
+    label: str
+    state: str  # "ok" | "warn" | "down": the colour of the dot
+    href: str
+    detail: str = ""
+
+
+def camera_map(points: Sequence[MapPoint], width: int = 560, height: int = 360) -> str:
+    """Camera positions on a plain plane: equirectangular, longitude shrunk by cos(latitude).
+
+    A district is a few kilometres across, so the projection error is far below a dot's size.
+    """
+    out = [
+        f'<svg class="map" viewBox="0 0 {width} {height}" role="img" aria-label="camera map">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" class="map-bg"/>',
+    ]
+    if not points:
+        out.append(
+            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-empty">'
+            "no camera has a position yet</text></svg>"
+        )
+        return "".join(out)
+    pad = 28
+    mid_lat = sum(p.lat for p in points) / len(points)
+    k = math.cos(math.radians(mid_lat))
+    xs = [p.lon * k for p in points]
+    ys = [p.lat for p in points]
+    # Never zoom in past ~200 m across: one camera alone should not fill the whole box.
+    span = max(max(xs) - min(xs), max(ys) - min(ys), 0.002)
+    scale = min((width - 2 * pad) / span, (height - 2 * pad) / span)
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    metres = _scale_bar_metres(span)
+    bar = metres / 111_320 * scale
+    out.append(f'<line x1="{pad}" x2="{pad + bar:.1f}" y1="{height - 12}" y2="{height - 12}" class="scale"/>')
+    out.append(f'<text x="{pad}" y="{height - 16}" class="axis">{metres:.0f} m</text>')
+    out.append(f'<text x="{width - 12}" y="20" text-anchor="end" class="axis">N ↑</text>')
+    # Trouble is drawn last so it sits on top of healthy neighbours.
+    order = {"ok": 0, "warn": 1, "down": 2}
+    for p, px, py in sorted(zip(points, xs, ys, strict=True), key=lambda r: order.get(r[0].state, 0)):
+        sx = width / 2 + (px - cx) * scale
+        sy = height / 2 - (py - cy) * scale
+        tip = escape(f"{p.label} {p.detail}".strip())
+        out.append(
+            f'<a href="{escape(p.href)}">'
+            f'<circle cx="{sx:.1f}" cy="{sy:.1f}" r="7" class="dot dot-{escape(p.state)}">'
+            f"<title>{tip}</title></circle>"
+            f'<text x="{sx + 10:.1f}" y="{sy + 4:.1f}" class="dot-label">{escape(p.label)}</text></a>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _scale_bar_metres(span_deg: float) -> float:
+    target = span_deg * 111_320 / 4
+    power = 10 ** math.floor(math.log10(max(target, 1.0)))
+    for step in (5, 2, 1):
+        if step * power <= target:
+            return float(step * power)
+    return float(power)

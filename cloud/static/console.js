@@ -1,0 +1,118 @@
+// Console behaviour shared by every page, in plain JS (no framework, no CDN):
+//  - [data-refresh-url]: the element's content is re-rendered by the server every few seconds,
+//    so the fleet table and the zone sync state follow the devices without a page reload;
+//  - [data-stream-url]: the live alert feed, an EventSource; each alert is fetched as a
+//    server-rendered card so the feed and the first page load share one template;
+//  - form.act: acknowledge / resolve / false alarm without leaving the page.
+(function () {
+  "use strict";
+
+  async function replaceFrom(elem) {
+    try {
+      const resp = await fetch(elem.dataset.refreshUrl, { credentials: "same-origin" });
+      if (resp.status === 401 || resp.status === 403) return location.reload();
+      if (resp.ok) {
+        elem.innerHTML = await resp.text();
+        elem.dataset.refreshedAt = new Date().toISOString();
+      }
+    } catch (e) {
+      // The server restarting is normal; the next tick tries again.
+    }
+  }
+  for (const elem of document.querySelectorAll("[data-refresh-url]")) {
+    const every = Number(elem.dataset.refreshEvery || 5) * 1000;
+    setInterval(() => document.hidden || replaceFrom(elem), every);
+    document.addEventListener("console:refresh", () => replaceFrom(elem));
+  }
+
+  // ---- live alert feed ---------------------------------------------------------------------
+  const feed = document.querySelector("[data-stream-url]");
+  if (feed) {
+    const badge = document.getElementById("live");
+    const cardUrl = feed.dataset.cardUrl; // ends with "/", the event id is appended
+    const query = location.search;
+    const seen = new Map(); // event_id -> last payload text, so replays change nothing
+    let source = null;
+
+    async function showCard(eventId, fresh) {
+      const resp = await fetch(cardUrl + encodeURIComponent(eventId) + query, { credentials: "same-origin" });
+      if (resp.status !== 200) return; // 204: filtered out here; 404/403: not for this user
+      const html = (await resp.text()).trim();
+      const tmp = document.createElement("div");
+      tmp.innerHTML = html;
+      const card = tmp.firstElementChild;
+      const old = feed.querySelector(`[data-event-id="${CSS.escape(eventId)}"]`);
+      if (old) {
+        // Keep a clip that is playing: swap everything but the player.
+        const video = old.querySelector("video");
+        if (video && !video.paused) return;
+        old.replaceWith(card);
+      } else {
+        if (fresh) card.classList.add("fresh");
+        feed.prepend(card);
+        const empty = document.getElementById("feed-empty");
+        if (empty) empty.remove();
+        const count = document.getElementById("feed-count");
+        if (count) count.textContent = String(Number(count.textContent || 0) + 1);
+      }
+    }
+
+    function connect() {
+      source = new EventSource(feed.dataset.streamUrl, { withCredentials: true });
+      source.onopen = () => badge && badge.classList.add("on");
+      source.onerror = () => badge && badge.classList.remove("on");
+      const onEvent = (msg) => {
+        let data;
+        try {
+          data = JSON.parse(msg.data);
+        } catch (e) {
+          return;
+        }
+        const eventId = data.event_id || (data.alert && data.alert.event_id);
+        if (!eventId || seen.get(eventId) === msg.data) return;
+        const isNew = !seen.has(eventId) && !feed.querySelector(`[data-event-id="${CSS.escape(eventId)}"]`);
+        seen.set(eventId, msg.data);
+        showCard(eventId, isNew);
+      };
+      source.onmessage = onEvent;
+      for (const name of ["alert", "event", "state", "alert-state", "update"]) source.addEventListener(name, onEvent);
+    }
+    connect();
+  }
+
+  // ---- alert actions -------------------------------------------------------------------------
+  document.addEventListener("submit", async (evt) => {
+    const form = evt.target;
+    if (!form.matches("form.act")) return;
+    evt.preventDefault();
+    const button = evt.submitter;
+    const data = new FormData(form);
+    if (button && button.name) data.set(button.name, button.value);
+    form.querySelectorAll("button").forEach((b) => (b.disabled = true));
+    const resp = await fetch(form.action, {
+      method: "POST",
+      body: data,
+      headers: { "X-Requested-With": "fetch" },
+      credentials: "same-origin",
+    });
+    const card = form.closest("[data-event-id]");
+    if (resp.ok) {
+      const tmp = document.createElement("div");
+      tmp.innerHTML = (await resp.text()).trim();
+      card.replaceWith(tmp.firstElementChild);
+    } else {
+      form.querySelectorAll("button").forEach((b) => (b.disabled = false));
+      let msg = `HTTP ${resp.status}`;
+      try {
+        msg = (await resp.json()).detail || msg;
+      } catch (e) {}
+      let err = form.querySelector(".flash");
+      if (!err) {
+        err = document.createElement("div");
+        err.className = "flash error";
+        form.appendChild(err);
+      }
+      err.textContent = msg;
+    }
+  });
+})();
