@@ -20,19 +20,25 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     r.set_defaults(handler=_not_built)
 
     d = dsub.add_parser("detect", help="one offline pass over a file or stream: events as JSON lines")
-    d.add_argument("--config", type=Path, required=True)
-    d.add_argument("--camera", required=True)
-    d.add_argument("--source", required=True)
-    d.add_argument("--json", action="store_true")
-    d.add_argument("--annotate", type=Path)
-    d.add_argument("--start-time")
-    d.set_defaults(handler=_not_built)
+    d.add_argument("--config", type=Path, required=True, help="device YAML config (zones, rules, model)")
+    d.add_argument("--camera", required=True, help="camera id in the config whose zones and rules apply")
+    d.add_argument("--source", required=True, help="video file, rtsp:// or http:// URL, /dev/videoN")
+    d.add_argument("--json", action="store_true", help="one JSON Alert per line on stdout")
+    d.add_argument("--annotate", type=Path, help="write a video with boxes, ids, zones and violations")
+    d.add_argument("--start-time", help="UTC time of the file's first frame (default: now), ISO-8601")
+    d.set_defaults(handler=_detect)
 
 
 def _validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"OK: {summary(config)}")
     return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from device.detect_command import run_detect
+
+    return run_detect(args.config, args.camera, args.source, args.json, args.annotate, args.start_time)
 
 
 def _not_built(args: argparse.Namespace) -> int:

@@ -1,0 +1,360 @@
+"""One camera, end to end: capture thread → bounded queue → detect thread → on_event.
+
+The detect thread owns the detector (LiteRT interpreters are not thread-safe) and runs, per
+frame: motion gate → detector (when something moved, or to re-check tracked objects) → tracker →
+rules → events. Live sources hand over the latest frame only (an old frame is dropped and
+counted, never queued behind); a file played unpaced hands over every sampled frame.
+"""
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from device.capture import Capture, redact
+from device.detector import Detection, Detector, load_detector
+from device.errors import DeviceError
+from device.events import DetectedEvent, to_event
+from device.frames import Frame
+from device.motion import MotionGate
+from device.rules import Change, RuleEngine, Violation
+from device.tracker import Track, Tracker
+from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
+
+log = logging.getLogger("device.camera")
+
+FrameHook = Callable[[Frame, list[Track], list[Violation]], None]
+_DONE = object()  # end of the source, sent down the queue
+
+
+@dataclass(frozen=True)
+class CameraStats:
+    stream_up: bool
+    fps_in: float
+    fps_detect: float
+    detect_ms: float | None
+    last_frame_age_s: float | None
+    expected_fps: float | None
+    reconnects_1h: int
+    stalls_1h: int
+    detector_runs: int
+    detector_runs_saved: int
+    frames_in: int
+    frames_dropped: int
+    frames_processed: int = 0
+    events: int = 0
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, summed (the benchmark divides by frames)."""
+
+    motion: float = 0.0
+    detect: float = 0.0
+    track: float = 0.0
+    rules: float = 0.0
+    events: float = 0.0
+
+
+def rate(times: deque[float], now: float, since: float, window: float = 10.0) -> float:
+    """Ticks per second over the last `window` seconds (or since `since`, if more recent)."""
+    span = min(window, now - since)
+    if span <= 0:
+        return 0.0
+    return sum(1 for t in times if t >= now - span) / span
+
+
+class Pipeline:
+    """The detect stage without threads: frames in, events out. The worker and the bench use it."""
+
+    def __init__(
+        self,
+        device: DeviceIdentity,
+        camera: CameraConfig,
+        detector: Detector,
+        on_event: Callable[[DetectedEvent], None],
+        next_seq: Callable[[], int],
+    ) -> None:
+        self.device = device
+        self.camera = camera
+        self.detector = detector
+        self.on_event = on_event
+        self.next_seq = next_seq
+        self.gate = MotionGate(camera.motion)
+        self.tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
+        self.rules = RuleEngine(camera, device.timezone)
+        self.times = StageTimes()
+        self.detector_runs = 0
+        self.detector_runs_saved = 0
+        self.frames = 0
+        self.events = 0
+        self.last_detect_ms: float | None = None
+        self._last_run: datetime | None = None
+        self.last_frame: Frame | None = None
+        self.last_detections: list[Detection] = []
+
+    def set_camera(self, camera: CameraConfig) -> None:
+        self.camera = camera
+        self.gate.config = camera.motion
+        self.tracker.set_zones({z.name: z.polygon for z in camera.zones})
+        self.rules.set_camera(camera)
+        self.detector.set_scores(camera.detect)
+
+    def process(self, frame: Frame) -> list[Track]:
+        self.frames += 1
+        self.last_frame = frame
+        t0 = time.perf_counter()
+        motion = self.gate.update(frame.image) if self.camera.motion.enabled else True
+        t1 = time.perf_counter()
+        recheck = bool(self.tracker.tracks) and (
+            self._last_run is None
+            or (frame.ts - self._last_run).total_seconds() >= self.camera.motion.recheck_s
+        )
+        detections: list[Detection] | None = None
+        if motion or recheck or self._last_run is None:
+            detections = self.detector.detect(frame.image)
+            self.detector_runs += 1
+            self._last_run = frame.ts
+            self.last_detections = detections
+        else:
+            self.detector_runs_saved += 1
+        t2 = time.perf_counter()
+        if detections is not None:
+            self.last_detect_ms = (t2 - t1) * 1000.0
+        tracks = self.tracker.update(frame.ts, detections)
+        t3 = time.perf_counter()
+        changes = self.rules.update(frame.ts, tracks)
+        t4 = time.perf_counter()
+        self._emit(changes, frame, tracks)
+        t5 = time.perf_counter()
+        self.times.motion += t1 - t0
+        self.times.detect += t2 - t1
+        self.times.track += t3 - t2
+        self.times.rules += t4 - t3
+        self.times.events += t5 - t4
+        return tracks
+
+    def finish(self, at: datetime | None = None) -> None:
+        """End every open violation: at the last frame's time (the source ended or we stop)."""
+        when = at or (self.last_frame.ts if self.last_frame is not None else None)
+        if when is not None:
+            self._emit(self.rules.close(when), None, self.tracker.tracks)
+
+    def _emit(self, changes: list[Change], frame: Frame | None, tracks: list[Track]) -> None:
+        for change in changes:
+            event = to_event(change, self.device, self.camera, self.next_seq, frame, tracks)
+            self.events += 1
+            a = event.alert
+            log.info(
+                "event %s device=%s camera=%s event=%s rule=%s objects=%d",
+                a.phase,
+                a.device_id,
+                a.camera_id,
+                a.event_id,
+                a.rule,
+                a.object_count,
+            )
+            try:
+                self.on_event(event)
+            except Exception:  # a consumer's bug must not stop the camera
+                log.exception("on_event failed camera=%s event=%s", self.camera.id, a.event_id)
+
+
+class CameraWorker:
+    def __init__(
+        self,
+        device: DeviceIdentity,
+        camera: CameraConfig,
+        model: ModelConfig,
+        on_event: Callable[[DetectedEvent], None],
+        next_seq: Callable[[], int],
+        paced: bool = True,
+        start_time: datetime | None = None,
+        on_frame: FrameHook | None = None,
+    ) -> None:
+        self.device = device
+        self.camera = camera
+        self.model = model
+        self.on_event = on_event
+        self.next_seq = next_seq
+        self.paced = paced
+        self.start_time = start_time
+        self.on_frame = on_frame
+        self._stop = threading.Event()
+        self._capture = Capture(
+            camera.source, camera.detect.fps, self._stop, paced=paced, loop=camera.loop, start_time=start_time
+        )
+        # Unpaced files: every sampled frame matters, the capture waits for the detector.
+        # Live (and paced files): the newest frame wins, older ones are dropped and counted.
+        self._lossless = not paced and not self._capture.live
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=4 if self._lossless else 1)
+        self._pending: CameraConfig | None = None
+        self._lock = threading.Lock()
+        self._pipeline: Pipeline | None = None
+        self._threads: list[threading.Thread] = []
+        self._finished = threading.Event()
+        self._dropped = 0
+        self._detect_times: deque[float] = deque(maxlen=4000)
+        self._started = time.monotonic()
+        self.error: BaseException | None = None
+
+    # Lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model in the detect thread and start capturing; raises DeviceError if the
+        model cannot load (the camera would be useless)."""
+        loaded = threading.Event()
+        detect = threading.Thread(
+            target=self._detect_main, args=(loaded,), name=f"detect-{self.camera.id}", daemon=True
+        )
+        self._threads = [detect]
+        detect.start()
+        loaded.wait()
+        if self.error is not None:
+            detect.join()
+            raise self.error
+        self._started = time.monotonic()
+        capture = threading.Thread(target=self._capture_main, name=f"capture-{self.camera.id}", daemon=True)
+        self._threads.append(capture)
+        capture.start()
+        log.info(
+            "camera started camera=%s source=%s paced=%s",
+            self.camera.id,
+            redact(self.camera.source),
+            self.paced,
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        log.info("camera stopped camera=%s", self.camera.id)
+
+    def wait_finished(self, timeout: float | None = None) -> bool:
+        """True once a non-looping file has been played to its end (and every event emitted)."""
+        return self._finished.wait(timeout)
+
+    def update_camera(self, camera: CameraConfig) -> None:
+        if camera.source != self.camera.source:
+            raise DeviceError(f"camera {camera.id}: a new source needs a new worker, not a reload")
+        with self._lock:
+            self._pending = camera
+        self.camera = camera
+        self._capture.sample_fps = camera.detect.fps
+
+    # Observation ---------------------------------------------------------------------------
+    def latest_frame(self) -> Frame | None:
+        p = self._pipeline
+        return p.last_frame if p is not None else None
+
+    def stats(self) -> CameraStats:
+        now = time.monotonic()
+        c = self._capture.counters
+        p = self._pipeline
+        hour_ago = now - 3600.0
+        return CameraStats(
+            stream_up=c.stream_up,
+            fps_in=round(rate(c.in_times, now, self._started), 2),
+            fps_detect=round(rate(self._detect_times, now, self._started), 2),
+            detect_ms=round(p.last_detect_ms, 2) if p is not None and p.last_detect_ms is not None else None,
+            last_frame_age_s=round(now - c.last_frame_mono, 3) if c.last_frame_mono is not None else None,
+            expected_fps=c.expected_fps,
+            reconnects_1h=sum(1 for t in c.reconnect_times if t >= hour_ago),
+            stalls_1h=sum(1 for t in c.stall_times if t >= hour_ago),
+            detector_runs=p.detector_runs if p is not None else 0,
+            detector_runs_saved=p.detector_runs_saved if p is not None else 0,
+            frames_in=c.frames_in,
+            frames_dropped=self._dropped,
+            frames_processed=p.frames if p is not None else 0,
+            events=p.events if p is not None else 0,
+        )
+
+    @property
+    def reconnects(self) -> int:
+        return self._capture.counters.reconnects
+
+    # Threads -------------------------------------------------------------------------------
+    def _capture_main(self) -> None:
+        try:
+            for frame in self._capture.frames():
+                if self._lossless:
+                    while not self._stop.is_set():
+                        try:
+                            self._queue.put(frame, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                else:
+                    try:
+                        self._queue.put_nowait(frame)
+                    except queue.Full:
+                        try:
+                            self._queue.get_nowait()
+                            self._dropped += 1
+                        except queue.Empty:
+                            pass
+                        self._queue.put_nowait(frame)
+        except DeviceError as exc:
+            log.error("camera source failed camera=%s error=%s", self.camera.id, exc)
+            self.error = exc
+        except Exception as exc:  # never die silently: the agent watches stream_up
+            log.exception("capture crashed camera=%s", self.camera.id)
+            self.error = exc
+        finally:
+            self._queue_put_final()
+
+    def _queue_put_final(self) -> None:
+        while True:
+            try:
+                self._queue.put(_DONE, timeout=0.2)
+                return
+            except queue.Full:
+                if self._stop.is_set() and not self._threads[0].is_alive():
+                    return
+                # The detect thread may have stopped reading; make room for the marker.
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
+
+    def _detect_main(self, loaded: threading.Event) -> None:
+        try:
+            detector = load_detector(self.model, self.camera.detect)
+        except DeviceError as exc:
+            self.error = exc
+            loaded.set()
+            return
+        pipeline = Pipeline(self.device, self.camera, detector, self.on_event, self.next_seq)
+        self._pipeline = pipeline
+        loaded.set()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        break
+                    continue
+                if item is _DONE:
+                    break
+                assert isinstance(item, Frame)
+                with self._lock:
+                    pending, self._pending = self._pending, None
+                if pending is not None:
+                    pipeline.set_camera(pending)
+                    log.info("camera config reloaded camera=%s", pending.id)
+                tracks = pipeline.process(item)
+                self._detect_times.append(time.monotonic())
+                if self.on_frame is not None:
+                    self.on_frame(item, tracks, pipeline.rules.active)
+                if self._stop.is_set():
+                    break
+            pipeline.finish()
+        except Exception as exc:
+            log.exception("detect stage crashed camera=%s", self.camera.id)
+            self.error = exc
+        finally:
+            self._finished.set()

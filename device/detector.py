@@ -1,0 +1,257 @@
+"""The object detector: a LiteRT interpreter running an SSD-style model with its label file.
+
+Supports any model that ends in the `TFLite_Detection_PostProcess` op (boxes, classes, scores,
+count): any input size, uint8 or float input, any max-detections count. Recurrent video models
+(Google's AutoML traffic model) take extra state inputs: they start at zero and each frame's
+output states are fed back on the next frame.
+
+A Detector is owned by one thread: LiteRT interpreters are not thread-safe.
+"""
+
+import ctypes.util
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from device.errors import DeviceError
+from matthan_wire.config import DetectConfig, ModelConfig
+
+log = logging.getLogger("device.detector")
+
+_POSTPROCESS = b"TFLite_Detection_PostProcess"
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+
+
+class ModelError(DeviceError):
+    """A model or label file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    score: float
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 normalised to [0, 1]
+
+
+def read_labels(path: Path) -> dict[int, str]:
+    """Class index (as the model outputs it) → label.
+
+    Two formats: one label per line (line i = class i, `n/a` for gaps, as coco_labels.txt), or a
+    TF Object Detection label map (`item { name: "sedan" id: 1 }`, ids from 1, so class = id − 1).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(f"label file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"label file {path}: cannot read ({exc.__class__.__name__})") from None
+    if "item" in text and "{" in text:
+        labels: dict[int, str] = {}
+        for block in re.findall(r"item\s*\{(.*?)\}", text, flags=re.S):
+            name = re.search(r"""(?:display_)?name\s*:\s*["']([^"']+)["']""", block)
+            ident = re.search(r"\bid\s*:\s*(\d+)", block)
+            if name is None or ident is None or int(ident.group(1)) < 1:
+                raise ModelError(f"label file {path}: label map item without a name or an id ≥ 1")
+            labels[int(ident.group(1)) - 1] = name.group(1)
+    else:
+        labels = {i: line.strip() for i, line in enumerate(text.splitlines()) if line.strip()}
+        # Trailing blank lines are harmless; an inner blank line would shift every class id.
+        if len(labels) != max(labels, default=-1) + 1:
+            raise ModelError(f"label file {path}: blank line inside the list would shift class ids")
+    if not any(name.lower() != "n/a" for name in labels.values()):
+        raise ModelError(f"label file {path}: no labels in it")
+    return labels
+
+
+def _postprocess_options(model_bytes: bytes) -> dict[str, Any] | None:
+    """The custom options of the model's TFLite_Detection_PostProcess op (num_classes, …)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from flatbuffers import flexbuffers
+
+    model = schema.Model.GetRootAsModel(model_bytes, 0)
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            if model.OperatorCodes(op.OpcodeIndex()).CustomCode() == _POSTPROCESS:
+                raw = op.CustomOptionsAsNumpy()
+                if isinstance(raw, int):  # no options stored
+                    return {}
+                opts = flexbuffers.Loads(raw.tobytes())
+                return dict(opts) if isinstance(opts, dict) else {}
+    return None
+
+
+def edgetpu_available() -> bool:
+    return ctypes.util.find_library("edgetpu") is not None or any(
+        Path(d, EDGETPU_LIBRARY).exists()
+        for d in ("/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
+    )
+
+
+class Detector:
+    """One interpreter, one model, one label file; `detect()` from one thread only."""
+
+    def __init__(self, model: ModelConfig, detect: DetectConfig | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
+
+        path = Path(model.path)
+        self.model_name = path.name
+        try:
+            model_bytes = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"model {path}: no such file") from None
+        except OSError as exc:
+            raise ModelError(f"model {path}: cannot read ({exc.__class__.__name__})") from None
+        if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
+            raise ModelError(f"model {path}: not a TFLite model (no TFL3 identifier)")
+        try:
+            options = _postprocess_options(model_bytes)
+        except Exception:  # a corrupt flatbuffer raises anything from struct to IndexError
+            raise ModelError(f"model {path}: corrupt TFLite flatbuffer") from None
+        if options is None:
+            raise ModelError(
+                f"model {path}: not a detection model (no TFLite_Detection_PostProcess op); "
+                "an SSD-style detector is needed"
+            )
+        self.labels = read_labels(Path(model.labels))
+        num_classes = options.get("num_classes")
+        if isinstance(num_classes, int) and len(self.labels) != num_classes:
+            raise ModelError(
+                f"label file {model.labels} has {len(self.labels)} classes but model {path.name} has "
+                f"{num_classes}: wrong label file for this model?"
+            )
+
+        delegates: list[Any] = []
+        self.delegate = "xnnpack"
+        resolver = OpResolverType.AUTO
+        if model.delegate == "cpu":
+            self.delegate = "cpu"
+            resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif edgetpu_available():
+            try:
+                delegates = [load_delegate(EDGETPU_LIBRARY)]
+                self.delegate = "edgetpu"
+            except (ValueError, OSError) as exc:
+                log.warning(
+                    "edgetpu delegate failed to load (%s); using CPU/XNNPACK model=%s", exc, path.name
+                )
+        elif model.delegate == "edgetpu":
+            log.warning(
+                "edgetpu delegate requested but %s is not installed; using CPU/XNNPACK", EDGETPU_LIBRARY
+            )
+        try:
+            self._it = Interpreter(
+                model_content=model_bytes,
+                num_threads=model.threads,
+                experimental_delegates=delegates or None,
+                experimental_op_resolver_type=resolver,
+            )
+            self._it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"model {path}: LiteRT cannot load it ({str(exc).splitlines()[0]})") from None
+
+        self._find_tensors(path)
+        self.set_scores(detect or DetectConfig())
+
+    def set_scores(self, detect: DetectConfig) -> None:
+        self._floor = detect.min_score
+        self._min_scores = dict(detect.min_scores)
+        # The first cut: the lowest score any label asks for.
+        self.threshold = min([self._floor, *self._min_scores.values()])
+
+    def _find_tensors(self, path: Path) -> None:
+        inputs = self._it.get_input_details()
+        outputs = self._it.get_output_details()
+        images = [d for d in inputs if len(d["shape"]) == 4 and d["shape"][-1] == 3]
+        if len(images) != 1:
+            raise ModelError(f"model {path}: expected one image input [1,H,W,3], found {len(images)}")
+        self._image = images[0]
+        self.input_size = (int(self._image["shape"][2]), int(self._image["shape"][1]))  # w, h
+        # The four postprocess outputs, in the order the op defines them.
+        post = sorted(
+            (d for d in outputs if d["name"].startswith("TFLite_Detection_PostProcess")),
+            key=lambda d: d["name"],
+        )
+        if len(post) != 4:
+            raise ModelError(f"model {path}: expected 4 detection outputs (boxes, classes, scores, count)")
+        self._boxes, self._classes, self._scores, self._count = (d["index"] for d in post)
+        self.max_detections = int(post[0]["shape"][1])
+        # State inputs of recurrent models, each paired with the output of the same shape and
+        # name tail (raw_inputs/init_lstm_c ← raw_outputs/lstm_c).
+        self._states: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        rest = [d for d in outputs if d not in post]
+        for d in inputs:
+            if d is self._image:
+                continue
+            tail = d["name"].rsplit("/", 1)[-1].removeprefix("init_")
+            match = [o for o in rest if o["name"].endswith(tail) and list(o["shape"]) == list(d["shape"])]
+            match = match or [o for o in rest if list(o["shape"]) == list(d["shape"])]
+            if not match:
+                raise ModelError(f"model {path}: input {d['name']} has no matching state output")
+            self._states.append((d, match[0]))
+            rest.remove(match[0])
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """Zero the recurrent state (a new stream session starts from nothing)."""
+        for d, _ in self._states:
+            scale, zero = d["quantization"]
+            # Zero in real terms is the zero point for a quantised tensor.
+            value = zero if scale else 0
+            self._it.set_tensor(d["index"], np.full(d["shape"], value, dtype=d["dtype"]))
+
+    def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        w, h = self.input_size
+        rgb = cv2.cvtColor(cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+        if self._image["dtype"] == np.uint8:
+            return rgb[np.newaxis]
+        # Float models take [-1, 1] (the SSD convention: (x − 127.5) / 127.5).
+        return ((rgb.astype(np.float32) - 127.5) / 127.5)[np.newaxis]
+
+    def invoke(self, tensor: np.ndarray) -> None:
+        self._it.set_tensor(self._image["index"], tensor)
+        self._it.invoke()
+        for d, out in self._states:
+            self._it.set_tensor(d["index"], self._it.get_tensor(out["index"]).astype(d["dtype"]))
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        self.invoke(self.preprocess(image_bgr))
+        return self.results()
+
+    def results(self) -> list[Detection]:
+        boxes = self._it.get_tensor(self._boxes)[0]
+        classes = self._it.get_tensor(self._classes)[0]
+        scores = self._it.get_tensor(self._scores)[0]
+        count = min(int(self._it.get_tensor(self._count)[0]), len(scores))
+        found: list[Detection] = []
+        for i in range(count):
+            score = float(scores[i])
+            if score < self.threshold:
+                continue
+            label = self.labels.get(int(classes[i]), "n/a")
+            if label.lower() == "n/a" or score < self._min_scores.get(label, self._floor):
+                continue
+            y1, x1, y2, x2 = (float(v) for v in np.clip(boxes[i], 0.0, 1.0))
+            if x2 <= x1 or y2 <= y1:
+                continue
+            found.append(Detection(label, score, (x1, y1, x2, y2)))
+        return found
+
+
+def load_detector(model: ModelConfig, detect: DetectConfig | None = None) -> Detector:
+    detector = Detector(model, detect)
+    log.info(
+        "detector loaded model=%s delegate=%s threads=%d input=%dx%d max_detections=%d",
+        detector.model_name,
+        detector.delegate,
+        model.threads,
+        *detector.input_size,
+        detector.max_detections,
+    )
+    return detector
