@@ -211,6 +211,8 @@ class BrokerConfig(_Strict):
 class CloudConfig(_Strict):
     url: str = Field(pattern=r"^https?://\S+$")
     ca: str | None = None
+    # The device's upload token (issued at enrollment), kept out of this file: mode 0600.
+    token_file: str | None = None
 
 
 class StorageConfig(_Strict):
