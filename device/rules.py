@@ -138,9 +138,12 @@ class _Rule:
                 if (now - still_from).total_seconds() >= r.min_duration_s:
                     out[t.id] = [t]
             return out
-        present = [t for t in inside if (now - t.last_seen).total_seconds() <= PRESENT_S]
         if isinstance(r, LoiteringRule):
+            present = [t for t in inside if (now - t.last_seen).total_seconds() <= PRESENT_S]
             return {t.id: [t] for t in present if (now - t.zones[zone]).total_seconds() >= r.min_duration_s}
+        # Counted: the objects of the latest detector run. A track just lost lingers a moment for
+        # re-matching; counting it too would count a person twice when the id switches.
+        present = [t for t in inside if t.seen_now]
         if isinstance(r, CrowdRule):
             return {zone: present} if len(present) >= r.min_count else {}
         return {zone: present} if present else {}  # intrusion

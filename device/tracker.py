@@ -18,10 +18,12 @@ from datetime import datetime
 from typing import Literal
 
 from device.detector import Detection
-from device.geometry import Box, Point, bottom_centre, centre, iou, point_in_polygon
+from device.geometry import Box, Point, bottom_centre, centre, containment, iou, point_in_polygon
 
 State = Literal["moving", "stopped", "parked"]
 
+# Parked vehicles are what LESSONS.md #2 is about: hidden for a while, still the same car.
+VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle"})
 # Labels the model confuses with each other for the same object; matched as one.
 _SAME_OBJECT = [{"car", "truck", "bus"}]
 
@@ -30,7 +32,8 @@ _SAME_OBJECT = [{"car", "truck", "bus"}]
 class TrackerConfig:
     min_hits: int = 3  # detections before a track counts (false alarms blink, objects persist)
     keep_moving_s: float = 1.5  # a moving object unseen this long is gone
-    keep_stationary_s: float = 60.0  # a stopped/parked one is kept this long and re-attached
+    keep_stationary_s: float = 60.0  # a stopped/parked vehicle is kept this long and re-attached
+    keep_still_s: float = 5.0  # a person who stood still: the next one at the same spot is someone else
     stop_after_s: float = 2.0  # stationary this long → stopped
     park_after_s: float = 20.0  # stationary this long → parked
     still_fraction: float = 0.3  # moved less than this × box size counts as standing still
@@ -94,6 +97,16 @@ def _same_object(a: str, b: str) -> bool:
     return a == b or any(a in group and b in group for group in _SAME_OBJECT)
 
 
+def _dedupe(dets: list[Detection]) -> list[Detection]:
+    """Drop a box mostly inside a better one of the same object: SSD's NMS lets a person's
+    upper body through beside the whole person, which would become a second track."""
+    kept: list[Detection] = []
+    for d in sorted(dets, key=lambda d: d.score, reverse=True):
+        if not any(_same_object(d.label, k.label) and containment(d.bbox, k.bbox) >= 0.6 for k in kept):
+            kept.append(d)
+    return kept
+
+
 class Tracker:
     def __init__(self, config: TrackerConfig | None = None, zones: dict[str, Sequence[Point]] | None = None):
         self.config = config or TrackerConfig()
@@ -114,10 +127,8 @@ class Tracker:
         Returns the live tracks (confirmed or not).
         """
         if detections is None:
-            for t in self.tracks:
-                t.seen_now = False
-            return self.tracks
-        dets = list(detections)
+            return self.tracks  # seen_now keeps meaning "in the latest detector run"
+        dets = _dedupe(list(detections))
         pairs = self._match(now, dets)
         matched_tracks = {id(t) for t, _ in pairs}
         matched_dets = {i for _, i in pairs}
@@ -143,12 +154,11 @@ class Tracker:
         unseen = (now - t.last_seen).total_seconds()
         if not t.confirmed:
             return unseen > 0.5 * self.config.keep_moving_s
-        keep = (
-            self.config.keep_stationary_s
-            if t.stationary_s(t.last_seen) >= self.config.stop_after_s
-            else (self.config.keep_moving_s)
-        )
-        return unseen > keep
+        if t.stationary_s(t.last_seen) < self.config.stop_after_s:
+            return unseen > self.config.keep_moving_s
+        if t.label in VEHICLES:
+            return unseen > self.config.keep_stationary_s
+        return unseen > self.config.keep_still_s
 
     def _match(self, now: datetime, dets: list[Detection]) -> list[tuple[Track, int]]:
         scored: list[tuple[float, int, int]] = []
