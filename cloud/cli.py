@@ -1,19 +1,146 @@
 """`matthan cloud …`: the operations centre's back end."""
 
 import argparse
+import getpass
+import logging
+import signal
+import sys
+import threading
 
-from matthan.errors import NotBuiltError
+from cloud.errors import CloudError
+from cloud.settings import Settings
+
+log = logging.getLogger("matthan.cloud")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("cloud", help="the cloud service: API, MQTT ingest, console")
     csub = p.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
+
     s = csub.add_parser("serve", help="serve the API and console, and ingest MQTT")
-    s.add_argument("--db", default=None)
-    s.add_argument("--broker", default=None)
-    s.add_argument("--clips", default=None)
-    s.set_defaults(handler=_not_built)
+    _common(s)
+    s.add_argument("--clips", help="clip store: a folder, or s3://bucket/prefix (default ./clips)")
+    s.add_argument("--host", help="listen address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="listen port (default 8000)")
+    s.add_argument("--public-url", help="the URL users and devices reach this service at")
+    s.add_argument("--no-ingest", action="store_true", help="API only; run `matthan cloud ingest` apart")
+    s.set_defaults(handler=_serve)
+
+    i = csub.add_parser("ingest", help="only the MQTT ingest worker (several may share the load)")
+    _common(i)
+    i.add_argument("--clips", help="where snapshots go: a folder, or s3://bucket/prefix")
+    i.add_argument("--share-group", help="MQTT 5 shared-subscription group, e.g. matthan-ingest")
+    i.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    i.set_defaults(handler=_ingest)
+
+    u = csub.add_parser("user", help="manage console and API users")
+    usub = u.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    a = usub.add_parser("add", help="add a user (the first admin comes from here)")
+    a.add_argument("--db", help="database URL (default sqlite:///matthan-cloud.db)")
+    a.add_argument("--name", required=True)
+    a.add_argument("--role", required=True, choices=["admin", "operator", "ward_officer"])
+    a.add_argument("--ward", help="the ward of a ward_officer")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    a.add_argument("--api-key", action="store_true", help="also issue an API key (printed once)")
+    a.set_defaults(handler=_user_add)
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise NotBuiltError(f"cloud {args.cloud_command}: not built yet")
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="database URL: sqlite:///FILE (default) or postgresql://user@host/db")
+    p.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    return Settings.from_env(
+        db_url=args.db, broker_url=args.broker, clips=getattr(args, "clips", None), **extra
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cloud.app import create_app
+
+    settings = _settings(
+        args,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        ingest=False if args.no_ingest else None,
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        raise CloudError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    if not server.started:
+        raise CloudError("the cloud service did not start (see the log above)")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from cloud.clipstore import open_store
+    from cloud.db import make_engine, migrate
+    from cloud.ingest import IngestWorker
+    from cloud.metrics import Metrics
+    from cloud.mqtt import MqttLink
+
+    settings = _settings(args, share_group=args.share_group)
+    if settings.broker_url is None:
+        raise CloudError("ingest needs --broker")
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    metrics = Metrics()
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(args.metrics_port, addr=settings.host, registry=metrics.registry)
+        except OSError as exc:
+            raise CloudError(f"metrics port {args.metrics_port}: {exc.strerror}") from None
+    store = open_store(settings.clips, settings.clips_dir, settings.s3_endpoint_url)
+    link = MqttLink(settings, "matthan-ingest")
+    worker = IngestWorker(settings, engine, link, store, metrics)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    worker.start()
+    link.start()
+    log.info("ingest running broker=%s share_group=%s", settings.broker_url, settings.share_group)
+    done.wait()
+    worker.stop()
+    link.stop()
+    engine.dispose()
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from sqlmodel import Session
+
+    from cloud import audit
+    from cloud.auth import create_user, issue_api_key
+    from cloud.db import make_engine, migrate
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise CloudError("the passwords differ")
+    settings = Settings.from_env(db_url=args.db)
+    engine = make_engine(settings.db_url)
+    try:
+        migrate(engine)
+        with Session(engine) as session:
+            user = create_user(session, args.name, args.role, password, args.ward)
+            key = issue_api_key(session, user) if args.api_key else None
+            audit.record(session, "cli", "user.add", args.name, role=args.role, ward=args.ward)
+            session.commit()
+    finally:
+        engine.dispose()
+    print(f"added {args.role} {args.name}" + (f" (ward {args.ward})" if args.ward else ""))
+    if key:
+        print(f"api key: {key}")
+    return 0

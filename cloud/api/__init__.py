@@ -1,0 +1,1 @@
+"""HTTP API routers, one per concern; cloud.app includes them."""

@@ -1,0 +1,33 @@
+"""Liveness and metrics."""
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud.db import check_connection
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Service health: database reachable, broker connected")
+def healthz(request: Request, response: Response) -> dict[str, object]:
+    try:
+        ping = check_connection(request.app.state.engine)
+        request.app.state.metrics.db_ping_seconds.set(ping)
+        db_ok = True
+    except SQLAlchemyError:
+        db_ok, ping = False, None
+    link = request.app.state.mqtt
+    broker = None if link is None else link.connected
+    if not db_ok:
+        response.status_code = 503
+    return {"ok": db_ok, "db": db_ok, "db_ping_s": ping, "broker_connected": broker}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    m = request.app.state.metrics
+    link = request.app.state.mqtt
+    m.broker_connected.set(1 if link is not None and link.connected else 0)
+    if request.app.state.ingest is not None:
+        m.queue_depth.set(request.app.state.ingest.queue.qsize())
+    return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,106 @@
+"""The cloud service's composition root: `create_app(settings)` builds the FastAPI app; its
+lifespan starts the parts in order (database + migrations, clip store, MQTT link, ingest) and
+stops them in reverse. Nothing connects before the lifespan starts.
+
+Use the app inside its lifespan, e.g. `with TestClient(create_app(settings)) as client: …`.
+"""
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from cloud.clipstore import open_store
+from cloud.db import make_engine, migrate
+from cloud.ingest import IngestWorker
+from cloud.metrics import Metrics
+from cloud.models import Device
+from cloud.mqtt import MqttLink
+from cloud.notify import Notifier
+from cloud.settings import Settings
+from matthan import __version__
+
+log = logging.getLogger("matthan.cloud")
+
+# Every router of the service, in the order they are included. Modules built by other parts are
+# included when they exist; add yours with one line.
+ROUTERS = [
+    "cloud.api.health",
+    "cloud.api.session",
+    "cloud.api.devices",
+    "cloud.api.config",
+    "cloud.api.alerts",
+    "cloud.api.media",
+    "cloud.enrollment",  # claim tokens and device enrollment
+    "cloud.console",  # the HTML console
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    app = FastAPI(
+        title="matthan cloud",
+        version=__version__,
+        description="Fleet health, alerts and their lifecycle, clips, device configuration.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.notifier = Notifier()
+    app.state.mqtt = None
+    app.state.ingest = None
+    for name in ROUTERS:
+        if importlib.util.find_spec(name) is None:
+            continue
+        app.include_router(importlib.import_module(name).router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    app.state.engine = engine
+    app.state.clip_store = open_store(settings.clips, settings.clips_dir, settings.s3_endpoint_url)
+    app.state.metrics.watch_devices(lambda: _count_online(app))
+    link: MqttLink | None = None
+    ingest: IngestWorker | None = None
+    if settings.broker_url is not None:
+        link = MqttLink(settings, "matthan-cloud")
+        if settings.ingest:
+            ingest = IngestWorker(
+                settings, engine, link, app.state.clip_store, app.state.metrics, app.state.notifier
+            )
+            ingest.start()
+        from cloud.api.config import republish_on_connect
+
+        republish_on_connect(link, engine)
+        link.start()
+    app.state.mqtt, app.state.ingest = link, ingest
+    log.info(
+        "cloud up db=%s broker=%s clips=%s ingest=%s",
+        engine.url.render_as_string(hide_password=True),
+        settings.broker_url,
+        app.state.clip_store.describe(),
+        ingest is not None,
+    )
+    try:
+        yield
+    finally:
+        if ingest is not None:
+            ingest.stop()
+        if link is not None:
+            link.stop()
+        engine.dispose()
+        log.info("cloud stopped")
+
+
+def _count_online(app: FastAPI) -> int:
+    with Session(app.state.engine) as s:
+        return int(s.exec(select(func.count()).select_from(Device).where(Device.online)).one())

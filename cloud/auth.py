@@ -1,0 +1,299 @@
+"""Who is asking: devices (bearer token), users (session cookie or bearer API key), their roles
+and wards.
+
+- Device tokens are issued at enrollment; only their SHA-256 is stored (they are 256-bit random,
+  so a fast hash is enough and allows lookup). A revoked device is refused.
+- Passwords use scrypt from the standard library (a memory-hard KDF), salted, parameters stored.
+- A session cookie is signed with HMAC-SHA256 (Settings.secret_key), HttpOnly, SameSite=Lax, and
+  Secure when the public URL is https. It carries a CSRF token; cookie-authenticated unsafe
+  requests must echo it in the X-CSRF-Token header (double submit: the csrf cookie is readable
+  by the page's script, the session cookie is not).
+- Ward scoping is enforced here for every query: a ward officer sees only their ward.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Request, Response
+from sqlmodel import Session, select
+
+from cloud.errors import CloudError
+from cloud.models import ROLES, Device, User
+from cloud.settings import Settings
+from matthan_wire.ids import is_id
+
+SESSION_COOKIE = "matthan_session"
+CSRF_COOKIE = "matthan_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+DEVICE_TOKEN_PREFIX = "mdt_"
+API_KEY_PREFIX = "mak_"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise CloudError("password: at least 8 characters")
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(
+            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(_unb64(digest))
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, _unb64(digest))
+
+
+def issue_device_token(session: Session, device: Device) -> str:
+    """A new upload token for the device (replacing any old one); the caller commits."""
+    token = DEVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    device.api_token_hash = token_hash(token)
+    session.add(device)
+    return token
+
+
+def issue_api_key(session: Session, user: User) -> str:
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    user.api_key_hash = token_hash(key)
+    session.add(user)
+    return key
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+
+def create_user(session: Session, name: str, role: str, password: str, ward: str | None = None) -> User:
+    """Validate and add a user (the caller commits); every mistake is a one-line CloudError."""
+    if not (1 <= len(name) <= 64) or not all(c.isalnum() or c in "._-@" for c in name):
+        raise CloudError(f"user name {name!r}: 1–64 letters, digits, '.', '_', '-' or '@'")
+    if role not in ROLES:
+        raise CloudError(f"role {role!r}: one of {', '.join(ROLES)}")
+    if role == "ward_officer":
+        if not ward or not is_id(ward):
+            raise CloudError("a ward_officer needs --ward WARD (a ward id like ben-nghe)")
+    elif ward is not None:
+        raise CloudError(f"--ward applies to ward_officer only, not {role}")
+    if session.exec(select(User).where(User.name == name)).first() is not None:
+        raise CloudError(f"user {name!r} exists already")
+    user = User(name=name, role=role, ward=ward, password_hash=hash_password(password))
+    session.add(user)
+    return user
+
+
+def authenticate(session: Session, name: str, password: str) -> User | None:
+    user = session.exec(select(User).where(User.name == name)).first()
+    if user is None or user.disabled:
+        # Spend the same time as a real check, so timing does not reveal which names exist.
+        verify_password(password, _DUMMY_HASH)
+        return None
+    return user if verify_password(password, user.password_hash) else None
+
+
+# --- principals ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["user", "device"]
+    name: str  # user name, or device id
+    role: str | None  # admin | operator | ward_officer for users; None for devices
+    ward: str | None
+    via: Literal["cookie", "bearer"]
+    user_id: int | None = None
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
+
+    @property
+    def ward_scope(self) -> str | None:
+        """The only ward this principal may see, or None for all wards."""
+        return self.ward if (self.kind == "device" or self.role == "ward_officer") else None
+
+    def may_see(self, ward: str) -> bool:
+        return self.ward_scope is None or self.ward_scope == ward
+
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def scope_ward(principal: Principal, requested: str | None) -> str | None:
+    """The ward a list query must be restricted to: the officer's own (403 for another)."""
+    own = principal.ward_scope
+    if own is None:
+        return requested
+    if requested is not None and requested != own:
+        raise HTTPException(403, f"you may only see ward {own}")
+    return own
+
+
+def require_ward(principal: Principal, ward: str) -> None:
+    """For one object: another ward's object is 'not found', so ids do not leak across wards."""
+    if not principal.may_see(ward):
+        raise HTTPException(404, "not found")
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def make_session_cookie(settings: Settings, user: User) -> tuple[str, str]:
+    csrf = secrets.token_urlsafe(24)
+    body = {"u": user.id, "exp": int(time.time() + settings.session_hours * 3600), "c": csrf}
+    raw = _b64(json.dumps(body, separators=(",", ":")).encode())
+    return f"{raw}.{_sign(settings, raw)}", csrf
+
+
+def read_session_cookie(settings: Settings, value: str) -> tuple[int, str] | None:
+    raw, _, sig = value.partition(".")
+    if not sig or not hmac.compare_digest(sig, _sign(settings, raw)):
+        return None
+    try:
+        body = json.loads(_unb64(raw))
+        if int(body["exp"]) < time.time():
+            return None
+        return int(body["u"]), str(body["c"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def login(response: Response, settings: Settings, user: User) -> str:
+    """Set the session and CSRF cookies on the response; returns the CSRF token."""
+    value, csrf = make_session_cookie(settings, user)
+    age = int(settings.session_hours * 3600)
+    secure = settings.secure_cookies
+    response.set_cookie(SESSION_COOKIE, value, max_age=age, httponly=True, samesite="lax", secure=secure)
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=age, httponly=False, samesite="lax", secure=secure)
+    return csrf
+
+
+def logout(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+
+
+# --- FastAPI dependencies ------------------------------------------------------------------------
+
+
+def get_session(request: Request):  # type: ignore[no-untyped-def]
+    """One database session per request (generator dependency; closed after the response)."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def optional_principal(request: Request, session: DbSession) -> Principal | None:
+    """The caller, or None when no credentials came; wrong credentials are 401, a revoked device 403."""
+    settings: Settings = request.app.state.settings
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, "use Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
+        return _bearer_principal(session, token.strip())
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    found = read_session_cookie(settings, cookie)
+    if found is None:
+        raise HTTPException(401, "session expired or invalid; log in again")
+    user_id, csrf = found
+    user = session.get(User, user_id)
+    if user is None or user.disabled:
+        raise HTTPException(401, "session expired or invalid; log in again")
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent, csrf):
+            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header (copy the {CSRF_COOKIE} cookie)")
+    return Principal("user", user.name, user.role, user.ward, "cookie", user.id)
+
+
+def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    if principal is None:
+        raise HTTPException(
+            401, "log in, or send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_user:
+        raise HTTPException(403, "this needs a user, not a device")
+    return principal
+
+
+def current_device(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if principal.kind != "device":
+        raise HTTPException(403, "this needs a device token")
+    return principal
+
+
+def require_role(*roles: str):  # type: ignore[no-untyped-def]
+    """A dependency that lets through users with one of the roles."""
+
+    def check(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(403, f"needs role {' or '.join(roles)}")
+        return principal
+
+    return check
+
+
+AnyCaller = Annotated[Principal, Depends(current_principal)]
+AnyUser = Annotated[Principal, Depends(current_user)]
+DeviceCaller = Annotated[Principal, Depends(current_device)]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+Staff = Annotated[Principal, Depends(require_role("admin", "operator"))]
+
+
+def _bearer_principal(session: Session, token: str) -> Principal:
+    digest = token_hash(token)
+    if token.startswith(API_KEY_PREFIX):
+        user = session.exec(select(User).where(User.api_key_hash == digest)).first()
+        if user is not None and not user.disabled:
+            return Principal("user", user.name, user.role, user.ward, "bearer", user.id)
+    else:
+        device = session.exec(select(Device).where(Device.api_token_hash == digest)).first()
+        if device is not None:
+            if device.revoked_at is not None:
+                raise HTTPException(403, f"device {device.id} is revoked")
+            return Principal("device", device.id, None, device.ward, "bearer")
+    raise HTTPException(401, "unknown or expired token", {"WWW-Authenticate": "Bearer"})
+
+
+def _sign(settings: Settings, raw: str) -> str:
+    return _b64(hmac.new(settings.secret_key.encode(), raw.encode(), hashlib.sha256).digest())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"

@@ -1,0 +1,584 @@
+"""MQTT ingest: device messages in, one database transaction per batch, receipts out.
+
+    paho thread ── on_message (enqueue only) ──▶ bounded queue ──▶ writer thread
+                                                                  ├ validate (matthan_wire.decode)
+                                                                  ├ one transaction per batch
+                                                                  └ after commit: receipts,
+                                                                    alert-state, SSE wake-up
+
+Nothing is receipted before its commit; a database error retries the same batch with backoff (the
+devices keep their outboxes meanwhile). A full queue drops the message and counts it: the device
+gets no receipt and sends it again. A malformed payload is rejected, counted by kind and logged
+once per source. Duplicates (same event_id) change nothing but are receipted again, because the
+device evidently missed the first receipt.
+"""
+
+import contextlib
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, or_, update
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlmodel import Session, col, delete, select
+
+from cloud import audit, lifecycle
+from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key
+from cloud.db import dialect_insert, insert_ignore
+from cloud.metrics import Metrics
+from cloud.models import AlertRow, Device, HealthLatest, HealthSample, MediaObject, table
+from cloud.mqtt import MqttLink
+from cloud.notify import Notifier
+from cloud.settings import Settings
+from matthan.backoff import Backoff
+from matthan_wire import (
+    Alert,
+    AlertAction,
+    Health,
+    Kind,
+    Receipt,
+    ReportedConfig,
+    Status,
+    WireError,
+    decode,
+    encode,
+    parse_topic,
+)
+from matthan_wire.codec import MAX_PAYLOAD_BYTES
+from matthan_wire.timeutil import utc_now
+from matthan_wire.topics import device_filter, device_topic, ward_filter, ward_topic
+
+log = logging.getLogger("matthan.cloud.ingest")
+
+SHARED_KINDS = (Kind.ALERT, Kind.EVENT, Kind.SNAPSHOT, Kind.HEALTH)
+# Retained topics: MQTT 5 sends no retained messages to shared subscriptions, so every worker
+# subscribes to these plainly (they are few, and applying them twice is harmless).
+RETAINED_KINDS = (Kind.STATUS, Kind.CONFIG_REPORTED)
+SYS_DROPPED = ("$SYS/broker/load/publish/dropped/#", "$SYS/broker/publish/messages/dropped")
+RECEIPT_CHUNK = 5000
+_LOGGED_SOURCES_MAX = 10_000
+
+
+@dataclass
+class Inbound:
+    topic: str
+    payload: bytes
+    retained: bool
+    received: float  # time.time() when paho handed it over
+
+
+@dataclass
+class Batch:
+    starts: dict[str, Alert] = field(default_factory=dict)
+    ends: dict[str, Alert] = field(default_factory=dict)
+    snapshots: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # event id → (device, jpeg)
+    health: list[Health] = field(default_factory=list)
+    statuses: list[tuple[str, Status, bool]] = field(default_factory=list)  # device, status, retained
+    reported: dict[str, ReportedConfig] = field(default_factory=dict)
+    actions: list[tuple[str, AlertAction]] = field(default_factory=list)  # ward, action
+    seen: dict[str, datetime] = field(default_factory=dict)  # device → cloud time it spoke live
+    wards: dict[str, str] = field(default_factory=dict)  # device → ward (from the topic)
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    oldest: float = 0.0
+
+    def empty(self) -> bool:
+        return not (
+            self.starts
+            or self.ends
+            or self.snapshots
+            or self.health
+            or self.statuses
+            or self.reported
+            or self.actions
+            or self.seen
+        )
+
+
+@dataclass
+class Committed:
+    receipts: dict[str, dict[str, list[str]]]  # device → {"event_ids"|"ends"|"snapshots": ids}
+    states: list[AlertRow]
+    alerts_changed: bool
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        link: MqttLink,
+        store: ClipStore,
+        metrics: Metrics,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.link = link
+        self.store = store
+        self.metrics = metrics
+        self.notifier = notifier
+        self.queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.queue_max)
+        self._stop = threading.Event()
+        self._accepting = True
+        self._thread: threading.Thread | None = None
+        self._logged: set[tuple[str, str]] = set()
+        self._started_at = utc_now()
+        self._last_sweep = 0.0
+        self._last_purge = 0.0
+        self._ward_of: dict[str, str] = {}  # device → ward, as the database has it
+        self.last_commit_lag: list[float] = []  # receive→commit seconds of the last batch (bench)
+        self.committed_total = 0
+        group = settings.share_group
+        for kind in SHARED_KINDS:
+            f = device_filter(kind)
+            link.subscribe(f"$share/{group}/{f}" if group else f, kind.qos if kind is not Kind.HEALTH else 0)
+        f = ward_filter(Kind.ALERT_ACTION)
+        link.subscribe(f"$share/{group}/{f}" if group else f, 1)
+        for kind in RETAINED_KINDS:
+            link.subscribe(device_filter(kind), 1)
+        for sys_topic in SYS_DROPPED:
+            link.subscribe(sys_topic, 0)
+        link.on_message(self.on_message)
+
+    # --- paho thread ---
+
+    def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic.startswith("$SYS/"):
+            with contextlib.suppress(ValueError):  # $SYS also carries text; only figures count
+                self.metrics.broker_dropped.labels(topic).set(float(payload))
+            return
+        if not self._accepting:
+            return  # shutting down: no receipt, so the device sends it again
+        try:
+            self.queue.put_nowait(Inbound(topic, payload, retained, time.time()))
+        except queue.Full:
+            self.metrics.dropped.inc()
+
+    # --- life ---
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages, write what is queued (bounded by timeout), then end the thread."""
+        self._accepting = False
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch_in = self._take()
+            if batch_in:
+                self._process(batch_in)
+            elif self._stop.is_set():
+                return
+            self._housekeeping()
+
+    def _take(self) -> list[Inbound]:
+        try:
+            first = self.queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        items = [first]
+        deadline = time.monotonic() + self.settings.batch_wait_s
+        while len(items) < self.settings.batch_max:
+            left = deadline - time.monotonic()
+            try:
+                items.append(self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait())
+            except queue.Empty:
+                break
+        self.metrics.queue_depth.set(self.queue.qsize())
+        return items
+
+    # --- validation ---
+
+    def parse(self, items: list[Inbound]) -> Batch:
+        batch = Batch(oldest=min(i.received for i in items))
+        now = utc_now()
+        for item in items:
+            try:
+                topic = parse_topic(item.topic)
+            except WireError as exc:
+                self._reject("topic", item.topic[:120], str(exc))
+                continue
+            source = f"{topic.ward}/{topic.device}" if topic.device else topic.ward
+            try:
+                self._accept(batch, topic.kind, topic.ward, topic.device, topic.event_id, item, now)
+            except WireError as exc:
+                self._reject(topic.kind.value, source, str(exc))
+                continue
+            batch.counts[topic.kind.value] += 1
+        return batch
+
+    def _accept(
+        self,
+        b: Batch,
+        kind: Kind,
+        ward: str,
+        device: str | None,
+        event_id: str | None,
+        item: Inbound,
+        now: datetime,
+    ) -> None:
+        if kind is Kind.ALERT_ACTION:
+            b.actions.append((ward, decode(AlertAction, item.payload)))
+            return
+        if device is None or kind not in (*SHARED_KINDS, *RETAINED_KINDS):
+            raise WireError(f"the cloud does not take {kind.value} messages")
+        known = self._ward_of.get(device) or b.wards.get(device)
+        if known is not None and known != ward:
+            raise WireError(f"device {device} belongs to ward {known}, not {ward}")
+        if kind in (Kind.ALERT, Kind.EVENT):
+            alert = decode(Alert, item.payload)
+            if (alert.device_id, alert.ward) != (device, ward):
+                raise WireError(f"payload names {alert.ward}/{alert.device_id}, topic {ward}/{device}")
+            if (alert.phase == "start") != (kind is Kind.ALERT):
+                raise WireError(f"a {alert.phase} on the {kind.value} topic")
+            (b.starts if kind is Kind.ALERT else b.ends)[alert.event_id] = alert
+        elif kind is Kind.SNAPSHOT:
+            data = item.payload
+            if len(data) > MAX_PAYLOAD_BYTES * 4 or not (data[:3] == b"\xff\xd8\xff" and len(data) > 100):
+                raise WireError(f"snapshot {event_id}: not a JPEG of a sensible size ({len(data)} bytes)")
+            assert event_id is not None
+            b.snapshots[event_id] = (device, data)
+        elif kind is Kind.HEALTH:
+            health = decode(Health, item.payload)
+            if (health.device_id, health.ward) != (device, ward):
+                raise WireError(f"payload names {health.ward}/{health.device_id}, topic {ward}/{device}")
+            b.health.append(health)
+        elif kind is Kind.STATUS:
+            b.statuses.append((device, decode(Status, item.payload), item.retained))
+        elif kind is Kind.CONFIG_REPORTED:
+            if not item.payload:  # a cleared retained message
+                return
+            b.reported[device] = decode(ReportedConfig, item.payload)
+        b.wards[device] = ward
+        if not item.retained:
+            b.seen[device] = now
+
+    def _reject(self, kind: str, source: str, reason: str) -> None:
+        self.metrics.rejected.labels(kind).inc()
+        key = (source, kind)
+        if key not in self._logged:
+            if len(self._logged) < _LOGGED_SOURCES_MAX:
+                self._logged.add(key)
+            log.warning(
+                "rejected kind=%s source=%s reason=%s (further ones from it are only counted)",
+                kind,
+                source,
+                reason[:300],
+            )
+
+    # --- writing ---
+
+    def _process(self, items: list[Inbound]) -> None:
+        batch = self.parse(items)
+        if batch.empty():
+            return
+        committed = self._commit_with_retry(batch)
+        if committed is None:
+            return
+        done = time.time()
+        self.last_commit_lag = [done - i.received for i in items]
+        self.committed_total += len(items)
+        for kind, n in batch.counts.items():
+            self.metrics.ingested.labels(kind).inc(n)
+        self._after_commit(committed)
+
+    def _commit_with_retry(self, batch: Batch) -> Committed | None:
+        backoff = Backoff(initial=0.2, maximum=10.0)
+        while True:
+            started = time.perf_counter()
+            try:
+                with Session(self.engine, expire_on_commit=False) as session:
+                    committed = self.write(session, batch)
+                    session.commit()
+                self.metrics.db_seconds.observe(time.perf_counter() - started)
+                self.metrics.batches.inc()
+                return committed
+            except (DataError, IntegrityError) as exc:
+                # Not the database's health but this data: never retry it forever.
+                log.error("batch refused by the database (%s); dropping it", str(exc.orig or exc)[:300])
+                self.metrics.rejected.labels("database").inc(sum(batch.counts.values()))
+                return None
+            except SQLAlchemyError as exc:
+                self.metrics.db_retries.inc()
+                delay = backoff.next()
+                log.warning(
+                    "database write failed (%s); retrying the batch in %.1fs",
+                    str(getattr(exc, "orig", None) or exc).splitlines()[0][:200],
+                    delay,
+                )
+                if self._stop.wait(delay) and backoff.attempts > 3:
+                    log.error("stopping with an uncommitted batch; devices will send it again")
+                    return None
+
+    def write(self, s: Session, b: Batch) -> Committed:
+        now = utc_now()
+        receipts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self._ensure_devices(s, b)
+
+        if b.starts:
+            insert_ignore(s, table(AlertRow), [_alert_row(a, now) for a in b.starts.values()], ["event_id"])
+            for a in b.starts.values():
+                receipts[a.device_id]["event_ids"].append(a.event_id)
+        if b.ends:
+            t = table(AlertRow)
+            stmt = dialect_insert(s, t)
+            stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+                index_elements=["event_id"],
+                set_={"ended_at": stmt.excluded.ended_at, "clip": stmt.excluded.clip, "updated_at": now},
+                where=t.c.ended_at.is_(None),
+            )
+            s.execute(stmt, [_alert_row(a, now) for a in b.ends.values()])
+            for a in b.ends.values():
+                receipts[a.device_id]["ends"].append(a.event_id)
+        if b.snapshots:
+            rows = []
+            for event_id, (device, jpeg) in b.snapshots.items():
+                key = media_key(device, event_id, "snapshot")
+                existing = s.get(MediaObject, (event_id, "snapshot"))
+                if existing is None or not existing.complete:
+                    self.store.put_bytes(jpeg, key, CONTENT_TYPES["snapshot"])
+                rows.append(_snapshot_row(device, event_id, key, jpeg, now))
+                receipts[device]["snapshots"].append(event_id)
+            stmt = dialect_insert(s, table(MediaObject))
+            s.execute(stmt.on_conflict_do_nothing(index_elements=["event_id", "kind"]), rows)  # type: ignore[attr-defined]
+        if b.health:
+            self._write_health(s, b.health)
+        if b.seen:
+            s.execute(
+                update(table(Device))
+                .where(table(Device).c.id == bindparam("d"))
+                .values(last_seen=bindparam("t"), online=True),
+                [{"d": d, "t": t} for d, t in b.seen.items()],
+            )
+        for device, status, retained in b.statuses:
+            c = table(Device).c
+            newer = c.status_at < status.at if retained else c.status_at <= status.at
+            values: dict[str, Any] = {"online": status.state == "online", "status_at": status.at}
+            if status.state == "online" and not retained:
+                values["last_seen"] = now
+            s.execute(
+                update(table(Device))
+                .where(c.id == device, or_(c.status_at.is_(None), newer))
+                .values(**values)
+            )
+        for device, rep in b.reported.items():
+            c = table(Device).c
+            s.execute(
+                update(table(Device))
+                .where(c.id == device, or_(c.reported_at.is_(None), c.reported_at <= rep.at))
+                .values(
+                    reported_version=rep.version,
+                    reported_status=rep.status,
+                    reported_error=(rep.error or "")[:2000] or None,
+                    reported_at=rep.at,
+                )
+            )
+        states: list[AlertRow] = []
+        for ward, action in b.actions:
+            alert = s.get(AlertRow, action.event_id)
+            if alert is None or alert.ward != ward:
+                self._reject("alert-action", ward, f"no alert {action.event_id} in ward {ward}")
+                continue
+            try:
+                changed = lifecycle.apply(alert, action.action, f"{ward}:{action.by}", now, action.note)
+            except lifecycle.TransitionError as exc:
+                self._reject("alert-action", ward, str(exc))
+                continue
+            if changed:
+                audit.record(s, f"{ward}:{action.by}", f"alert.{action.action}", action.event_id, via="mqtt")
+                s.add(alert)
+                states.append(alert)
+        return Committed(
+            receipts={d: dict(r) for d, r in receipts.items()},
+            states=states,
+            alerts_changed=bool(b.starts or b.ends or states),
+        )
+
+    def _ensure_devices(self, s: Session, b: Batch) -> None:
+        unknown = [d for d in b.wards if d not in self._ward_of]
+        if not unknown:
+            return
+        for device, ward in s.exec(select(Device.id, Device.ward).where(col(Device.id).in_(unknown))).all():
+            self._ward_of[device] = ward
+        new = [d for d in unknown if d not in self._ward_of]
+        if new:
+            # The broker let it publish under {ward}/{device}, so its certificate is ours; it may
+            # have been provisioned offline. It shows up in the fleet, unenrolled for uploads.
+            rows = [{"id": d, "ward": b.wards[d], "created_at": utc_now(), "online": False} for d in new]
+            insert_ignore(s, table(Device), rows, ["id"])
+            for d in new:
+                log.info("device=%s ward=%s first seen (not enrolled over HTTP)", d, b.wards[d])
+                self._ward_of[d] = b.wards[d]
+
+    def _write_health(self, s: Session, healths: list[Health]) -> None:
+        latest: dict[str, Health] = {}
+        for h in healths:
+            if h.device_id not in latest or h.at > latest[h.device_id].at:
+                latest[h.device_id] = h
+        t = table(HealthLatest)
+        stmt = dialect_insert(s, t)
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=["device_id"],
+            set_={"at": stmt.excluded.at, "body": stmt.excluded.body},
+            where=t.c.at < stmt.excluded.at,
+        )
+        s.execute(
+            stmt, [{"device_id": d, "at": h.at, "body": h.model_dump(mode="json")} for d, h in latest.items()]
+        )
+        s.execute(dialect_insert(s, table(HealthSample)), [_sample_row(h) for h in healths])
+        for d, h in latest.items():
+            if h.agent_version:
+                s.execute(
+                    update(table(Device)).where(table(Device).c.id == d).values(agent_version=h.agent_version)
+                )
+
+    def _after_commit(self, c: Committed) -> None:
+        at = utc_now()
+        for device, lists in c.receipts.items():
+            ward = self._ward_of.get(device)
+            if ward is None:
+                continue
+            topic = device_topic(Kind.RECEIPT, ward, device)
+            starts, ends, snaps = (
+                lists.get("event_ids", []),
+                lists.get("ends", []),
+                lists.get("snapshots", []),
+            )
+            for i in range(0, max(len(starts), len(ends), len(snaps)), RECEIPT_CHUNK):
+                receipt = Receipt(
+                    event_ids=starts[i : i + RECEIPT_CHUNK],
+                    ends=ends[i : i + RECEIPT_CHUNK],
+                    snapshots=snaps[i : i + RECEIPT_CHUNK],
+                    at=at,
+                )
+                self.link.publish(topic, encode(receipt), qos=1)
+                self.metrics.receipts.inc()
+        for alert in c.states:
+            publish_state(self.link, alert)
+        if c.alerts_changed and self.notifier is not None:
+            self.notifier.notify()
+
+    # --- device state and retention ---
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        sweep_every = min(5.0, self.settings.health_interval_s / 2)
+        if now - self._last_sweep >= sweep_every:
+            self._last_sweep = now
+            try:
+                self.sweep_offline()
+            except SQLAlchemyError as exc:
+                log.warning("offline sweep failed: %s", str(exc).splitlines()[0][:200])
+        if now - self._last_purge >= 600:
+            self._last_purge = now
+            try:
+                self.purge_health()
+            except SQLAlchemyError as exc:
+                log.warning("health purge failed: %s", str(exc).splitlines()[0][:200])
+
+    def sweep_offline(self) -> list[str]:
+        """Devices silent for offline_factor × their health interval are offline."""
+        now = utc_now()
+        gone: list[str] = []
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(Device.id, Device.last_seen, Device.health_interval_s).where(Device.online)
+            ).all()
+            for device, last_seen, interval in rows:
+                # Silence is counted from when we could first have heard it (our own start).
+                since = max(last_seen or self._started_at, self._started_at)
+                limit = self.settings.offline_factor * (interval or self.settings.health_interval_s)
+                if (now - since).total_seconds() > limit:
+                    gone.append(device)
+            if gone:
+                c = table(Device).c
+                s.execute(
+                    update(table(Device)).where(c.id.in_(gone), c.online.is_(True)).values(online=False)
+                )
+                s.commit()
+                for device in gone:
+                    log.info(
+                        "device=%s offline (silent past %.0f × health interval)",
+                        device,
+                        self.settings.offline_factor,
+                    )
+        return gone
+
+    def purge_health(self) -> int:
+        cutoff = utc_now() - timedelta(days=self.settings.health_retention_days)
+        with Session(self.engine) as s:
+            result = s.exec(delete(HealthSample).where(col(HealthSample.at) < cutoff))  # type: ignore[call-overload]
+            s.commit()
+            return int(result.rowcount or 0)
+
+
+def publish_state(link: MqttLink | None, alert: AlertRow) -> None:
+    if link is None:
+        return
+    link.publish(ward_topic(Kind.ALERT_STATE, alert.ward), encode(lifecycle.state_message(alert)), qos=1)
+
+
+def _alert_row(a: Alert, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": a.event_id,
+        "device_id": a.device_id,
+        "camera_id": a.camera_id,
+        "ward": a.ward,
+        "zone": a.zone,
+        "rule": a.rule,
+        "type": a.type,
+        "category": a.category,
+        "labels": list(a.labels),
+        "object_count": a.object_count,
+        "score": a.score,
+        "bbox": list(a.bbox) if a.bbox is not None else None,
+        "started_at": a.started_at,
+        "ended_at": a.ended_at,
+        "seq": a.seq,
+        "snapshot_topic": a.snapshot[:300] if a.snapshot else None,
+        "clip": a.clip.model_dump(mode="json") if a.clip else None,
+        "state": "new",
+        "received_at": now,
+        "updated_at": now,
+    }
+
+
+def _snapshot_row(device: str, event_id: str, key: str, jpeg: bytes, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "kind": "snapshot",
+        "device_id": device,
+        "size": len(jpeg),
+        "sha256": hashlib.sha256(jpeg).hexdigest(),
+        "offset": len(jpeg),
+        "complete": True,
+        "key": key,
+        "created_at": now,
+        "completed_at": now,
+    }
+
+
+def _sample_row(h: Health) -> dict[str, Any]:
+    return {
+        "device_id": h.device_id,
+        "at": h.at,
+        "cpu_pct": h.cpu_pct,
+        "mem_mb": h.mem_mb,
+        "disk_free_mb": h.disk_free_mb,
+        "temp_c": h.temp_c,
+        "outbox_depth": h.outbox_depth,
+        "upload_backlog": h.upload_backlog,
+        "cameras_up": sum(1 for c in h.cameras if c.stream_up),
+        "cameras_total": len(h.cameras),
+    }

@@ -1,0 +1,59 @@
+"""The alert lifecycle: new → delivered → acknowledged → resolved | false_alarm.
+
+Forward only; a step may be skipped (an operator can resolve without acknowledging first); the
+two end states are final. Doing the same action again changes nothing (stations retry). Shared
+by the HTTP API and the MQTT alert-action path so both follow exactly the same rules.
+"""
+
+from datetime import datetime
+
+from cloud.models import AlertRow
+from matthan_wire import AlertState
+
+ACTIONS = {
+    "deliver": "delivered",
+    "acknowledge": "acknowledged",
+    "resolve": "resolved",
+    "false_alarm": "false_alarm",
+}
+_RANK = {"new": 0, "delivered": 1, "acknowledged": 2, "resolved": 3, "false_alarm": 3}
+FINAL = ("resolved", "false_alarm")
+
+
+class TransitionError(ValueError):
+    """An action the alert's state does not allow (HTTP 409)."""
+
+
+def apply(alert: AlertRow, action: str, by: str, at: datetime, note: str | None = None) -> bool:
+    """Apply an action; True when the alert changed, False when it already was in that state."""
+    target = ACTIONS.get(action)
+    if target is None:
+        raise TransitionError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+    if alert.state == target:
+        return False
+    if alert.state in FINAL:
+        raise TransitionError(f"alert {alert.event_id} is already {alert.state}")
+    if _RANK[target] < _RANK[alert.state]:
+        raise TransitionError(f"alert {alert.event_id} is {alert.state}; it cannot go back to {target}")
+    alert.delivered_at = alert.delivered_at or at
+    if target == "acknowledged":
+        alert.acknowledged_at, alert.acknowledged_by = at, by
+    if target in FINAL:
+        alert.resolved_at, alert.resolved_by = at, by
+    alert.state, alert.state_by, alert.state_at = target, by, at
+    if note:
+        alert.note = note[:2000]
+    alert.updated_at = at
+    return True
+
+
+def state_message(alert: AlertRow) -> AlertState:
+    return AlertState(
+        event_id=alert.event_id,
+        ward=alert.ward,
+        device_id=alert.device_id,
+        state=alert.state,  # type: ignore[arg-type]
+        by=alert.state_by,
+        note=alert.note,
+        at=alert.state_at or alert.updated_at,
+    )
