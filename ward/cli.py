@@ -1,17 +1,72 @@
 """`matthan ward …`: the police station's side."""
 
 import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
 
-from matthan.errors import NotBuiltError
+from pydantic import ValidationError
+
+from matthan_wire.codec import describe
+from matthan_wire.config import BrokerConfig
+from ward.errors import WardError
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("ward", help="a ward police station's alert subscriber")
     wsub = p.add_subparsers(dest="ward_command", metavar="ACTION", required=True)
     listen = wsub.add_parser("listen", help="print this ward's alerts, save snapshots")
-    listen.add_argument("--ward", required=True)
-    listen.set_defaults(handler=_not_built)
+    listen.add_argument("--ward", required=True, help="the ward id, e.g. ben-nghe")
+    listen.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host[:port] or mqtts://…")
+    listen.add_argument("--ca", help="CA certificate (mqtts)")
+    listen.add_argument("--cert", help="client certificate (mqtts)")
+    listen.add_argument("--key", help="client key (mqtts)")
+    listen.add_argument("--username")
+    listen.add_argument("--password")
+    listen.add_argument("--client-id", help="MQTT client id (default ward-WARD-HOST); one per station")
+    listen.add_argument("--snapshots", type=Path, help="save each alert's snapshot here as EVENT_ID.jpg")
+    listen.add_argument("--json", action="store_true", help="one JSON alert per line instead of text")
+    listen.set_defaults(handler=_listen)
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise NotBuiltError(f"ward {args.ward_command}: not built yet")
+def _listen(args: argparse.Namespace) -> int:
+    from ward.listener import WardListener
+
+    for name in ("ca", "cert", "key"):
+        value = getattr(args, name)
+        if value is not None and not Path(value).is_file():
+            raise WardError(f"--{name} {value}: no such file")
+    try:
+        broker = BrokerConfig(
+            url=args.broker,
+            ca=args.ca,
+            cert=args.cert,
+            key=args.key,
+            username=args.username,
+            password=args.password,
+        )
+    except ValidationError as exc:
+        raise WardError(f"--broker/--cert/--key: {describe(exc)}") from None
+    listener = WardListener(
+        args.ward,
+        broker,
+        out=sys.stdout,
+        client_id=args.client_id,
+        snapshots=args.snapshots,
+        as_json=args.json,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    listener.start()
+    try:
+        listener.run(stop)
+    finally:
+        listener.stop()
+    return 0

@@ -1,5 +1,6 @@
 """A real Mosquitto broker for one test: own config, own port, own data folder."""
 
+import getpass
 import os
 import shutil
 import signal
@@ -32,6 +33,9 @@ class Mosquitto:
             "allow_anonymous true" if listener is None else "",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {workdir}/",
+            # Started as root, mosquitto drops to user `mosquitto`, which cannot write the test's
+            # folder: persistence then fails silently and sessions vanish across a restart.
+            f"user {getpass.getuser()}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

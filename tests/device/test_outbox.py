@@ -1,0 +1,116 @@
+"""The durable outbox on a real SQLite file: commit before publish, forget only on receipt, bounded."""
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from device.outbox import MessageKind, NewMessage, Outbox
+from matthan_wire import Receipt, utc_now
+from matthan_wire.config import OutboxConfig
+
+
+def _msg(event_id: str, kind: MessageKind = MessageKind.ALERT) -> NewMessage:
+    return NewMessage(event_id, kind, f"matthan/v1/w/d/{kind.value}", f'{{"id":"{event_id}"}}'.encode())
+
+
+def test_receipt_forgets_only_the_kinds_it_names(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db")
+    ob.put([_msg("e1"), _msg("e1", MessageKind.SNAPSHOT), _msg("e1", MessageKind.EVENT), _msg("e2")])
+    assert ob.depth() == 4
+    acked = ob.ack(Receipt(event_ids=["e1", "zz-unknown"], at=utc_now()))
+    assert (acked.alerts, acked.ends, acked.snapshots) == (1, 0, 0)
+    left = ob.after(0, 10)
+    assert [(m.event_id, m.kind) for m in left] == [
+        ("e1", MessageKind.SNAPSHOT),
+        ("e1", MessageKind.EVENT),
+        ("e2", MessageKind.ALERT),
+    ]
+    ob.ack(Receipt(ends=["e1"], snapshots=["e1"], at=utc_now()))
+    # A duplicate receipt is a no-op, not an error.
+    assert ob.ack(Receipt(event_ids=["e1"], at=utc_now())).alerts == 0
+    s = ob.stats()
+    assert (s.depth, s.alerts_total, s.alerts_acked_total, s.dropped_total) == (1, 2, 1, 0)
+
+
+def test_order_is_publishing_order_and_duplicates_are_kept_once(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db")
+    ob.put([_msg(f"e{i}") for i in range(5)])
+    assert ob.put([_msg("e2")]) == []  # already held
+    ob.ack(Receipt(event_ids=["e1", "e3"], at=utc_now()))
+    ob.put([_msg("e9")])
+    ids = [m.event_id for m in ob.after(0, 100)]
+    assert ids == ["e0", "e2", "e4", "e9"]
+    first = ob.after(0, 1)[0]
+    assert [m.event_id for m in ob.after(first.id, 100)] == ["e2", "e4", "e9"]
+
+
+def test_seq_is_monotonic_across_restarts(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db")
+    a = [ob.next_seq() for _ in range(1500)]
+    assert a == sorted(a) and len(set(a)) == 1500
+    ob.close()
+    ob2 = Outbox(tmp_path / "o.db")
+    assert ob2.next_seq() > a[-1]
+
+
+def test_seq_never_reused_after_sigkill(tmp_path: Path) -> None:
+    """A process killed mid-block must not hand out a number it already gave."""
+    db = tmp_path / "o.db"
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from device.outbox import Outbox
+        ob = Outbox({str(db)!r})
+        print(max(ob.next_seq() for _ in range(1234)), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == -9
+    last = int(out.stdout.strip())
+    assert Outbox(db).next_seq() > last
+
+
+def test_committed_message_survives_sigkill(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from device.outbox import Outbox, NewMessage, MessageKind
+        ob = Outbox({str(db)!r})
+        ob.put([NewMessage("e-kill", MessageKind.ALERT, "t", b"x")])
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == -9, out.stderr
+    held = Outbox(db).after(0, 10)
+    assert [(m.event_id, m.payload) for m in held] == [("e-kill", b"x")]
+
+
+def test_bounded_by_count_drops_oldest_and_counts(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", OutboxConfig(max_messages=100))
+    ob.put([_msg(f"e{i:03d}") for i in range(100)])
+    ob.put([_msg(f"n{i}") for i in range(7)])
+    assert ob.depth() == 100
+    held = [m.event_id for m in ob.after(0, 1000)]
+    assert held[0] == "e007" and held[-1] == "n6"
+    assert ob.stats().dropped_total == 7
+
+
+def test_bounded_by_age(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", OutboxConfig(max_age_h=1.0))
+    ob.put([_msg("old"), _msg("old2")])
+    assert ob.prune() == 0
+    assert ob.prune(now=time.time() + 3601) == 2
+    assert ob.depth() == 0 and ob.stats().dropped_total == 2
+
+
+def test_depth_is_right_after_reopen(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db")
+    ob.put([_msg(f"e{i}") for i in range(10)])
+    ob.ack(Receipt(event_ids=["e0"], at=utc_now()))
+    ob.close()
+    assert Outbox(tmp_path / "o.db").depth() == 9

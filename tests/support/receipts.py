@@ -1,0 +1,176 @@
+"""A stand-in for the cloud's MQTT ingest, for device-side tests only.
+
+The real ingest (cloud/) commits alerts, ends and snapshots to its database and then publishes a
+`Receipt` on the device's `receipt` topic. Device tests need something that receipts without
+starting the cloud, so this subscribes to every device's alert, event and snapshot topics with a
+persistent session (like the ingest) and answers each batch with a Receipt at once. It keeps the
+set of event ids it saw. `pause()` stops receipting (a cloud that is down) while still recording.
+
+It is not the ingest: it commits nothing. The lead's integration tests use the real one.
+"""
+
+import json
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from matthan_wire import Kind, Receipt, encode, parse_topic, utc_now
+from matthan_wire.topics import device_filter, device_topic
+
+
+class ReceiptStandIn:
+    def __init__(self, port: int, client_id: str = "cloud-ingest-standin", batch: int = 1000) -> None:
+        self.port = port
+        self.batch = batch
+        self.alerts: set[str] = set()
+        self.ends: set[str] = set()
+        self.snapshots: set[str] = set()
+        self.messages = 0
+        self.receipts_sent = 0
+        self._paused = threading.Event()
+        self._incoming: queue.SimpleQueue[tuple[str, str, str, Kind]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self._client.max_inflight_messages_set(1000)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._thread = threading.Thread(target=self._run, name="receipt-standin", daemon=True)
+
+    def start(self) -> "ReceiptStandIn":
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self._client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]
+        self._client.connect_async("127.0.0.1", self.port, keepalive=10, clean_start=False, properties=props)
+        self._client.loop_start()
+        self._thread.start()
+        if not self._connected.wait(10):
+            raise RuntimeError("receipt stand-in could not connect")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def seen(self) -> set[str]:
+        with self._lock:
+            return set(self.alerts)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        for kind in (Kind.ALERT, Kind.EVENT, Kind.SNAPSHOT):
+            client.subscribe(device_filter(kind), qos=1)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        t = parse_topic(msg.topic)
+        if t.kind is Kind.SNAPSHOT:
+            event_id = t.event_id or ""
+        else:
+            event_id = json.loads(msg.payload)["event_id"]
+        self._incoming.put((t.ward, t.device or "", event_id, t.kind))
+
+    def _run(self) -> None:
+        pending: dict[tuple[str, str], dict[Kind, set[str]]] = {}
+        while not self._stop.is_set():
+            try:
+                item = self._incoming.get(timeout=0.02)
+            except queue.Empty:
+                item = None
+            while item is not None:
+                ward, device, event_id, kind = item
+                self.messages += 1
+                with self._lock:
+                    {Kind.ALERT: self.alerts, Kind.EVENT: self.ends, Kind.SNAPSHOT: self.snapshots}[kind].add(
+                        event_id
+                    )
+                pending.setdefault((ward, device), {}).setdefault(kind, set()).add(event_id)
+                try:
+                    item = self._incoming.get_nowait()
+                except queue.Empty:
+                    item = None
+            if self._paused.is_set() or not pending:
+                continue
+            for (ward, device), kinds in pending.items():
+                self._receipt(ward, device, kinds)
+            pending.clear()
+
+    def _receipt(self, ward: str, device: str, kinds: dict[Kind, set[str]]) -> None:
+        alerts = sorted(kinds.get(Kind.ALERT, set()))
+        ends = sorted(kinds.get(Kind.EVENT, set()))
+        snaps = sorted(kinds.get(Kind.SNAPSHOT, set()))
+        topic = device_topic(Kind.RECEIPT, ward, device)
+        while alerts or ends or snaps:
+            r = Receipt(
+                event_ids=alerts[: self.batch],
+                ends=ends[: self.batch],
+                snapshots=snaps[: self.batch],
+                at=utc_now(),
+            )
+            alerts, ends, snaps = alerts[self.batch :], ends[self.batch :], snaps[self.batch :]
+            self._client.publish(topic, encode(r), qos=1)
+            self.receipts_sent += 1
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class WardCollector:
+    """The real ward subscriber (ward.listener) on a thread, remembering every alert it printed."""
+
+    def __init__(self, port: int, ward: str, client_id: str = "ward-test-station") -> None:
+        import io
+
+        from matthan_wire.config import BrokerConfig
+        from ward.listener import WardListener
+
+        self.event_ids: list[str] = []
+        self.out = io.StringIO()
+        self.listener = WardListener(
+            ward,
+            BrokerConfig(url=f"mqtt://127.0.0.1:{port}", keepalive_s=5),
+            out=self.out,
+            client_id=client_id,
+            on_alert=lambda a: self.event_ids.append(a.event_id),
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "WardCollector":
+        self.listener.start()
+        if not self.listener.link.wait_connected(10):
+            raise RuntimeError("ward subscriber could not connect")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.listener.run, args=(self._stop,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.listener.stop()
+
+    def seen(self) -> set[str]:
+        return set(self.event_ids)
