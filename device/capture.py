@@ -201,6 +201,7 @@ class Capture:
     def _live(self) -> Iterator[Frame]:
         index = 0
         first = True
+        had_session = False  # a reconnect is a return after frames flowed, not a slow first start
         while not self.stop.is_set():
             try:
                 src = open_source(self.source)
@@ -212,7 +213,7 @@ class Capture:
                 log.warning("stream down source=%s error=%s retry_in_s=%.1f", redact(self.source), exc, wait)
                 self.stop.wait(wait)
                 continue
-            if not first:
+            if had_session:
                 self.counters.reconnects += 1
                 self.counters.reconnect_times.append(time.monotonic())
                 log.info(
@@ -221,6 +222,7 @@ class Capture:
                     self.counters.reconnects,
                 )
             first = False
+            had_session = True
             self.counters.expected_fps = src.fps
             self.counters.stream_up = True
             next_sample = 0.0
