@@ -1,0 +1,457 @@
+"""Recording one camera: `ffmpeg` copies the stream (no re-encode) into short MPEG-TS segments.
+
+A Pi cannot afford to decode and re-encode every camera a second time, so the recorder only
+remuxes: `-c copy` into `-f segment` files. A clip per event is later cut from these segments by
+copy (device/clips.py). The segments live in a cache folder (tmpfs spares an SD card that would be
+rewritten every few seconds) and are pruned to the last pre-capture span plus a margin, except
+for what an open event still holds.
+
+MPEG-TS rather than fragmented MP4: a segment cut short by a crash or a power cut is still
+readable up to its last packet.
+
+Sources whose codec cannot go into MPEG-TS by copy (MJPEG USB cameras, GIFs, raw frames) get one
+cheap encode (libx264 ultrafast, keyframes at segment boundaries). The Pi camera (`picamera2:N`)
+is owned by the capture process; its hardware H.264 encoder is the way to record it, which
+needs the camera object, so the recorder refuses it with a clear reason instead of guessing.
+
+Wall-clock times: files are named `{camera}-{session}-{index}.ts`, the session being the
+millisecond the ffmpeg process was started. ffmpeg closes a segment (its last write, the file's
+mtime) the moment it opens the next, so a segment starts at its predecessor's mtime and ends at
+its own. The first segment of a session starts between two directory scans when the recorder
+saw it appear, or at worst after the session began. strftime names were tried and dropped: they
+have one-second resolution, and a burst of packets after a network hiccup opens several segments
+in one second, which then overwrite each other.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from device.errors import DeviceError
+from matthan.backoff import Backoff
+from matthan_wire.config import CameraConfig
+
+log = logging.getLogger(__name__)
+
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+FFPROBE = shutil.which("ffprobe") or "ffprobe"
+
+# Codecs MPEG-TS carries by copy and every player of an evidence clip understands.
+COPYABLE = frozenset({"h264", "hevc"})
+
+_NAME_RE = re.compile(r"^(?P<cam>[a-z0-9-]+)-(?P<session>\d{13})-(?P<index>\d{6})\.ts$")
+SCAN_S = 0.2
+_CLOSE_SLACK = timedelta(milliseconds=50)
+
+
+class RecorderError(DeviceError):
+    """A camera that cannot be recorded as configured."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    session: int
+    # The segment started somewhere in [start_lo, start_hi].
+    start_lo: datetime
+    start_hi: datetime
+    # Best estimate of its end: the next segment's start, or its last write for a session's last.
+    end: datetime
+    complete: bool
+    size: int
+
+    @property
+    def start(self) -> datetime:
+        return self.start_lo + (self.start_hi - self.start_lo) / 2
+
+
+@dataclass
+class RecorderState:
+    camera_id: str
+    recording: bool = False
+    mode: str | None = None  # "copy" | "encode"
+    finished: bool = False  # a non-looping file source reached its end
+    segments: int = 0
+    cache_bytes: int = 0
+    last_segment_age_s: float | None = None
+    segments_written: int = 0
+    segments_pruned: int = 0
+    restarts: int = 0
+    stalls: int = 0
+    last_error: str | None = None
+    held_events: int = 0
+
+
+@dataclass
+class _Seg:
+    session: int
+    index: int
+    # When the recorder saw the file appear (between two scans); None for files found at start-up.
+    seen: tuple[datetime, datetime] | None
+    size: int = 0
+    mtime: datetime | None = None
+
+
+def source_kind(source: str) -> str:
+    """file | stream | device | picamera2 — decides pacing, looping and probing."""
+    if source.startswith("picamera2:"):
+        return "picamera2"
+    if source.startswith("/dev/") or source.isdigit():
+        return "device"
+    if "://" in source:
+        return "stream"
+    return "file"
+
+
+def probe_codec(source: str, timeout: float = 15.0) -> str:
+    """The codec of the source's first video stream, by ffprobe; RecorderError when unreadable."""
+    cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name"]
+    # The codec name is in the first packets; waiting for ffprobe's default 5 s of analysis is not needed.
+    cmd += ["-analyzeduration", "1000000", "-probesize", "2000000"]
+    if source.startswith("rtsp://"):
+        cmd += ["-rtsp_transport", "tcp"]
+    cmd += ["-of", "csv=p=0", source]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise RecorderError(f"source {source!r}: no answer within {timeout:.0f}s") from None
+    codec = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+    if out.returncode != 0 or not codec:
+        reason = (out.stderr.strip().splitlines() or ["no video stream"])[-1]
+        raise RecorderError(f"source {source!r}: cannot read video ({reason})")
+    return codec
+
+
+class Recorder:
+    """One camera's ffmpeg segmenter, restarted with backoff when it dies or stalls."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        cache_dir: Path,
+        *,
+        paced: bool = True,
+        keep_s: float | None = None,
+        stall_factor: float = 5.0,
+        min_stall_s: float = 10.0,
+        startup_s: float = 15.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        kind = source_kind(camera.source)
+        if kind == "picamera2":
+            raise RecorderError(
+                f"camera {camera.id}: picamera2 sources are recorded by the Pi's hardware H.264 encoder "
+                "in the capture process, not by ffmpeg; set record.enabled: false for this camera"
+            )
+        self.camera = camera
+        self.cache_dir = Path(cache_dir)
+        self.kind = kind
+        self.paced = paced
+        self.segment_s = camera.record.segment_s
+        margin = 2 * self.segment_s + 5.0
+        self.keep_s = keep_s if keep_s is not None else camera.record.pre_capture_s + margin
+        self.stall_factor = stall_factor
+        self.min_stall_s = min_stall_s
+        self.startup_s = startup_s
+        self._backoff = backoff or Backoff(initial=0.5, maximum=30.0)
+        self._lock = threading.Lock()
+        self._segs: dict[Path, _Seg] = {}
+        self._holds: dict[str, datetime] = {}
+        self._state = RecorderState(camera_id=camera.id)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: collections.deque[str] = collections.deque(maxlen=20)
+        self._last_scan: datetime | None = None
+        self._longest_segment_s = self.segment_s
+        self._codec: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecorderError(
+                f"camera {self.camera.id}: cannot create cache {self.cache_dir}: {exc}"
+            ) from None
+        self._scan()  # segments left by a previous run are still evidence for a late cut
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{self.camera.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 5.0)
+            self._thread = None
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    # -- what clips and health read -----------------------------------------------------------
+
+    def segments(self) -> list[Segment]:
+        with self._lock:
+            return self._segments_locked()
+
+    def state(self) -> RecorderState:
+        with self._lock:
+            st = RecorderState(**self._state.__dict__)
+            st.segments = len(self._segs)
+            st.cache_bytes = sum(s.size for s in self._segs.values())
+            st.held_events = len(self._holds)
+            newest = max((s.mtime for s in self._segs.values() if s.mtime), default=None)
+        st.last_segment_age_s = (
+            max(0.0, (datetime.now(UTC) - newest).total_seconds()) if newest is not None else None
+        )
+        return st
+
+    def hold(self, key: str, since: datetime) -> None:
+        """Keep every segment that ends after `since` until release(key): an open event's evidence."""
+        with self._lock:
+            self._holds[key] = since
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._holds.pop(key, None)
+
+    # -- the ffmpeg command -------------------------------------------------------------------
+
+    def command(self, codec: str, session: int) -> list[str]:
+        src = self.camera.source
+        cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin"]
+        if self.kind == "file":
+            # Under `device run` a file plays at its own rate, on the same clock as capture.
+            if self.paced:
+                cmd += ["-re"]
+            if self.camera.loop:
+                cmd += ["-stream_loop", "-1"]
+        elif self.kind == "stream" and src.startswith("rtsp://"):
+            cmd += ["-rtsp_transport", "tcp"]
+        elif self.kind == "device":
+            src = f"/dev/video{src}" if src.isdigit() else src
+            cmd += ["-f", "v4l2"]
+        cmd += ["-i", src, "-map", "0:v:0"]
+        # Audio is left out: street evidence is the picture, and recording speech needs a legal basis.
+        if codec in COPYABLE:
+            cmd += ["-c", "copy"]
+        else:
+            seg = self.segment_s
+            cmd += [
+                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+                "-force_key_frames", f"expr:gte(t,n_forced*{seg:g})",
+            ]  # fmt: skip
+        pattern = self.cache_dir / f"{self.camera.id}-{session:013d}-%06d.ts"
+        cmd += [
+            "-f", "segment", "-segment_time", f"{self.segment_s:g}", "-segment_format", "mpegts",
+            "-reset_timestamps", "1", str(pattern),
+        ]  # fmt: skip
+        return cmd
+
+    # -- the monitor thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        cam = self.camera.id
+        while not self._stop.is_set():
+            session = int(time.time() * 1000)
+            try:
+                # Probed once: every probe of a network camera is one more connection to it.
+                codec = self._codec = self._codec or probe_codec(self.camera.source)
+            except RecorderError as exc:
+                self._set(recording=False, last_error=str(exc))
+                delay = self._backoff.next()
+                log.warning("recording down camera=%s reason=%s retry_in=%.1fs", cam, exc, delay)
+                self._stop.wait(delay)
+                continue
+            mode = "copy" if codec in COPYABLE else "encode"
+            cmd = self.command(codec, session)
+            try:
+                proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    env={**os.environ, "TZ": "UTC"},
+                )  # fmt: skip
+            except OSError as exc:
+                raise RecorderError(f"camera {cam}: cannot start ffmpeg: {exc}") from None
+            self._proc = proc
+            threading.Thread(target=self._drain, args=(proc,), daemon=True, name=f"ffmpeg-err-{cam}").start()
+            self._set(recording=True, mode=mode)
+            log.info("recording started camera=%s mode=%s codec=%s pid=%d", cam, mode, codec, proc.pid)
+            reason, produced = self._watch(proc, session)
+            self._end(proc)
+            self._proc = None
+            self._scan()
+            self._set(recording=False)
+            if self._stop.is_set():
+                break
+            if reason == "eof" and self.kind == "file" and not self.camera.loop:
+                self._set(finished=True, last_error=None)
+                log.info("recording finished camera=%s reason=end of file", cam)
+                break
+            if produced >= 2:
+                self._backoff.reset()
+            delay = self._backoff.next()
+            err = " | ".join(self._stderr) or reason
+            with self._lock:
+                self._state.restarts += 1
+                self._state.stalls += reason == "stall"
+                self._state.last_error = f"ffmpeg {reason}: {err}"[:500]
+            log.warning(
+                "recording restart camera=%s reason=%s detail=%s retry_in=%.1fs", cam, reason, err, delay
+            )
+            self._stop.wait(delay)
+        self._prune()
+
+    def _watch(self, proc: subprocess.Popen[bytes], session: int) -> tuple[str, int]:
+        """Until ffmpeg exits, stalls or we stop: 'eof' | 'died' | 'stall' | 'stopped'."""
+        last_new = time.monotonic()
+        produced = 0
+        while not self._stop.wait(SCAN_S):
+            new = self._scan(session)
+            now = time.monotonic()
+            if new:
+                produced += new
+                last_new = now
+            rc = proc.poll()
+            if rc is not None:
+                return ("eof" if rc == 0 else "died"), produced
+            stall_after = max(self.min_stall_s, self.stall_factor * self._longest_segment_s)
+            if not produced:
+                # Connecting and ffmpeg's stream analysis (5 s by default) come before the first segment.
+                stall_after += self.startup_s
+            if now - last_new > stall_after:
+                log.warning(
+                    "recording stalled camera=%s no_new_segment_for=%.1fs", self.camera.id, now - last_new
+                )
+                return "stall", produced
+            self._prune()
+        return "stopped", produced
+
+    def _end(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:
+            return
+        # SIGINT lets ffmpeg close the open segment cleanly; SIGKILL only if it does not listen.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        self._stderr.clear()
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                self._stderr.append(line)
+                log.debug("ffmpeg camera=%s %s", self.camera.id, line)
+
+    def _set(self, **kw: object) -> None:
+        with self._lock:
+            for k, v in kw.items():
+                setattr(self._state, k, v)
+
+    # -- the segment index --------------------------------------------------------------------
+
+    def _scan(self, live_session: int | None = None) -> int:
+        """Index new segment files, forget vanished ones; returns how many are new in the live session."""
+        now = datetime.now(UTC)
+        prefix = f"{self.camera.id}-"
+        seen: dict[Path, os.stat_result] = {}
+        try:
+            with os.scandir(self.cache_dir) as it:
+                for entry in it:
+                    if entry.name.startswith(prefix) and entry.name.endswith(".ts"):
+                        try:
+                            seen[Path(entry.path)] = entry.stat()
+                        except FileNotFoundError:
+                            continue
+        except FileNotFoundError:
+            return 0
+        new = 0
+        with self._lock:
+            for path in [p for p in self._segs if p not in seen]:
+                del self._segs[path]
+            for path, st in seen.items():
+                seg = self._segs.get(path)
+                if seg is None:
+                    m = _NAME_RE.match(path.name)
+                    if m is None or m.group("cam") != self.camera.id:
+                        continue  # not ours: never touched
+                    session, index = int(m.group("session")), int(m.group("index"))
+                    live = live_session is not None and session == live_session
+                    bracket = (self._last_scan, now) if live and self._last_scan is not None else None
+                    seg = self._segs[path] = _Seg(session, index, bracket)
+                    if live:
+                        new += 1
+                        self._state.segments_written += 1
+                seg.size = st.st_size
+                seg.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+            self._last_scan = now
+            segs = self._segments_locked()
+            for s in segs:
+                if s.complete:
+                    self._longest_segment_s = max(
+                        self._longest_segment_s, (s.end - s.start_lo).total_seconds()
+                    )
+        return new
+
+    def _segments_locked(self) -> list[Segment]:
+        items = sorted(self._segs.items(), key=lambda kv: (kv[1].session, kv[1].index))
+        live = self._proc is not None and self._proc.poll() is None
+        out: list[Segment] = []
+        prev: _Seg | None = None
+        for i, (path, seg) in enumerate(items):
+            mtime = seg.mtime or datetime.now(UTC)
+            if (
+                prev is not None
+                and prev.session == seg.session
+                and prev.index == seg.index - 1
+                and prev.mtime
+            ):
+                # Opened when its predecessor was closed; a few ms of slack for the two system calls.
+                lo, hi = prev.mtime - _CLOSE_SLACK, prev.mtime + _CLOSE_SLACK
+            elif seg.seen is not None:
+                lo, hi = seg.seen
+            else:
+                lo = datetime.fromtimestamp(seg.session / 1000, UTC)
+                hi = mtime
+            lo, hi = min(lo, mtime), min(hi, mtime)
+            # The newest file of a running ffmpeg is still being written.
+            complete = not (live and i == len(items) - 1)
+            out.append(Segment(path, seg.session, lo, hi, mtime, complete, seg.size))
+            prev = seg
+        return out
+
+    def _prune(self) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            horizon = now - timedelta(seconds=self.keep_s)
+            if self._holds:
+                horizon = min(horizon, min(self._holds.values()))
+            doomed = [s.path for s in self._segments_locked() if s.complete and s.end < horizon]
+        for path in doomed:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("segment not pruned camera=%s path=%s error=%s", self.camera.id, path, exc)
+                continue
+            with self._lock:
+                self._segs.pop(path, None)
+                self._state.segments_pruned += 1

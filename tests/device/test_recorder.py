@@ -1,0 +1,220 @@
+"""The recorder against real ffmpeg on real footage: copy, wall-clock names, pruning, restarts."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from device.recorder import FFMPEG, Recorder, RecorderError
+from matthan_wire.config import CameraConfig
+from tests.support.net import wait_until
+
+# 10 fps with a keyframe every second: segments of about one second, as a camera with GOP 1 s gives.
+ONE_BY_ONE = "video/one-by-one-person-detection.mp4"
+
+
+def camera(source: Path | str, **record: float) -> CameraConfig:
+    rec = {"segment_s": 1.0, "pre_capture_s": 1.0, "post_capture_s": 1.0, **record}
+    return CameraConfig(id="cam-1", source=str(source), loop=True, record=rec)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def recorders() -> Iterator[list[Recorder]]:
+    started: list[Recorder] = []
+    yield started
+    for r in started:
+        r.stop()
+
+
+def frame_hashes(path: Path, limit: int | None = None) -> list[str]:
+    """MD5 of every decoded frame (the picture, not the container), in order."""
+    cmd = [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0"]
+    if limit:
+        cmd += ["-frames:v", str(limit)]
+    out = subprocess.run([*cmd, "-f", "framemd5", "-"], capture_output=True, text=True, check=True).stdout
+    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def test_stream_copy_segments_named_by_wall_clock(
+    assets_dir: Path, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    rec = Recorder(camera(assets_dir / ONE_BY_ONE), tmp_path / "cache")
+    recorders.append(rec)
+    t0 = datetime.now(UTC)
+    rec.start()
+    wait_until(lambda: sum(s.complete for s in rec.segments()) >= 3, timeout=15, what="three segments")
+    t1 = datetime.now(UTC)
+    rec.stop()
+
+    state = rec.state()
+    assert state.mode == "copy" and state.restarts == 0
+    segs = rec.segments()
+    assert len(segs) >= 3
+    for s in segs:
+        # The name's second and the observed appearance bracket the true start.
+        assert t0 - timedelta(seconds=1) <= s.start_lo <= s.start_hi <= t1 + timedelta(seconds=1)
+        assert (s.start_hi - s.start_lo).total_seconds() <= 1.0
+    starts = [s.start for s in segs]
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    # Paced (-re) like the capture: one-second GOPs arrive about a second apart.
+    assert all(0.6 <= g <= 1.5 for g in gaps[:-1]), gaps
+
+    # Stream copy: every decoded picture in the segments is bit-identical to the source's.
+    source = frame_hashes(assets_dir / ONE_BY_ONE, limit=80)
+    # (The last segment was cut short by stop(); its final frame lacks its reordering partner.)
+    recorded = [h for s in segs[:-1] for h in frame_hashes(s.path)]
+    assert len(recorded) >= 20
+    assert recorded == source[: len(recorded)]
+
+
+def test_prunes_to_the_window_but_keeps_what_an_event_holds(
+    assets_dir: Path, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    rec = Recorder(camera(assets_dir / ONE_BY_ONE), tmp_path / "cache", keep_s=1.5)
+    recorders.append(rec)
+    rec.start()
+    wait_until(lambda: rec.segments(), timeout=10, what="first segment")
+    held_from = rec.segments()[0].start_lo
+    rec.hold("ev-1", held_from)
+    wait_until(lambda: len(rec.segments()) >= 5, timeout=15, what="five segments")
+    assert rec.segments()[0].start_lo == held_from  # nothing pruned while held
+    assert rec.state().segments_pruned == 0
+
+    rec.release("ev-1")
+    wait_until(lambda: rec.state().segments_pruned >= 2, timeout=10, what="pruning after release")
+    now = datetime.now(UTC)
+    for s in rec.segments():
+        assert s.end >= now - timedelta(seconds=1.5 + 1.0)
+    # Only the recorder's own files are pruned; a stranger in the cache stays.
+    stranger = tmp_path / "cache" / "notes.txt"
+    stranger.write_text("keep me")
+    wait_until(lambda: rec.state().segments_pruned >= 4, timeout=10, what="more pruning")
+    assert stranger.read_text() == "keep me"
+
+
+def test_restarts_when_ffmpeg_dies(assets_dir: Path, tmp_path: Path, recorders: list[Recorder]) -> None:
+    rec = Recorder(camera(assets_dir / ONE_BY_ONE), tmp_path / "cache")
+    recorders.append(rec)
+    rec.start()
+    first = wait_until(lambda: rec.pid, timeout=10, what="ffmpeg running")
+    wait_until(lambda: rec.segments(), timeout=10, what="a segment")
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: rec.pid not in (None, first) and rec.pid, timeout=15, what="ffmpeg restarted")
+    assert second != first
+    sessions = wait_until(
+        lambda: len({s.session for s in rec.segments()}) >= 2 and {s.session for s in rec.segments()},
+        timeout=10,
+        what="segments from the new ffmpeg",
+    )
+    assert len(sessions) == 2
+    st = rec.state()
+    assert st.restarts == 1 and st.recording
+    assert "died" in (st.last_error or "")
+
+
+def _hanging_stream_server(payload: bytes) -> tuple[int, threading.Event]:
+    """A TCP source that sends some seconds of MPEG-TS at once and then goes silent without closing."""
+    done = threading.Event()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+
+    def serve() -> None:
+        conns = []
+        while not done.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            conns.append(conn)
+            with contextlib.suppress(OSError):
+                conn.sendall(payload)
+        for c in conns:
+            c.close()
+        srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1], done
+
+
+def test_restarts_when_the_stream_stalls(assets_dir: Path, tmp_path: Path, recorders: list[Recorder]) -> None:
+    ts = tmp_path / "eight-seconds.ts"
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-i",
+            str(assets_dir / ONE_BY_ONE),
+            "-t",
+            "8",
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            str(ts),
+        ],
+        check=True,
+    )
+    port, done = _hanging_stream_server(ts.read_bytes())
+    try:
+        rec = Recorder(
+            camera(f"tcp://127.0.0.1:{port}"), tmp_path / "cache", stall_factor=1.0, min_stall_s=2.0
+        )
+        recorders.append(rec)
+        rec.start()
+        wait_until(lambda: rec.state().stalls >= 1, timeout=20, what="a stall noticed")
+        st = rec.state()
+        assert st.restarts >= 1 and "stall" in (st.last_error or "")
+        assert st.segments_written >= 2  # it recorded what came before the silence
+    finally:
+        done.set()
+
+
+def test_encodes_once_when_the_codec_cannot_be_copied(
+    assets_dir: Path, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    rec = Recorder(camera(assets_dir / "video/worker-zone-detection.gif"), tmp_path / "cache")
+    recorders.append(rec)
+    rec.start()
+    wait_until(lambda: sum(s.complete for s in rec.segments()) >= 2, timeout=15, what="two segments")
+    assert rec.state().mode == "encode"
+    seg = next(s for s in rec.segments() if s.complete)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", str(seg.path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert set(probe.stdout.split()) == {"h264"}
+    assert len(frame_hashes(seg.path)) >= 5
+
+
+def test_a_file_without_loop_finishes(assets_dir: Path, tmp_path: Path, recorders: list[Recorder]) -> None:
+    cam = camera(assets_dir / "video/traffic_frames.mp4").model_copy(update={"loop": False})
+    rec = Recorder(cam, tmp_path / "cache")
+    recorders.append(rec)
+    rec.start()
+    wait_until(lambda: rec.state().finished, timeout=10, what="end of file")
+    st = rec.state()
+    assert st.restarts == 0 and not st.recording
+    assert all(s.complete for s in rec.segments()) and rec.segments()
+
+
+def test_a_missing_source_is_retried_and_reported(tmp_path: Path, recorders: list[Recorder]) -> None:
+    rec = Recorder(camera(tmp_path / "nope.mp4"), tmp_path / "cache")
+    recorders.append(rec)
+    rec.start()
+    wait_until(lambda: rec.state().last_error, timeout=10, what="an error in the state")
+    st = rec.state()
+    assert not st.recording and "nope.mp4" in (st.last_error or "")
+    with pytest.raises(RecorderError, match="picamera2"):
+        Recorder(camera("picamera2:0"), tmp_path / "cache")
