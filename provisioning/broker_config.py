@@ -42,6 +42,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -53,7 +54,11 @@ from provisioning import pki
 from provisioning.errors import ProvisionError
 from provisioning.files import group_id, user_exists, write_file
 
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
 CLOUD_USER = "cloud:ingest"
+SITE_FILE = "site.json"
 BROKER_USER = "mosquitto"
 
 # Kinds a device publishes and the kinds it receives, from DESIGN.md's topic table.
@@ -236,7 +241,57 @@ def write_broker_config(registry: Registry, ca_dir: Path, out_dir: Path, site: B
     write_file(out_dir / "ca.pem", ca.cert_path.read_bytes(), mode=0o644, group=group)
     write_file(out_dir / "crl.pem", ca.crl_path.read_bytes(), mode=0o644, group=group)
     write_file(out_dir / "acl", acl_text(registry), mode=0o640, group=group)
+    # Kept so that a regeneration on enrol/revoke (by the cloud) writes the same listener.
+    write_file(out_dir / SITE_FILE, site.model_dump_json(indent=1), mode=0o640, group=group)
     return write_file(out_dir / "mosquitto.conf", mosquitto_conf(out_dir, site), mode=0o640, group=group)
+
+
+def regenerate(registry: Registry, ca_dir: Path, out_dir: Path) -> Path:
+    """Rewrite an existing broker folder for a changed registry, with the listener it was made with."""
+    try:
+        site = BrokerSite.model_validate_json((out_dir / SITE_FILE).read_bytes())
+    except FileNotFoundError:
+        raise ProvisionError(
+            f"{out_dir}: no broker configuration here; run 'matthan provision broker-config'"
+        ) from None
+    return write_broker_config(registry, ca_dir, out_dir, site)
+
+
+def registry_from_session(session: "Session") -> Registry:
+    """The registry as the cloud's database holds it: every device with its ward, every ward."""
+    from sqlmodel import select
+
+    from cloud.models import Device, Ward
+
+    devices = [
+        RegistryDevice(id=d.id, ward=d.ward, revoked=d.revoked_at is not None)
+        for d in session.exec(select(Device))
+    ]
+    return Registry(devices=devices, wards=[w.id for w in session.exec(select(Ward))])
+
+
+def registry_from_db(url: str) -> Registry:
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from cloud.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return registry_from_session(session)
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ProvisionError(f"registry database: {first}") from None
+    finally:
+        engine.dispose()
+
+
+def load_registry(source: str) -> Registry:
+    """A database URL (the cloud's registry) or a YAML registry file."""
+    if "://" in source:
+        return registry_from_db(source)
+    return load_registry_file(Path(source))
 
 
 def _share_dir(path: Path, group: str | None) -> None:

@@ -268,13 +268,18 @@ class Authority:
 
     # -- revocation ---------------------------------------------------------------------------
 
-    def revoke(self, common_name: str) -> list[str]:
-        """Revoke every unexpired certificate issued to `common_name`; returns their serials."""
+    def revoke(self, common_name: str, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
+        """Revoke every unexpired certificate issued to `common_name` except the serials in `keep`."""
         now = _now()
         done: list[str] = []
         with self._index() as index:
             for i, entry in enumerate(index):
-                if entry.common_name == common_name and entry.revoked_at is None and entry.not_after > now:
+                if (
+                    entry.common_name == common_name
+                    and entry.revoked_at is None
+                    and entry.not_after > now
+                    and entry.serial not in keep
+                ):
                     index[i] = entry.model_copy(update={"revoked_at": now})
                     done.append(entry.serial)
         self.write_crl()

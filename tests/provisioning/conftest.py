@@ -92,6 +92,15 @@ class SecureBroker:
             deadline -= 1
         threading.Event().wait(0.1)
 
+    def wait_reloads(self, count: int, timeout: float = 5.0) -> None:
+        """Until the broker has logged `count` reloads in all (SIGHUPs sent by someone else)."""
+        for _ in range(int(timeout / 0.05)):
+            if self.log.read_text().count("Reloading config") >= count:
+                threading.Event().wait(0.1)  # logged first, then the files are re-read
+                return
+            threading.Event().wait(0.05)
+        raise AssertionError(f"broker did not reload {count} time(s)")
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -195,3 +204,62 @@ def connect(
         c.loop_stop()
         raise ConnectionError(f"{wrapper.name}: not connected ({result[0] if result else 'no CONNACK'})")
     return wrapper
+
+
+class CloudServer:
+    """The real cloud app (create_app) under uvicorn in a thread, on SQLite, with enrollment set up."""
+
+    def __init__(self, workdir: Path, ca_dir: Path, broker_url: str, broker_dir: Path | None) -> None:
+        import uvicorn
+
+        from cloud.app import create_app
+        from cloud.enrollment import EnrollmentSettings
+        from cloud.settings import Settings
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db_url = f"sqlite:///{workdir / 'cloud.db'}"
+        settings = Settings(
+            db_url=self.db_url,
+            broker_url=None,
+            clips=str(workdir / "clips"),
+            public_url=self.url,
+            port=self.port,
+            secret_key="x" * 32,
+        )
+        self.app = create_app(settings)
+        self.app.state.enrollment = EnrollmentSettings(
+            ca_dir=ca_dir, broker_url=broker_url, broker_dir=broker_dir
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> "CloudServer":
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                return self
+            threading.Event().wait(0.05)
+        raise RuntimeError("the cloud app did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def engine(self):  # type: ignore[no-untyped-def]
+        from cloud.db import make_engine
+
+        return make_engine(self.db_url)
+
+    def user_key(self, name: str = "operator1", role: str = "operator") -> str:
+        """A user with an API key, made straight in the database as an admin would."""
+        from cloud.auth import create_user, issue_api_key
+        from cloud.db import session_scope
+
+        engine = self.engine()
+        with session_scope(engine) as s:
+            key = issue_api_key(s, create_user(s, name, role, "correct horse battery"))
+        engine.dispose()
+        return key

@@ -1,0 +1,355 @@
+"""`matthan provision check --config FILE`: the commissioning checklist a technician runs at the pole.
+
+Each item ends pass, warn or fail with a one-line reason; progress goes to stderr while it runs,
+the table to stdout, the exit code is non-zero on any fail, and the report is sent to the cloud
+(with the device's own upload token) so the console shows who commissioned the device and when.
+
+Items: certificate, camera(s), model, broker, cloud, clock, disk, CPU temperature. The clock is
+compared with the Date header of the cloud's answer: evidence timestamps depend on it, and a
+clock far off also breaks TLS (certificates look expired or not yet valid).
+"""
+
+import contextlib
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from matthan_wire.config import DeviceConfig
+from matthan_wire.timeutil import utc_now
+from provisioning import pki
+from provisioning.broker_config import check_topic
+from provisioning.errors import ProvisionError
+from provisioning.protocol import CheckItem, CommissioningReport
+
+CLOCK_WARN_S = 2.0
+# Past this the device's evidence timestamps are worthless and TLS validity checks misfire.
+CLOCK_FAIL_S = 30.0
+CERT_WARN_DAYS = 14
+TEMP_WARN_C, TEMP_FAIL_C = 70.0, 85.0
+NETWORK_TIMEOUT_S = 5.0
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class _State:
+    """What one item learns that a later one uses: the camera's frame, the cloud's Date header."""
+
+    frame: np.ndarray | None = None
+    cloud_date: datetime | None = None
+    cloud_rtt_s: float | None = None
+    cloud_error: str | None = None
+
+
+@dataclass
+class Checklist:
+    config: DeviceConfig
+    clock: Clock = utc_now
+    progress: TextIO | None = None
+    state: _State = field(default_factory=_State)
+
+    def items(self) -> list[tuple[str, Callable[[], CheckItem]]]:
+        cams = [(f"camera {c.id}", lambda c=c: self.camera(c.id, c.source)) for c in self.config.cameras]
+        return [
+            ("certificate", self.certificate),
+            *cams,
+            ("model", self.model),
+            ("broker", self.broker),
+            ("cloud", self.cloud),
+            ("clock", self.clock_offset),
+            ("disk", self.disk),
+            ("cpu temperature", self.temperature),
+        ]
+
+    def run(self) -> list[CheckItem]:
+        todo = self.items()
+        done: list[CheckItem] = []
+        for i, (name, fn) in enumerate(todo, 1):
+            self._say(f"[{i}/{len(todo)}] {name} … ")
+            started = time.perf_counter()
+            try:
+                item = fn()
+            except Exception as exc:  # one broken check must not hide the others
+                item = CheckItem(name=name, status="fail", detail=f"{exc.__class__.__name__}: {exc}")
+            if item.ms is None:
+                item = item.model_copy(update={"ms": round((time.perf_counter() - started) * 1000, 1)})
+            self._say(f"{item.status}\n")
+            done.append(item)
+        return done
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.write(text)
+            self.progress.flush()
+
+    # -- items --------------------------------------------------------------------------------
+
+    def certificate(self) -> CheckItem:
+        b = self.config.broker
+        if b.cert is None or b.ca is None:
+            return CheckItem(
+                name="certificate", status="fail", detail="no certificate configured (not enrolled?)"
+            )
+        cert, ca = pki.load_cert(Path(b.cert)), pki.load_cert(Path(b.ca))
+        now = self.clock()
+        problem = pki.verify_chain(cert, ca, at=now)
+        if problem:
+            return CheckItem(name="certificate", status="fail", detail=f"{pki.common_name(cert)}: {problem}")
+        if pki.common_name(cert) != self.config.device.id:
+            detail = f"certificate is for {pki.common_name(cert)!r}, config says {self.config.device.id!r}"
+            return CheckItem(name="certificate", status="fail", detail=detail)
+        left = cert.not_valid_after_utc - now
+        detail = (
+            f"{pki.common_name(cert)}, valid until {cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days)"
+        )
+        status = "warn" if left < timedelta(days=CERT_WARN_DAYS) else "pass"
+        return CheckItem(
+            name="certificate", status=status, detail=detail + ("; renew soon" if status == "warn" else "")
+        )
+
+    def camera(self, camera_id: str, source: str) -> CheckItem:
+        from device.capture import open_source, redact
+
+        name = f"camera {camera_id}"
+        try:
+            src = open_source(source)
+        except ProvisionError:
+            raise
+        except Exception as exc:
+            return CheckItem(name=name, status="fail", detail=f"{redact(source)}: {exc}")
+        try:
+            started = time.perf_counter()
+            frames, image = 0, None
+            # About one second of frames: enough to see the stream is live and measure its rate.
+            while frames < 25 and time.perf_counter() - started < 1.0:
+                if not src.grab():
+                    break
+                frames += 1
+                if image is None:
+                    image = src.retrieve()
+            elapsed = time.perf_counter() - started
+        finally:
+            src.close()
+        if image is None:
+            return CheckItem(
+                name=name, status="fail", detail=f"{redact(source)}: opened, but no frame decoded"
+            )
+        self.state.frame = image
+        h, w = image.shape[:2]
+        measured = frames / elapsed if src.live and elapsed > 0 else None
+        fps = src.fps or measured
+        detail = f"{w}x{h}, {fps:.1f} fps" if fps else f"{w}x{h}, frame rate unknown"
+        if src.live and measured is not None:
+            detail += f" (received {measured:.1f} fps)"
+        return CheckItem(name=name, status="pass", detail=detail)
+
+    def model(self) -> CheckItem:
+        from device.config_file import model_of
+        from device.detector import load_detector
+
+        model = model_of(self.config)
+        detector = load_detector(model)
+        image = self.state.frame
+        note = ""
+        if image is None:
+            image = np.zeros((300, 300, 3), np.uint8)
+            note = " (on a blank image: no camera frame)"
+        detector.detect(image)  # first run allocates; time the second, as in service
+        started = time.perf_counter()
+        found = detector.detect(image)
+        ms = (time.perf_counter() - started) * 1000
+        detail = f"{detector.model_name} on {detector.delegate}: {ms:.1f} ms, {len(found)} object(s){note}"
+        return CheckItem(name="model", status="warn" if note else "pass", detail=detail, ms=round(ms, 1))
+
+    def broker(self) -> CheckItem:
+        """Connect with the device's own certificate, publish a nonce to its check topic, read it back."""
+        b, dev = self.config.broker, self.config.device
+        url = urlsplit(b.url)
+        host, port = url.hostname or "", url.port or (8883 if url.scheme == "mqtts" else 1883)
+        topic = check_topic(dev.ward, dev.id)
+        nonce = secrets.token_hex(8).encode()
+        got = threading.Event()
+        connected = threading.Event()
+        outcome: list[str] = []
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{dev.id}-check-{nonce[:6].decode()}",
+            protocol=mqtt.MQTTv5,
+        )
+        if url.scheme == "mqtts":
+            client.tls_set(ca_certs=b.ca, certfile=b.cert, keyfile=b.key)
+        if b.username:
+            client.username_pw_set(b.username, b.password)
+
+        def on_connect(c: mqtt.Client, u: object, flags: object, rc: object, props: object) -> None:
+            outcome.append(str(rc))
+            connected.set()
+            c.subscribe(topic, qos=1)
+
+        def on_subscribe(c: mqtt.Client, u: object, mid: int, codes: list[object], props: object) -> None:
+            c.publish(topic, nonce, qos=1)
+
+        def on_disconnect(c: mqtt.Client, u: object, flags: object, rc: object, props: object) -> None:
+            outcome.append(f"disconnected: {rc}")
+            connected.set()
+
+        client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
+        client.on_disconnect = on_disconnect
+        client.on_message = lambda c, u, m: got.set() if m.payload == nonce else None
+        started = time.perf_counter()
+        try:
+            client.connect(host, port, keepalive=10)
+        except OSError as exc:
+            return CheckItem(name="broker", status="fail", detail=f"{host}:{port}: {exc.strerror or exc}")
+        client.loop_start()
+        try:
+            if not connected.wait(NETWORK_TIMEOUT_S):
+                return CheckItem(name="broker", status="fail", detail=f"{host}:{port}: no answer to CONNECT")
+            if outcome and outcome[0] != "Success":
+                return CheckItem(
+                    name="broker", status="fail", detail=f"{host}:{port}: refused ({outcome[0]})"
+                )
+            if not got.wait(NETWORK_TIMEOUT_S):
+                return CheckItem(
+                    name="broker",
+                    status="fail",
+                    detail=f"connected, but the test message on {topic} did not come back (ACL?)",
+                )
+            ms = (time.perf_counter() - started) * 1000
+            return CheckItem(
+                name="broker", status="pass", detail=f"{host}:{port} as {dev.id}, echo in {ms:.0f} ms"
+            )
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def cloud(self) -> CheckItem:
+        if self.config.cloud is None:
+            return CheckItem(name="cloud", status="fail", detail="no cloud configured")
+        url = self.config.cloud.url.rstrip("/") + "/healthz"
+        verify: str | bool = self.config.cloud.ca or True
+        try:
+            sent = time.perf_counter()
+            resp = httpx.get(url, timeout=NETWORK_TIMEOUT_S, verify=verify)
+            rtt = time.perf_counter() - sent
+        except httpx.HTTPError as exc:
+            self.state.cloud_error = f"{exc.__class__.__name__}: {exc}"
+            return CheckItem(name="cloud", status="fail", detail=f"{url}: {self.state.cloud_error}")
+        self.state.cloud_rtt_s = rtt
+        date = resp.headers.get("date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                self.state.cloud_date = parsedate_to_datetime(date).astimezone(UTC)
+        status = "pass" if resp.status_code == 200 else "fail"
+        return CheckItem(
+            name="cloud", status=status, detail=f"{url}: HTTP {resp.status_code} in {rtt * 1000:.0f} ms"
+        )
+
+    def clock_offset(self) -> CheckItem:
+        if self.state.cloud_date is None:
+            why = self.state.cloud_error or "the cloud sent no Date header"
+            return CheckItem(name="clock", status="fail", detail=f"cannot compare with the cloud: {why}")
+        # The Date header has one-second resolution and was stamped about half a round trip ago.
+        ours = self.clock() - timedelta(seconds=(self.state.cloud_rtt_s or 0.0) / 2)
+        offset = (ours - self.state.cloud_date).total_seconds() - 0.5
+        size = abs(offset)
+        detail = f"{offset:+.1f} s against the cloud"
+        if size > CLOCK_FAIL_S:
+            return CheckItem(name="clock", status="fail", detail=detail + "; fix NTP before commissioning")
+        if size > CLOCK_WARN_S:
+            return CheckItem(name="clock", status="warn", detail=detail + f" (more than {CLOCK_WARN_S:g} s)")
+        return CheckItem(name="clock", status="pass", detail=detail)
+
+    def disk(self) -> CheckItem:
+        path = Path(self.config.storage.path)
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free_mb = shutil.disk_usage(probe).free / 2**20
+        need = self.config.storage.budget_mb + self.config.storage.min_free_mb
+        detail = f"{free_mb:.0f} MB free at {probe} (budget {self.config.storage.budget_mb} MB)"
+        if free_mb < self.config.storage.min_free_mb:
+            return CheckItem(name="disk", status="fail", detail=detail)
+        return CheckItem(name="disk", status="warn" if free_mb < need else "pass", detail=detail)
+
+    def temperature(self) -> CheckItem:
+        temp = cpu_temperature()
+        if temp is None:
+            return CheckItem(name="cpu temperature", status="warn", detail="no temperature sensor readable")
+        status = "fail" if temp >= TEMP_FAIL_C else "warn" if temp >= TEMP_WARN_C else "pass"
+        return CheckItem(name="cpu temperature", status=status, detail=f"{temp:.1f} °C")
+
+
+def cpu_temperature() -> float | None:
+    zone = Path("/sys/class/thermal/thermal_zone0/temp")
+    try:
+        return int(zone.read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        pass
+    import psutil
+
+    read = getattr(psutil, "sensors_temperatures", None)
+    temps = read() if read else {}
+    for entries in temps.values():
+        for entry in entries:
+            if entry.current:
+                return float(entry.current)
+    return None
+
+
+def table(items: list[CheckItem]) -> str:
+    width = max(len(i.name) for i in items)
+    marks = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+    lines = [f"{'item':<{width}}  result  detail", f"{'-' * width}  ------  ------"]
+    lines += [f"{i.name:<{width}}  {marks[i.status]:<6}  {i.detail}" for i in items]
+    fails = sum(i.status == "fail" for i in items)
+    warns = sum(i.status == "warn" for i in items)
+    lines.append(f"{fails} fail, {warns} warn, {len(items) - fails - warns} pass")
+    return "\n".join(lines)
+
+
+def send_report(config: DeviceConfig, items: list[CheckItem], by: str, at: datetime) -> None:
+    if config.cloud is None or config.cloud.token_file is None:
+        raise ProvisionError("report not sent: no cloud token in the config (enroll first)")
+    try:
+        token = Path(config.cloud.token_file).read_text().strip()
+    except OSError as exc:
+        raise ProvisionError(f"report not sent: {config.cloud.token_file}: {exc.strerror}") from None
+    report = CommissioningReport(by=by, at=at, ok=not any(i.status == "fail" for i in items), items=items)
+    url = f"{config.cloud.url.rstrip('/')}/api/v1/devices/{config.device.id}/commissioning"
+    try:
+        resp = httpx.post(
+            url,
+            content=report.model_dump_json(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=NETWORK_TIMEOUT_S,
+            verify=config.cloud.ca or True,
+        )
+    except httpx.HTTPError as exc:
+        raise ProvisionError(f"report not sent to {url}: {exc.__class__.__name__}: {exc}") from None
+    if resp.status_code >= 300:
+        raise ProvisionError(f"report refused by the cloud (HTTP {resp.status_code}): {resp.text[:200]}")
+
+
+def technician() -> str:
+    return (
+        os.environ.get("MATTHAN_TECHNICIAN")
+        or os.environ.get("SUDO_USER")
+        or os.environ.get("USER")
+        or "unknown"
+    )

@@ -1,0 +1,171 @@
+"""`matthan provision enroll`: run on the device at the roadside.
+
+Makes the device's key here (it never leaves the box), sends a CSR with the claim token, checks
+what comes back (the certificate is for our key and our id, and chains to the CA sent along), and
+only then writes everything under the config folder:
+
+    device.key    0600  the private key
+    device.pem          the device certificate (CN = device id)
+    ca.pem              the project CA, trusted for the broker and the cloud
+    device.token  0600  the upload token (Authorization: Bearer …)
+    device.yaml   0600  the configuration `matthan device run` reads (camera URLs carry passwords)
+
+A refused token changes nothing on disk.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pydantic import ValidationError
+
+from matthan_wire.codec import describe
+from matthan_wire.config import DeviceConfig
+from matthan_wire.ids import is_id
+from provisioning import pki
+from provisioning.errors import ProvisionError
+from provisioning.files import write_file
+from provisioning.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse
+
+TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+FILES = ("device.key", "device.pem", "ca.pem", "device.token", "device.yaml")
+
+
+def enroll(
+    cloud: str,
+    token: str,
+    device_id: str,
+    dest: Path,
+    camera: str | None = None,
+    ward: str | None = None,
+    storage: str | None = None,
+    verify: str | bool = True,
+) -> Path:
+    """Enroll this device; returns the path of the device.yaml written."""
+    if not is_id(device_id):
+        raise ProvisionError(f"device id {device_id!r} is not an id ([a-z0-9-], at most 63 characters)")
+    if ward is not None and not is_id(ward):
+        raise ProvisionError(f"ward {ward!r} is not an id ([a-z0-9-])")
+    cloud = cloud.rstrip("/")
+    key = pki.new_key()
+    request = EnrollRequest(
+        token=token.strip(),
+        device_id=device_id,
+        csr=pki.make_csr(key, device_id).decode(),
+        ward=ward,
+        camera=camera,
+    )
+    data = _post(f"{cloud}/api/v1/enroll", request.model_dump(mode="json", exclude_none=True), verify)
+    try:
+        answer = EnrollResponse.model_validate(data)
+    except ValidationError as exc:
+        raise ProvisionError(f"the cloud's answer is not an enrollment: {describe(exc)}") from None
+    cert, ca = _check_certificate(answer.certificate, answer.ca, key, device_id)
+    paths = {name: dest / name for name in FILES}
+    # The address that just worked, rather than whatever the server believes its public URL is.
+    config = _device_config(
+        answer, cloud, paths, storage, cloud_ca=verify if isinstance(verify, str) else None
+    )
+    write_file(paths["ca.pem"], pki.cert_pem(ca), mode=0o644)
+    write_file(paths["device.key"], pki.key_pem(key), mode=0o600)
+    write_file(paths["device.pem"], pki.cert_pem(cert), mode=0o644)
+    write_file(paths["device.token"], answer.api_token + "\n", mode=0o600)
+    text = "# Written by `matthan provision enroll`; the cloud's desired config overrides the cameras.\n"
+    text += yaml.safe_dump(config, sort_keys=False)
+    return write_file(paths["device.yaml"], text, mode=0o600)
+
+
+def renew(config_path: Path, verify: str | bool = True) -> x509.Certificate:
+    """A new key and certificate for an enrolled device, authenticated by its upload token."""
+    from device.config_file import load_config
+
+    config = load_config(config_path)
+    if config.cloud is None or config.cloud.token_file is None or config.broker.cert is None:
+        raise ProvisionError(f"{config_path}: not an enrolled device (no cloud token or certificate)")
+    token = Path(config.cloud.token_file).read_text().strip()
+    key = pki.new_key()
+    body = RenewRequest(csr=pki.make_csr(key, config.device.id).decode())
+    url = f"{config.cloud.url.rstrip('/')}/api/v1/devices/{config.device.id}/renew"
+    answer = RenewResponse.model_validate(
+        _post(url, body.model_dump(), config.cloud.ca or verify, headers={"Authorization": f"Bearer {token}"})
+    )
+    cert, _ = _check_certificate(answer.certificate, answer.ca, key, config.device.id)
+    assert config.broker.key is not None
+    write_file(Path(config.broker.key), pki.key_pem(key), mode=0o600)
+    write_file(Path(config.broker.cert), pki.cert_pem(cert), mode=0o644)
+    return cert
+
+
+def _post(url: str, body: dict[str, Any], verify: str | bool, headers: dict[str, str] | None = None) -> Any:
+    try:
+        resp = httpx.post(url, json=body, timeout=TIMEOUT, verify=verify, headers=headers)
+    except httpx.HTTPError as exc:
+        raise ProvisionError(f"cannot reach the cloud at {url}: {exc.__class__.__name__}: {exc}") from None
+    if resp.status_code >= 400:
+        raise ProvisionError(f"enrollment refused (HTTP {resp.status_code}): {_detail(resp)}")
+    try:
+        return resp.json()
+    except ValueError:
+        raise ProvisionError(f"the cloud at {url} did not answer JSON (HTTP {resp.status_code})") from None
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        detail = resp.json().get("detail")
+    except (ValueError, AttributeError):
+        return resp.text[:200] or resp.reason_phrase
+    if isinstance(detail, list):  # FastAPI's validation errors
+        return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+    return str(detail)
+
+
+def _check_certificate(
+    cert_text: str, ca_text: str, key: Any, device_id: str
+) -> tuple[x509.Certificate, x509.Certificate]:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_text.encode())
+        ca = x509.load_pem_x509_certificate(ca_text.encode())
+    except ValueError:
+        raise ProvisionError("the cloud sent a certificate that is not PEM") from None
+    ours = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    theirs = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if ours != theirs:
+        raise ProvisionError("the certificate the cloud sent is not for this device's key")
+    if pki.common_name(cert) != device_id:
+        raise ProvisionError(f"the certificate names {pki.common_name(cert)!r}, not {device_id!r}")
+    problem = pki.verify_chain(cert, ca)
+    if problem:
+        raise ProvisionError(f"the certificate the cloud sent is unusable: {problem}")
+    return cert, ca
+
+
+def _device_config(
+    answer: EnrollResponse, cloud: str, paths: dict[str, Path], storage: str | None, cloud_ca: str | None
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "device": {"id": answer.device_id, "ward": answer.ward},
+        "broker": {
+            "url": answer.broker_url,
+            "ca": str(paths["ca.pem"].resolve()),
+            "cert": str(paths["device.pem"].resolve()),
+            "key": str(paths["device.key"].resolve()),
+        },
+        "cloud": {"url": cloud, "token_file": str(paths["device.token"].resolve())},
+        **answer.site,
+    }
+    if cloud_ca:
+        data["cloud"]["ca"] = cloud_ca
+    if storage:
+        data["storage"] = {"path": storage}
+    try:
+        DeviceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ProvisionError(f"the cloud's initial configuration is not valid: {describe(exc)}") from None
+    return data

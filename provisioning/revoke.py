@@ -1,0 +1,50 @@
+"""Revocation: the device's certificates into the CRL, its upload token refused, the broker reloaded.
+
+Used by `matthan provision revoke DEVICE` (straight on the registry database) and by the cloud's
+`POST /api/v1/devices/{id}/revoke`.
+"""
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlmodel import Session
+
+from provisioning import broker_config, pki
+from provisioning.errors import ProvisionError
+
+if TYPE_CHECKING:
+    from cloud.models import Device
+
+log = logging.getLogger("matthan.provisioning")
+
+
+def revoke_device(session: Session, ca: pki.Authority, device_id: str, by: str) -> tuple["Device", list[str]]:
+    """Mark the device revoked and its certificates in the CRL; the caller commits.
+
+    Returns the device row and the revoked serials. Revoking twice is harmless.
+    """
+    from cloud.audit import record
+    from cloud.models import Device
+    from matthan_wire.timeutil import utc_now
+
+    device = session.get(Device, device_id)
+    if device is None:
+        raise ProvisionError(f"no device {device_id!r} in the registry")
+    if device.revoked_at is None:
+        device.revoked_at = utc_now()
+    # The API refuses it through revoked_at already; dropping the hash means the token matches nothing.
+    device.api_token_hash = None
+    session.add(device)
+    serials = ca.revoke(device_id)
+    record(session, by, "device.revoke", device_id, serials=serials)
+    log.info("revoked device=%s serials=%s by=%s", device_id, ",".join(serials) or "-", by)
+    return device, serials
+
+
+def sync_broker(session: Session, ca_dir: Path, broker_dir: Path | None) -> bool:
+    """Regenerate the broker's ACL and CRL from the registry and SIGHUP it; True when a broker reloaded."""
+    if broker_dir is None:
+        return False
+    broker_config.regenerate(broker_config.registry_from_session(session), ca_dir, broker_dir)
+    return broker_config.reload_broker(broker_dir) is not None
