@@ -198,6 +198,10 @@ class Detector:
             rest.remove(match[0])
         self.reset_state()
 
+    @property
+    def recurrent_states(self) -> int:
+        return len(self._states)
+
     def reset_state(self) -> None:
         """Zero the recurrent state (a new stream session starts from nothing)."""
         for d, _ in self._states:

@@ -1,0 +1,197 @@
+"""The LiteRT detector with the real models on real frames."""
+
+import logging
+import shutil
+from pathlib import Path
+
+import cv2
+import flatbuffers
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+
+from device.detector import Detector, ModelError, load_detector, read_labels
+from matthan_wire.config import DetectConfig, ModelConfig
+
+
+def _frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out: dict[int, np.ndarray] = {}
+    i = 0
+    while len(out) < len(wanted):
+        ok, image = cap.read()
+        if not ok:
+            break
+        if i in wanted:
+            out[i] = image
+        i += 1
+    cap.release()
+    return out
+
+
+@pytest.fixture(scope="module")
+def ssd(model_config: ModelConfig) -> Detector:
+    return load_detector(model_config)
+
+
+@pytest.fixture(scope="module")
+def traffic(assets_dir: Path) -> ModelConfig:
+    return ModelConfig(
+        path=str(assets_dir / "models/automl_traffic_model.tflite"),
+        labels=str(assets_dir / "models/traffic_label_map.pbtxt"),
+    )
+
+
+def test_person_counts_on_vtest_match_the_measured_ones(  # type: ignore[no-untyped-def]
+    ssd: Detector, model_config: ModelConfig, video
+) -> None:
+    # MANIFEST.md §4.2, measured with ai_edge_litert at score > 0.5 (strictly) on the same frames.
+    # Scores come in steps of 1/256: the next one above 0.5 is 0.50390625.
+    above_half = load_detector(model_config, DetectConfig(min_score=0.502))
+    expected = {0: 5, 158: 8, 317: 8, 476: 3, 635: 7, 794: 5}
+    frames = _frames(video("vtest_480x360.mp4"), set(expected))
+    got = {i: sum(1 for d in above_half.detect(frames[i]) if d.label == "person") for i in expected}
+    assert got == expected
+    # Frame 794 has two people at exactly 0.5, which the default (score >= min_score) keeps.
+    assert sum(1 for d in ssd.detect(frames[794]) if d.label == "person") == 7
+    cars = [d for d in ssd.detect(frames[0]) if d.label == "car"]
+    assert len(cars) == 1 and cars[0].bbox[0] > 0.9  # the parked car at the top right
+    for d in ssd.detect(frames[158]):
+        x1, y1, x2, y2 = d.bbox
+        assert 0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0 and 0.5 <= d.score <= 1.0
+
+
+def test_model_facts(ssd: Detector) -> None:
+    assert ssd.model_name == "ssd_mobilenet_v1_coco_quant.tflite"
+    assert ssd.input_size == (300, 300) and ssd.max_detections == 10
+    assert ssd.delegate == "xnnpack"  # no Edge TPU library on this machine
+    assert ssd.labels[0] == "person" and ssd.labels[2] == "car" and ssd.labels[11] == "n/a"
+
+
+def test_per_label_min_score(model_config: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
+    frame = _frames(video("vtest_480x360.mp4"), {0})[0]
+    strict = load_detector(model_config, DetectConfig(min_score=0.5, min_scores={"person": 0.7}))
+    loose = load_detector(model_config, DetectConfig(min_score=0.3))
+    strict_people = [d.score for d in strict.detect(frame) if d.label == "person"]
+    assert strict_people and min(strict_people) >= 0.7 and len(strict_people) < 5
+    assert {d.label for d in strict.detect(frame)} >= {"car", "skis"}  # others keep the 0.5 floor
+    assert len(loose.detect(frame)) > len(strict.detect(frame))
+    assert min(d.score for d in loose.detect(frame)) >= 0.3
+
+
+def test_recurrent_traffic_model_loads_and_runs(traffic: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
+    det = load_detector(traffic, DetectConfig(min_score=0.3))
+    assert det.input_size == (256, 256) and det.max_detections == 40
+    assert det.labels == {0: "sedan", 1: "pickup_suv_van", 2: "large_veh_bus"}
+    frames = _frames(video("traffic_frames.mp4"), set(range(20)))
+    results = [det.detect(frames[i]) for i in range(20)]
+    # MANIFEST.md §2.3: frame 0 → pickup_suv_van 0.44, sedan 0.39, pickup_suv_van 0.32.
+    assert [(d.label, round(d.score, 2)) for d in results[0]] == [
+        ("pickup_suv_van", 0.44), ("sedan", 0.39), ("pickup_suv_van", 0.32),
+    ]  # fmt: skip
+    assert [round(d.score, 2) for d in results[10]][:1] == [0.5]
+    # Two LSTM state inputs, each fed from its output after every frame, zeroed on reset.
+    assert det.recurrent_states == 2
+    det.reset_state()
+    assert [round(d.score, 2) for d in det.detect(frames[0])] == [0.44, 0.39, 0.32]
+    # At the default 0.5 it sees nothing: its scores are low (MANIFEST.md).
+    assert load_detector(traffic).detect(frames[3]) == []
+
+
+def test_missing_model_and_labels_are_clear_errors(model_config: ModelConfig, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"nope.tflite: no such file"):
+        Detector(model_config.model_copy(update={"path": str(tmp_path / "nope.tflite")}))
+    with pytest.raises(ModelError, match=r"label file .*nope.txt: no such file"):
+        Detector(model_config.model_copy(update={"labels": str(tmp_path / "nope.txt")}))
+
+
+def test_a_file_that_is_not_a_model(model_config: ModelConfig, tmp_path: Path, assets_dir: Path) -> None:
+    text = tmp_path / "labels.tflite"
+    text.write_text("person\ncar\n")
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        Detector(model_config.model_copy(update={"path": str(text)}))
+    truncated = tmp_path / "half.tflite"
+    truncated.write_bytes((assets_dir / "models/ssd_mobilenet_v1_coco_quant.tflite").read_bytes()[:50_000])
+    with pytest.raises(ModelError, match=r"half.tflite: (corrupt|not a detection|LiteRT cannot load)"):
+        Detector(model_config.model_copy(update={"path": str(truncated)}))
+
+
+def _tiny_add_model() -> bytes:
+    """A real, runnable TFLite model that is not a detector: out = a + b."""
+    m = schema.ModelT()
+    m.version = 3
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.ADD
+    code.version = 1
+    m.operatorCodes = [code]
+    m.buffers = [schema.BufferT()]
+    tensors = []
+    for name in ("a", "b", "out"):
+        t = schema.TensorT()
+        t.shape, t.type, t.buffer, t.name = [1, 4], schema.TensorType.FLOAT32, 0, name
+        tensors.append(t)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
+    op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.AddOptions, schema.AddOptionsT()
+    graph = schema.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = tensors, [0, 1], [2], [op]
+    m.subgraphs = [graph]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_a_model_that_is_not_a_detector(model_config: ModelConfig, tmp_path: Path) -> None:
+    path = tmp_path / "add.tflite"
+    path.write_bytes(_tiny_add_model())
+    from ai_edge_litert.interpreter import Interpreter
+
+    Interpreter(model_path=str(path)).allocate_tensors()  # it is a valid model
+    with pytest.raises(ModelError, match="not a detection model"):
+        Detector(model_config.model_copy(update={"path": str(path)}))
+
+
+def test_label_file_that_does_not_match_the_model(model_config: ModelConfig, traffic: ModelConfig) -> None:
+    with pytest.raises(ModelError, match="has 90 classes but model automl_traffic_model.tflite has 3"):
+        Detector(traffic.model_copy(update={"labels": model_config.labels}))
+    with pytest.raises(ModelError, match="has 3 classes but model ssd_mobilenet_v1_coco_quant.tflite has 90"):
+        Detector(model_config.model_copy(update={"labels": traffic.labels}))
+
+
+def test_label_file_formats(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("person\nn/a\ncar\n\n")
+    assert read_labels(plain) == {0: "person", 1: "n/a", 2: "car"}
+    gap = tmp_path / "gap.txt"
+    gap.write_text("person\n\ncar\n")
+    with pytest.raises(ModelError, match="blank line"):
+        read_labels(gap)
+    pbtxt = tmp_path / "map.pbtxt"
+    pbtxt.write_text('item {\n  name: "bike"\n  id: 2\n}\nitem { id: 1 display_name: "walker" }\n')
+    assert read_labels(pbtxt) == {1: "bike", 0: "walker"}
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(ModelError, match="no labels"):
+        read_labels(empty)
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(ModelError, match="cannot read"):
+        read_labels(binary)
+
+
+def test_edgetpu_requested_without_its_library_falls_back_with_one_line(
+    model_config: ModelConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert shutil.which("edgetpu_compiler") is None  # nothing of the Edge TPU stack here
+    with caplog.at_level(logging.WARNING, logger="device.detector"):
+        det = Detector(model_config.model_copy(update={"delegate": "edgetpu"}))
+    assert det.delegate == "xnnpack"
+    lines = [r.getMessage() for r in caplog.records if r.name == "device.detector"]
+    assert lines == ["edgetpu delegate requested but libedgetpu.so.1 is not installed; using CPU/XNNPACK"]
+
+
+def test_cpu_delegate_without_xnnpack_gives_the_same_people(model_config: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
+    frame = _frames(video("vtest_480x360.mp4"), {158})[158]
+    cpu = Detector(model_config.model_copy(update={"delegate": "cpu", "threads": 1}))
+    assert cpu.delegate == "cpu"
+    assert sum(1 for d in cpu.detect(frame) if d.label == "person") == 8
