@@ -66,6 +66,8 @@ class OpenCVSource:
             cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
+            if not self.live:
+                raise SourceError(f"video file {source}: cannot open it (not a video, or damaged?)")
             raise SourceError(f"cannot open video source {redact(source)}")
         self._cap = cap
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
