@@ -1,0 +1,420 @@
+"""A clip per event: the recorded segments covering [start − pre, end + post], joined by copy.
+
+The agent hands every event start (with its snapshot JPEG) and end to the clip maker; neither
+call blocks. A start holds the camera's segments from start − pre so a long event cannot lose
+its beginning to the cache pruning; an end schedules a cut for when the post-capture span has
+been recorded, i.e. when a segment has begun after end + post. The cut is ffmpeg's concat
+demuxer with `-c copy` and `-movflags +faststart` (a browser can play it while it downloads),
+into one self-contained `{event_id}.mp4`, with a JSON sidecar (who, where, when, which rule,
+model and config version, the MP4's SHA-256, size and ffprobe duration). Snapshot, clip and
+sidecar then go into the durable upload queue; retention keeps the folder within budget.
+
+Segment starts are known as an interval (device/recorder.py); a cut always takes the segment
+whose start is surely before the span's start, so the clip covers the span and overshoots it by
+at most about one segment at each end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from device.errors import DeviceError
+from device.recorder import FFMPEG, FFPROBE, Recorder, Segment
+from device.retention import Retention
+from device.uploader import UploadQueue
+from matthan_wire.config import DeviceIdentity
+from matthan_wire.payloads import Alert
+from matthan_wire.timeutil import UtcDateTime, utc_now
+
+log = logging.getLogger(__name__)
+
+
+class ClipError(DeviceError):
+    """A clip that could not be cut from the recorded segments."""
+
+
+class ClipSidecar(BaseModel):
+    """What a clip shows and how to check it; travels next to the MP4 as `{event_id}.json`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    event_id: str
+    device_id: str
+    ward: str
+    camera_id: str
+    zone: str | None
+    rule: str
+    type: str
+    category: str
+    labels: list[str]
+    started_at: UtcDateTime
+    ended_at: UtcDateTime
+    # The span asked for (event ± pre/post) and the span the joined segments cover (estimated).
+    clip_start: UtcDateTime
+    clip_end: UtcDateTime
+    covered_start: UtcDateTime
+    covered_end: UtcDateTime
+    duration_s: float
+    segments: int
+    file: str
+    sha256: str
+    size: int
+    codec: str | None
+    model: str | None
+    config_version: int | None
+    made_at: UtcDateTime
+
+
+@dataclass
+class ClipStats:
+    pending: int = 0
+    clips_made: int = 0
+    clips_failed: int = 0
+    clips_missing: int = 0  # nothing recorded for the span
+    clips_short: int = 0  # cut with part of the span missing (recording started late or was down)
+    snapshots_saved: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class _Job:
+    alert: Alert
+    start: datetime
+    end: datetime
+    give_up_at: float  # monotonic: cut with what there is, the recorder is not delivering
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def probe_media(path: Path) -> tuple[float, str | None]:
+    """(duration in seconds, video codec) as ffprobe reads the file; ClipError if it cannot."""
+    cmd = [FFPROBE, "-v", "error", "-show_entries", "format=duration:stream=codec_name,codec_type"]
+    out = subprocess.run([*cmd, "-of", "json", str(path)], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise ClipError(f"{path.name}: ffprobe cannot read it: {out.stderr.strip()[-300:]}")
+    info = json.loads(out.stdout or "{}")
+    try:
+        duration = float(info["format"]["duration"])
+    except (KeyError, TypeError, ValueError):
+        raise ClipError(f"{path.name}: ffprobe reports no duration") from None
+    codec = next(
+        (s.get("codec_name") for s in info.get("streams", []) if s.get("codec_type") == "video"), None
+    )
+    return duration, codec
+
+
+def select_segments(segments: list[Segment], start: datetime, end: datetime) -> tuple[list[Segment], bool]:
+    """The segments that together cover [start, end], and whether the span's end has been recorded.
+
+    Segments are in recording order. The end is recorded once some segment surely began at or after
+    `end` (everything before it is then closed). The first segment taken is the last one that surely
+    began at or before `start`.
+    """
+    ordered = list(segments)
+    cut = next((i for i, s in enumerate(ordered) if s.start_lo >= end), None)
+    ready = cut is not None
+    candidates = ordered[:cut] if cut is not None else [s for s in ordered if s.complete]
+    candidates = [s for s in candidates if s.end > start]
+    if not candidates:
+        return [], ready
+    first = 0
+    for i, s in enumerate(candidates):
+        if s.start_hi <= start:
+            first = i
+    return candidates[first:], ready
+
+
+def concat_copy(segments: list[Path], out: Path, workdir: Path) -> None:
+    """Join segments into one MP4 by stream copy; `out` appears only when complete (atomic rename)."""
+    listing = workdir / f".{out.stem}.concat.txt"
+    part = out.with_name(out.name + ".part")
+    # The concat demuxer's list syntax: one quoted path per line, single quotes escaped.
+    listing.write_text("".join("file '" + str(p).replace("'", "'\\''") + "'\n" for p in segments))
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "concat", "-safe", "0"]
+    cmd += ["-i", str(listing), "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(part)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if res.returncode != 0 or not part.exists():
+            raise ClipError(f"{out.name}: ffmpeg concat failed: {res.stderr.strip()[-300:]}")
+        _fsync_file(part)
+        os.replace(part, out)
+        _fsync_dir(out.parent)
+    except subprocess.TimeoutExpired:
+        raise ClipError(f"{out.name}: ffmpeg concat took over 120s") from None
+    finally:
+        listing.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    with part.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ClipMaker:
+    """Cuts, describes and queues one clip per event; a single worker thread does the disk work."""
+
+    def __init__(
+        self,
+        device: DeviceIdentity,
+        clips_dir: Path,
+        recorder_for: Callable[[str], Recorder | None],
+        uploads: UploadQueue,
+        *,
+        model: str | None = None,
+        config_version: Callable[[], int | None] = lambda: None,
+        retention: Retention | None = None,
+        give_up_after_s: float = 30.0,
+    ) -> None:
+        self.device = device
+        self.clips_dir = Path(clips_dir)
+        self._recorder_for = recorder_for
+        self._uploads = uploads
+        self._model = model
+        self._config_version = config_version
+        self._retention = retention
+        self._give_up_after_s = give_up_after_s
+        self._inbox: queue.Queue[tuple[str, Alert, bytes | None]] = queue.Queue(maxsize=10_000)
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._stats = ClipStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            self.clips_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ClipError(f"cannot create the clips folder {self.clips_dir}: {exc}") from None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="clip-maker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- called by the agent (never blocks) ------------------------------------------------------
+
+    def event_started(self, alert: Alert, snapshot_jpeg: bytes | None) -> None:
+        rec = self._recorder_for(alert.camera_id)
+        if rec is not None and alert.type != "camera_offline":
+            rec.hold(alert.event_id, alert.started_at - timedelta(seconds=rec.camera.record.pre_capture_s))
+        self._put("start", alert, snapshot_jpeg)
+
+    def event_ended(self, alert: Alert) -> None:
+        self._put("end", alert, None)
+
+    def handle(self, alert: Alert, snapshot_jpeg: bytes | None = None) -> None:
+        """Either phase: what the agent calls with each DetectedEvent (alert, snapshot_jpeg)."""
+        if alert.phase == "start":
+            self.event_started(alert, snapshot_jpeg)
+        else:
+            self.event_ended(alert)
+
+    def stats(self) -> ClipStats:
+        with self._lock:
+            st = ClipStats(**self._stats.__dict__)
+        st.pending = len(self._jobs) + self._inbox.qsize()
+        return st
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every handed-over event has been cut or given up (tests, orderly shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stats().pending == 0:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _put(self, what: str, alert: Alert, jpeg: bytes | None) -> None:
+        try:
+            self._inbox.put_nowait((what, alert, jpeg))
+        except queue.Full:
+            with self._lock:
+                self._stats.clips_failed += 1
+            log.error("clip request dropped event=%s reason=clip maker queue full", alert.event_id)
+
+    # -- the worker ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                what, alert, jpeg = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                pass
+            else:
+                try:
+                    if what == "start":
+                        self._save_snapshot(alert, jpeg)
+                    else:
+                        self._schedule(alert)
+                except Exception as exc:  # one bad event must not stop the clips of the others
+                    self._fail(alert.event_id, exc)
+                continue  # drain the inbox before cutting
+            for event_id in list(self._jobs):
+                job = self._jobs[event_id]
+                try:
+                    if self._try_cut(job):
+                        del self._jobs[event_id]
+                except Exception as exc:
+                    del self._jobs[event_id]
+                    self._release(job.alert)
+                    self._fail(event_id, exc)
+
+    def _fail(self, event_id: str, exc: Exception) -> None:
+        with self._lock:
+            self._stats.clips_failed += 1
+            self._stats.last_error = f"{event_id}: {exc}"
+        log.error("clip failed event=%s error=%s", event_id, exc)
+
+    def _save_snapshot(self, alert: Alert, jpeg: bytes | None) -> None:
+        if not jpeg:
+            return
+        path = self.clips_dir / f"{alert.event_id}.jpg"
+        write_atomic(path, jpeg)
+        self._uploads.add(alert.event_id, "snapshot", path)
+        with self._lock:
+            self._stats.snapshots_saved += 1
+        self._enforce_budget()
+
+    def _schedule(self, alert: Alert) -> None:
+        rec = self._recorder_for(alert.camera_id)
+        if alert.type == "camera_offline" or rec is None:
+            return  # nothing was recorded for this camera
+        assert alert.ended_at is not None
+        if alert.clip is not None:
+            start, end = alert.clip.start, alert.clip.end
+        else:
+            start = alert.started_at - timedelta(seconds=rec.camera.record.pre_capture_s)
+            end = alert.ended_at + timedelta(seconds=rec.camera.record.post_capture_s)
+        # An end whose start we never saw (agent restarted meanwhile) still deserves its segments.
+        rec.hold(alert.event_id, start)
+        wait = max(0.0, (end - utc_now()).total_seconds())
+        give_up = time.monotonic() + wait + self._give_up_after_s + 3 * rec.segment_s
+        self._jobs[alert.event_id] = _Job(alert, start, end, give_up)
+
+    def _release(self, alert: Alert) -> None:
+        rec = self._recorder_for(alert.camera_id)
+        if rec is not None:
+            rec.release(alert.event_id)
+
+    def _try_cut(self, job: _Job) -> bool:
+        rec = self._recorder_for(job.alert.camera_id)
+        if rec is None:
+            return True
+        chosen, ready = select_segments(rec.segments(), job.start, job.end)
+        if not ready:
+            state = rec.state()
+            if not (state.finished or time.monotonic() >= job.give_up_at):
+                return False
+            # The recorder will not deliver the rest: the part we have is still evidence.
+        event_id = job.alert.event_id
+        if not chosen:
+            with self._lock:
+                self._stats.clips_missing += 1
+            log.error(
+                "clip missing event=%s camera=%s reason=no segments recorded for the span",
+                event_id,
+                rec.camera.id,
+            )
+            self._release(job.alert)
+            return True
+        self._cut(job, chosen, complete=ready)
+        self._release(job.alert)
+        return True
+
+    def _cut(self, job: _Job, chosen: list[Segment], complete: bool) -> None:
+        a = job.alert
+        out = self.clips_dir / f"{a.event_id}.mp4"
+        concat_copy([s.path for s in chosen], out, self.clips_dir)
+        duration, codec = probe_media(out)
+        size = out.stat().st_size
+        digest = sha256_file(out)
+        covered_start = chosen[0].start
+        covered_end = covered_start + timedelta(seconds=duration)
+        short = not complete or chosen[0].start_hi > job.start
+        assert a.ended_at is not None
+        sidecar = ClipSidecar(
+            event_id=a.event_id,
+            device_id=a.device_id,
+            ward=a.ward,
+            camera_id=a.camera_id,
+            zone=a.zone,
+            rule=a.rule,
+            type=a.type,
+            category=a.category,
+            labels=list(a.labels),
+            started_at=a.started_at,
+            ended_at=a.ended_at,
+            clip_start=job.start,
+            clip_end=job.end,
+            covered_start=covered_start,
+            covered_end=covered_end,
+            duration_s=round(duration, 3),
+            segments=len(chosen),
+            file=out.name,
+            sha256=digest,
+            size=size,
+            codec=codec,
+            model=self._model,
+            config_version=self._config_version(),
+            made_at=datetime.now(UTC),
+        )
+        side = self.clips_dir / f"{a.event_id}.json"
+        write_atomic(side, sidecar.model_dump_json(indent=2).encode())
+        self._uploads.add(a.event_id, "clip", out, sha256=digest)
+        self._uploads.add(a.event_id, "sidecar", side)
+        with self._lock:
+            self._stats.clips_made += 1
+            self._stats.clips_short += short
+        log.info(
+            "clip made event=%s camera=%s duration_s=%.2f segments=%d size=%d short=%s",
+            a.event_id, a.camera_id, duration, len(chosen), size, short,
+        )  # fmt: skip
+        self._enforce_budget()
+
+    def _enforce_budget(self) -> None:
+        if self._retention is not None:
+            self._retention.enforce()
