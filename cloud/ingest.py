@@ -137,7 +137,7 @@ class IngestWorker:
         group = settings.share_group
         for kind in SHARED_KINDS:
             f = device_filter(kind)
-            link.subscribe(f"$share/{group}/{f}" if group else f, kind.qos if kind is not Kind.HEALTH else 0)
+            link.subscribe(f"$share/{group}/{f}" if group else f, 1)
         f = ward_filter(Kind.ALERT_ACTION)
         link.subscribe(f"$share/{group}/{f}" if group else f, 1)
         for kind in RETAINED_KINDS:
@@ -362,16 +362,13 @@ class IngestWorker:
                 [{"d": d, "t": t} for d, t in b.seen.items()],
             )
         for device, status, retained in b.statuses:
-            c = table(Device).c
-            newer = c.status_at < status.at if retained else c.status_at <= status.at
+            # Arrival order, not the payload's time: a will carries the time it was set at
+            # connect, before the "online" it overrides. A retained status is the broker's
+            # current word on the device; it does not prove the device is alive now.
             values: dict[str, Any] = {"online": status.state == "online", "status_at": status.at}
             if status.state == "online" and not retained:
                 values["last_seen"] = now
-            s.execute(
-                update(table(Device))
-                .where(c.id == device, or_(c.status_at.is_(None), newer))
-                .values(**values)
-            )
+            s.execute(update(table(Device)).where(table(Device).c.id == device).values(**values))
         for device, rep in b.reported.items():
             c = table(Device).c
             s.execute(
