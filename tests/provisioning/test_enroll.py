@@ -41,7 +41,7 @@ def enroll(cloud: CloudServer, token: str, device: str, dest: Path, *extra: str)
                  "--dir", str(dest), "--storage", str(dest / "data"), *extra])  # fmt: skip
 
 
-def test_enroll_end_to_end(site, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_enroll_end_to_end(capsys: pytest.CaptureFixture[str], site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     broker, cloud = site
     key = cloud.user_key()
     token = claim(cloud, key, "ben-nghe")
@@ -89,8 +89,10 @@ def test_enroll_end_to_end(site, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert not other.exists()
 
 
-def test_expired_wrong_ward_and_wrong_device_tokens_are_refused(  # type: ignore[no-untyped-def]
-    site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_expired_wrong_ward_and_wrong_device_tokens_are_refused(
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    site,
+    tmp_path: Path,
 ) -> None:
     _, cloud = site
     key = cloud.user_key()
