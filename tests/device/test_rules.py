@@ -1,0 +1,181 @@
+"""Rules on scripted tracks: one event per violation, no flapping, cooldown, schedule, direction."""
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from device.detector import Detection
+from device.rules import Change, RuleEngine, schedule_active
+from device.tracker import Tracker
+from matthan_wire.config import CameraConfig
+
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # 15:00 in Ho Chi Minh City
+STEP = 0.2
+ZONE = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]
+
+
+def cam(zones: Sequence[dict[str, Any]] = (), lines: Sequence[dict[str, Any]] = ()) -> CameraConfig:
+    return CameraConfig.model_validate({"id": "cam", "source": "x.mp4", "zones": zones, "lines": lines})
+
+
+def person(x: float, y: float = 0.8, score: float = 0.7) -> Detection:
+    return Detection("person", score, (x, y - 0.2, x + 0.05, y))
+
+
+def run(
+    camera: CameraConfig, script: Callable[[int], list[Detection] | None], frames: int, start: datetime = T0
+) -> list[tuple[float, Change]]:
+    """Feed frame i's detections (5 fps) through tracker and rules; the changes with their time."""
+    tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
+    engine = RuleEngine(camera, "Asia/Ho_Chi_Minh")
+    out = []
+    for i in range(frames):
+        now = start + timedelta(seconds=i * STEP)
+        for change in engine.update(now, tracker.update(now, script(i))):
+            out.append((round(i * STEP, 1), change))
+    end = start + timedelta(seconds=frames * STEP)
+    out += [(round(frames * STEP, 1), c) for c in engine.close(end)]
+    return out
+
+
+def phases(changes: list[tuple[float, Change]]) -> list[tuple[float, str]]:
+    return [(t, c.phase) for t, c in changes]
+
+
+def crowd_zone(**rule: Any) -> CameraConfig:
+    r = {"type": "crowd", "labels": ["person"], "min_count": 3, "min_duration_s": 5} | rule
+    return cam(zones=[{"name": "plaza", "polygon": ZONE, "rules": [r]}])
+
+
+def test_crowd_starts_after_its_duration_and_ends_once_despite_blinks() -> None:
+    def script(i: int) -> list[Detection]:
+        if i >= 150:  # 30 s: they leave
+            return []
+        people = [person(0.1), person(0.4), person(0.7)]
+        return people[:2] if i % 10 == 5 else people  # one of them blinks out every 2 s
+
+    changes = run(crowd_zone(), script, 250)
+    # Confirmed at frame 2 (three hits), crowd from 0.4 s, due at 5.4 s; ends 3 s (grace) after
+    # the crowd was last there.
+    assert phases(changes) == [(5.4, "start"), (33.0, "end")]
+    end = changes[1][1].violation
+    assert end.ended_at == T0 + timedelta(seconds=29.8)  # the last moment the crowd was there
+    assert end.object_count == 3 and end.type == "crowd" and end.rule == "plaza.crowd"
+
+
+def test_min_score_gates_on_the_tracks_median() -> None:
+    weak = run(crowd_zone(min_score=0.75), lambda i: [person(0.1), person(0.4), person(0.7)], 60)
+    assert weak == []
+    # A single good frame does not lift a weak track over the gate.
+    spiky = run(
+        crowd_zone(min_score=0.75),
+        lambda i: [
+            person(0.1, score=0.95 if i == 3 else 0.6),
+            person(0.4, score=0.9),
+            person(0.7, score=0.9),
+        ],
+        60,
+    )
+    assert spiky == []
+
+
+def test_cooldown_holds_back_a_second_event() -> None:
+    zone = [{"name": "gate", "polygon": ZONE,
+             "rules": [{"type": "intrusion", "labels": ["person"], "cooldown_s": 20}]}]  # fmt: skip
+
+    def visits(i: int) -> list[Detection]:
+        # In 0–4 s, again 10–14 s (inside the cooldown), again 40–44 s (after it).
+        return [person(0.3)] if (i % 200) < 20 or 50 <= i < 70 else []
+
+    got = phases(run(cam(zones=zone), visits, 250))
+    assert [p for _, p in got] == ["start", "end", "start", "end"]
+    assert got[2][0] == pytest.approx(40.4)
+
+
+def test_schedule_hours_are_device_local_time() -> None:
+    assert not schedule_active(["22:00-06:00"], datetime(2026, 1, 1, 15, 0))
+    assert schedule_active(["22:00-06:00"], datetime(2026, 1, 1, 23, 30))
+    assert schedule_active(["22:00-06:00"], datetime(2026, 1, 1, 5, 59))
+    assert schedule_active(["08:00-12:00", "13:00-24:00"], datetime(2026, 1, 1, 23, 59))
+    assert not schedule_active(["08:00-12:00", "13:00-24:00"], datetime(2026, 1, 1, 12, 30))
+    assert schedule_active(None, datetime(2026, 1, 1, 3, 0))
+    rule = {"type": "intrusion", "labels": ["person"], "schedule": ["22:00-06:00"]}
+    night = [{"name": "gate", "polygon": ZONE, "rules": [rule]}]
+    # 08:00 UTC is 15:00 local: inactive. 16:00 UTC is 23:00 local: active.
+    assert run(cam(zones=night), lambda i: [person(0.3)], 30) == []
+    assert len(run(cam(zones=night), lambda i: [person(0.3)], 30, start=T0 + timedelta(hours=8))) == 2
+
+
+def test_loitering_is_per_person_and_needs_the_full_duration() -> None:
+    zone = [{"name": "plaza", "polygon": ZONE,
+             "rules": [{"type": "loitering", "labels": ["person"], "min_duration_s": 10}]}]  # fmt: skip
+
+    def script(i: int) -> list[Detection]:
+        out = [person(0.2)] if i < 100 else []  # stays 20 s
+        if 20 <= i < 60:
+            out.append(person(0.1 + 0.02 * (i - 20)))  # walks through in 8 s
+        return out
+
+    changes = run(cam(zones=zone), script, 130)
+    assert phases(changes) == [(10.0, "start"), (25.0, "end")]
+    assert changes[0][1].violation.object_count == 1
+
+
+def test_illegal_parking_is_one_event_per_stop_even_when_the_car_is_hidden() -> None:
+    zone = [{"name": "curb", "polygon": ZONE,
+             "rules": [{"type": "illegal_parking", "labels": ["car"], "min_duration_s": 30}]}]  # fmt: skip
+    parked = Detection("car", 0.8, (0.4, 0.6, 0.6, 0.8))
+
+    def script(i: int) -> list[Detection]:
+        if 200 <= i < 300:  # hidden for 20 s by a bus
+            return []
+        return [parked] if i < 500 else []
+
+    # Ends when the car has been gone for the 60 s a stationary vehicle is kept, plus the grace.
+    changes = run(cam(zones=zone), script, 900)
+    assert phases(changes) == [(30.0, "start"), (163.0, "end")]
+    assert changes[1][1].violation.ended_at == T0 + timedelta(seconds=99.8)  # last seen
+
+
+def _line(direction: str) -> CameraConfig:
+    rule = {"type": "wrong_way", "labels": ["person"], "direction": direction}
+    return cam(lines=[{"name": "entry", "points": [[0.0, 0.5], [1.0, 0.5]], "rules": [rule]}])
+
+
+def walk(ys: Sequence[float]) -> Callable[[int], list[Detection]]:
+    return lambda i: [person(0.5, y=ys[i])] if i < len(ys) else []
+
+
+def test_wrong_way_fires_against_the_allowed_direction_only() -> None:
+    down = [0.3 + 0.02 * i for i in range(25)]  # feet from 0.3 to 0.78, crossing 0.5
+    up = list(reversed(down))
+    assert run(_line("down"), walk(down), 40) == []
+    changes = run(_line("down"), walk(up), 40)
+    assert phases(changes) == [(3.0, "start"), (8.0, "end")]
+    assert changes[0][1].violation.type == "wrong_way"
+    assert run(_line("up"), walk(down), 40) != []
+
+
+def test_wrong_way_survives_a_stop_on_the_line() -> None:
+    # Walks up, stands on the line with the feet jittering across it for 6 s, then goes on up.
+    path = [0.7 - 0.02 * i for i in range(10)]
+    path += [0.5 + (0.005 if i % 2 else -0.005) for i in range(30)]
+    path += [0.48 - 0.02 * i for i in range(10)]
+    changes = run(_line("down"), walk(path), 60)
+    assert [p for _, p in phases(changes)] == ["start", "end"]
+
+
+def test_a_removed_rule_ends_its_open_violation() -> None:
+    camera = crowd_zone(min_count=2, min_duration_s=0)
+    tracker = Tracker(zones={"plaza": camera.zones[0].polygon})
+    engine = RuleEngine(camera)
+    changes: list[Change] = []
+    for i in range(10):
+        now = T0 + timedelta(seconds=i * STEP)
+        changes += engine.update(now, tracker.update(now, [person(0.1), person(0.5)]))
+    assert [c.phase for c in changes] == ["start"]
+    engine.set_camera(cam(zones=[{"name": "plaza", "polygon": ZONE}]))
+    ended = engine.update(T0 + timedelta(seconds=2), tracker.tracks)
+    assert [c.phase for c in ended] == ["end"] and engine.active == []
