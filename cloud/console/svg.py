@@ -7,7 +7,7 @@ centre may have no internet). Output is markup for Jinja's `|safe`; every text i
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
 
 
@@ -33,8 +33,13 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 10 or value == int(value) else f"{value:.1f}"
 
 
-def line_chart(title: str, unit: str, series: Sequence[Series], width: int = 560, height: int = 160) -> str:
-    """A time-series chart with gaps, a zero baseline and the latest value in the title."""
+def line_chart(
+    title: str, unit: str, series: Sequence[Series], zone: tzinfo = UTC, width: int = 560, height: int = 160
+) -> str:
+    """A time-series chart with gaps, a zero baseline and the latest value in the title.
+
+    The time axis reads in `zone` (the district's clock, like the rest of the page).
+    """
     left, right, top, bottom = 44, 10, 22, 22
     values = [v for s in series for _, v in s.points if v is not None]
     times = [t for s in series for t, _ in s.points]
@@ -67,9 +72,13 @@ def line_chart(title: str, unit: str, series: Sequence[Series], width: int = 560
         out.append(
             f'<text x="{left - 4}" y="{gy + 4:.1f}" text-anchor="end" class="axis">{_fmt(vmax * frac)}</text>'
         )
-    out.append(f'<text x="{left}" y="{height - 6}" class="axis">{t0:%H:%M}</text>')
+    clock = "%H:%M:%S" if t1 - t0 < timedelta(minutes=10) else "%H:%M"
+    if t1.astimezone(zone).date() != t0.astimezone(zone).date():
+        clock = "%d/%m %H:%M"
+    out.append(f'<text x="{left}" y="{height - 6}" class="axis">{t0.astimezone(zone).strftime(clock)}</text>')
     out.append(
-        f'<text x="{width - right}" y="{height - 6}" text-anchor="end" class="axis">{t1:%H:%M} UTC</text>'
+        f'<text x="{width - right}" y="{height - 6}" text-anchor="end" class="axis">'
+        f"{t1.astimezone(zone).strftime(clock)}</text>"
     )
     for s in series:
         runs: list[list[str]] = [[]]

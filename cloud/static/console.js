@@ -89,7 +89,8 @@
     const data = new FormData(form);
     if (button && button.name) data.set(button.name, button.value);
     form.querySelectorAll("button").forEach((b) => (b.disabled = true));
-    const resp = await fetch(form.action, {
+    // getAttribute: the buttons are named "action", which shadows form.action in the DOM.
+    const resp = await fetch(form.getAttribute("action"), {
       method: "POST",
       body: data,
       headers: { "X-Requested-With": "fetch" },

@@ -1,0 +1,403 @@
+"""What the console's pages show, built from the cloud's rows: fleet rows, alert cards, reports.
+
+Pure functions over model objects (no queries, no HTTP) so the judgement calls — what counts as
+trouble, how a response time is measured — are in one place and testable without a browser.
+"""
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from cloud.models import AlertRow, Camera, Device, HealthLatest
+
+# Thresholds for "needs attention"; a warning is worth a look, trouble is worth a technician.
+TEMP_WARN_C, TEMP_BAD_C = 70.0, 80.0
+DISK_WARN_MB, DISK_BAD_MB = 1024.0, 256.0
+BACKLOG_WARN, BACKLOG_BAD = 10, 100
+OUTBOX_WARN, OUTBOX_BAD = 50, 1000
+QUALITY_WARN, QUALITY_BAD = 0.85, 0.5
+DETECT_WARN_MS = 200.0
+
+ACTIONS: dict[str, list[tuple[str, str]]] = {
+    # Which buttons an alert in a state offers: resolving or dismissing needs no prior acknowledge
+    # (an officer on the spot may do both at once).
+    "new": [("acknowledge", "Acknowledge"), ("resolve", "Resolve"), ("false_alarm", "False alarm")],
+    "delivered": [("acknowledge", "Acknowledge"), ("resolve", "Resolve"), ("false_alarm", "False alarm")],
+    "acknowledged": [("resolve", "Resolve"), ("false_alarm", "False alarm")],
+    "resolved": [],
+    "false_alarm": [],
+}
+OPEN_STATES = ("new", "delivered", "acknowledged")
+
+
+@dataclass
+class CameraView:
+    id: str
+    name: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    stream_up: bool | None = None
+    fps_in: float | None = None
+    fps_detect: float | None = None
+    detect_ms: float | None = None
+    last_frame_age_s: float | None = None
+    quality: float | None = None
+    reconnects_1h: int = 0
+
+    @property
+    def quality_pct(self) -> float | None:
+        return None if self.quality is None else self.quality * 100
+
+
+@dataclass
+class DeviceView:
+    id: str
+    ward: str
+    state: str  # online | offline | never
+    last_seen: datetime | None
+    commissioned_by: str | None
+    commissioned_at: datetime | None
+    desired_version: int | None
+    reported_version: int | None
+    config_status: str | None
+    config_error: str | None
+    model: str | None = None
+    model_expected: str | None = None
+    temp_c: float | None = None
+    disk_free_mb: float | None = None
+    outbox_depth: int | None = None
+    upload_backlog: int | None = None
+    cameras: list[CameraView] = field(default_factory=list)
+    trouble: list[str] = field(default_factory=list)
+    severity: int = 0  # 0 fine, 1 warning, 2 trouble
+
+    @property
+    def config_in_sync(self) -> bool:
+        return self.desired_version is None or (
+            self.reported_version == self.desired_version and self.config_status != "rejected"
+        )
+
+    @property
+    def model_in_sync(self) -> bool:
+        return self.model_expected is None or self.model is None or self.model == self.model_expected
+
+    def _cams(self, attr: str) -> list[float]:
+        return [v for c in self.cameras if (v := getattr(c, attr)) is not None]
+
+    @property
+    def fps_in(self) -> float | None:
+        vals = self._cams("fps_in")
+        return sum(vals) if vals else None
+
+    @property
+    def fps_detect(self) -> float | None:
+        vals = self._cams("fps_detect")
+        return sum(vals) if vals else None
+
+    @property
+    def detect_ms(self) -> float | None:
+        vals = self._cams("detect_ms")
+        return max(vals) if vals else None
+
+    @property
+    def quality_pct(self) -> float | None:
+        vals = self._cams("quality")
+        return min(vals) * 100 if vals else None
+
+
+def device_view(
+    device: Device, latest: HealthLatest | None, cameras: Sequence[Camera], online: bool
+) -> DeviceView:
+    """One device as the fleet table shows it; `online` is the cloud's verdict (status + health age)."""
+    body: dict[str, Any] = latest.body if latest is not None else {}
+    state = "online" if online else ("never" if device.last_seen is None else "offline")
+    view = DeviceView(
+        id=device.id,
+        ward=device.ward,
+        state=state,
+        last_seen=device.last_seen,
+        commissioned_by=device.commissioned_by,
+        commissioned_at=device.commissioned_at,
+        desired_version=device.desired_version,
+        reported_version=device.reported_version,
+        config_status=device.reported_status,
+        config_error=device.reported_error,
+        model=body.get("model"),
+        temp_c=body.get("temp_c"),
+        disk_free_mb=body.get("disk_free_mb"),
+        outbox_depth=body.get("outbox_depth"),
+        upload_backlog=body.get("upload_backlog"),
+    )
+    known = {c.id: c for c in cameras}
+    reported = {c["id"]: c for c in body.get("cameras", []) if isinstance(c, dict) and "id" in c}
+    for cam_id in sorted(set(known) | set(reported)):
+        row, h = known.get(cam_id), reported.get(cam_id, {})
+        view.cameras.append(
+            CameraView(
+                id=cam_id,
+                name=row.site_name if row else None,
+                lat=row.lat if row else None,
+                lon=row.lon if row else None,
+                stream_up=h.get("stream_up"),
+                fps_in=h.get("fps_in"),
+                fps_detect=h.get("fps_detect"),
+                detect_ms=h.get("detect_ms"),
+                last_frame_age_s=h.get("last_frame_age_s"),
+                quality=h.get("quality"),
+                reconnects_1h=h.get("reconnects_1h") or 0,
+            )
+        )
+    return view
+
+
+def judge(views: Sequence[DeviceView]) -> None:
+    """Fill in each device's trouble list and severity, and the fleet's expected model.
+
+    The desired config carries no model, so "in sync" for models means: the model most of the
+    fleet runs. A device on another model is worth a look, not an alarm.
+    """
+    models = Counter(v.model for v in views if v.model)
+    expected = models.most_common(1)[0][0] if len(models) > 1 else None
+    for v in views:
+        v.model_expected = expected
+        bad: list[str] = []
+        warn: list[str] = []
+        if v.state == "offline":
+            bad.append("device offline")
+        elif v.state == "never":
+            warn.append("never reported")
+        if v.state == "online":
+            down = [c.id for c in v.cameras if c.stream_up is False]
+            if down:
+                bad.append(f"camera down: {', '.join(down)}")
+            poor = [c.id for c in v.cameras if c.quality is not None and c.quality < QUALITY_WARN]
+            if poor:
+                (
+                    bad if any(c.quality is not None and c.quality < QUALITY_BAD for c in v.cameras) else warn
+                ).append(f"poor stream: {', '.join(poor)}")
+            slow = [c.id for c in v.cameras if c.detect_ms is not None and c.detect_ms >= DETECT_WARN_MS]
+            if slow:
+                warn.append(f"slow detector: {', '.join(slow)}")
+        _threshold(v.temp_c, TEMP_WARN_C, TEMP_BAD_C, "hot: {:.0f} °C", warn, bad)
+        if v.disk_free_mb is not None and v.disk_free_mb <= DISK_WARN_MB:
+            (bad if v.disk_free_mb <= DISK_BAD_MB else warn).append(f"disk: {v.disk_free_mb:.0f} MB free")
+        _threshold(v.outbox_depth, OUTBOX_WARN, OUTBOX_BAD, "outbox: {} waiting", warn, bad)
+        _threshold(v.upload_backlog, BACKLOG_WARN, BACKLOG_BAD, "uploads: {} waiting", warn, bad)
+        if v.config_status == "rejected" and v.desired_version is not None:
+            bad.append(f"config v{v.desired_version} rejected")
+        elif not v.config_in_sync:
+            warn.append(f"config v{v.desired_version} not applied yet")
+        if not v.model_in_sync:
+            warn.append(f"model {v.model} (fleet runs {v.model_expected})")
+        v.trouble = bad + warn
+        v.severity = 2 if bad else (1 if warn else 0)
+
+
+def _threshold(
+    value: float | None, warn_at: float, bad_at: float, text: str, warn: list[str], bad: list[str]
+) -> None:
+    if value is not None and value >= warn_at:
+        (bad if value >= bad_at else warn).append(text.format(value))
+
+
+def trouble_first(views: Iterable[DeviceView]) -> list[DeviceView]:
+    """Worst first; among equals, the one silent longest first, then by ward and id."""
+    far_past = datetime.min.replace(tzinfo=None)
+
+    def key(v: DeviceView) -> tuple[int, datetime, str, str]:
+        seen = v.last_seen.replace(tzinfo=None) if v.last_seen else far_past
+        return (-v.severity, seen, v.ward, v.id)
+
+    return sorted(views, key=key)
+
+
+def matches_state(v: DeviceView, wanted: str | None) -> bool:
+    if not wanted:
+        return True
+    if wanted == "trouble":
+        return v.severity > 0
+    if wanted == "out_of_sync":
+        return not v.config_in_sync or not v.model_in_sync
+    if wanted == "offline":
+        return v.state != "online"
+    return v.state == wanted
+
+
+def map_state(v: DeviceView, camera: CameraView) -> str:
+    if v.state != "online" or camera.stream_up is False:
+        return "down"
+    return "warn" if v.severity else "ok"
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AlertView:
+    event_id: str
+    device_id: str
+    camera_id: str
+    ward: str
+    zone: str | None
+    rule: str
+    type: str
+    category: str
+    labels: list[str]
+    object_count: int
+    score: float
+    started_at: datetime
+    ended_at: datetime | None
+    state: str
+    handled_by: str | None
+    handled_at: datetime | None
+    note: str | None
+    has_snapshot: bool
+    has_clip: bool
+
+    @property
+    def actions(self) -> list[tuple[str, str]]:
+        return ACTIONS.get(self.state, [])
+
+    @property
+    def duration(self) -> str:
+        if self.ended_at is None:
+            return ""
+        return human_duration(self.ended_at - self.started_at)
+
+
+def alert_view(row: AlertRow, media_kinds: set[str]) -> AlertView:
+    return AlertView(
+        event_id=row.event_id,
+        device_id=row.device_id,
+        camera_id=row.camera_id,
+        ward=row.ward,
+        zone=row.zone,
+        rule=row.rule,
+        type=row.type,
+        category=row.category,
+        labels=list(row.labels or []),
+        object_count=row.object_count,
+        score=row.score,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        state=row.state,
+        handled_by=row.state_by,
+        handled_at=row.state_at,
+        note=row.note,
+        has_snapshot="snapshot" in media_kinds,
+        has_clip="clip" in media_kinds,
+    )
+
+
+def human_duration(span: timedelta | None) -> str:
+    if span is None:
+        return ""
+    s = int(max(0.0, span.total_seconds()))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def response_time(row: AlertRow) -> timedelta | None:
+    """From the alert's start to the first human action on it (acknowledge, resolve or dismiss)."""
+    firsts = [t for t in (row.acknowledged_at, row.resolved_at) if t is not None]
+    if row.state in ("resolved", "false_alarm", "acknowledged") and row.state_at is not None:
+        firsts.append(row.state_at)
+    return min(firsts) - row.started_at if firsts else None
+
+
+@dataclass
+class RuleStats:
+    rule: str
+    type: str
+    total: int = 0
+    judged: int = 0
+    false_alarms: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.false_alarms / self.judged if self.judged else None
+
+    @property
+    def rate_pct(self) -> str:
+        return "–" if self.rate is None else f"{self.rate * 100:.0f} %"
+
+
+@dataclass
+class Stats:
+    days: int
+    total: int
+    handled: int
+    false_alarms: int
+    judged: int
+    median_response: str | None
+    categories: list[str]
+    per_day_category: list[tuple[str, dict[str, int]]]
+    wards: list[dict[str, Any]]
+    rules: list[RuleStats]
+
+    @property
+    def per_day(self) -> float:
+        return self.total / self.days if self.days else 0.0
+
+    @property
+    def false_rate_pct(self) -> str:
+        return "–" if not self.judged else f"{self.false_alarms / self.judged * 100:.0f} %"
+
+
+def stats(rows: Sequence[AlertRow], days: int, zone: tzinfo) -> Stats:
+    """The district's figures: alerts per day by category and ward, response time, false-alarm rate.
+
+    Days are calendar days where the district is (an alert at 23:30 local belongs to that day,
+    not to the next UTC one). camera_offline is a technical alert, counted like the others.
+    """
+    categories = ["security_order", "urban_order"]
+    per_day: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(categories, 0))
+    wards: dict[str, dict[str, Any]] = {}
+    rules: dict[str, RuleStats] = {}
+    responses: list[timedelta] = []
+    ward_responses: dict[str, list[timedelta]] = defaultdict(list)
+    for r in rows:
+        day = r.started_at.astimezone(zone).date().isoformat()
+        per_day[day][r.category] = per_day[day].get(r.category, 0) + 1
+        w = wards.setdefault(
+            r.ward, {"ward": r.ward, "total": 0, "security_order": 0, "urban_order": 0, "open": 0}
+        )
+        w["total"] += 1
+        w[r.category] = w.get(r.category, 0) + 1
+        w["open"] += r.state in OPEN_STATES and r.state != "acknowledged"
+        rs = rules.setdefault(r.rule, RuleStats(r.rule, r.type))
+        rs.total += 1
+        if r.state in ("resolved", "false_alarm"):
+            rs.judged += 1
+            rs.false_alarms += r.state == "false_alarm"
+        rt = response_time(r)
+        if rt is not None:
+            responses.append(rt)
+            ward_responses[r.ward].append(rt)
+    for ward, w in wards.items():
+        w["median_response"] = _median(ward_responses[ward])
+    rule_list = sorted(rules.values(), key=lambda s: (-(s.rate or 0.0), -s.total, s.rule))
+    return Stats(
+        days=days,
+        total=len(rows),
+        handled=len(responses),
+        false_alarms=sum(s.false_alarms for s in rules.values()),
+        judged=sum(s.judged for s in rules.values()),
+        median_response=_median(responses),
+        categories=categories,
+        per_day_category=sorted(per_day.items(), reverse=True),
+        wards=sorted(wards.values(), key=lambda w: (-w["total"], w["ward"])),
+        rules=rule_list,
+    )
+
+
+def _median(spans: list[timedelta]) -> str | None:
+    if not spans:
+        return None
+    return human_duration(timedelta(seconds=statistics.median(s.total_seconds() for s in spans)))

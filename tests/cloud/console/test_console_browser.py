@@ -1,0 +1,314 @@
+"""The console in a real headless Chromium against a real cloud, broker and (stand-in) devices.
+
+Log in; watch a device go offline when its agent dies; watch an alert arrive live, play its clip
+and acknowledge it; draw a zone and see the desired config change and get applied; and check a
+ward officer sees nothing of another ward, in the pages and in the API.
+Screenshots of each page land in test-output/console/.
+"""
+
+import hashlib
+import re
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlmodel import Session, select
+
+from cloud import auth
+from cloud.models import AlertRow, AuditLog, Device
+from matthan_wire import Alert, ClipRef, Kind, Topic, encode, utc_now
+from tests.cloud.console.conftest import Site
+from tests.cloud.console.helpers import PASSWORD, PHONE, login, shot, wait_for
+
+pytestmark = [pytest.mark.browser]
+
+REX, HUE, DAKAO = "q1-rex-01", "q1-hue-01", "q1-dakao-01"
+BEN_NGHE, DA_KAO = "ben-nghe", "da-kao"
+# Real positions around Nguyen Hue walking street and Da Kao, District 1.
+CAMERAS = {
+    REX: [("rex-north", 10.77640, 106.70120), ("rex-south", 10.77590, 106.70160)],
+    HUE: [("hue-fountain", 10.77420, 106.70380)],
+    DAKAO: [("dk-market", 10.79020, 106.69690)],
+}
+WARD = {REX: BEN_NGHE, HUE: BEN_NGHE, DAKAO: DA_KAO}
+
+
+@pytest.fixture(scope="module")
+def fleet(site: Site, assets_dir: Path) -> Iterator[dict[str, Any]]:
+    """Users, three commissioned devices running, camera positions, and a first desired config."""
+    tokens: dict[str, str] = {}
+    with Session(site.engine) as s:
+        auth.create_user(s, "admin", "admin", PASSWORD)
+        auth.create_user(s, "lan", "operator", PASSWORD)
+        auth.create_user(s, "officer-dk", "ward_officer", PASSWORD, ward=DA_KAO)
+        for dev, ward in WARD.items():
+            d = Device(
+                id=dev, ward=ward, commissioned_by="tech-minh", commissioned_at=utc_now() - timedelta(days=3)
+            )
+            tokens[dev] = auth.issue_device_token(s, d)
+        s.commit()
+    procs = {dev: site.start_device(WARD[dev], dev, [c for c, _, _ in cams]) for dev, cams in CAMERAS.items()}
+    ops = site.api("lan")
+    for dev, cams in CAMERAS.items():
+        for cam, lat, lon in cams:
+            r = ops.put(
+                f"/api/v1/devices/{dev}/cameras/{cam}", json={"site_name": None, "lat": lat, "lon": lon}
+            )
+            assert r.status_code == 200, r.text
+    site_config = {
+        "cameras": [
+            {"id": "rex-north", "source": "rtsp://viewer:s3cret@10.1.2.3/stream1", "zones": [], "lines": []},
+            {"id": "rex-south", "source": "rtsp://viewer:s3cret@10.1.2.4/stream1"},
+        ],
+        "health": {"interval_s": 1},
+    }
+    r = ops.put(f"/api/v1/devices/{REX}/config", json=site_config)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: ops.get(f"/api/v1/devices/{REX}/config").json()["in_sync"], what="first config applied")
+    clip, jpeg = _footage(assets_dir, site.workdir)
+    yield {"tokens": tokens, "procs": procs, "ops": ops, "clip": clip, "jpeg": jpeg}
+    ops.close()
+
+
+def _footage(assets: Path, work: Path) -> tuple[Path, bytes]:
+    """Four seconds of real street footage as a device would record them, and a frame as its snapshot."""
+    src = assets / "video" / "car-detection.mp4"
+    clip, snap = work / "clip.mp4", work / "snap.jpg"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-ss", "3", "-t", "4", "-i", str(src), "-an", "-c:v", "libx264",
+         "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(clip)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-ss", "4", "-i", str(src), "-frames:v", "1", "-q:v", "4", str(snap)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return clip, snap.read_bytes()
+
+
+def _publish(site: Site, messages: list[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="console-test-pub", protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", site.broker.port)
+    client.loop_start()
+    try:
+        for topic, payload in messages:
+            client.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _alert(event_id: str, phase: str, seq: int, started: datetime, clip: ClipRef | None = None) -> Alert:
+    return Alert(
+        event_id=event_id, phase=phase, device_id=REX, camera_id="rex-north", ward=BEN_NGHE, zone="plaza",
+        rule="plaza.crowd", type="crowd", category="security_order", labels=["person"], object_count=7,
+        score=0.81, bbox=[0.2, 0.4, 0.7, 0.95], started_at=started,
+        ended_at=utc_now() if phase == "end" else None, seq=seq,
+        snapshot=str(Topic(Kind.SNAPSHOT, BEN_NGHE, REX, event_id)), clip=clip,
+    )  # fmt: skip
+
+
+def _upload(site: Site, token: str, event_id: str, kind: str, data: bytes) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    r = site.api_anonymous().patch(
+        f"/api/v1/media/{event_id}/{kind}",
+        content=data,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Upload-Offset": "0",
+            "Upload-Length": str(len(data)),
+            "Upload-Sha256": digest,
+            "Chunk-Sha256": digest,
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_login_then_a_device_goes_offline_when_its_agent_dies(
+    site: Site, fleet: dict[str, Any], new_page: Any, test_output: Path
+) -> None:
+    page = new_page()
+    page.goto("/console/alerts")
+    assert "/console/login" in page.url  # every page needs a session
+    page.fill("input[name=username]", "lan")
+    page.fill("input[name=password]", "not the password")
+    page.click("button[type=submit]")
+    assert page.locator("[role=alert]").inner_text() == "Wrong user name or password."
+    shot(page, test_output, "login")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/console/alerts")
+    page.goto("/console/fleet")
+    for dev in WARD:
+        page.wait_for_selector(f"tr.dev[data-device='{dev}'][data-state='online']")
+    hue = page.locator(f"tr.dev[data-device='{HUE}']")
+    assert "ssd_mobilenet_v1_coco_quant" in hue.inner_text()
+    assert page.locator("svg.map circle").count() == 4  # every camera with a position is on the map
+    shot(page, test_output, "fleet-online")
+
+    fleet["procs"][HUE].kill()  # SIGKILL: no goodbye, the broker publishes the agent's will
+    fleet["procs"][HUE].wait(5)
+    # No reload: the table refreshes itself and the offline device moves to the top.
+    page.wait_for_selector(f"tr.dev[data-device='{HUE}'][data-state='offline']", timeout=15_000)
+    assert page.locator("tr.dev").first.get_attribute("data-device") == HUE
+    assert "device offline" in page.locator(f"tr.dev[data-device='{HUE}']").inner_text()
+    assert page.locator("[data-testid=n-offline]").inner_text() == "1"
+    assert page.locator("svg.map circle.dot-down").count() == 1
+    shot(page, test_output, "fleet-offline")
+
+    page.click(f"a[href='/console/devices/{REX}']")
+    page.wait_for_selector("svg.chart polyline")
+    assert page.locator("svg.chart").count() == 6
+    shot(page, test_output, "device")
+
+    phone = new_page(PHONE)
+    login(phone, "lan")
+    phone.wait_for_selector(f"tr.dev[data-device='{HUE}'][data-state='offline']")
+    # At phone width the table turns into stacked cards: nothing may stick out sideways.
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(phone, test_output, "fleet-phone")
+
+
+def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
+    site: Site, fleet: dict[str, Any], new_page: Any, test_output: Path
+) -> None:
+    page = new_page()
+    login(page, "lan")
+    page.goto("/console/alerts")
+    page.wait_for_selector("#live.on")  # the EventSource is connected
+    event_id = "rex-north-20261124-0001"
+    started = utc_now() - timedelta(seconds=2)
+    _publish(site, [
+        (str(Topic(Kind.ALERT, BEN_NGHE, REX)), encode(_alert(event_id, "start", 1, started))),
+        (str(Topic(Kind.SNAPSHOT, BEN_NGHE, REX, event_id)), fleet["jpeg"]),
+    ])  # fmt: skip
+    card = page.locator(f"article[data-event-id='{event_id}']")
+    card.wait_for(timeout=10_000)
+    assert "ongoing" in card.inner_text() and "crowd" in card.inner_text()
+    card.locator("img.thumb").wait_for()
+    wait_for(lambda: card.locator("img.thumb").evaluate("i => i.naturalWidth") > 0, what="thumbnail loaded")
+
+    clip_bytes = fleet["clip"].read_bytes()
+    _upload(site, fleet["tokens"][REX], event_id, "clip", clip_bytes)
+    ref = ClipRef(
+        name=f"{event_id}.mp4", sha256=hashlib.sha256(clip_bytes).hexdigest(), size=len(clip_bytes),
+        start=utc_now() - timedelta(seconds=25), end=utc_now(), duration_s=4.0,
+    )  # fmt: skip
+    _publish(
+        site, [(str(Topic(Kind.EVENT, BEN_NGHE, REX)), encode(_alert(event_id, "end", 2, started, ref)))]
+    )
+    video = card.locator("video")
+    video.wait_for(timeout=10_000)  # the card was re-rendered live with its clip
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    wait_for(lambda: video.evaluate("v => v.currentTime") > 1.0, timeout=15, what="clip playing")
+    assert video.evaluate("v => v.duration") == pytest.approx(4.0, abs=0.3)
+    assert video.evaluate("v => v.videoWidth") == 768
+    shot(page, test_output, "alerts-live")
+
+    video.evaluate("v => v.pause()")
+    card.locator("input[name=note]").fill("Team 2 dispersed the crowd")
+    card.locator("button[value=acknowledge]").click()
+    page.wait_for_selector(f"article[data-event-id='{event_id}'][data-state='acknowledged']")
+    card = page.locator(f"article[data-event-id='{event_id}']")
+    assert "acknowledged by lan" in card.inner_text() and "Team 2 dispersed the crowd" in card.inner_text()
+    # The state is the cloud's, not the page's: the API and the audit log say the same.
+    alert = fleet["ops"].get(f"/api/v1/alerts/{event_id}").json()
+    assert alert["state"] == "acknowledged" and alert["acknowledged_by"] == "lan"
+    with Session(site.engine) as s:
+        assert s.exec(select(AuditLog).where(AuditLog.action == "alert.acknowledge")).first() is not None
+        row = s.get(AlertRow, event_id)
+        assert row is not None and row.note == "Team 2 dispersed the crowd"
+    shot(page, test_output, "alerts-acknowledged")
+
+    page.goto("/console/reports")
+    assert page.locator("[data-testid=stat-total]").inner_text() == "1"
+    assert "plaza.crowd" in page.locator("#per-rule").inner_text()
+    shot(page, test_output, "reports")
+
+
+def test_drawing_a_zone_changes_the_desired_config_and_the_device_applies_it(
+    site: Site, fleet: dict[str, Any], new_page: Any, test_output: Path
+) -> None:
+    ops = fleet["ops"]
+    before = ops.get(f"/api/v1/devices/{REX}/config").json()
+    page = new_page()
+    login(page, "lan")
+    page.goto(f"/console/devices/{REX}/cameras/rex-north/zones")
+    page.wait_for_selector("[data-sync=applied]")
+    box = page.locator(".stage svg").bounding_box()
+    assert box is not None
+    corners = [(0.10, 0.50), (0.90, 0.50), (0.90, 0.95), (0.10, 0.95)]
+    page.click("button[data-mode=zone]")
+    for x, y in corners:
+        page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
+    page.mouse.click(box["x"] + corners[0][0] * box["width"], box["y"] + corners[0][1] * box["height"])
+    page.fill("input[name=shape-name]", "plaza")
+    page.select_option("select[name=new-rule-type]", "crowd")
+    page.click("text=Add rule")
+    page.fill(".rule[data-rule=crowd] input[name=min_count]", "8")
+    page.click("button[data-mode=line]")
+    page.mouse.click(box["x"] + 0.3 * box["width"], box["y"] + 0.4 * box["height"])
+    page.mouse.click(box["x"] + 0.7 * box["width"], box["y"] + 0.4 * box["height"])
+    page.click("text=Add rule")  # a line offers wrong_way
+    page.click("#save-zones")
+    page.wait_for_selector("#save-status.ok")
+
+    after = ops.get(f"/api/v1/devices/{REX}/config").json()
+    assert after["desired_version"] == before["desired_version"] + 1
+    cam = next(c for c in after["config"]["cameras"] if c["id"] == "rex-north")
+    (zone,) = cam["zones"]
+    assert zone["name"] == "plaza"
+    assert zone["polygon"] == [pytest.approx(list(c), abs=0.01) for c in corners]
+    assert zone["rules"] == [{**zone["rules"][0], "type": "crowd", "min_count": 8, "labels": ["person"]}]
+    (line,) = cam["lines"]
+    assert line["rules"][0]["type"] == "wrong_way"
+    # The stream credentials the editor never showed are still there, and the other camera too.
+    assert cam["source"] == "rtsp://viewer:s3cret@10.1.2.3/stream1"
+    assert [c["id"] for c in after["config"]["cameras"]] == ["rex-north", "rex-south"]
+    # The stand-in device got the retained desired config over MQTT and reported it applied.
+    page.wait_for_selector(f"[data-sync=applied]:has-text('v{after['desired_version']}')", timeout=10_000)
+    shot(page, test_output, "zones")
+
+    # A zone the device would refuse is refused here too, with the model's reason, and nothing changes.
+    page.click("text=plaza — crowd")
+    page.fill(".rule[data-rule=crowd] input[name=min_count]", "1")
+    page.click("#save-zones")
+    page.wait_for_selector("#save-status.error")
+    assert "greater than or equal to 2" in page.locator("#save-status").inner_text()
+    assert ops.get(f"/api/v1/devices/{REX}/config").json()["desired_version"] == after["desired_version"]
+
+
+def test_a_ward_officer_sees_only_their_ward(
+    site: Site, fleet: dict[str, Any], new_page: Any, test_output: Path
+) -> None:
+    page = new_page(PHONE)
+    login(page, "officer-dk")
+    devices = page.locator("tr.dev").evaluate_all("rows => rows.map(r => r.dataset.device)")
+    assert devices == [DAKAO]
+    assert "ward_officer" not in page.locator("[data-testid=whoami]").inner_text()  # shown as words
+    shot(page, test_output, "fleet-ward-officer-phone")
+    for url, status in [
+        (f"/console/devices/{REX}", 404),
+        (f"/console/fleet?ward={BEN_NGHE}", 403),
+        (f"/console/alerts?ward={BEN_NGHE}", 403),
+        (f"/console/devices/{REX}/cameras/rex-north/zones", 404),
+    ]:
+        resp = page.goto(url)
+        assert resp is not None and resp.status == status, url
+    shot(page, test_output, "ward-officer-refused")
+    page.goto("/console/alerts")
+    assert page.locator("article.alert-card").count() == 0  # the ben-nghe alert is not theirs
+    # The same browser session against the JSON API.
+    api = page.context.request
+    assert api.get(f"/api/v1/alerts?ward={BEN_NGHE}").status == 403
+    assert api.get(f"/api/v1/devices/{REX}").status == 404
+    assert [d["id"] for d in api.get("/api/v1/devices").json()["items"]] == [DAKAO]
+    assert api.get("/api/v1/alerts").json()["total"] == 0
+    assert api.get("/api/v1/media/rex-north-20261124-0001/clip").status in (403, 404)
+    assert re.search(r"officer-dk", page.locator("[data-testid=whoami]").inner_text())
