@@ -58,3 +58,27 @@ def add_user(client: TestClient, name: str, role: str, ward: str | None = None) 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def served(settings: Settings) -> Iterator[str]:
+    """The app behind a real uvicorn on a free loopback port; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    from tests.support.net import free_port, wait_port
+
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_port(port, timeout=20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
