@@ -47,8 +47,8 @@ def matthan(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 
 
 def test_json_lines_on_stdout_and_nothing_else(config: Path, vtest_45s: Path) -> None:
-    r = matthan("device", "detect", "--config", str(config), "--camera", "rex-north",
-                "--source", str(vtest_45s), "--json", "--start-time", "2026-11-24T08:00:00+07:00")  # fmt: skip
+    r = matthan("device", "detect", "--config", str(config), "--camera", "rex-north", "--source",
+                str(vtest_45s), "--json", "--start-time", "2026-11-24T08:00:00+07:00")  # fmt: skip
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     alerts = [decode(Alert, line) for line in lines]
