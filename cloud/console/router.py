@@ -216,6 +216,8 @@ def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
                 v = Viewer(
                     auth.Principal("user", user.name, user.role, user.ward, "cookie", user.id), found[1]
                 )
+    if message.strip().lower() == titles.get(status, "").lower():
+        message = "There is no such page, or it is not yours to see."
     return _page(
         request,
         "console/error.html",

@@ -295,12 +295,13 @@ def test_a_ward_officer_sees_only_their_ward(
     shot(page, test_output, "fleet-ward-officer-phone")
     for url, status in [
         (f"/console/devices/{REX}", 404),
-        (f"/console/fleet?ward={BEN_NGHE}", 403),
-        (f"/console/alerts?ward={BEN_NGHE}", 403),
         (f"/console/devices/{REX}/cameras/rex-north/zones", 404),
+        (f"/console/alerts?ward={BEN_NGHE}", 403),
+        (f"/console/fleet?ward={BEN_NGHE}", 403),
     ]:
         resp = page.goto(url)
         assert resp is not None and resp.status == status, url
+    assert "you may only see ward da-kao" in page.inner_text("main")
     shot(page, test_output, "ward-officer-refused")
     page.goto("/console/alerts")
     assert page.locator("article.alert-card").count() == 0  # the ben-nghe alert is not theirs

@@ -1,0 +1,175 @@
+"""The console's routes over HTTP, without a browser: sessions, CSRF, roles and wards, bad input.
+
+The real app (cloud.app.create_app) on a real SQLite file, no broker (the API stores desired
+configs without publishing them then).
+"""
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from cloud import auth
+from cloud.app import create_app
+from cloud.models import AlertRow, AuditLog, DesiredConfigRow, Device
+from cloud.settings import Settings
+from matthan_wire.timeutil import utc_now
+
+PASSWORD = "correct horse battery"
+SITE = {
+    "cameras": [{"id": "cam-a", "source": "rtsp://u:p@10.0.0.1/s", "zones": []}],
+    "health": {"interval_s": 30},
+}
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'cloud.db'}", broker_url=None, clips=str(tmp_path / "clips"),
+        secret_key="pages-test-secret-key-0123456789",
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
+            auth.create_user(s, "root", "admin", PASSWORD)
+            auth.create_user(s, "lan", "operator", PASSWORD)
+            auth.create_user(s, "officer", "ward_officer", PASSWORD, ward="da-kao")
+            s.add(Device(id="dev-bn", ward="ben-nghe", online=True, last_seen=utc_now()))
+            s.add(Device(id="dev-dk", ward="da-kao", online=True, last_seen=utc_now()))
+            for dev, ward in (("dev-bn", "ben-nghe"), ("dev-dk", "da-kao")):
+                s.add(
+                    AlertRow(
+                        event_id=f"ev-{dev}", device_id=dev, camera_id="cam-a", ward=ward, zone="plaza",
+                        rule="plaza.intrusion", type="intrusion", category="security_order",
+                        started_at=utc_now() - timedelta(minutes=1),
+                    )
+                )  # fmt: skip
+            s.commit()
+        yield client
+
+
+def _login(client: TestClient, user: str, password: str = PASSWORD, nxt: str = "/console/fleet") -> str:
+    page = client.get("/console/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    r = client.post(
+        "/console/login",
+        data={"username": user, "password": password, "csrf_token": token.group(1), "next": nxt},
+        follow_redirects=False,
+    )
+    return r.headers.get("location", str(r.status_code))
+
+
+def _csrf(client: TestClient, page: str = "/console/alerts") -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', client.get(page).text)
+    assert m is not None
+    return m.group(1)
+
+
+def test_pages_need_a_session_and_come_back_after_login(app: TestClient) -> None:
+    r = app.get("/console/alerts?state=open", follow_redirects=False)
+    assert (
+        r.status_code == 303 and r.headers["location"] == "/console/login?next=/console/alerts%3Fstate%3Dopen"
+    )
+    assert _login(app, "lan", nxt="/console/alerts?state=open") == "/console/alerts?state=open"
+    assert app.get("/console/alerts").status_code == 200
+
+
+def test_login_refuses_a_forged_form_a_wrong_password_and_a_foreign_redirect(app: TestClient) -> None:
+    r = app.post("/console/login", data={"username": "lan", "password": PASSWORD, "csrf_token": "forged"})
+    assert r.status_code == 403 and "expired" in r.text
+    assert auth.SESSION_COOKIE not in app.cookies
+    assert _login(app, "lan", "wrong password") == "401"
+    assert _login(app, "lan", nxt="https://evil.example/") == "/console/fleet"
+    assert _login(app, "lan", nxt="//evil.example/") == "/console/fleet"
+    with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
+        actions = [a.action for a in s.exec(select(AuditLog).order_by(AuditLog.id)).all()]
+    assert actions.count("login_failed") == 1 and actions.count("login") == 2
+
+
+def test_a_form_without_the_session_csrf_token_changes_nothing(app: TestClient) -> None:
+    _login(app, "lan")
+    r = app.post("/console/alerts/ev-dev-bn/action", data={"action": "acknowledge", "csrf_token": "nope"})
+    assert r.status_code == 403
+    assert app.get("/api/v1/alerts/ev-dev-bn").json()["state"] == "new"
+    r = app.post(
+        "/console/alerts/ev-dev-bn/action",
+        data={"action": "acknowledge", "note": "on my way", "csrf_token": _csrf(app)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/alerts#ev-dev-bn"
+    alert = app.get("/api/v1/alerts/ev-dev-bn").json()
+    assert (alert["state"], alert["acknowledged_by"], alert["note"]) == ("acknowledged", "lan", "on my way")
+    # Going back is refused with the lifecycle's own reason; a made-up action is a 400.
+    r = app.post(
+        "/console/alerts/ev-dev-bn/action",
+        data={"action": "resolve", "csrf_token": _csrf(app)},
+        headers={"X-Requested-With": "fetch"},
+    )
+    assert r.status_code == 200 and 'data-state="resolved"' in r.text
+    r = app.post("/console/alerts/ev-dev-bn/action", data={"action": "acknowledge", "csrf_token": _csrf(app)})
+    assert r.status_code == 409 and "already resolved" in r.text
+    r = app.post("/console/alerts/ev-dev-bn/action", data={"action": "explode", "csrf_token": _csrf(app)})
+    assert r.status_code == 400
+
+
+def test_a_ward_officer_acts_on_their_ward_only_and_cannot_edit_zones(app: TestClient) -> None:
+    _login(app, "officer")
+    page = app.get("/console/alerts").text
+    assert "ev-dev-dk" in page and "ev-dev-bn" not in page
+    assert app.get("/console/alerts/card/ev-dev-bn").status_code == 404
+    token = _csrf(app)
+    r = app.post("/console/alerts/ev-dev-bn/action", data={"action": "acknowledge", "csrf_token": token})
+    assert r.status_code == 404
+    r = app.post("/console/alerts/ev-dev-dk/action", data={"action": "acknowledge", "csrf_token": token})
+    assert r.status_code == 200  # followed the redirect back to the feed
+    assert app.get("/console/reports?ward=ben-nghe").status_code == 403
+    assert app.get("/console/audit").status_code == 403
+    assert app.get("/console/devices/dev-dk/cameras/cam-a/zones").status_code == 403
+    assert app.get("/console/fleet/part").text.count('class="dev"') == 1
+
+
+def test_zone_save_validates_like_the_device_and_refuses_a_stale_edit(app: TestClient) -> None:
+    _login(app, "lan")
+    csrf = app.cookies[auth.CSRF_COOKIE]
+    assert app.get("/console/devices/dev-bn/cameras/cam-a/zones").status_code == 404  # no config known yet
+    assert (
+        app.put("/api/v1/devices/dev-bn/config", json=SITE, headers={"X-CSRF-Token": csrf}).status_code == 200
+    )
+    page = app.get("/console/devices/dev-bn/cameras/cam-a/zones")
+    assert page.status_code == 200 and 'data-version="1"' in page.text
+    zone = {"name": "plaza", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]], "rules": []}
+    cfg = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [zone]}]}  # type: ignore[dict-item]
+    url = "/console/devices/dev-bn/cameras/cam-a/zones"
+    assert app.post(url, json={"config": cfg, "base_version": 1}).status_code == 403  # no CSRF header
+    r = app.post(url, json={"config": cfg, "base_version": 1}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json() == {"version": 2}
+    r = app.post(url, json={"config": cfg, "base_version": 1}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 409 and "version 2" in r.json()["detail"]
+    flat = {**zone, "polygon": [[0.1, 0.5], [0.5, 0.5], [0.9, 0.5]]}
+    bad = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [flat]}]}  # type: ignore[dict-item]
+    r = app.post(url, json={"config": bad, "base_version": 2}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 422 and "polygon has no area" in r.json()["detail"]
+    with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
+        versions = s.exec(
+            select(DesiredConfigRow.version).where(DesiredConfigRow.device_id == "dev-bn")
+        ).all()
+        audit = s.exec(select(AuditLog).where(AuditLog.action == "config.set")).all()
+    assert sorted(versions) == [1, 2] and [a.detail["version"] for a in audit] == [1, 2]  # type: ignore[index]
+    assert app.get("/console/audit").status_code == 403
+
+
+def test_static_files_are_served_and_nothing_else(app: TestClient) -> None:
+    r = app.get("/console/static/zones.js")
+    assert r.status_code == 200 and "normalised" in r.text
+    assert app.get("/console/static/..%2Fconsole%2Frouter.py").status_code == 404
+    assert app.get("/console/static/.hidden").status_code == 404
+    # Pages link assets by content hash and never by an outside address.
+    _login(app, "root")
+    page = app.get("/console/fleet").text
+    assert re.search(r"/console/static/console\.css\?v=[0-9a-f]{10}", page)
+    assert not re.search(r"""(src|href)=["']https?://""", page)
+    assert "login" in app.get("/console/audit").text
