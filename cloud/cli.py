@@ -71,6 +71,9 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
+    # uvicorn stops gracefully on SIGTERM, then raises it again for the previous handler; a no-op
+    # one makes a requested stop exit 0, as a service manager expects.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         server.run()
     except OSError as exc:

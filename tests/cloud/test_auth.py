@@ -1,0 +1,149 @@
+"""Users, sessions, CSRF, API keys and the `matthan cloud user add` command."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from cloud.auth import CSRF_COOKIE, SESSION_COOKIE, hash_password, verify_password
+from cloud.models import AuditLog, User
+from tests.cloud.conftest import add_user, bearer
+
+MATTHAN = [sys.executable, "-m", "matthan"]
+
+
+def test_passwords_are_salted_scrypt_and_verify() -> None:
+    a, b = hash_password("correct horse battery"), hash_password("correct horse battery")
+    assert a != b and a.startswith("scrypt$")
+    assert verify_password("correct horse battery", a)
+    assert not verify_password("correct horse batterx", a)
+    assert not verify_password("anything", "garbage")
+
+
+def test_cookie_session_with_csrf(cloud: TestClient) -> None:
+    add_user(cloud, "admin", "admin")
+    bad = cloud.post("/api/v1/auth/login", json={"name": "admin", "password": "wrong password"})
+    assert bad.status_code == 401
+    r = cloud.post("/api/v1/auth/login", json={"name": "admin", "password": "correct horse battery"})
+    assert r.status_code == 200
+    cookie = r.headers.get_list("set-cookie")
+    session_cookie = next(c for c in cookie if c.startswith(SESSION_COOKIE))
+    assert "HttpOnly" in session_cookie and "samesite=lax" in session_cookie.lower()
+    assert "Secure" not in session_cookie  # http public URL; https turns it on
+    csrf = r.json()["csrf_token"]
+    assert cloud.cookies.get(CSRF_COOKIE) == csrf
+
+    assert cloud.get("/api/v1/auth/me").json()["name"] == "admin"
+    # An unsafe method with only the cookie (what a cross-site form could send) is refused.
+    r = cloud.post("/api/v1/wards", json={"id": "ben-nghe", "name": "Bến Nghé"})
+    assert r.status_code == 403 and "X-CSRF-Token" in r.json()["detail"]
+    r = cloud.post(
+        "/api/v1/wards", json={"id": "ben-nghe", "name": "Bến Nghé"}, headers={"X-CSRF-Token": "nope"}
+    )
+    assert r.status_code == 403
+    r = cloud.post(
+        "/api/v1/wards", json={"id": "ben-nghe", "name": "Bến Nghé"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 201
+
+    # A tampered cookie is not a session.
+    cloud.cookies.set(SESSION_COOKIE, cloud.cookies[SESSION_COOKIE][:-2] + "xx")
+    assert cloud.get("/api/v1/auth/me").status_code == 401
+    cloud.post("/api/v1/auth/logout")
+    assert cloud.get("/api/v1/auth/me").status_code == 401
+
+
+def test_roles_limit_what_users_may_do(cloud: TestClient) -> None:
+    officer = add_user(cloud, "officer", "ward_officer", "ben-nghe")
+    operator = add_user(cloud, "op", "operator")
+    assert cloud.post("/api/v1/wards", json={"id": "x"}, headers=bearer(officer)).status_code == 403
+    assert cloud.post("/api/v1/wards", json={"id": "x"}, headers=bearer(operator)).status_code == 403
+    assert cloud.get("/api/v1/devices", headers=bearer("mak_not-a-key")).status_code == 401
+    assert cloud.get("/api/v1/devices", headers={"Authorization": "Basic abc"}).status_code == 401
+    assert cloud.get("/api/v1/devices").status_code == 401
+
+
+def test_user_add_cli(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    ok = subprocess.run(
+        [
+            *MATTHAN,
+            "cloud",
+            "user",
+            "add",
+            "--db",
+            db,
+            "--name",
+            "chief",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--api-key",
+        ],
+        input="a long enough password\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "added admin chief" in ok.stdout and "api key: mak_" in ok.stdout
+    for args, message in (
+        (["--name", "chief", "--role", "admin"], "exists already"),
+        (["--name", "w", "--role", "ward_officer"], "needs --ward"),
+        (["--name", "o", "--role", "operator", "--ward", "ben-nghe"], "ward_officer only"),
+        (["--name", "bad name!", "--role", "operator"], "user name"),
+    ):
+        r = subprocess.run(
+            [*MATTHAN, "cloud", "user", "add", "--db", db, "--password-stdin", *args],
+            input="a long enough password\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    short = subprocess.run(
+        [
+            *MATTHAN,
+            "cloud",
+            "user",
+            "add",
+            "--db",
+            db,
+            "--password-stdin",
+            "--name",
+            "z",
+            "--role",
+            "operator",
+        ],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert short.returncode != 0 and "at least 8" in short.stderr
+
+    from cloud.db import make_engine
+
+    engine = make_engine(db)
+    with Session(engine) as s:
+        users = s.exec(select(User)).all()
+        assert [u.name for u in users] == ["chief"]
+        assert s.exec(select(AuditLog).where(AuditLog.action == "user.add")).first() is not None
+    engine.dispose()
+
+
+def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*MATTHAN, "cloud", "serve", "--db", "mysql://x", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0 and "database URL" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(
+        [*MATTHAN, "cloud", "serve", "--broker", "http://x"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode != 0 and "broker URL" in r.stderr and "Traceback" not in r.stderr
