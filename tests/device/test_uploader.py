@@ -1,0 +1,480 @@
+"""The uploader against the real cloud service (uvicorn in its own process, killable mid-upload)."""
+
+import hashlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from sqlmodel import Session
+
+from cloud.auth import issue_device_token
+from cloud.db import make_engine, migrate
+from cloud.models import Device
+from device.camera_worker import CameraWorker
+from device.clips import ClipMaker, ClipSidecar, probe_media
+from device.events import DetectedEvent
+from device.recorder import FFMPEG, Recorder
+from device.uploader import Uploader, UploadQueue
+from matthan.backoff import Backoff
+from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
+from tests.support.net import free_port, wait_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICE = DeviceIdentity(id="dev-1", ward="ben-nghe")
+FAST = Backoff(initial=0.2, maximum=1.0)
+
+
+class Cloud:
+    """`matthan cloud serve` on a loopback port; SQLite and the clip folder survive kill/start."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db_url = f"sqlite:///{workdir / 'cloud.db'}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        engine = make_engine(self.db_url)
+        migrate(engine)
+        with Session(engine) as s:
+            self.token = issue_device_token(s, Device(id=DEVICE.id, ward=DEVICE.ward))
+            s.commit()
+        engine.dispose()
+
+    def start(self) -> "Cloud":
+        cmd = [sys.executable, "-m", "matthan", "cloud", "serve", "--db", self.db_url, "--broker", "none",
+               "--clips", str(self.workdir / "clips"), "--port", str(self.port), "--no-ingest"]  # fmt: skip
+        log = (self.workdir / "cloud.log").open("ab")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
+        wait_port(self.port, timeout=30)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a power cut: no chance to finish the request in flight."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def head(self, event_id: str, kind: str) -> httpx.Response:
+        return httpx.head(f"{self.url}/api/v1/media/{event_id}/{kind}", headers=self.auth, timeout=10)
+
+    def get(self, event_id: str, kind: str) -> bytes:
+        r = httpx.get(f"{self.url}/api/v1/media/{event_id}/{kind}", headers=self.auth, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.content
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Cloud]:
+    workdir = tmp_path / "cloud"
+    workdir.mkdir()
+    c = Cloud(workdir).start()
+    yield c
+    c.kill()
+
+
+@pytest.fixture(scope="module")
+def long_clip(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 1 MB of real footage (45 s of one-by-one, by copy): long enough to interrupt."""
+    out = tmp_path_factory.mktemp("media") / "ev-long.mp4"
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(assets_dir / "video/one-by-one-person-detection.mp4"), "-t", "45",
+         "-map", "0:v", "-c", "copy", "-movflags", "+faststart", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def uploader(uploads: UploadQueue, cloud: Cloud, **kw: object) -> Uploader:
+    kw.setdefault("backoff", FAST)
+    kw.setdefault("timeout_s", 5.0)
+    return Uploader(uploads, cloud.url, cloud.token, **kw)  # type: ignore[arg-type]
+
+
+def test_uploads_each_kind_and_the_cloud_holds_identical_bytes(
+    cloud: Cloud, long_clip: Path, tmp_path: Path, assets_dir: Path
+) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    jpeg = media / "ev-1.jpg"
+    frame = cv2.VideoCapture(str(assets_dir / "video/vtest_480x360.mp4")).read()[1]
+    jpeg.write_bytes(bytes(cv2.imencode(".jpg", frame)[1]))
+    side = media / "ev-1.json"
+    side.write_text('{"event_id": "ev-1"}')
+    uploads = UploadQueue(tmp_path / "media.db")
+    uploads.add("ev-1", "clip", long_clip)
+    uploads.add("ev-1", "snapshot", jpeg)
+    uploads.add("ev-1", "sidecar", side)
+    assert uploads.backlog().count == 3 and uploads.backlog().bytes > 1_000_000
+    up = uploader(uploads, cloud)
+    up.start()
+    try:
+        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="all uploaded")
+    finally:
+        up.stop()
+    for kind, path in (("clip", long_clip), ("snapshot", jpeg), ("sidecar", side)):
+        assert cloud.get("ev-1", kind) == path.read_bytes()
+        item = uploads.get("ev-1", kind)
+        assert item is not None and item.state == "uploaded"
+    assert up.stats.uploaded == 3 and up.stats.chunks_rejected == 0
+
+    # Idempotent: a device that lost its queue sends it all again; the cloud confirms, nothing changes.
+    again = UploadQueue(tmp_path / "other.db")
+    again.add("ev-1", "clip", long_clip)
+    up2 = uploader(again, cloud)
+    up2.start()
+    try:
+        wait_until(lambda: again.backlog().count == 0, timeout=15, what="re-confirmed")
+    finally:
+        up2.stop()
+    assert up2.stats.bytes_sent == 0 and again.get("ev-1", "clip").state == "uploaded"  # type: ignore[union-attr]
+
+
+def test_resumes_from_the_confirmed_offset_after_the_server_is_killed(
+    cloud: Cloud, long_clip: Path, tmp_path: Path
+) -> None:
+    size = long_clip.stat().st_size
+    uploads = UploadQueue(tmp_path / "media.db")
+    uploads.add("ev-2", "clip", long_clip)
+    # Capped at 400 kB/s in 64 kB chunks: a second or two in flight, time enough to pull the plug.
+    up = uploader(uploads, cloud, chunk_bytes=64 * 1024, max_bytes_per_s=400_000)
+    t0 = time.monotonic()
+    up.start()
+    try:
+        wait_until(lambda: up.stats.bytes_sent >= size // 3, timeout=20, what="a third sent")
+        cloud.kill()
+        time.sleep(1.0)
+        assert uploads.backlog().count == 1
+        cloud.start()
+        held = int(cloud.head("ev-2", "clip").headers["Upload-Offset"])
+        assert 0 < held < size
+        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="upload finished after restart")
+    finally:
+        up.stop()
+    elapsed = time.monotonic() - t0
+    assert cloud.get("ev-2", "clip") == long_clip.read_bytes()
+    assert up.stats.resumed_at is not None and up.stats.resumed_at >= held
+    # Resumed, not restarted: at most the chunk in flight at the kill was sent twice.
+    assert size <= up.stats.bytes_sent <= size + 64 * 1024
+    assert elapsed >= 0.8 * size / 400_000  # the cap held
+
+
+def test_resumes_after_the_device_restarts(cloud: Cloud, long_clip: Path, tmp_path: Path) -> None:
+    size = long_clip.stat().st_size
+    uploads = UploadQueue(tmp_path / "media.db")
+    uploads.add("ev-3", "clip", long_clip)
+    first = uploader(uploads, cloud, chunk_bytes=64 * 1024, max_bytes_per_s=500_000)
+    first.start()
+    wait_until(lambda: first.stats.bytes_sent >= size // 2, timeout=20, what="half sent")
+    first.stop()
+    uploads.close()
+
+    reopened = UploadQueue(tmp_path / "media.db")  # the agent came back up
+    assert reopened.backlog().count == 1
+    second = uploader(reopened, cloud, chunk_bytes=64 * 1024)
+    second.start()
+    try:
+        wait_until(lambda: reopened.backlog().count == 0, timeout=20, what="finished after restart")
+    finally:
+        second.stop()
+    assert cloud.get("ev-3", "clip") == long_clip.read_bytes()
+    assert first.stats.bytes_sent + second.stats.bytes_sent <= size + 64 * 1024
+    assert second.stats.resumed_at is not None and second.stats.resumed_at >= size // 2
+
+
+def test_two_senders_of_one_file_resync_on_409_and_agree(
+    cloud: Cloud, long_clip: Path, tmp_path: Path
+) -> None:
+    """Two queues send the same clip at once (a restored backup next to the live agent): each 409
+    carries the server's offset, the loser continues from there, and the file arrives once, intact."""
+    queues = [UploadQueue(tmp_path / f"media{i}.db") for i in range(2)]
+    ups = [uploader(q, cloud, chunk_bytes=64 * 1024, max_bytes_per_s=600_000) for q in queues]
+    for q in queues:
+        q.add("ev-8", "clip", long_clip)
+    for u in ups:
+        u.start()
+    try:
+        for q in queues:
+            wait_until(lambda q=q: q.backlog().count == 0, timeout=30, what="both confirmed")
+    finally:
+        for u in ups:
+            u.stop()
+    assert sum(u.stats.offset_resyncs for u in ups) >= 1
+    assert all(q.get("ev-8", "clip").state == "uploaded" for q in queues)  # type: ignore[union-attr]
+    assert cloud.get("ev-8", "clip") == long_clip.read_bytes()
+
+
+class CorruptingProxy:
+    """A TCP proxy that flips one byte in the body of the Nth PATCH, as a bad link would."""
+
+    def __init__(self, target_port: int, nth_patch: int) -> None:
+        self.target_port = target_port
+        self.nth = nth_patch
+        self.patches = 0
+        self.corrupted = 0
+        self._srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self._srv.getsockname()[1]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._srv.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._srv.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+
+    def _down(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    def _up(self, src: socket.socket, dst: socket.socket) -> None:
+        buf, remaining, corrupt = b"", 0, False
+        try:
+            while data := src.recv(65536):
+                buf += data
+                out = bytearray()
+                while buf:
+                    if remaining == 0:
+                        end = buf.find(b"\r\n\r\n")
+                        if end < 0:
+                            break
+                        head, buf = buf[: end + 4], buf[end + 4 :]
+                        out += head
+                        remaining = _content_length(head)
+                        if head.startswith(b"PATCH "):
+                            with self._lock:
+                                self.patches += 1
+                                corrupt = self.patches == self.nth
+                        continue
+                    body = bytearray(buf[:remaining])
+                    if corrupt and body:
+                        body[len(body) // 2] ^= 0xFF
+                        corrupt = False
+                        self.corrupted += 1
+                    out += body
+                    remaining -= len(body)
+                    buf = buf[len(body) :]
+                dst.sendall(out)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
+
+
+def test_a_corrupted_chunk_is_rejected_and_resent(cloud: Cloud, long_clip: Path, tmp_path: Path) -> None:
+    proxy = CorruptingProxy(cloud.port, nth_patch=3)
+    uploads = UploadQueue(tmp_path / "media.db")
+    uploads.add("ev-4", "clip", long_clip)
+    up = Uploader(
+        uploads, f"http://127.0.0.1:{proxy.port}", cloud.token, chunk_bytes=256 * 1024, backoff=FAST
+    )
+    up.start()
+    try:
+        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="uploaded through the bad link")
+    finally:
+        up.stop()
+        proxy.close()
+    assert proxy.corrupted == 1
+    assert up.stats.chunks_rejected == 1  # the server said 400, the chunk went again
+    assert cloud.get("ev-4", "clip") == long_clip.read_bytes()
+
+
+def test_a_file_changed_on_disk_is_refused_whole_and_not_retried_for_ever(
+    cloud: Cloud, long_clip: Path, tmp_path: Path
+) -> None:
+    clip = tmp_path / "ev-5.mp4"
+    clip.write_bytes(long_clip.read_bytes()[:300_000])
+    uploads = UploadQueue(tmp_path / "media.db")
+    item = uploads.add("ev-5", "clip", clip)
+    with clip.open("r+b") as f:  # bit rot after the clip was cut and its checksum taken
+        f.seek(150_000)
+        f.write(b"\xff\xff")
+    up = uploader(uploads, cloud, chunk_bytes=128 * 1024)
+    up.start()
+    try:
+        wait_until(lambda: uploads.get("ev-5", "clip").state == "failed", timeout=20, what="given up")  # type: ignore[union-attr]
+    finally:
+        up.stop()
+    assert up.stats.restarts_from_zero == 1  # the server's 422 (whole-file SHA-256) was heard
+    assert cloud.head("ev-5", "clip").status_code == 404  # the partial was discarded
+    assert "changed on disk" in (uploads.get("ev-5", "clip").last_error or "")  # type: ignore[union-attr]
+    assert item.sha256 == hashlib.sha256(long_clip.read_bytes()[:300_000]).hexdigest()
+
+
+def test_a_refused_token_is_logged_and_retried_slowly(
+    cloud: Cloud, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    snap = tmp_path / "ev-6.jpg"
+    snap.write_bytes(b"\xff\xd8" + os.urandom(2000) + b"\xff\xd9")
+    uploads = UploadQueue(tmp_path / "media.db")
+    uploads.add("ev-6", "snapshot", snap)
+    tokens = iter(["not-a-token", "still-wrong"])
+
+    def token() -> str:
+        return next(tokens, cloud.token)  # re-enrolled on the third try
+
+    up = Uploader(uploads, cloud.url, token, backoff=FAST, auth_retry_s=1.0)
+    with caplog.at_level(logging.ERROR, logger="device.uploader"):
+        t0 = time.monotonic()
+        up.start()
+        try:
+            wait_until(
+                lambda: uploads.backlog().count == 0, timeout=20, what="uploaded once the token is good"
+            )
+        finally:
+            up.stop()
+    assert up.stats.auth_failures == 2
+    assert time.monotonic() - t0 >= 2.0  # slow retries, not a hammering loop
+    assert any("token" in r.getMessage() and "401" in r.getMessage() for r in caplog.records)
+    assert cloud.get("ev-6", "snapshot") == snap.read_bytes()
+
+
+def test_cloud_down_backs_off_and_reports_the_backlog(tmp_path: Path, long_clip: Path) -> None:
+    uploads = UploadQueue(tmp_path / "media.db")
+    uploads.add("ev-7", "clip", long_clip)
+    up = Uploader(uploads, f"http://127.0.0.1:{free_port()}", "t", backoff=FAST, timeout_s=2.0)
+    up.start()
+    try:
+        wait_until(lambda: up.stats.errors >= 2, timeout=10, what="failed attempts")
+    finally:
+        up.stop()
+    backlog = up.backlog()
+    assert backlog.count == 1 and backlog.bytes == long_clip.stat().st_size
+    assert backlog.oldest_age_s is not None and backlog.oldest_age_s > 0
+    item = uploads.get("ev-7", "clip")
+    assert item is not None and item.attempts >= 2 and item.state == "pending"
+
+
+# -- the whole device side on a real clip with a rule that fires ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def walk_in_walk_out(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 s of one-by-one, by copy: an empty room, a person walks in (~2.6 s) and out again.
+
+    Seconds 4–8 and 19–23 of the original (a keyframe every second), joined by the concat demuxer.
+    """
+    d = tmp_path_factory.mktemp("walk")
+    src = assets_dir / "video/one-by-one-person-detection.mp4"
+    parts = []
+    for i, (ss, to) in enumerate(((4, 8), (19, 23))):
+        part = d / f"part{i}.mp4"
+        subprocess.run(
+            [FFMPEG, "-v", "error", "-ss", str(ss), "-to", str(to), "-i", str(src), "-map", "0:v",
+             "-c", "copy", str(part)],
+            check=True,
+        )  # fmt: skip
+        parts.append(part)
+    (d / "list.txt").write_text("".join(f"file '{p}'\n" for p in parts))
+    out = d / "walk.mp4"
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(d / "list.txt"),
+            "-c",
+            "copy",
+            str(out),
+        ],
+        check=True,
+    )
+    return out
+
+
+def test_an_event_on_real_footage_reaches_the_cloud_as_a_verified_clip(
+    cloud: Cloud, walk_in_walk_out: Path, model_config: ModelConfig, tmp_path: Path
+) -> None:
+    cam = CameraConfig.model_validate(
+        {
+            "id": "cam-1",
+            "source": str(walk_in_walk_out),
+            "detect": {"fps": 5},
+            "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
+            "zones": [
+                {"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                 "rules": [{"type": "intrusion", "labels": ["person"]}]}
+            ],
+        }
+    )  # fmt: skip
+    uploads = UploadQueue(tmp_path / "media.db")
+    rec = Recorder(cam, tmp_path / "cache")
+    maker = ClipMaker(
+        DEVICE, tmp_path / "media", lambda cid: rec, uploads, model="ssd", config_version=lambda: 3
+    )
+    up = uploader(uploads, cloud)
+    events: list[DetectedEvent] = []
+
+    def on_event(ev: DetectedEvent) -> None:  # what the agent does with each event, minus MQTT
+        events.append(ev)
+        maker.handle(ev.alert, ev.snapshot_jpeg)
+
+    seq = iter(range(1, 1000))
+    worker = CameraWorker(DEVICE, cam, model_config, on_event, lambda: next(seq), paced=True)
+    for part in (rec, maker, up):
+        part.start()
+    worker.start()
+    try:
+        assert worker.wait_finished(30)
+        assert maker.wait_idle(30)
+        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="everything uploaded")
+    finally:
+        worker.stop()
+        for part in (up, maker, rec):
+            part.stop()
+    ends = [e.alert for e in events if e.alert.phase == "end"]
+    assert len(ends) == 1, [e.alert for e in events]
+    end = ends[0]
+    assert end.ended_at is not None
+    need = (end.ended_at - end.started_at).total_seconds() + 2.0
+
+    got = tmp_path / "from-cloud.mp4"
+    got.write_bytes(cloud.get(end.event_id, "clip"))
+    duration, codec = probe_media(got)  # ffprobe reads what the cloud holds
+    assert codec == "h264"
+    assert need - 0.2 <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
+    side = ClipSidecar.model_validate_json(cloud.get(end.event_id, "sidecar"))
+    assert side.sha256 == hashlib.sha256(got.read_bytes()).hexdigest()
+    assert side.event_id == end.event_id and side.config_version == 3
+    jpeg = cv2.imdecode(np.frombuffer(cloud.get(end.event_id, "snapshot"), np.uint8), cv2.IMREAD_COLOR)
+    assert jpeg is not None and jpeg.shape[:2] == (432, 768)
