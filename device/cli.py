@@ -4,7 +4,6 @@ import argparse
 from pathlib import Path
 
 from device.config_file import load_config, summary
-from matthan.errors import NotBuiltError
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -17,7 +16,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
     r = dsub.add_parser("run", help="run the edge agent for every camera in the config")
     r.add_argument("--config", type=Path, required=True)
-    r.set_defaults(handler=_not_built)
+    r.set_defaults(handler=_run)
 
     d = dsub.add_parser("detect", help="one offline pass over a file or stream: events as JSON lines")
     d.add_argument("--config", type=Path, required=True, help="device YAML config (zones, rules, model)")
@@ -41,5 +40,8 @@ def _detect(args: argparse.Namespace) -> int:
     return run_detect(args.config, args.camera, args.source, args.json, args.annotate, args.start_time)
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise NotBuiltError(f"device {args.device_command}: not built yet")
+def _run(args: argparse.Namespace) -> int:
+    from device.agent import run_agent
+
+    return run_agent(args.config)
+

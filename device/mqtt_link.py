@@ -129,7 +129,7 @@ class MqttLink:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._session_expiry_s
         self._client.connect_async(
             self.endpoint.host,
@@ -187,6 +187,12 @@ class MqttLink:
             # Queued by paho in memory for a connection that just went away; the outbox resends it.
             return None
         return int(info.mid)
+
+    def resubscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe again, so the broker sends the topic's retained message once more."""
+        if self._connected.is_set():
+            self._client.unsubscribe(topic)
+            self._client.subscribe(topic, qos=qos)
 
     # ---- paho callbacks (network thread: flags and enqueues only) ----------------------------------
 

@@ -332,7 +332,8 @@ class OutboxPublisher:
         self.resend_after_s = resend_after_s if resend_after_s is not None else outbox.limits.resend_after_s
         self.prune_every_s = prune_every_s
         self.counters = PublisherCounters()
-        self._events: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+        # (what, mid, ok, payload): "wake", "puback" (mid, ok) or "receipt" (payload).
+        self._events: queue.SimpleQueue[tuple[str, int, bool, bytes]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Per connection: id -> when sent (insertion order = send order), mid -> id awaiting PUBACK.
@@ -345,13 +346,13 @@ class OutboxPublisher:
 
     def wake(self) -> None:
         """A new message is in the outbox."""
-        self._events.put(("wake", None))
+        self._events.put(("wake", 0, True, b""))
 
     def on_published(self, mid: int, ok: bool) -> None:
-        self._events.put(("puback", (mid, ok)))
+        self._events.put(("puback", mid, ok, b""))
 
     def on_receipt(self, payload: bytes) -> None:
-        self._events.put(("receipt", payload))
+        self._events.put(("receipt", 0, True, payload))
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -361,7 +362,7 @@ class OutboxPublisher:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._events.put(("wake", None))
+        self._events.put(("wake", 0, True, b""))
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -392,14 +393,13 @@ class OutboxPublisher:
             return
         receipts: list[bytes] = []
         while True:
-            what, data = item
+            what, mid, ok, data = item
             if what == "puback":
-                mid, ok = data  # type: ignore[misc]
                 if self._inflight.pop(mid, None) is not None:
                     self.counters.pubacks += 1
                     self.counters.refused += not ok
             elif what == "receipt":
-                receipts.append(data)  # type: ignore[arg-type]
+                receipts.append(data)
             try:
                 item = self._events.get_nowait()
             except queue.Empty:

@@ -1,0 +1,421 @@
+"""`matthan device run`: the composition root of the edge agent.
+
+Starts, in order: the outbox (on disk), the outbox publisher and the MQTT link, the cameras (capture →
+detect → rules → events into the outbox), camera-offline watch, config sync and command handling
+(on one control thread), and health. Stops in reverse. Everything an alert needs survives a stop or a
+crash: it is committed to the outbox before it is logged, published or handed to the clip maker, and
+the outbox replays it on the next start.
+
+Hooks for recording and uploads (device/clips.py, device/uploader.py): `clip_sink` receives every event
+start and end after it is in the outbox; `uploads` tells health the upload backlog.
+"""
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from device.camera_worker import CameraStats, CameraWorker
+from device.commands import CommandHandler, CommandTargets
+from device.config_file import model_of
+from device.config_sync import STATE_FILE, ConfigSync, load_applied
+from device.errors import DeviceError
+from device.events import DetectedEvent
+from device.frames import Frame
+from device.health import CameraView, HealthMonitor, UploadView
+from device.mqtt_link import MqttLink
+from device.offline import OfflineWatch
+from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from matthan_wire import Alert, Health, Kind, ReportedConfig, encode
+from matthan_wire.config import CameraConfig, DeviceConfig, SiteConfig
+from matthan_wire.topics import device_topic
+
+log = logging.getLogger("matthan.device.agent")
+
+OFFLINE_CHECK_S = 1.0
+
+
+class EventSink(Protocol):
+    """The clip maker's side of an event (device.clips.ClipMaker has this shape)."""
+
+    def event_started(self, alert: Alert, snapshot_jpeg: bytes | None) -> None: ...
+
+    def event_ended(self, alert: Alert) -> None: ...
+
+
+class Agent:
+    def __init__(
+        self,
+        config: DeviceConfig,
+        *,
+        clip_sink: EventSink | None = None,
+        uploads: Callable[[], UploadView] | None = None,
+        publish_window: int = 100,
+    ) -> None:
+        self.storage = Path(config.storage.path)
+        try:
+            self.storage.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeviceError(f"storage.path {self.storage}: {exc.strerror}") from None
+        self.state_path = self.storage / STATE_FILE
+        applied = load_applied(self.state_path)
+        version: int | None = None
+        if applied is not None:
+            version, site = applied
+            # The last config the cloud set wins over the file's cameras: the device must come back
+            # as it was, even with no broker to ask.
+            config = config.with_site(site)
+            log.info("starting from applied config version=%d cameras=%d", version, len(site.cameras))
+        self.config = config
+        self.device = config.device
+        self.model = model_of(config)
+        self.clip_sink = clip_sink
+        self.outbox = Outbox(self.storage / "outbox.db", config.outbox)
+        ward, dev = self.device.ward, self.device.id
+        self._topics = {
+            k: device_topic(k, ward, dev)
+            for k in (Kind.ALERT, Kind.EVENT, Kind.HEALTH, Kind.STATUS, Kind.RECEIPT, Kind.CONFIG_DESIRED)
+            + (Kind.CONFIG_REPORTED, Kind.CMD)
+        }
+        self._control: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self.link = MqttLink(
+            config.broker,
+            dev,
+            subscriptions=[
+                (self._topics[Kind.RECEIPT], 1),
+                (self._topics[Kind.CONFIG_DESIRED], 1),
+                (self._topics[Kind.CMD], 1),
+            ],
+            on_message=self._on_message,
+            on_published=lambda mid, ok: self.publisher.on_published(mid, ok),
+            on_connected=lambda: self._control.put(("connected", b"")),
+            status_topic=self._topics[Kind.STATUS],
+            max_inflight=publish_window,
+        )
+        self.publisher = OutboxPublisher(self.outbox, self.link, window=publish_window)
+        self.offline = OfflineWatch(self.device, self.outbox.next_seq, self._on_event)
+        self.config_sync = ConfigSync(
+            self.state_path,
+            apply=self._apply_site,
+            publish=self._publish_reported,
+            check=check_site,
+            version=version,
+        )
+        self.commands = CommandHandler(
+            dev,
+            ward,
+            CommandTargets(
+                cameras=lambda: [c.id for c in self.config.cameras],
+                latest_frame=self._latest_frame,
+                restart_camera=self.restart_camera,
+                resync_config=self._resync_config,
+                publish=lambda topic, payload: self.link.publish(topic, payload, qos=1) is not None,
+            ),
+        )
+        self.health = HealthMonitor(
+            dev,
+            ward,
+            self.storage,
+            outbox=self.outbox.stats,
+            cameras=self._camera_views,
+            config_version=lambda: self.config_sync.version,
+            model=Path(self.model.path).name,
+            publish=self._publish_health,
+            interval_s=config.health.interval_s,
+            uploads=uploads,
+        )
+        self._workers: dict[str, CameraWorker] = {}
+        self._worker_started: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._control_thread: threading.Thread | None = None
+        self._notify = SdNotify.from_env()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info(
+            "agent starting device=%s ward=%s cameras=%d outbox_depth=%d",
+            self.device.id,
+            self.device.ward,
+            len(self.config.cameras),
+            self.outbox.depth(),
+        )
+        self.publisher.start()
+        self.link.start()
+        try:
+            for cam in self.config.cameras:
+                self._workers[cam.id] = self._start_worker(cam)
+        except BaseException:
+            self.stop()
+            raise
+        self._control_thread = threading.Thread(target=self._control_main, name="agent-control", daemon=True)
+        self._control_thread.start()
+        self.health.start()
+        self._notify.send("READY=1")
+        log.info("agent running device=%s", self.device.id)
+
+    def stop(self) -> None:
+        """Reverse order. Cameras stop before the publisher so their last events are in the outbox;
+        what is not yet receipted stays there for the next start."""
+        self._notify.send("STOPPING=1")
+        self._stop.set()
+        self.health.stop()
+        if self._control_thread is not None:
+            self._control_thread.join(10)
+        with self._lock:
+            for cam_id, worker in reversed(list(self._workers.items())):
+                worker.stop()
+                log.info("camera stopped device=%s camera=%s", self.device.id, cam_id)
+            self._workers.clear()
+        self.publisher.stop()
+        self.link.stop()
+        depth = self.outbox.depth()
+        self.outbox.close()
+        log.info("agent stopped device=%s outbox_depth=%d (kept for the next start)", self.device.id, depth)
+
+    def run_until(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+    # ---- events ----------------------------------------------------------------------------------
+
+    def _on_event(self, ev: DetectedEvent) -> None:
+        """From a camera's detect thread (or the offline watch): commit, then announce. Never blocks
+        on the network."""
+        a = ev.alert
+        msgs: list[NewMessage] = []
+        if a.phase == "start":
+            msgs.append(NewMessage(a.event_id, MessageKind.ALERT, self._topics[Kind.ALERT], encode(a)))
+            if ev.snapshot_jpeg is not None:
+                topic = device_topic(Kind.SNAPSHOT, a.ward, a.device_id, a.event_id)
+                msgs.append(NewMessage(a.event_id, MessageKind.SNAPSHOT, topic, ev.snapshot_jpeg))
+        else:
+            msgs.append(NewMessage(a.event_id, MessageKind.EVENT, self._topics[Kind.EVENT], encode(a)))
+        self.outbox.put(msgs)
+        self.publisher.wake()
+        log.info(
+            "alert %s device=%s camera=%s event=%s type=%s rule=%s zone=%s count=%d seq=%d",
+            a.phase,
+            a.device_id,
+            a.camera_id,
+            a.event_id,
+            a.type,
+            a.rule,
+            a.zone or "-",
+            a.object_count,
+            a.seq,
+        )
+        if self.clip_sink is not None:
+            try:
+                if a.phase == "start":
+                    self.clip_sink.event_started(a, ev.snapshot_jpeg)
+                else:
+                    self.clip_sink.event_ended(a)
+            except Exception:  # the alert is safe in the outbox; a clip failure must not lose it
+                log.exception("clip sink failed event=%s", a.event_id)
+
+    # ---- MQTT in (network thread: enqueue only) --------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self._topics[Kind.RECEIPT]:
+            self.publisher.on_receipt(payload)
+        elif topic == self._topics[Kind.CONFIG_DESIRED]:
+            self._control.put(("desired", payload))
+        elif topic == self._topics[Kind.CMD]:
+            self._control.put(("cmd", payload))
+        else:
+            log.warning("unexpected message topic=%s", topic)
+
+    # ---- the control thread ----------------------------------------------------------------------
+
+    def _control_main(self) -> None:
+        next_check = 0.0
+        next_watchdog = 0.0
+        while not self._stop.is_set():
+            try:
+                what, payload = self._control.get(timeout=0.2)
+            except queue.Empty:
+                what, payload = "", b""
+            try:
+                if what == "desired":
+                    self.config_sync.handle_desired(payload)
+                elif what == "cmd":
+                    self.commands.handle(payload)
+                elif what == "connected":
+                    self.config_sync.republish()
+                    self.health.send_now()
+                now = time.monotonic()
+                if now >= next_check:
+                    self._check_offline(now)
+                    next_check = now + OFFLINE_CHECK_S
+                if now >= next_watchdog:
+                    # Only this loop pets the watchdog: if it wedges, systemd restarts the agent.
+                    self._notify.send("WATCHDOG=1")
+                    next_watchdog = now + self._notify.watchdog_every_s
+            except Exception:
+                log.exception("control step failed what=%s", what or "tick")
+
+    def _check_offline(self, now: float) -> None:
+        with self._lock:
+            items = [(self.config.camera(cid), w) for cid, w in self._workers.items()]
+        for cam, worker in items:
+            if worker.wait_finished(0):
+                continue  # a file that has played to its end is not a lost stream
+            self.offline.check(cam, worker.stats(), now)
+
+    # ---- config ----------------------------------------------------------------------------------
+
+    def _apply_site(self, site: SiteConfig) -> None:
+        """Switch to `site` as one step: start what is new first; if anything fails, stop those and
+        raise, having changed nothing; then retire what is replaced and hot-reload the rest."""
+        with self._lock:
+            old = {c.id: c for c in self.config.cameras}
+            new = {c.id: c for c in site.cameras}
+            fresh: dict[str, CameraWorker] = {}
+            try:
+                for cid, cam in new.items():
+                    if cid not in old or _needs_restart(old[cid], cam):
+                        fresh[cid] = self._start_worker(cam)
+            except DeviceError:
+                for w in fresh.values():
+                    w.stop()
+                raise
+            for cid in old:
+                if cid not in new:
+                    self._workers.pop(cid).stop()
+                    self.offline.forget(cid)
+                    log.info("camera removed device=%s camera=%s", self.device.id, cid)
+                elif cid in fresh:
+                    self._workers.pop(cid).stop()
+                    log.info("camera restarted for a new source device=%s camera=%s", self.device.id, cid)
+            for cid, cam in new.items():
+                if cid in fresh:
+                    self._workers[cid] = fresh[cid]
+                elif cam != old[cid]:
+                    self._workers[cid].update_camera(cam)
+                    log.info("camera reloaded (zones/rules) device=%s camera=%s", self.device.id, cid)
+            self.config = self.config.with_site(site)
+            self.health.interval_s = site.health.interval_s
+
+    def _publish_reported(self, report: ReportedConfig) -> bool:
+        return (
+            self.link.publish(self._topics[Kind.CONFIG_REPORTED], encode(report), qos=1, retain=True)
+            is not None
+        )
+
+    def _resync_config(self) -> None:
+        self.config_sync.report_current()
+        self.link.resubscribe(self._topics[Kind.CONFIG_DESIRED], 1)
+
+    # ---- cameras ---------------------------------------------------------------------------------
+
+    def _start_worker(self, cam: CameraConfig) -> CameraWorker:
+        worker = CameraWorker(self.device, cam, self.model, self._on_event, self.outbox.next_seq)
+        worker.start()
+        self._worker_started[cam.id] = time.monotonic()
+        return worker
+
+    def restart_camera(self, camera_id: str) -> None:
+        with self._lock:
+            cam = self.config.camera(camera_id)
+            fresh = self._start_worker(cam)
+            self._workers.pop(camera_id).stop()
+            self._workers[camera_id] = fresh
+        log.info("camera restarted device=%s camera=%s", self.device.id, camera_id)
+
+    def _latest_frame(self, camera_id: str) -> Frame | None:
+        with self._lock:
+            w = self._workers.get(camera_id)
+        return w.latest_frame() if w is not None else None
+
+    def camera_stats(self) -> dict[str, CameraStats]:
+        with self._lock:
+            return {cid: w.stats() for cid, w in self._workers.items()}
+
+    def _camera_views(self) -> list[CameraView]:
+        now = time.monotonic()
+        with self._lock:
+            return [
+                CameraView(
+                    c.id,
+                    self._workers[c.id].stats() if c.id in self._workers else None,
+                    now - self._worker_started.get(c.id, now),
+                )
+                for c in self.config.cameras
+            ]
+
+    def _publish_health(self, health: Health) -> None:
+        # QoS 0, latest wins: nothing is queued while the link is down.
+        self.link.publish(self._topics[Kind.HEALTH], encode(health), qos=0)
+
+
+def _needs_restart(old: CameraConfig, new: CameraConfig) -> bool:
+    # Capture is opened with these; everything else (zones, lines, rules, detect, motion) reloads hot.
+    return (old.source, old.loop, old.record) != (new.source, new.loop, new.record)
+
+
+def check_site(site: SiteConfig) -> None:
+    """What the wire model cannot know: whether this device can open each camera's source."""
+    for cam in site.cameras:
+        src = cam.source
+        if "://" in src or src.startswith(("picamera2:", "/dev/")) or src.isdigit():
+            continue
+        p = Path(src)
+        if not p.is_absolute():
+            raise DeviceError(f"camera {cam.id}: file source {src!r} must be an absolute path on the device")
+        if not p.is_file():
+            raise DeviceError(f"camera {cam.id}: source file {src} not found on the device")
+
+
+class SdNotify:
+    """systemd's notify protocol over a plain unix datagram socket (no dependency)."""
+
+    def __init__(self, address: str | None, watchdog_usec: int | None) -> None:
+        self.address = address
+        # Pet at half the watchdog period, as sd_watchdog_enabled(3) advises.
+        self.watchdog_every_s = watchdog_usec / 2e6 if watchdog_usec else 10.0
+
+    @classmethod
+    def from_env(cls) -> "SdNotify":
+        usec = os.environ.get("WATCHDOG_USEC")
+        return cls(os.environ.get("NOTIFY_SOCKET"), int(usec) if usec and usec.isdigit() else None)
+
+    def send(self, message: str) -> bool:
+        if not self.address:
+            return False
+        addr = "\0" + self.address[1:] if self.address.startswith("@") else self.address
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(message.encode(), addr)
+            return True
+        except OSError as exc:
+            log.warning("sd_notify %s failed: %s", message, exc)
+            return False
+
+
+def run_agent(config_path: Path) -> int:
+    """`matthan device run`: until SIGTERM or SIGINT, then a clean stop (exit 0)."""
+    import signal
+
+    from device.config_file import load_config
+
+    config = load_config(config_path)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    Agent(config).run_until(stop)
+    return 0
