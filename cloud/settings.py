@@ -32,6 +32,8 @@ class Settings(BaseModel):
     # A local folder, or s3://bucket/prefix (endpoint from s3_endpoint_url or the AWS environment).
     clips: str = "clips"
     s3_endpoint_url: str | None = None
+    # Where partial uploads wait when the store is S3 (append is impossible on object stores).
+    staging_dir: str = "clips-staging"
     # Signs session cookies. Without one, a random key lives as long as the process (sessions
     # do not survive a restart; set MATTHAN_CLOUD_SECRET_KEY in production).
     secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16)
@@ -86,7 +88,7 @@ class Settings(BaseModel):
     def clips_dir(self) -> Path:
         """The local folder: the store itself, or (for S3) where partial uploads are staged."""
         if self.clips_is_s3:
-            return Path(os.environ.get(f"{ENV_PREFIX}STAGING", "clips-staging"))
+            return Path(self.staging_dir)
         return Path(self.clips)
 
     @property
