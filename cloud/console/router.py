@@ -35,6 +35,7 @@ from sqlmodel import Session, col, select
 from cloud import audit, auth
 from cloud.api import alerts as alerts_api
 from cloud.api import config as config_api
+from cloud.api import devices as devices_api
 from cloud.api.devices import get_device
 from cloud.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, DbSession, Principal
 from cloud.console import svg, views
@@ -530,6 +531,46 @@ def device_page(
         alerts=recent,
         can_edit=v.can_edit_config,
     )
+
+
+def _optional_float(text: str, what: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        return float(text.replace(",", "."))
+    except ValueError:
+        raise HTTPException(
+            400, f"{what}: {text!r} is not a number (decimal degrees, e.g. 10.7764)"
+        ) from None
+
+
+@router.post("/console/devices/{device_id}/cameras/{camera_id}/place")
+def camera_place(
+    device_id: str,
+    camera_id: str,
+    v: ViewerDep,
+    session: DbSession,
+    site_name: Annotated[str, Form()] = "",
+    lat: Annotated[str, Form()] = "",
+    lon: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """A camera's name and map position, through the API's own handler (validation, audit)."""
+    _check_csrf(v, csrf_token)
+    if not v.can_edit_config:
+        raise HTTPException(403, "camera positions are set by the operations centre")
+    try:
+        body = devices_api.CameraIn(
+            site_name=site_name.strip() or None,
+            lat=_optional_float(lat, "latitude"),
+            lon=_optional_float(lon, "longitude"),
+        )
+    except ValidationError as exc:
+        raise HTTPException(400, describe(exc)) from None
+    if (body.lat is None) != (body.lon is None):
+        raise HTTPException(400, "give both latitude and longitude, or neither")
+    devices_api.put_camera(device_id, camera_id, body, v.principal, session)
+    return RedirectResponse(f"/console/devices/{device_id}#cam-{camera_id}", 303)
 
 
 # --- alerts --------------------------------------------------------------------------------------

@@ -338,6 +338,7 @@ class Stats:
     median_response: str | None
     categories: list[str]
     per_day_category: list[tuple[str, dict[str, int]]]
+    per_day_ward: list[tuple[str, dict[str, int]]]
     wards: list[dict[str, Any]]
     rules: list[RuleStats]
 
@@ -358,6 +359,7 @@ def stats(rows: Sequence[AlertRow], days: int, zone: tzinfo) -> Stats:
     """
     categories = ["security_order", "urban_order"]
     per_day: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(categories, 0))
+    per_day_ward: dict[str, dict[str, int]] = defaultdict(dict)
     wards: dict[str, dict[str, Any]] = {}
     rules: dict[str, RuleStats] = {}
     responses: list[timedelta] = []
@@ -365,6 +367,7 @@ def stats(rows: Sequence[AlertRow], days: int, zone: tzinfo) -> Stats:
     for r in rows:
         day = r.started_at.astimezone(zone).date().isoformat()
         per_day[day][r.category] = per_day[day].get(r.category, 0) + 1
+        per_day_ward[day][r.ward] = per_day_ward[day].get(r.ward, 0) + 1
         w = wards.setdefault(
             r.ward, {"ward": r.ward, "total": 0, "security_order": 0, "urban_order": 0, "open": 0}
         )
@@ -392,6 +395,7 @@ def stats(rows: Sequence[AlertRow], days: int, zone: tzinfo) -> Stats:
         median_response=_median(responses),
         categories=categories,
         per_day_category=sorted(per_day.items(), reverse=True),
+        per_day_ward=sorted(per_day_ward.items(), reverse=True),
         wards=sorted(wards.values(), key=lambda w: (-w["total"], w["ward"])),
         rules=rule_list,
     )

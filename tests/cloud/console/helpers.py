@@ -22,6 +22,8 @@ def login(page: Any, user: str, password: str = PASSWORD) -> None:
 def shot(page: Any, out: Path, name: str) -> None:
     folder = out / "console"
     folder.mkdir(parents=True, exist_ok=True)
+    # From the top: a full-page shot of a scrolled page draws the sticky bar mid-page.
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 

@@ -203,12 +203,24 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
     _publish(
         site, [(str(Topic(Kind.EVENT, BEN_NGHE, REX)), encode(_alert(event_id, "end", 2, started, ref)))]
     )
+    clip_responses: list[tuple[str | None, int]] = []
+    page.on(
+        "response",
+        lambda r: (
+            r.url.endswith(f"/{event_id}/clip")
+            and clip_responses.append((r.request.headers.get("range"), r.status))
+        ),
+    )
     video = card.locator("video")
     video.wait_for(timeout=10_000)  # the card was re-rendered live with its clip
     video.evaluate("v => { v.muted = true; return v.play(); }")
     wait_for(lambda: video.evaluate("v => v.currentTime") > 1.0, timeout=15, what="clip playing")
     assert video.evaluate("v => v.duration") == pytest.approx(4.0, abs=0.3)
     assert video.evaluate("v => v.videoWidth") == 768
+    # The browser fetched the clip with range requests and the store answered them as such.
+    assert clip_responses and all(
+        rng and rng.startswith("bytes=") and st == 206 for rng, st in clip_responses
+    )
     shot(page, test_output, "alerts-live")
 
     video.evaluate("v => v.pause()")
@@ -225,6 +237,13 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
         row = s.get(AlertRow, event_id)
         assert row is not None and row.note == "Team 2 dispersed the crowd"
     shot(page, test_output, "alerts-acknowledged")
+
+    phone = new_page(PHONE)
+    login(phone, "lan")
+    phone.goto("/console/alerts")
+    phone.locator(f"article[data-event-id='{event_id}'][data-state='acknowledged']").wait_for()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(phone, test_output, "alerts-phone")
 
     page.goto("/console/reports")
     assert page.locator("[data-testid=stat-total]").inner_text() == "1"

@@ -173,3 +173,28 @@ def test_static_files_are_served_and_nothing_else(app: TestClient) -> None:
     assert re.search(r"/console/static/console\.css\?v=[0-9a-f]{10}", page)
     assert not re.search(r"""(src|href)=["']https?://""", page)
     assert "login" in app.get("/console/audit").text
+
+
+def test_camera_position_is_set_from_the_device_page_through_the_api_rules(app: TestClient) -> None:
+    _login(app, "lan")
+    url = "/console/devices/dev-bn/cameras/cam-a/place"
+    token = _csrf(app, "/console/devices/dev-bn")
+    r = app.post(url, data={"lat": "91", "lon": "106.7", "csrf_token": token})
+    assert r.status_code == 400 and "less than or equal to 90" in r.text
+    r = app.post(url, data={"lat": "10.7764", "lon": "", "csrf_token": token})
+    assert r.status_code == 400 and "both latitude and longitude" in r.text
+    r = app.post(
+        url, data={"site_name": "Rex north", "lat": "10,7764", "lon": "106.7012", "csrf_token": token}
+    )
+    assert r.status_code == 200 and "10.77640, 106.70120" in r.text
+    cams = app.get("/api/v1/devices/dev-bn").json()["cameras"]
+    assert cams == [{"id": "cam-a", "site_name": "Rex north", "lat": 10.7764, "lon": 106.7012,
+                     "source_redacted": None}]  # fmt: skip
+    assert 'class="dot dot-' in app.get("/console/fleet").text  # and it is on the map
+    app.cookies.clear()
+    _login(app, "officer")
+    token = _csrf(app, "/console/devices/dev-dk")
+    r = app.post(
+        "/console/devices/dev-dk/cameras/cam-a/place", data={"lat": "1", "lon": "1", "csrf_token": token}
+    )
+    assert r.status_code == 403

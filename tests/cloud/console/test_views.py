@@ -98,6 +98,7 @@ def test_figures_per_local_day_response_time_and_false_alarm_rate() -> None:
         ("2026-11-24", {"security_order": 1, "urban_order": 2}),
         ("2026-11-23", {"security_order": 1, "urban_order": 0}),
     ]
+    assert s.per_day_ward == [("2026-11-24", {"ben-nghe": 1, "da-kao": 2}), ("2026-11-23", {"ben-nghe": 1})]
     assert (s.total, s.handled, s.false_alarms, s.judged) == (4, 3, 1, 2)
     assert s.median_response == "4 min 00 s"  # of 2, 4 and 6 minutes
     assert s.false_rate_pct == "50 %"
