@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from cloud.api.config import _publish as publish_desired
+from cloud.api.config import redact
 from cloud.audit import record
 from cloud.auth import Admin, DbSession, DeviceCaller, Staff, issue_device_token, token_hash
 from cloud.models import Camera, ClaimToken, DesiredConfigRow, Device, Ward
@@ -199,7 +201,7 @@ def enroll(body: EnrollRequest, request: Request, session: DbSession) -> EnrollR
     device.cert_serial = f"{cert.serial_number:x}"
     device.cert_fingerprint = pki.fingerprint(cert)
     api_token = issue_device_token(session, device)
-    _store_site(session, device, site, by=f"device:{device.id}")
+    _, desired = _store_site(session, device, site, by=f"device:{device.id}")
     record(
         session,
         f"device:{device.id}",
@@ -211,6 +213,11 @@ def enroll(body: EnrollRequest, request: Request, session: DbSession) -> EnrollR
     session.commit()
     log.info("enrolled device=%s ward=%s serial=%s", device.id, device.ward, device.cert_serial)
     _sync_broker(request, session)
+    # Retained, so the device finds its configuration the moment it first connects (an imported
+    # device's config was stored before it had a broker identity, so publish the latest either way).
+    desired = desired or _latest_desired(session, device.id)
+    if desired is not None:
+        publish_desired(request.app.state.mqtt, device, desired)
     return EnrollResponse(
         device_id=device.id,
         ward=device.ward,
@@ -250,31 +257,30 @@ def _latest_desired(session: Session, device_id: str) -> DesiredConfigRow | None
     return session.exec(query).first()
 
 
-def _store_site(session: Session, device: Device, site: SiteConfig, by: str) -> list[Camera]:
-    """A new desired-config version when the site changed, and a registry row per camera."""
+def _store_site(
+    session: Session, device: Device, site: SiteConfig, by: str
+) -> tuple[list[Camera], DesiredConfigRow | None]:
+    """A new desired-config version when the site changed (returned, to publish after the commit),
+    and a registry row per camera with its stream URL redacted."""
     latest = _latest_desired(session, device.id)
-    body = site.model_dump(mode="json", exclude_defaults=True)
+    body = site.model_dump(mode="json")
+    row = None
     if latest is None or latest.body != body:
         version = (latest.version if latest else 0) + 1
-        session.add(DesiredConfigRow(device_id=device.id, version=version, body=body, created_by=by))
-        device.desired_version = version
-    session.add(device)
-    rows = []
-    for cam in site.cameras:
-        row = session.get(Camera, (device.id, cam.id)) or Camera(device_id=device.id, id=cam.id)
-        row.source_redacted = redact(cam.source)
+        row = DesiredConfigRow(
+            device_id=device.id, version=version, body=body, created_by=by, created_at=utc_now()
+        )
         session.add(row)
-        rows.append(row)
-    return rows
-
-
-def redact(source: str) -> str:
-    """rtsp://user:pass@host/… → rtsp://host/…: recognisable, useless to an intruder."""
-    scheme, sep, rest = source.partition("://")
-    if not sep:
-        return source
-    host_part, slash, path = rest.partition("/")
-    return f"{scheme}://{host_part.rpartition('@')[2]}{slash}{path}"
+        device.desired_version = version
+        device.health_interval_s = site.health.interval_s
+    session.add(device)
+    cameras = []
+    for cam in site.cameras:
+        cam_row = session.get(Camera, (device.id, cam.id)) or Camera(device_id=device.id, id=cam.id)
+        cam_row.source_redacted = redact(cam.source)
+        session.add(cam_row)
+        cameras.append(cam_row)
+    return cameras, row
 
 
 # --- renewal, revocation ----------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def import_csv(session: Session, text: str, by: str, ttl_hours: float = 72.0) ->
             cameras=[CameraConfig(id=f"cam-{i}", source=row.source) for i, row in enumerate(plan.rows, 1)]
         )
         session.add(device)
-        for cam, row in zip(_store_site(session, device, site, by=by), plan.rows, strict=True):
+        for cam, row in zip(_store_site(session, device, site, by=by)[0], plan.rows, strict=True):
             cam.site_name, cam.lat, cam.lon = row.site, row.lat, row.lon
             cameras += 1
         tokens.append(issue_claim(session, plan.ward, device_id, ttl_hours, by))

@@ -38,6 +38,7 @@ from provisioning.protocol import CheckItem, CommissioningReport
 CLOCK_WARN_S = 2.0
 # Past this the device's evidence timestamps are worthless and TLS validity checks misfire.
 CLOCK_FAIL_S = 30.0
+DATE_LAG_S = 1.0
 CERT_WARN_DAYS = 14
 TEMP_WARN_C, TEMP_FAIL_C = 70.0, 85.0
 NETWORK_TIMEOUT_S = 5.0
@@ -51,6 +52,7 @@ class _State:
 
     frame: np.ndarray | None = None
     cloud_date: datetime | None = None
+    local_at_answer: datetime | None = None  # our clock when the cloud's answer arrived
     cloud_rtt_s: float | None = None
     cloud_error: str | None = None
 
@@ -247,6 +249,7 @@ class Checklist:
             sent = time.perf_counter()
             resp = httpx.get(url, timeout=NETWORK_TIMEOUT_S, verify=verify)
             rtt = time.perf_counter() - sent
+            self.state.local_at_answer = self.clock()
         except httpx.HTTPError as exc:
             self.state.cloud_error = f"{exc.__class__.__name__}: {exc}"
             return CheckItem(name="cloud", status="fail", detail=f"{url}: {self.state.cloud_error}")
@@ -261,12 +264,14 @@ class Checklist:
         )
 
     def clock_offset(self) -> CheckItem:
-        if self.state.cloud_date is None:
+        if self.state.cloud_date is None or self.state.local_at_answer is None:
             why = self.state.cloud_error or "the cloud sent no Date header"
             return CheckItem(name="clock", status="fail", detail=f"cannot compare with the cloud: {why}")
-        # The Date header has one-second resolution and was stamped about half a round trip ago.
-        ours = self.clock() - timedelta(seconds=(self.state.cloud_rtt_s or 0.0) / 2)
-        offset = (ours - self.state.cloud_date).total_seconds() - 0.5
+        # The Date header was stamped about half a round trip before the answer arrived. It has
+        # one-second resolution, and uvicorn (our cloud) refreshes it once a second, so it lags the
+        # server's clock by 0 to 2 s: take the middle, 1 s, and accept ±1 s of uncertainty.
+        ours = self.state.local_at_answer - timedelta(seconds=(self.state.cloud_rtt_s or 0.0) / 2)
+        offset = (ours - self.state.cloud_date).total_seconds() - DATE_LAG_S
         size = abs(offset)
         detail = f"{offset:+.1f} s against the cloud"
         if size > CLOCK_FAIL_S:

@@ -72,8 +72,8 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
     with Session(engine) as s:
         cams = s.exec(select(Camera).where(Camera.device_id == "rex-01")).all()
         assert sorted((c.id, c.site_name, c.source_redacted) for c in cams) == [
-            ("cam-1", "Rex", "rtsp://10.0.0.1/a"),
-            ("cam-2", "Rex 2", "rtsp://10.0.0.2/a"),
+            ("cam-1", "Rex", "rtsp://***@10.0.0.1/a"),
+            ("cam-2", "Rex 2", "rtsp://***@10.0.0.2/a"),
         ]
         desired = s.exec(select(DesiredConfigRow).where(DesiredConfigRow.device_id == "rex-01")).one()
         assert [c["source"] for c in desired.body["cameras"]] == [

@@ -61,7 +61,7 @@ def test_enroll_end_to_end(capsys: pytest.CaptureFixture[str], site, tmp_path: P
         row = conn.execute(Device.__table__.select()).one()  # type: ignore[attr-defined]
         cam = conn.execute(__import__("cloud.models", fromlist=["Camera"]).Camera.__table__.select()).one()
     assert row.cert_serial == f"{cert.serial_number:x}" and row.ward == "ben-nghe"
-    assert cam.source_redacted == "rtsp://10.1.2.3/stream1"
+    assert cam.source_redacted == "rtsp://***@10.1.2.3/stream1"
 
     # The cloud regenerated the ACL and reloaded the broker: the new device may publish at once.
     broker.wait_reloads(1)
