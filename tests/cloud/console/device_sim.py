@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
         c.subscribe(str(Topic(Kind.CONFIG_DESIRED, ward, device)), qos=1)
 
     def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        desired = decode(DesiredConfig, msg.payload)
+        desired = decode(DesiredConfig, bytes(msg.payload))
         with lock:
             version[0] = desired.version
         report = ReportedConfig(version=desired.version, status="applied", at=utc_now())
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
 
     client.on_connect = on_connect
     client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=5, properties=props)
     client.loop_start()

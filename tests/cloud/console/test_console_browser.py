@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -103,7 +103,9 @@ def _publish(site: Site, messages: list[tuple[str, bytes]]) -> None:
         client.disconnect()
 
 
-def _alert(event_id: str, phase: str, seq: int, started: datetime, clip: ClipRef | None = None) -> Alert:
+def _alert(
+    event_id: str, phase: Literal["start", "end"], seq: int, started: datetime, clip: ClipRef | None = None
+) -> Alert:
     return Alert(
         event_id=event_id, phase=phase, device_id=REX, camera_id="rex-north", ward=BEN_NGHE, zone="plaza",
         rule="plaza.crowd", type="crowd", category="security_order", labels=["person"], object_count=7,
@@ -204,13 +206,12 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
         site, [(str(Topic(Kind.EVENT, BEN_NGHE, REX)), encode(_alert(event_id, "end", 2, started, ref)))]
     )
     clip_responses: list[tuple[str | None, int]] = []
-    page.on(
-        "response",
-        lambda r: (
-            r.url.endswith(f"/{event_id}/clip")
-            and clip_responses.append((r.request.headers.get("range"), r.status))
-        ),
-    )
+
+    def on_response(r: Any) -> None:
+        if r.url.endswith(f"/{event_id}/clip"):
+            clip_responses.append((r.request.headers.get("range"), r.status))
+
+    page.on("response", on_response)
     video = card.locator("video")
     video.wait_for(timeout=10_000)  # the card was re-rendered live with its clip
     video.evaluate("v => { v.muted = true; return v.play(); }")

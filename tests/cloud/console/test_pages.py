@@ -8,10 +8,11 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cloud import auth
 from cloud.app import create_app
@@ -20,7 +21,7 @@ from cloud.settings import Settings
 from matthan_wire.timeutil import utc_now
 
 PASSWORD = "correct horse battery"
-SITE = {
+SITE: dict[str, Any] = {
     "cameras": [{"id": "cam-a", "source": "rtsp://u:p@10.0.0.1/s", "zones": []}],
     "health": {"interval_s": 30},
 }
@@ -60,7 +61,7 @@ def _login(client: TestClient, user: str, password: str = PASSWORD, nxt: str = "
         data={"username": user, "password": password, "csrf_token": token.group(1), "next": nxt},
         follow_redirects=False,
     )
-    return r.headers.get("location", str(r.status_code))
+    return str(r.headers.get("location", r.status_code))
 
 
 def _csrf(client: TestClient, page: str = "/console/alerts") -> str:
@@ -86,7 +87,7 @@ def test_login_refuses_a_forged_form_a_wrong_password_and_a_foreign_redirect(app
     assert _login(app, "lan", nxt="https://evil.example/") == "/console/fleet"
     assert _login(app, "lan", nxt="//evil.example/") == "/console/fleet"
     with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
-        actions = [a.action for a in s.exec(select(AuditLog).order_by(AuditLog.id)).all()]
+        actions = [a.action for a in s.exec(select(AuditLog).order_by(col(AuditLog.id))).all()]
     assert actions.count("login_failed") == 1 and actions.count("login") == 2
 
 
@@ -142,7 +143,7 @@ def test_zone_save_validates_like_the_device_and_refuses_a_stale_edit(app: TestC
     page = app.get("/console/devices/dev-bn/cameras/cam-a/zones")
     assert page.status_code == 200 and 'data-version="1"' in page.text
     zone = {"name": "plaza", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]], "rules": []}
-    cfg = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [zone]}]}  # type: ignore[dict-item]
+    cfg = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [zone]}]}
     url = "/console/devices/dev-bn/cameras/cam-a/zones"
     assert app.post(url, json={"config": cfg, "base_version": 1}).status_code == 403  # no CSRF header
     r = app.post(url, json={"config": cfg, "base_version": 1}, headers={"X-CSRF-Token": csrf})
@@ -150,7 +151,7 @@ def test_zone_save_validates_like_the_device_and_refuses_a_stale_edit(app: TestC
     r = app.post(url, json={"config": cfg, "base_version": 1}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 409 and "version 2" in r.json()["detail"]
     flat = {**zone, "polygon": [[0.1, 0.5], [0.5, 0.5], [0.9, 0.5]]}
-    bad = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [flat]}]}  # type: ignore[dict-item]
+    bad = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [flat]}]}
     r = app.post(url, json={"config": bad, "base_version": 2}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 422 and "polygon has no area" in r.json()["detail"]
     with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]

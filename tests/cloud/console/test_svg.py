@@ -11,12 +11,15 @@ T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 def _polylines(svg: str) -> list[list[tuple[float, float]]]:
     out = []
     for pts in re.findall(r'<polyline points="([^"]+)"', svg):
-        out.append([tuple(map(float, p.split(","))) for p in pts.split()])
+        pairs = [p.split(",") for p in pts.split()]
+        out.append([(float(x), float(y)) for x, y in pairs])
     return out
 
 
 def test_chart_breaks_the_line_where_the_device_was_silent() -> None:
-    points = [(T0 + timedelta(minutes=i), float(v)) for i, v in enumerate([10, 20, 30])]
+    points: list[tuple[datetime, float | None]] = [
+        (T0 + timedelta(minutes=i), float(v)) for i, v in enumerate([10, 20, 30])
+    ]
     points += [(T0 + timedelta(minutes=3), None)]
     points += [(T0 + timedelta(minutes=4 + i), float(v)) for i, v in enumerate([40, 35])]
     svg = line_chart("CPU", "%", [Series("cpu", points)])
