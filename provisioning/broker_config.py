@@ -22,19 +22,7 @@ MQTT 5 a refused publish gets PUBACK reason 135. SIGHUP reloads the ACL file and
 Names with a colon cannot be device ids (`[a-z0-9-]`), so a device can never be enrolled under a
 station's or the cloud's name.
 
-Mapping onto a city-scale cluster (EMQX or VerneMQ), same model:
-
-- EMQX: an SSL listener with `verify = verify_peer`, `fail_if_no_peer_cert = true` and
-  `peer_cert_as_username = cn`; CRL checking via `enable_crl_check` on the listener. The ACL
-  becomes the `file` authorizer (acl.conf with `{allow, {user, "dev"}, publish, ["…"]}` rules,
-  generated from the same registry) or, better at 10^5 devices, the built-in database / HTTP
-  authorizer fed by the cloud's registry; EMQX expands `${username}` in rules, but the ward still
-  comes from the registry, so rules stay per device. `mqtt.max_mqueue_len` and
-  `max_inflight` are the queue limits; deny by default (`authorization.no_match = deny`).
-- VerneMQ: `listener.ssl.require_certificate = on`, `listener.ssl.use_identity_as_username = on`,
-  `listener.ssl.crlfile`; `vmq_acl` reads the same ACL file syntax (`user`/`topic read|write`),
-  or `vmq_diversity` looks rules up in PostgreSQL; `max_online_messages` / `max_offline_messages`
-  are the queue limits. Shared subscriptions (`$share/ingest/…`) spread the cloud's ingest.
+How the same model maps onto an EMQX or VerneMQ cluster: docs/security.md.
 """
 
 import datetime as dt
