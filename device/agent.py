@@ -353,9 +353,9 @@ class Agent:
                 for c in self.config.cameras
             ]
 
-    def _publish_health(self, health: Health) -> None:
+    def _publish_health(self, health: Health) -> bool:
         # QoS 0, latest wins: nothing is queued while the link is down.
-        self.link.publish(self._topics[Kind.HEALTH], encode(health), qos=0)
+        return self.link.publish(self._topics[Kind.HEALTH], encode(health), qos=0) is not None
 
 
 def _needs_restart(old: CameraConfig, new: CameraConfig) -> bool:

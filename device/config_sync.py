@@ -83,7 +83,7 @@ class ConfigSync:
         try:
             desired = decode(DesiredConfig, payload)
         except WireError as exc:
-            return self._reject(None, str(exc))
+            return self._reject(_salvage_version(payload), str(exc))
         if desired.version == self.version:
             return self.report_current()  # retained config delivered again on reconnect
         try:
@@ -131,3 +131,13 @@ class ConfigSync:
         self._last_report = report
         self._report_pending = not self._publish(report)
         return report
+
+
+def _salvage_version(payload: bytes) -> int | None:
+    """The version of a desired config that failed validation, so the cloud hears which one it was."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    value = data.get("version") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None

@@ -98,7 +98,7 @@ class HealthMonitor:
         cameras: Callable[[], list[CameraView]],
         config_version: Callable[[], int | None],
         model: str | None,
-        publish: Callable[[Health], None],
+        publish: Callable[[Health], bool],
         interval_s: float = 30.0,
         uploads: Callable[[], UploadView] | None = None,
         thermal_root: Path = THERMAL,
@@ -122,6 +122,7 @@ class HealthMonitor:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
+        self.skipped = 0  # no connection: dropped, the next report replaces it
 
     def snapshot(self) -> Health:
         ob = self._outbox()
@@ -170,8 +171,10 @@ class HealthMonitor:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._publish(self.snapshot())
-                self.sent += 1
+                if self._publish(self.snapshot()):
+                    self.sent += 1
+                else:
+                    self.skipped += 1
             except Exception:  # health must never take the agent down
                 log.exception("health report failed")
             self._wake.wait(self.interval_s)

@@ -174,3 +174,37 @@ class WardCollector:
 
     def seen(self) -> set[str]:
         return set(self.event_ids)
+
+
+class Probe:
+    """A plain MQTT 5 client for tests: publishes, and collects what arrives on its filters."""
+
+    def __init__(self, port: int, filters: list[str], client_id: str = "test-probe") -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda c, u, mid, codes, props: self._subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        for f in filters:
+            self._subscribed.clear()
+            self.client.subscribe(f, qos=1)
+            if not self._subscribed.wait(5):
+                raise RuntimeError(f"probe could not subscribe to {f}")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p in self.messages if t == topic]
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
