@@ -53,7 +53,7 @@ from cloud.models import (
 from cloud.settings import Settings
 from matthan_wire.codec import describe
 from matthan_wire.config import CATEGORY_OF, SiteConfig
-from matthan_wire.timeutil import utc_now
+from matthan_wire.timeutil import format_ts, utc_now
 
 log = logging.getLogger("matthan.cloud.console")
 
@@ -669,9 +669,12 @@ def _stats(session: Session, v: Viewer, ward: str | None, days: int) -> views.St
 
 @router.get("/console/alerts")
 def alerts_page(request: Request, v: ViewerDep, session: DbSession, f: FiltersDep) -> HTMLResponse:
+    rendered_at = utc_now()
     rows = session.exec(_alert_query(v, f).order_by(col(AlertRow.started_at).desc()).limit(FEED_LIMIT)).all()
     scope = v.principal.ward_scope or f.ward
-    stream = "/api/v1/alerts/stream" + (f"?{urlencode({'ward': scope})}" if scope else "")
+    # From the moment this page was read, so an alert landing before the stream connects is not lost.
+    params = {"since": format_ts(rendered_at), **({"ward": scope} if scope else {})}
+    stream = f"/api/v1/alerts/stream?{urlencode(params)}"
     return _page(
         request,
         "console/alerts.html",

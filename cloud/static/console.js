@@ -57,11 +57,26 @@
       }
     }
 
+    // The stream starts at the page's render time; after a drop we reconnect from the last change
+    // we saw (the server's `since`), so nothing that happened while disconnected is missed.
+    let streamUrl = feed.dataset.streamUrl;
+    let lastId = null;
+
     function connect() {
-      source = new EventSource(feed.dataset.streamUrl, { withCredentials: true });
+      source = new EventSource(streamUrl, { withCredentials: true });
       source.onopen = () => badge && badge.classList.add("on");
-      source.onerror = () => badge && badge.classList.remove("on");
+      source.onerror = () => {
+        if (badge) badge.classList.remove("on");
+        source.close();
+        if (lastId) {
+          const u = new URL(streamUrl, location.href);
+          u.searchParams.set("since", lastId);
+          streamUrl = u.pathname + u.search;
+        }
+        setTimeout(connect, 2000);
+      };
       const onEvent = (msg) => {
+        if (msg.lastEventId) lastId = msg.lastEventId;
         let data;
         try {
           data = JSON.parse(msg.data);

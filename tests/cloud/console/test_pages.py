@@ -199,3 +199,14 @@ def test_camera_position_is_set_from_the_device_page_through_the_api_rules(app: 
         "/console/devices/dev-dk/cameras/cam-a/place", data={"lat": "1", "lon": "1", "csrf_token": token}
     )
     assert r.status_code == 403
+
+
+def test_logout_needs_the_form_token_and_ends_the_session(app: TestClient) -> None:
+    _login(app, "lan")
+    page = app.get("/console/alerts").text
+    # The live feed resumes from the page's own moment, not from whenever the stream connects.
+    assert re.search(r'data-stream-url="/api/v1/alerts/stream\?since=2\d{3}-[0-9T%A.-]+Z"', page)
+    assert app.post("/console/logout", data={"csrf_token": "wrong"}).status_code == 403
+    r = app.post("/console/logout", data={"csrf_token": _csrf(app)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/login"
+    assert app.get("/console/fleet", follow_redirects=False).status_code == 303
