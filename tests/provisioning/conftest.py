@@ -209,7 +209,9 @@ def connect(
 class CloudServer:
     """The real cloud app (create_app) under uvicorn in a thread, on SQLite, with enrollment set up."""
 
-    def __init__(self, workdir: Path, ca_dir: Path, broker_url: str, broker_dir: Path | None) -> None:
+    def __init__(
+        self, workdir: Path, ca_dir: Path, device_broker: str, broker_dir: Path | None, **overrides: object
+    ) -> None:
         import uvicorn
 
         from cloud.app import create_app
@@ -221,15 +223,15 @@ class CloudServer:
         self.db_url = f"sqlite:///{workdir / 'cloud.db'}"
         settings = Settings(
             db_url=self.db_url,
-            broker_url=None,
             clips=str(workdir / "clips"),
             public_url=self.url,
             port=self.port,
             secret_key="x" * 32,
+            **{"broker_url": None, **overrides},  # type: ignore[arg-type]
         )
         self.app = create_app(settings)
         self.app.state.enrollment = EnrollmentSettings(
-            ca_dir=ca_dir, broker_url=broker_url, broker_dir=broker_dir
+            ca_dir=ca_dir, broker_url=device_broker, broker_dir=broker_dir
         )
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")

@@ -189,6 +189,52 @@ def test_renew_issues_a_new_certificate_that_the_broker_accepts(site, tmp_path: 
     connect(broker, Identity("q1-rex-01", dest / "device.key", dest / "device.pem")).close()
 
 
+def test_cloud_ingest_and_device_talk_through_the_acl(  # type: ignore[no-untyped-def]
+    secure_broker, ca_dir: Path, tmp_path: Path
+) -> None:
+    """The cloud's own MQTT link (CN cloud:ingest) ingests an enrolled device's alert and receipts it;
+    the device gets its retained desired config and the receipt: every hop through the ACL."""
+    from cloud.models import AlertRow
+
+    broker = secure_broker(bc.Registry())
+    cloud_id = issue(ca_dir, bc.CLOUD_USER, tmp_path / "ids", device=False)
+    cloud = CloudServer(
+        tmp_path / "cloud",
+        ca_dir,
+        f"mqtts://127.0.0.1:{broker.port}",
+        broker.dir,
+        broker_url=f"mqtts://127.0.0.1:{broker.port}",
+        broker_ca=str(broker.ca),
+        broker_cert=str(cloud_id.cert),
+        broker_key=str(cloud_id.key),
+    ).start()
+    try:
+        dest = tmp_path / "dev"
+        token = claim(cloud, cloud.user_key(), "ben-nghe")
+        assert enroll(cloud, token, "q1-rex-01", dest, "--camera", "rtsp://10.1.2.3/s") == 0
+        broker.wait_reloads(1)
+        device = connect(broker, Identity("q1-rex-01", dest / "device.key", dest / "device.pem"))
+        try:
+            desired = device_topic(Kind.CONFIG_DESIRED, "ben-nghe", "q1-rex-01")
+            receipt = device_topic(Kind.RECEIPT, "ben-nghe", "q1-rex-01")
+            device.subscribe(desired)
+            assert device.messages.get(timeout=5).topic == desired  # retained at enrollment
+            device.subscribe(receipt)
+            raw = (Path(__file__).parents[1] / "wire" / "golden" / "alert_start.json").read_bytes().strip()
+            assert device.publish(device_topic(Kind.ALERT, "ben-nghe", "q1-rex-01"), raw) == 0
+            got = device.messages.get(timeout=10)
+            assert got.topic == receipt and b"3f1c2a9e-7b1d-4c1e-9a51-0c6f2d0e8b11" in got.payload
+        finally:
+            device.close()
+        engine = cloud.engine()
+        with engine.connect() as conn:
+            rows = conn.execute(AlertRow.__table__.select()).all()  # type: ignore[attr-defined]
+        engine.dispose()
+        assert [r.event_id for r in rows] == ["3f1c2a9e-7b1d-4c1e-9a51-0c6f2d0e8b11"]
+    finally:
+        cloud.stop()
+
+
 def _csv(tmp_path: Path, *rows: str) -> Path:
     path = tmp_path / "cameras.csv"
     path.write_text("site,ward,lat,lon,source,device\n" + "\n".join(rows) + "\n")
