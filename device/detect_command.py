@@ -24,6 +24,7 @@ from device.frames import Frame
 from device.rules import Violation
 from device.tracker import Track
 from matthan_wire import encode
+from matthan_wire.config import CameraConfig
 from matthan_wire.timeutil import format_ts
 
 log = logging.getLogger("device.detect")
@@ -50,8 +51,10 @@ class _Annotator:
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
 
-    def __call__(self, frame: Frame, tracks: list[Track], active: list[Violation], camera: object) -> None:
-        image = annotated(frame.image, camera, tracks, active)  # type: ignore[arg-type]
+    def __call__(
+        self, frame: Frame, tracks: list[Track], active: list[Violation], camera: CameraConfig
+    ) -> None:
+        image = annotated(frame.image, camera, tracks, active)
         cv2.putText(image, format_ts(frame.ts), (8, image.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
         if self.writer is None:
@@ -106,7 +109,7 @@ def run_detect(
             print(line, flush=True)
 
     writer = _Annotator(annotate, camera.detect.fps) if annotate is not None else None
-    hook = (lambda f, t, v: writer(f, t, v, worker.camera)) if writer is not None else None
+    hook = (lambda f, t, v: writer(f, t, v, camera)) if writer is not None else None
     worker = CameraWorker(
         config.device, camera, model_of(config), on_event, lambda: next(seq), paced=False,
         start_time=start, on_frame=hook,

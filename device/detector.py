@@ -70,8 +70,8 @@ def read_labels(path: Path) -> dict[int, str]:
 
 def _postprocess_options(model_bytes: bytes) -> dict[str, Any] | None:
     """The custom options of the model's TFLite_Detection_PostProcess op (num_classes, …)."""
-    from ai_edge_litert import schema_py_generated as schema
-    from flatbuffers import flexbuffers
+    from ai_edge_litert import schema_py_generated as schema  # type: ignore[import-untyped]
+    from flatbuffers import flexbuffers  # type: ignore[import-untyped]
 
     model = schema.Model.GetRootAsModel(model_bytes, 0)
     for g in range(model.SubgraphsLength()):
@@ -98,7 +98,11 @@ class Detector:
     """One interpreter, one model, one label file; `detect()` from one thread only."""
 
     def __init__(self, model: ModelConfig, detect: DetectConfig | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
+        from ai_edge_litert.interpreter import (  # type: ignore[import-untyped]
+            Interpreter,
+            OpResolverType,
+            load_delegate,
+        )
 
         path = Path(model.path)
         self.model_name = path.name

@@ -12,6 +12,7 @@ from matthan_wire.config import MotionConfig
 
 WIDTH = 160  # pixels across the downscaled frame; enough to see a person at street distance
 ALPHA = 0.1  # weight of the newest frame in the running average
+_KERNEL = np.ones((3, 3), np.uint8)
 
 
 class MotionGate:
@@ -34,9 +35,9 @@ class MotionGate:
             return True
         delta = cv2.absdiff(grey, self._avg)
         cv2.accumulateWeighted(grey, self._avg, ALPHA)
-        mask = cv2.threshold(delta, self.config.threshold, 255, cv2.THRESH_BINARY)[1].astype(np.uint8)
-        mask = cv2.dilate(mask, None, iterations=2)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        changed = cv2.threshold(delta, self.config.threshold, 255, cv2.THRESH_BINARY)[1].astype(np.uint8)
+        blobs = cv2.dilate(changed, _KERNEL, iterations=2)
+        contours, _ = cv2.findContours(blobs, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         largest = max((cv2.contourArea(c) for c in contours), default=0.0)
         self.last_area = float(largest) / float(grey.shape[0] * grey.shape[1])
         return self.last_area >= self.config.min_area

@@ -191,7 +191,8 @@ class RuleEngine:
         """Hot reload: rules that survive (same name and definition) keep their state."""
         old = {r.name: r for r in self.rules}
         rules: list[_Rule] = []
-        for place in (*camera.zones, *camera.lines):
+        places: list[Zone | Line] = [*camera.zones, *camera.lines]
+        for place in places:
             for rule in place.rules:
                 name = rule_name(place, rule)
                 prev = old.get(name)
