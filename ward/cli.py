@@ -34,6 +34,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def _listen(args: argparse.Namespace) -> int:
     from ward.listener import WardListener
 
+    if not args.broker.startswith(("mqtt://", "mqtts://")):
+        raise WardError(f"--broker {args.broker}: expected mqtt://host[:port] or mqtts://host[:port]")
     for name in ("ca", "cert", "key"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():

@@ -1,0 +1,148 @@
+"""`matthan ward listen` as a station runs it: a process on a real broker, fed by a device's topics."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from matthan_wire import Alert, AlertState, Kind, decode, encode, utc_now
+from matthan_wire.topics import device_topic, ward_topic
+from tests.support.broker import Mosquitto
+from tests.support.receipts import Probe, wait_for
+
+GOLDEN = Path(__file__).parent.parent / "wire" / "golden"
+BASE = decode(Alert, (GOLDEN / "alert_start.json").read_bytes().strip())
+WARD, DEVICE = BASE.ward, BASE.device_id
+
+
+def _alert(event_id: str, **kw: object) -> bytes:
+    return encode(BASE.model_copy(update={"event_id": event_id, **kw}))
+
+
+class Station:
+    def __init__(self, tmp_path: Path, broker: Mosquitto, *extra: str) -> None:
+        self.out = tmp_path / "station.out"
+        self.err = tmp_path / "station.err"
+        argv = [sys.executable, "-m", "matthan", "ward", "listen", "--ward", WARD, "--broker", broker.url]
+        argv += ["--client-id", "ward-test", *extra]
+        with self.out.open("ab") as out, self.err.open("ab") as err:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
+        wait_for(lambda: "mqtt connected" in self.err.read_text(), 15, "the station to connect")
+
+    def lines(self) -> list[str]:
+        return [ln for ln in self.out.read_text().splitlines() if ln.strip()]
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(15)
+
+
+def test_prints_one_line_per_alert_deduped_and_saves_snapshots(tmp_path: Path, broker: Mosquitto) -> None:
+    snaps = tmp_path / "snaps"
+    station = Station(tmp_path, broker, "--snapshots", str(snaps))
+    device = Probe(broker.port, [], client_id=DEVICE)
+    try:
+        ok, jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 200, np.uint8))
+        assert ok
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-1", object_count=7))
+        device.publish(device_topic(Kind.SNAPSHOT, WARD, DEVICE, "ev-1"), jpeg.tobytes())
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-1", object_count=7))  # resent
+        device.publish(
+            device_topic(Kind.ALERT, WARD, DEVICE),
+            _alert(
+                "ev-2", zone=None, type="camera_offline", category="security_order", rule="camera_offline"
+            ),
+        )
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), b'{"v": 1, "event_id": "broken"}')
+        device.publish(device_topic(Kind.ALERT, "other-ward", DEVICE), _alert("ev-3", ward="other-ward"))
+        state = AlertState(
+            event_id="ev-1", ward=WARD, device_id=DEVICE, state="acknowledged", by="officer-12", at=utc_now()
+        )
+        device.publish(ward_topic(Kind.ALERT_STATE, WARD), encode(state))
+        wait_for(lambda: len(station.lines()) >= 3, 10, "three lines")
+        time.sleep(0.5)
+        lines = station.lines()
+        assert len(lines) == 3, lines
+        first, second, third = lines
+        for part in (
+            BASE.camera_id,
+            DEVICE,
+            f"zone={BASE.zone}",
+            f"rule={BASE.rule}",
+            "count=7",
+            "event=ev-1",
+        ):
+            assert part in first
+        local = BASE.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        assert first.startswith(local)
+        assert "CAMERA_OFFLINE" in second and "zone=" not in second
+        assert "ACKNOWLEDGED" in third and "officer-12" in third
+        assert (snaps / "ev-1.jpg").read_bytes() == jpeg.tobytes()
+        assert "ignored malformed message" in station.err.read_text()
+    finally:
+        device.stop()
+        assert station.stop() == 0
+    assert "Traceback" not in station.err.read_text()
+
+
+def test_json_lines_and_survives_a_broker_restart(tmp_path: Path, broker: Mosquitto) -> None:
+    station = Station(tmp_path, broker, "--json")
+    try:
+        device = Probe(broker.port, [], client_id=DEVICE)
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-a"))
+        device.stop()
+        wait_for(lambda: len(station.lines()) == 1, 10, "first alert")
+        broker.stop()
+        time.sleep(1.0)
+        broker.start()
+        # Published before the station is back: its persistent session holds it.
+        wait_for(lambda: station.err.read_text().count("mqtt connected") >= 2, 20, "reconnect")
+        device = Probe(broker.port, [], client_id=DEVICE)
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-b"))
+        device.stop()
+        wait_for(lambda: len(station.lines()) == 2, 15, "alert after the broker restart")
+        got = [decode(Alert, ln) for ln in station.lines()]
+        assert [a.event_id for a in got] == ["ev-a", "ev-b"]
+    finally:
+        assert station.stop() == 0
+
+
+def test_alerts_sent_while_the_station_is_down_wait_for_it(tmp_path: Path, broker: Mosquitto) -> None:
+    station = Station(tmp_path, broker, "--json")
+    assert station.stop() == 0
+    device = Probe(broker.port, [], client_id=DEVICE)
+    device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-offline"))
+    device.stop()
+    station = Station(tmp_path, broker, "--json")
+    try:
+        wait_for(lambda: station.lines(), 10, "the queued alert")
+        assert json.loads(station.lines()[0])["event_id"] == "ev-offline"
+    finally:
+        station.stop()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--ward", "Ben Nghe"], "is not an id"),
+        (["--ward", "w1", "--broker", "http://x"], "--broker"),
+        (["--ward", "w1", "--broker", "mqtts://x:8883", "--ca", "/nonexistent/ca.pem"], "no such file"),
+        (["--ward", "w1", "--snapshots", "/proc/forbidden"], "snapshots folder"),
+    ],
+)
+def test_bad_input_is_one_line(argv: list[str], message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "matthan", "ward", "listen", *argv], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
