@@ -36,7 +36,7 @@ from device.errors import DeviceError
 from device.recorder import FFMPEG, FFPROBE, Recorder, Segment
 from device.retention import Retention
 from device.uploader import UploadQueue
-from matthan_wire.config import DeviceIdentity
+from matthan_wire.config import DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import UtcDateTime, utc_now
 
@@ -190,6 +190,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def media_dir(storage: StorageConfig) -> Path:
+    """Where clips, snapshots and sidecars wait for upload (persistent storage, under the budget)."""
+    return Path(storage.path) / "media"
+
+
 class ClipMaker:
     """Cuts, describes and queues one clip per event; a single worker thread does the disk work."""
 
@@ -204,6 +209,7 @@ class ClipMaker:
         config_version: Callable[[], int | None] = lambda: None,
         retention: Retention | None = None,
         give_up_after_s: float = 30.0,
+        budget_every_s: float = 60.0,
     ) -> None:
         self.device = device
         self.clips_dir = Path(clips_dir)
@@ -213,6 +219,8 @@ class ClipMaker:
         self._config_version = config_version
         self._retention = retention
         self._give_up_after_s = give_up_after_s
+        self._budget_every_s = budget_every_s
+        self._next_budget_check = 0.0
         self._inbox: queue.Queue[tuple[str, Alert, bytes | None]] = queue.Queue(maxsize=10_000)
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
@@ -221,10 +229,19 @@ class ClipMaker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start before the recorders: event ends saved by a previous run hold their segments first."""
         try:
             self.clips_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ClipError(f"cannot create the clips folder {self.clips_dir}: {exc}") from None
+        for text in self._uploads.jobs():
+            try:
+                self._schedule(Alert.model_validate_json(text), save=False)
+            except Exception as exc:  # a damaged row must not keep the agent from starting
+                log.error("saved clip job unreadable, dropped error=%s", exc)
+                continue
+        if self._jobs:
+            log.info("clip jobs restored count=%d", len(self._jobs))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="clip-maker", daemon=True)
         self._thread.start()
@@ -298,10 +315,16 @@ class ClipMaker:
                 try:
                     if self._try_cut(job):
                         del self._jobs[event_id]
+                        self._uploads.drop_job(event_id)
                 except Exception as exc:
                     del self._jobs[event_id]
+                    self._uploads.drop_job(event_id)
                     self._release(job.alert)
                     self._fail(event_id, exc)
+            if time.monotonic() >= self._next_budget_check:
+                # Free space also shrinks for reasons of its own (logs, other files): look regularly.
+                self._next_budget_check = time.monotonic() + self._budget_every_s
+                self._enforce_budget()
 
     def _fail(self, event_id: str, exc: Exception) -> None:
         with self._lock:
@@ -319,10 +342,13 @@ class ClipMaker:
             self._stats.snapshots_saved += 1
         self._enforce_budget()
 
-    def _schedule(self, alert: Alert) -> None:
+    def _schedule(self, alert: Alert, save: bool = True) -> None:
         rec = self._recorder_for(alert.camera_id)
         if alert.type == "camera_offline" or rec is None:
+            self._uploads.drop_job(alert.event_id)
             return  # nothing was recorded for this camera
+        if save:
+            self._uploads.save_job(alert.event_id, alert.model_dump_json())
         assert alert.ended_at is not None
         if alert.clip is not None:
             start, end = alert.clip.start, alert.clip.end

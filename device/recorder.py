@@ -40,7 +40,7 @@ from pathlib import Path
 
 from device.errors import DeviceError
 from matthan.backoff import Backoff
-from matthan_wire.config import CameraConfig
+from matthan_wire.config import CameraConfig, StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,12 @@ class _Seg:
     seen: tuple[datetime, datetime] | None
     size: int = 0
     mtime: datetime | None = None
+
+
+def cache_dir(storage: StorageConfig, camera_id: str) -> Path:
+    """A camera's segment folder: storage.cache_path (a tmpfs, ideally) or segments/ under storage.path."""
+    base = Path(storage.cache_path) if storage.cache_path else Path(storage.path) / "segments"
+    return base / camera_id
 
 
 def source_kind(source: str) -> str:

@@ -30,6 +30,7 @@ import httpx
 
 from device.errors import DeviceError
 from matthan.backoff import Backoff
+from matthan_wire.config import StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ CREATE TABLE IF NOT EXISTS media (
 );
 CREATE INDEX IF NOT EXISTS media_due ON media (state, priority, next_try, created_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Event ends whose clip is not cut yet: an agent restart during post-capture must not lose them.
+CREATE TABLE IF NOT EXISTS clip_jobs (
+    event_id TEXT PRIMARY KEY, alert TEXT NOT NULL, created_at REAL NOT NULL
+);
 """
 
 
@@ -93,6 +98,11 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def queue_path(storage: StorageConfig) -> Path:
+    """Where the upload queue lives: on the persistent storage, never on the tmpfs cache."""
+    return Path(storage.path) / "uploads.db"
 
 
 class UploadQueue:
@@ -236,6 +246,22 @@ class UploadQueue:
         with self._lock:
             row = self._db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    def save_job(self, event_id: str, alert_json: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO clip_jobs (event_id, alert, created_at) VALUES (?, ?, ?)",
+                (event_id, alert_json, time.time()),
+            )
+
+    def drop_job(self, event_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM clip_jobs WHERE event_id=?", (event_id,))
+
+    def jobs(self) -> list[str]:
+        """The saved event ends (Alert JSON), oldest first."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT alert FROM clip_jobs ORDER BY created_at")]
 
     def _update(self, item: MediaItem, assignments: str, *values: object) -> None:
         # Guarded by the content hash: a file replaced meanwhile keeps its own progress.

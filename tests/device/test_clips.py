@@ -172,3 +172,44 @@ def test_span_past_the_end_of_a_file_gives_a_short_clip(assets_dir: Path, tmp_pa
         maker.stop()
         rec.stop()
         uploads.close()
+
+
+def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: Path, tmp_path: Path) -> None:
+    cam = CameraConfig.model_validate(
+        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
+         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
+    )  # fmt: skip
+    rec = Recorder(cam, tmp_path / "cache")
+    uploads = UploadQueue(tmp_path / "media.db")
+    maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)
+    maker.start()
+    rec.start()
+    wait_until(lambda: rec.segments(), timeout=10, what="recording")
+    time.sleep(1.5)
+    started = datetime.now(UTC)
+    maker.event_started(alert("ev-4", "start", started, None, 1, 1), None)
+    time.sleep(1.0)
+    ended = datetime.now(UTC)
+    maker.event_ended(alert("ev-4", "end", started, ended, 1, 1))
+    time.sleep(0.5)
+    maker.stop()  # the agent goes down inside the post-capture second
+    assert not (tmp_path / "media" / "ev-4.mp4").exists()
+    time.sleep(1.5)
+    rec.stop()
+    uploads.close()
+
+    uploads = UploadQueue(tmp_path / "media.db")
+    rec = Recorder(cam, tmp_path / "cache")
+    maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)
+    maker.start()  # before the recorder, so the saved job holds the old segments from the first prune
+    rec.start()
+    try:
+        assert maker.wait_idle(20)
+    finally:
+        maker.stop()
+        rec.stop()
+    duration, _ = probe_media(tmp_path / "media" / "ev-4.mp4")
+    need = (ended - started).total_seconds() + 2.0
+    assert need - 1 / FPS <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
+    assert uploads.jobs() == [] and uploads.get("ev-4", "clip") is not None
+    uploads.close()
