@@ -268,6 +268,13 @@ def test_drawing_a_zone_changes_the_desired_config_and_the_device_applies_it(
     for x, y in corners:
         page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
     page.mouse.click(box["x"] + corners[0][0] * box["width"], box["y"] + corners[0][1] * box["height"])
+    # Drag the second corner to a new place (the new zone is selected, so its corners have handles).
+    page.mouse.move(box["x"] + 0.90 * box["width"], box["y"] + 0.50 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.85 * box["width"], box["y"] + 0.45 * box["height"], steps=5)
+    page.mouse.move(box["x"] + 0.80 * box["width"], box["y"] + 0.40 * box["height"], steps=5)
+    page.mouse.up()
+    corners[1] = (0.80, 0.40)
     page.fill("input[name=shape-name]", "plaza")
     page.select_option("select[name=new-rule-type]", "crowd")
     page.click("text=Add rule")

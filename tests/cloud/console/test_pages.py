@@ -1,6 +1,6 @@
 """The console's routes over HTTP, without a browser: sessions, CSRF, roles and wards, bad input.
 
-The real app (cloud.app.create_app) on a real SQLite file, no broker (the API stores desired
+The real app (cloud.app.create_app) on real SQLite and PostgreSQL databases, no broker (the API stores desired
 configs without publishing them then).
 """
 
@@ -28,9 +28,10 @@ SITE: dict[str, Any] = {
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[TestClient]:
+def app(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
+    """On SQLite and on PostgreSQL: the console's own queries (joins, filters) must work on both."""
     settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'cloud.db'}", broker_url=None, clips=str(tmp_path / "clips"),
+        db_url=db_url, broker_url=None, clips=str(tmp_path / "clips"),
         secret_key="pages-test-secret-key-0123456789",
     )  # fmt: skip
     with TestClient(create_app(settings)) as client:
