@@ -154,10 +154,11 @@ class Agent:
         except BaseException:
             self.stop()
             raise
+        # Ready once capture and the link are up; the control loop's watchdog pets follow.
+        self._notify.send("READY=1")
         self._control_thread = threading.Thread(target=self._control_main, name="agent-control", daemon=True)
         self._control_thread.start()
         self.health.start()
-        self._notify.send("READY=1")
         log.info("agent running device=%s", self.device.id)
 
     def stop(self) -> None:

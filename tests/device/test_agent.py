@@ -210,3 +210,55 @@ def test_run_with_a_bad_config_is_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and out.stderr.startswith("matthan: ")
+
+
+def test_systemd_notify_ready_watchdog_stopping(tmp_path: Path, assets_dir: Path, broker: Mosquitto) -> None:
+    """The agent speaks sd_notify on NOTIFY_SOCKET: READY once started, WATCHDOG while its control loop
+    runs (every WATCHDOG_USEC / 2), STOPPING on SIGTERM."""
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    cfg = write_config(tmp_path / "device.yaml", agent_config(tmp_path, assets_dir, broker.port))
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matthan", "device", "run", "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        got: list[str] = []
+        while got.count("WATCHDOG=1") < 3:
+            got.append(sock.recv(256).decode())
+        assert got[0] == "READY=1"
+        proc.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in got:
+            got.append(sock.recv(256).decode())
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+
+
+def test_systemd_unit_restarts_and_watches_the_agent() -> None:
+    import configparser
+    import shutil
+
+    unit = Path(__file__).resolve().parents[2] / "deploy" / "matthan-device.service"
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read(unit)
+    svc = cp["Service"]
+    assert svc["Type"] == "notify" and svc["Restart"] == "on-failure"
+    assert int(svc["WatchdogSec"]) > 0
+    assert "device run --config" in svc["ExecStart"]
+    if shutil.which("systemd-analyze"):
+        out = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=30
+        )
+        problems = [ln for ln in out.stderr.splitlines() if ln.strip() and "is not executable" not in ln]
+        assert problems == [], problems
