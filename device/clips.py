@@ -16,7 +16,6 @@ at most about one segment at each end.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,17 +27,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from device.errors import DeviceError
-from device.recorder import FFMPEG, FFPROBE, Recorder, Segment
+from device.recorder import FFMPEG, FFPROBE, Recorder, Recording, Segment
 from device.retention import Retention
-from device.uploader import UploadQueue
-from matthan_wire.config import DeviceIdentity, StorageConfig
+from device.uploader import Uploader, UploadQueue, queue_path, sha256_file, token_from_file
+from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import UtcDateTime, utc_now
+
+if TYPE_CHECKING:
+    from device.health import UploadView
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +99,6 @@ class _Job:
     start: datetime
     end: datetime
     give_up_at: float  # monotonic: cut with what there is, the recorder is not delivering
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def probe_media(path: Path) -> tuple[float, str | None]:
@@ -444,3 +438,87 @@ class ClipMaker:
     def _enforce_budget(self) -> None:
         if self._retention is not None:
             self._retention.enforce()
+
+
+class DeviceMedia:
+    """Recording, clips, uploads and the disk budget of one device, wired from its configuration.
+
+    What the agent uses: start() and stop(); event_started / event_ended (its clip sink);
+    apply_cameras() after a config change; upload_view() and recording_up() for health.
+    Without a `cloud` section clips are still cut and kept, within the budget, for a later upload.
+    """
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        *,
+        model: str | None = None,
+        config_version: Callable[[], int | None] = lambda: None,
+        paced: bool = True,
+    ) -> None:
+        storage = config.storage
+        self._cameras = list(config.cameras)
+        self.uploads = UploadQueue(queue_path(storage))
+        self.recording = Recording(storage, paced=paced)
+        # The segment cache counts against the budget only when it lives on the same storage.
+        cache_on_storage = storage.cache_path is None
+        self.retention = Retention.from_config(
+            storage,
+            self.uploads,
+            media_dir(storage),
+            extra_usage=self.recording.cache_bytes if cache_on_storage else lambda: 0,
+        )
+        self.clips = ClipMaker(
+            config.device,
+            media_dir(storage),
+            self.recording.get,
+            self.uploads,
+            model=model,
+            config_version=config_version,
+            retention=self.retention,
+        )
+        self.uploader: Uploader | None = None
+        if config.cloud is not None:
+            token = token_from_file(config.cloud.token_file) if config.cloud.token_file else None
+            self.uploader = Uploader(self.uploads, config.cloud.url, token, ca=config.cloud.ca)
+
+    def start(self) -> None:
+        self.clips.start()  # first: saved clip jobs hold their segments before any recorder prunes
+        self.recording.apply(self._cameras)
+        if self.uploader is not None:
+            self.uploader.start()
+        else:
+            log.warning("no cloud section: clips stay on the device, within the disk budget")
+
+    def stop(self) -> None:
+        if self.uploader is not None:
+            self.uploader.stop()
+        self.recording.stop()
+        self.clips.stop()
+        self.uploads.close()
+
+    def apply_cameras(self, cameras: list[CameraConfig]) -> None:
+        self._cameras = list(cameras)
+        self.recording.apply(self._cameras)
+
+    def event_started(self, alert: Alert, snapshot_jpeg: bytes | None) -> None:
+        self.clips.event_started(alert, snapshot_jpeg)
+
+    def event_ended(self, alert: Alert) -> None:
+        self.clips.event_ended(alert)
+
+    def recording_up(self, camera_id: str) -> bool | None:
+        """None when the camera is not recorded (record.enabled: false, or it could not start)."""
+        rec = self.recording.get(camera_id)
+        return rec.state().recording if rec is not None else None
+
+    def upload_view(self) -> UploadView:
+        from device.health import UploadView
+
+        backlog = self.uploads.backlog()
+        return UploadView(
+            backlog=backlog.count,
+            backlog_bytes=backlog.bytes,
+            oldest_age_s=backlog.oldest_age_s,
+            evicted_unconfirmed_total=self.retention.evicted_unconfirmed_total(),
+        )

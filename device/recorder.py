@@ -461,3 +461,59 @@ class Recorder:
             with self._lock:
                 self._segs.pop(path, None)
                 self._state.segments_pruned += 1
+
+
+class Recording:
+    """Every recorded camera of a device: one Recorder each, following config changes.
+
+    A camera with `record.enabled: false` has none; a change of source, loop or record settings
+    restarts its recorder; zones and rules do not concern it.
+    """
+
+    def __init__(self, storage: StorageConfig, paced: bool = True) -> None:
+        self.storage = storage
+        self.paced = paced
+        self._lock = threading.Lock()
+        self._recorders: dict[str, Recorder] = {}
+
+    def apply(self, cameras: list[CameraConfig]) -> None:
+        wanted = {c.id: c for c in cameras if c.record.enabled}
+        with self._lock:
+            for cid in list(self._recorders):
+                old = self._recorders[cid].camera
+                new = wanted.get(cid)
+                if new is None or (old.source, old.loop, old.record) != (new.source, new.loop, new.record):
+                    self._recorders.pop(cid).stop()
+                    log.info(
+                        "recording stopped camera=%s reason=%s", cid, "removed" if new is None else "changed"
+                    )
+            for cid, cam in wanted.items():
+                if cid in self._recorders:
+                    self._recorders[cid].camera = cam  # same recording; the config object stays current
+                    continue
+                try:
+                    rec = Recorder(cam, cache_dir(self.storage, cid), paced=self.paced)
+                    rec.start()
+                except RecorderError as exc:
+                    # One camera that cannot be recorded must not cost the others their evidence.
+                    log.error("recording not started camera=%s reason=%s", cid, exc)
+                    continue
+                self._recorders[cid] = rec
+
+    def get(self, camera_id: str) -> Recorder | None:
+        with self._lock:
+            return self._recorders.get(camera_id)
+
+    def states(self) -> dict[str, RecorderState]:
+        with self._lock:
+            recs = list(self._recorders.values())
+        return {r.camera.id: r.state() for r in recs}
+
+    def cache_bytes(self) -> int:
+        return sum(s.cache_bytes for s in self.states().values())
+
+    def stop(self) -> None:
+        with self._lock:
+            recs, self._recorders = list(self._recorders.values()), {}
+        for r in recs:
+            r.stop()

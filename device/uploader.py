@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -303,6 +304,19 @@ class _Retry(Exception):
         self.delay = delay
 
 
+def token_from_file(path: Path | str) -> Callable[[], str | None]:
+    """The upload token as enrollment left it, read at each call: a re-enrolment needs no restart."""
+
+    def read() -> str | None:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            log.error("upload token unreadable path=%s error=%s", path, exc.strerror)
+            return None
+
+    return read
+
+
 class Uploader:
     """One thread draining the queue to `{cloud}/api/v1/media/{event_id}/{kind}`."""
 
@@ -331,7 +345,11 @@ class Uploader:
         self.chunk_bytes = min(chunk_bytes, int(max_bytes_per_s)) if max_bytes_per_s else chunk_bytes
         self.max_bytes_per_s = max_bytes_per_s
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
-        self._verify: str | bool = ca if ca else True
+        # A private CA (the project's own) for a cloud that is not under a public one.
+        try:
+            self._verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        except (OSError, ssl.SSLError) as exc:
+            raise UploadError(f"cloud.ca {ca}: not a readable CA certificate ({exc})") from None
         self._backoff_proto = backoff or Backoff(initial=1.0, maximum=120.0)
         self._backoffs: dict[tuple[str, str], Backoff] = {}
         self.auth_retry_s = auth_retry_s

@@ -22,12 +22,12 @@ from cloud.auth import issue_device_token
 from cloud.db import make_engine, migrate
 from cloud.models import Device
 from device.camera_worker import CameraWorker
-from device.clips import ClipMaker, ClipSidecar, probe_media
+from device.clips import ClipSidecar, DeviceMedia, probe_media
 from device.events import DetectedEvent
-from device.recorder import FFMPEG, Recorder
+from device.recorder import FFMPEG
 from device.uploader import Uploader, UploadQueue
 from matthan.backoff import Backoff
-from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
+from matthan_wire.config import DeviceConfig, DeviceIdentity, ModelConfig
 from tests.support.net import free_port, wait_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -425,43 +425,44 @@ def walk_in_walk_out(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 def test_an_event_on_real_footage_reaches_the_cloud_as_a_verified_clip(
     cloud: Cloud, walk_in_walk_out: Path, model_config: ModelConfig, tmp_path: Path
 ) -> None:
-    cam = CameraConfig.model_validate(
+    token_file = tmp_path / "device.token"
+    token_file.write_text(cloud.token + "\n")
+    config = DeviceConfig.model_validate(
         {
-            "id": "cam-1",
-            "source": str(walk_in_walk_out),
-            "detect": {"fps": 5},
-            "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
-            "zones": [
-                {"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
-                 "rules": [{"type": "intrusion", "labels": ["person"]}]}
+            "device": {"id": DEVICE.id, "ward": DEVICE.ward},
+            "broker": {"url": "mqtt://127.0.0.1:1883"},  # unused: the agent's MQTT side is not under test
+            "cloud": {"url": cloud.url, "token_file": str(token_file)},
+            "storage": {"path": str(tmp_path / "storage"), "cache_path": str(tmp_path / "tmpfs")},
+            "cameras": [
+                {"id": "cam-1", "source": str(walk_in_walk_out), "detect": {"fps": 5},
+                 "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
+                 "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                            "rules": [{"type": "intrusion", "labels": ["person"]}]}]}
             ],
         }
     )  # fmt: skip
-    uploads = UploadQueue(tmp_path / "media.db")
-    rec = Recorder(cam, tmp_path / "cache")
-    maker = ClipMaker(
-        DEVICE, tmp_path / "media", lambda cid: rec, uploads, model="ssd", config_version=lambda: 3
-    )
-    up = uploader(uploads, cloud)
+    media = DeviceMedia(config, model="ssd", config_version=lambda: 3)
     events: list[DetectedEvent] = []
 
     def on_event(ev: DetectedEvent) -> None:  # what the agent does with each event, minus MQTT
         events.append(ev)
-        maker.handle(ev.alert, ev.snapshot_jpeg)
+        media.clips.handle(ev.alert, ev.snapshot_jpeg)
 
     seq = iter(range(1, 1000))
-    worker = CameraWorker(DEVICE, cam, model_config, on_event, lambda: next(seq), paced=True)
-    for part in (rec, maker, up):
-        part.start()
+    worker = CameraWorker(DEVICE, config.cameras[0], model_config, on_event, lambda: next(seq), paced=True)
+    media.start()
     worker.start()
     try:
+        wait_until(lambda: media.recording_up("cam-1"), timeout=10, what="recording")
         assert worker.wait_finished(30)
-        assert maker.wait_idle(30)
-        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="everything uploaded")
+        assert media.clips.wait_idle(30)
+        wait_until(lambda: media.upload_view().backlog == 0, timeout=30, what="everything uploaded")
+        view = media.upload_view()
+        assert view.backlog_bytes == 0 and view.evicted_unconfirmed_total == 0
     finally:
         worker.stop()
-        for part in (up, maker, rec):
-            part.stop()
+        media.stop()
+    assert list((tmp_path / "tmpfs" / "cam-1").glob("*.ts")), "segments go to storage.cache_path"
     ends = [e.alert for e in events if e.alert.phase == "end"]
     assert len(ends) == 1, [e.alert for e in events]
     end = ends[0]
