@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from device.capture import Capture, redact
+from device.capture import READ_TIMEOUT_S, Capture, redact
 from device.detector import Detection, Detector, load_detector
 from device.errors import DeviceError
 from device.events import DetectedEvent, to_event
@@ -30,6 +30,7 @@ log = logging.getLogger("device.camera")
 
 FrameHook = Callable[[Frame, list[Track], list[Violation]], None]
 _DONE = object()  # end of the source, sent down the queue
+STALL_S = READ_TIMEOUT_S  # no frame for this long: the stream is not up
 
 
 @dataclass(frozen=True)
@@ -257,12 +258,14 @@ class CameraWorker:
         c = self._capture.counters
         p = self._pipeline
         hour_ago = now - 3600.0
+        age = now - c.last_frame_mono if c.last_frame_mono is not None else None
         return CameraStats(
-            stream_up=c.stream_up,
+            # A read blocked on a silent stream is not "up", even before the read timeout fires.
+            stream_up=c.stream_up and (age is None or age < STALL_S),
             fps_in=round(rate(c.in_times, now, self._started), 2),
             fps_detect=round(rate(self._detect_times, now, self._started), 2),
             detect_ms=round(p.last_detect_ms, 2) if p is not None and p.last_detect_ms is not None else None,
-            last_frame_age_s=round(now - c.last_frame_mono, 3) if c.last_frame_mono is not None else None,
+            last_frame_age_s=round(age, 3) if age is not None else None,
             expected_fps=c.expected_fps,
             reconnects_1h=sum(1 for t in c.reconnect_times if t >= hour_ago),
             stalls_1h=sum(1 for t in c.stall_times if t >= hour_ago),

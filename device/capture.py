@@ -228,11 +228,17 @@ class Capture:
             self.counters.expected_fps = src.fps
             self.counters.stream_up = True
             next_sample = 0.0
+            recent: deque[float] = deque(maxlen=16)  # how long the last reads took
             try:
                 while not self.stop.is_set():
                     asked = time.monotonic()
-                    if not src.grab():
-                        if time.monotonic() - asked >= READ_TIMEOUT_S * 0.9:
+                    ok = src.grab()
+                    took = time.monotonic() - asked
+                    recent.append(took)
+                    if not ok:
+                        # FFmpeg's read timeout fired on a silent (not closed) stream: a stall. It
+                        # may fire inside an earlier read, which then still returns buffered frames.
+                        if max(recent) >= READ_TIMEOUT_S * 0.9:
                             self.counters.stalls += 1
                             self.counters.stall_times.append(time.monotonic())
                             log.warning("stream stalled source=%s", redact(self.source))

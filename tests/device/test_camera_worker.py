@@ -6,6 +6,7 @@ the top right, an empty lawn corner; on one-by-one the table where visitors stan
 out on the right. Event counts are exact.
 """
 
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -259,5 +260,23 @@ def test_a_stream_that_drops_reconnects_and_frames_flow_again(  # type: ignore[n
         assert s.frames_processed > 0 and s.last_frame_age_s is not None and s.last_frame_age_s < 2.0
         frame = worker.latest_frame()
         assert frame is not None and frame.image.shape == (360, 480, 3)
+    finally:
+        worker.stop()
+
+
+def test_a_stream_that_stalls_is_noticed_and_reopened(  # type: ignore[no-untyped-def]
+    model_config: ModelConfig, video, http_camera
+) -> None:
+    url, servers, port = http_camera
+    worker = CameraWorker(DEVICE, camera(url), model_config, lambda e: None, lambda: 1, paced=True)
+    worker.start()
+    try:
+        wait_until(lambda: worker.stats().frames_in >= 20, timeout=30, what="frames from the stream")
+        servers[0].send_signal(signal.SIGSTOP)  # the camera hangs: connection open, no data
+        wait_until(lambda: not worker.stats().stream_up, timeout=10, what="the stall being seen in stats")
+        wait_until(lambda: worker.stats().stalls_1h == 1, timeout=15, what="the read timeout")
+        servers[0].kill()
+        servers.append(_serve(video("vtest_480x360.mp4"), port))
+        wait_until(lambda: worker.reconnects >= 1 and worker.stats().stream_up, timeout=40, what="reconnect")
     finally:
         worker.stop()
