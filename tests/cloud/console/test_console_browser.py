@@ -7,6 +7,7 @@ Screenshots of each page land in test-output/console/.
 """
 
 import hashlib
+import random
 import re
 import subprocess
 from collections.abc import Iterator
@@ -73,6 +74,47 @@ def fleet(site: Site, assets_dir: Path) -> Iterator[dict[str, Any]]:
     clip, jpeg = _footage(assets_dir, site.workdir)
     yield {"tokens": tokens, "procs": procs, "ops": ops, "clip": clip, "jpeg": jpeg}
     ops.close()
+
+
+HISTORY_RULES = [
+    (REX, "rex-north", BEN_NGHE, "plaza", "plaza.crowd", "crowd", "security_order"),
+    (REX, "rex-south", BEN_NGHE, "curb", "curb.illegal_parking", "illegal_parking", "urban_order"),
+    (DAKAO, "dk-market", DA_KAO, "sidewalk", "sidewalk.encroachment", "encroachment", "urban_order"),
+    (DAKAO, "dk-market", DA_KAO, "gate", "gate.intrusion", "intrusion", "security_order"),
+]
+
+
+@pytest.fixture(scope="module")
+def history(site: Site, fleet: dict[str, Any]) -> dict[str, int]:
+    """Two weeks of handled alerts, as the ingest and the officers would have left them.
+
+    Written straight to the database (the live path is tested with the new alert); they give the
+    report real figures and the ward test alerts of both wards to keep apart.
+    """
+    rng = random.Random(8)
+    now = utc_now()
+    counts = {BEN_NGHE: 0, DA_KAO: 0}
+    with Session(site.engine) as s:
+        for i in range(24):
+            dev, cam, ward, zone, rule, kind, category = HISTORY_RULES[i % len(HISTORY_RULES)]
+            started = now - timedelta(days=1 + i * 13 / 24, minutes=rng.randint(0, 600))
+            handled = started + timedelta(seconds=rng.randint(40, 900))
+            state = rng.choice(["resolved", "resolved", "false_alarm", "acknowledged"])
+            s.add(
+                AlertRow(
+                    event_id=f"hist-{i:03d}", device_id=dev, camera_id=cam, ward=ward, zone=zone, rule=rule,
+                    type=kind, category=category, labels=["person"], object_count=rng.randint(1, 9),
+                    score=round(rng.uniform(0.5, 0.95), 2), started_at=started,
+                    ended_at=started + timedelta(seconds=rng.randint(20, 400)), state=state,
+                    state_by="officer-dk" if ward == DA_KAO else "lan", state_at=handled,
+                    acknowledged_at=handled if state == "acknowledged" else None,
+                    resolved_at=handled if state != "acknowledged" else None, received_at=started,
+                    updated_at=handled,
+                )
+            )  # fmt: skip
+            counts[ward] += 1
+        s.commit()
+    return counts
 
 
 def _footage(assets: Path, work: Path) -> tuple[Path, bytes]:
@@ -178,7 +220,7 @@ def test_login_then_a_device_goes_offline_when_its_agent_dies(
 
 
 def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
-    site: Site, fleet: dict[str, Any], new_page: Any, test_output: Path
+    site: Site, fleet: dict[str, Any], history: dict[str, int], new_page: Any, test_output: Path
 ) -> None:
     page = new_page()
     login(page, "lan")
@@ -247,7 +289,9 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
     shot(phone, test_output, "alerts-phone")
 
     page.goto("/console/reports")
-    assert page.locator("[data-testid=stat-total]").inner_text() == "1"
+    assert page.locator("[data-testid=stat-total]").inner_text() == str(sum(history.values()) + 1)
+    wards = page.locator("#per-ward tbody tr").evaluate_all("rs => rs.map(r => r.cells[0].innerText)")
+    assert sorted(wards) == [BEN_NGHE, DA_KAO]
     assert "plaza.crowd" in page.locator("#per-rule").inner_text()
     shot(page, test_output, "reports")
 
@@ -312,7 +356,7 @@ def test_drawing_a_zone_changes_the_desired_config_and_the_device_applies_it(
 
 
 def test_a_ward_officer_sees_only_their_ward(
-    site: Site, fleet: dict[str, Any], new_page: Any, test_output: Path
+    site: Site, fleet: dict[str, Any], history: dict[str, int], new_page: Any, test_output: Path
 ) -> None:
     page = new_page(PHONE)
     login(page, "officer-dk")
@@ -331,12 +375,17 @@ def test_a_ward_officer_sees_only_their_ward(
     assert "you may only see ward da-kao" in page.inner_text("main")
     shot(page, test_output, "ward-officer-refused")
     page.goto("/console/alerts")
-    assert page.locator("article.alert-card").count() == 0  # the ben-nghe alert is not theirs
+    cards = page.locator("article.alert-card")
+    assert cards.count() == history[DA_KAO]
+    assert all(f"ward {DA_KAO}" in t for t in cards.all_inner_texts())  # none of ben-nghe's
+    page.goto("/console/reports")
+    wards = page.locator("#per-ward tbody tr").evaluate_all("rs => rs.map(r => r.cells[0].innerText)")
+    assert wards == [DA_KAO]
     # The same browser session against the JSON API.
     api = page.context.request
     assert api.get(f"/api/v1/alerts?ward={BEN_NGHE}").status == 403
     assert api.get(f"/api/v1/devices/{REX}").status == 404
     assert [d["id"] for d in api.get("/api/v1/devices").json()["items"]] == [DAKAO]
-    assert api.get("/api/v1/alerts").json()["total"] == 0
+    assert api.get("/api/v1/alerts").json()["total"] == history[DA_KAO]
     assert api.get("/api/v1/media/rex-north-20261124-0001/clip").status in (403, 404)
     assert re.search(r"officer-dk", page.locator("[data-testid=whoami]").inner_text())
