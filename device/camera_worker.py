@@ -49,6 +49,7 @@ class CameraStats:
     frames_dropped: int
     frames_processed: int = 0
     events: int = 0
+    frame_errors: int = 0
 
 
 @dataclass
@@ -203,6 +204,7 @@ class CameraWorker:
         self._detect_times: deque[float] = deque(maxlen=4000)
         self._started = time.monotonic()
         self.error: BaseException | None = None
+        self.frame_errors = 0
 
     # Lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -275,6 +277,7 @@ class CameraWorker:
             frames_dropped=self._dropped,
             frames_processed=p.frames if p is not None else 0,
             events=p.events if p is not None else 0,
+            frame_errors=self.frame_errors,
         )
 
     @property
@@ -317,11 +320,12 @@ class CameraWorker:
                 self._queue.put(_DONE, timeout=0.2)
                 return
             except queue.Full:
-                if self._stop.is_set() and not self._threads[0].is_alive():
-                    return
-                # The detect thread may have stopped reading; make room for the marker.
-                with contextlib.suppress(queue.Empty):
-                    self._queue.get_nowait()
+                if not self._threads[0].is_alive():
+                    return  # nobody is reading any more
+                if self._stop.is_set() or not self._lossless:
+                    # Stopping, or live: a frame left in the queue may go to make room for the marker.
+                    with contextlib.suppress(queue.Empty):
+                        self._queue.get_nowait()
 
     def _detect_main(self, loaded: threading.Event) -> None:
         try:
@@ -349,7 +353,13 @@ class CameraWorker:
                 if pending is not None:
                     pipeline.set_camera(pending)
                     log.info("camera config reloaded camera=%s", pending.id)
-                tracks = pipeline.process(item)
+                try:
+                    tracks = pipeline.process(item)
+                except Exception:  # one bad frame (a decoder glitch, an odd size) must not end the camera
+                    self.frame_errors += 1
+                    if self.frame_errors == 1 or self.frame_errors % 100 == 0:
+                        log.exception("frame failed camera=%s errors=%d", self.camera.id, self.frame_errors)
+                    continue
                 self._detect_times.append(time.monotonic())
                 if self.on_frame is not None:
                     self.on_frame(item, tracks, pipeline.rules.active)

@@ -9,13 +9,13 @@ stays (the tracker re-attaches it), so it is one violation.
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from device.geometry import Box, Point, segments_cross, side_of_line, union_box
-from device.tracker import Track, TrackerConfig
+from device.tracker import Track
 from matthan_wire.config import (
     AnyRule,
     CameraConfig,
@@ -75,7 +75,6 @@ class _KeyState:
     first_true: datetime | None = None
     last_true: datetime | None = None
     evidence: datetime | None = None  # when the objects involved were last actually seen
-    tracks: list[Track] = field(default_factory=list)
     active: Violation | None = None
 
 
@@ -121,9 +120,7 @@ class _Rule:
             return False
         return self.rule.min_score is None or t.median_score >= self.rule.min_score
 
-    def holding(
-        self, now: datetime, tracks: list[Track], tracker: TrackerConfig
-    ) -> dict[object, list[Track]]:
+    def holding(self, now: datetime, tracks: list[Track]) -> dict[object, list[Track]]:
         """The keys whose condition holds now, with the tracks that make it hold."""
         r = self.rule
         if isinstance(r, WrongWayRule):
@@ -155,6 +152,8 @@ class _Rule:
         alive = {t.id for t in tracks}
         for tid in [k for k in self.sides if k not in alive]:
             del self.sides[tid]
+        for tid in [k for k in self.crossed if k not in alive]:
+            del self.crossed[tid]
         out: dict[object, list[Track]] = {}
         for t in tracks:
             if not self._wanted(t):
@@ -179,11 +178,8 @@ class _Rule:
 
 
 class RuleEngine:
-    def __init__(
-        self, camera: CameraConfig, timezone: str = "UTC", tracker: TrackerConfig | None = None
-    ) -> None:
+    def __init__(self, camera: CameraConfig, timezone: str = "UTC") -> None:
         self.tz = ZoneInfo(timezone)
-        self.tracker = tracker or TrackerConfig()
         self.rules: list[_Rule] = []
         self.set_camera(camera)
 
@@ -215,15 +211,16 @@ class RuleEngine:
         self._dropped = []
         local = now.astimezone(self.tz)
         for r in self.rules:
+            for key in [k for k, until in r.cooldown_until.items() if until <= now]:
+                del r.cooldown_until[key]
             on = schedule_active(r.rule.schedule, local)
-            holding = r.holding(now, tracks, self.tracker) if on else {}
+            holding = r.holding(now, tracks) if on else {}
             for key, involved in holding.items():
                 st = r.keys.setdefault(key, _KeyState())
                 if st.last_true is None or (now - st.last_true).total_seconds() > END_GRACE_S:
                     st.first_true = now
                 st.last_true = now
                 st.evidence = max(t.last_seen for t in involved) if involved else now
-                st.tracks = involved
                 if st.active is None:
                     assert st.first_true is not None
                     due = (now - st.first_true).total_seconds() >= r.min_duration_s
