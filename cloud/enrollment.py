@@ -22,7 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cloud.api.config import _publish as publish_desired
 from cloud.api.config import redact
@@ -74,11 +74,11 @@ class EnrollmentSettings(BaseModel):
 
 
 def _settings(request: Request) -> EnrollmentSettings:
-    found = getattr(request.app.state, "enrollment", None)
+    found: EnrollmentSettings | None = getattr(request.app.state, "enrollment", None)
     if found is None:
         found = EnrollmentSettings.from_env()
         request.app.state.enrollment = found
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _authority(request: Request) -> pki.Authority:
@@ -131,7 +131,7 @@ def list_claim_tokens(who: Staff, session: DbSession, ward: str | None = None) -
             ward=c.ward,
             device_id=c.device_id,
             expires_at=c.expires_at,
-            status=status_of(c.expires_at, c.used_at, now),  # type: ignore[arg-type]
+            status=status_of(c.expires_at, c.used_at, now),
             used_at=c.used_at,
             used_by=c.used_by,
             created_by=c.created_by,
@@ -182,7 +182,7 @@ def enroll(body: EnrollRequest, request: Request, session: DbSession) -> EnrollR
     # Single use even under a race: only the request whose UPDATE flips used_at goes on.
     flipped = session.execute(
         update(ClaimToken)
-        .where(ClaimToken.token_hash == claim.token_hash, ClaimToken.used_at.is_(None))  # type: ignore[union-attr]
+        .where(col(ClaimToken.token_hash) == claim.token_hash, col(ClaimToken.used_at).is_(None))
         .values(used_at=now, used_by=body.device_id)
     )
     if flipped.rowcount != 1:  # type: ignore[attr-defined]

@@ -27,6 +27,8 @@ import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from matthan_wire.config import DeviceConfig
 from matthan_wire.timeutil import utc_now
@@ -202,7 +204,9 @@ class Checklist:
             connected.set()
             c.subscribe(topic, qos=1)
 
-        def on_subscribe(c: mqtt.Client, u: object, mid: int, codes: list[object], props: object) -> None:
+        def on_subscribe(
+            c: mqtt.Client, u: object, mid: int, codes: list[ReasonCode], props: Properties
+        ) -> None:
             c.publish(topic, nonce, qos=1)
 
         def on_disconnect(c: mqtt.Client, u: object, flags: object, rc: object, props: object) -> None:
@@ -306,7 +310,7 @@ def cpu_temperature() -> float | None:
         return int(zone.read_text().strip()) / 1000.0
     except (OSError, ValueError):
         pass
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     read = getattr(psutil, "sensors_temperatures", None)
     temps = read() if read else {}

@@ -9,6 +9,7 @@ from matthan_wire.ids import Id
 from matthan_wire.timeutil import UtcDateTime
 
 CLAIM_PREFIX = "mct_"
+ClaimStatus = Literal["open", "used", "expired"]
 
 
 class _Body(BaseModel):
@@ -37,7 +38,7 @@ class ClaimInfo(_Body):
     ward: str
     device_id: str | None
     expires_at: UtcDateTime
-    status: Literal["open", "used", "expired"]
+    status: ClaimStatus
     used_at: UtcDateTime | None
     used_by: str | None
     created_by: str | None
@@ -101,7 +102,7 @@ class ImportResult(_Body):
     tokens: list[ClaimIssued]
 
 
-def status_of(expires_at: datetime, used_at: datetime | None, now: datetime) -> str:
+def status_of(expires_at: datetime, used_at: datetime | None, now: datetime) -> ClaimStatus:
     if used_at is not None:
         return "used"
     return "expired" if expires_at <= now else "open"

@@ -1,7 +1,7 @@
 """Claim tokens as text QR codes: printable from a terminal, scannable from paper or a screen."""
 
-import qrcode
-from qrcode.constants import ERROR_CORRECT_M
+import qrcode  # type: ignore[import-untyped]
+from qrcode.constants import ERROR_CORRECT_M  # type: ignore[import-untyped]
 
 
 def qr_text(data: str) -> str:
