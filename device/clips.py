@@ -72,6 +72,7 @@ class ClipSidecar(BaseModel):
     covered_start: UtcDateTime
     covered_end: UtcDateTime
     duration_s: float
+    gap_s: float = 0.0
     segments: int
     file: str
     sha256: str
@@ -351,6 +352,10 @@ class ClipMaker:
             end = alert.ended_at + timedelta(seconds=rec.camera.record.post_capture_s)
         # An end whose start we never saw (agent restarted meanwhile) still deserves its segments.
         rec.hold(alert.event_id, start)
+        # A long event keeps only its first minutes held (recorder.hold); its end is held from what
+        # the cache still has, on until the post-capture is cut.
+        tail = max(start, min(alert.ended_at, utc_now()) - timedelta(seconds=rec.keep_s))
+        rec.hold(f"{alert.event_id}/tail", tail)
         wait = max(0.0, (end - utc_now()).total_seconds())
         give_up = time.monotonic() + wait + self._give_up_after_s + 3 * rec.segment_s
         self._jobs[alert.event_id] = _Job(alert, start, end, give_up)
@@ -359,6 +364,7 @@ class ClipMaker:
         rec = self._recorder_for(alert.camera_id)
         if rec is not None:
             rec.release(alert.event_id)
+            rec.release(f"{alert.event_id}/tail")
 
     def _try_cut(self, job: _Job) -> bool:
         rec = self._recorder_for(job.alert.camera_id)
@@ -392,8 +398,10 @@ class ClipMaker:
         duration, codec = probe_media(out)
         size = out.stat().st_size
         digest = sha256_file(out)
-        covered_start = chosen[0].start
-        covered_end = covered_start + timedelta(seconds=duration)
+        covered_start, covered_end = chosen[0].start, chosen[-1].end
+        # Wall time the segments span minus the video they hold: the let-go middle of a long event,
+        # or a time the recorder was down.
+        gap_s = max(0.0, (covered_end - covered_start).total_seconds() - duration)
         short = not complete or chosen[0].start_hi > job.start
         assert a.ended_at is not None
         sidecar = ClipSidecar(
@@ -413,6 +421,7 @@ class ClipMaker:
             covered_start=covered_start,
             covered_end=covered_end,
             duration_s=round(duration, 3),
+            gap_s=round(gap_s, 1),
             segments=len(chosen),
             file=out.name,
             sha256=digest,
@@ -430,8 +439,8 @@ class ClipMaker:
             self._stats.clips_made += 1
             self._stats.clips_short += short
         log.info(
-            "clip made event=%s camera=%s duration_s=%.2f segments=%d size=%d short=%s",
-            a.event_id, a.camera_id, duration, len(chosen), size, short,
+            "clip made event=%s camera=%s duration_s=%.2f gap_s=%.1f segments=%d size=%d short=%s",
+            a.event_id, a.camera_id, duration, gap_s, len(chosen), size, short,
         )  # fmt: skip
         self._enforce_budget()
 

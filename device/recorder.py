@@ -152,6 +152,7 @@ class Recorder:
         stall_factor: float = 5.0,
         min_stall_s: float = 10.0,
         startup_s: float = 15.0,
+        hold_head_s: float = 180.0,
         backoff: Backoff | None = None,
     ) -> None:
         kind = source_kind(camera.source)
@@ -170,6 +171,7 @@ class Recorder:
         self.stall_factor = stall_factor
         self.min_stall_s = min_stall_s
         self.startup_s = startup_s
+        self.hold_head_s = hold_head_s
         self._backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._lock = threading.Lock()
         self._segs: dict[Path, _Seg] = {}
@@ -227,9 +229,21 @@ class Recorder:
         return st
 
     def hold(self, key: str, since: datetime) -> None:
-        """Keep every segment that ends after `since` until release(key): an open event's evidence."""
+        """Keep an open event's evidence until release(key): every segment from `since` on.
+
+        For an event that goes on (a car parked for hours) the first `hold_head_s` are kept and the
+        middle is let go: the clip is then its beginning and its end, and the cache stays bounded.
+        """
         with self._lock:
             self._holds[key] = since
+
+    def holds(self) -> dict[str, datetime]:
+        with self._lock:
+            return dict(self._holds)
+
+    def take_holds(self, holds: dict[str, datetime]) -> None:
+        with self._lock:
+            self._holds.update(holds)
 
     def release(self, key: str) -> None:
         with self._lock:
@@ -291,7 +305,13 @@ class Recorder:
                     env={**os.environ, "TZ": "UTC"},
                 )  # fmt: skip
             except OSError as exc:
-                raise RecorderError(f"camera {cam}: cannot start ffmpeg: {exc}") from None
+                delay = self._backoff.next()
+                self._set(recording=False, last_error=f"cannot start ffmpeg: {exc}")
+                log.error(
+                    "recording down camera=%s reason=cannot start ffmpeg: %s retry_in=%.1fs", cam, exc, delay
+                )
+                self._stop.wait(delay)
+                continue
             self._proc = proc
             threading.Thread(target=self._drain, args=(proc,), daemon=True, name=f"ffmpeg-err-{cam}").start()
             self._set(recording=True, mode=mode)
@@ -446,10 +466,13 @@ class Recorder:
     def _prune(self) -> None:
         now = datetime.now(UTC)
         with self._lock:
-            horizon = now - timedelta(seconds=self.keep_s)
-            if self._holds:
-                horizon = min(horizon, min(self._holds.values()))
-            doomed = [s.path for s in self._segments_locked() if s.complete and s.end < horizon]
+            window = now - timedelta(seconds=self.keep_s)
+            heads = [(since, since + timedelta(seconds=self.hold_head_s)) for since in self._holds.values()]
+            doomed = [
+                s.path
+                for s in self._segments_locked()
+                if s.complete and s.end < window and not any(s.end >= a and s.start_lo <= b for a, b in heads)
+            ]
         for path in doomed:
             try:
                 path.unlink()
@@ -478,12 +501,16 @@ class Recording:
 
     def apply(self, cameras: list[CameraConfig]) -> None:
         wanted = {c.id: c for c in cameras if c.record.enabled}
+        held: dict[str, dict[str, datetime]] = {}
         with self._lock:
             for cid in list(self._recorders):
                 old = self._recorders[cid].camera
                 new = wanted.get(cid)
                 if new is None or (old.source, old.loop, old.record) != (new.source, new.loop, new.record):
-                    self._recorders.pop(cid).stop()
+                    gone = self._recorders.pop(cid)
+                    # Events open across the restart still need the segments already in the cache.
+                    held[cid] = gone.holds()
+                    gone.stop()
                     log.info(
                         "recording stopped camera=%s reason=%s", cid, "removed" if new is None else "changed"
                     )
@@ -493,6 +520,7 @@ class Recording:
                     continue
                 try:
                     rec = Recorder(cam, cache_dir(self.storage, cid), paced=self.paced)
+                    rec.take_holds(held.get(cid, {}))
                     rec.start()
                 except RecorderError as exc:
                     # One camera that cannot be recorded must not cost the others their evidence.

@@ -203,7 +203,13 @@ class UploadQueue:
         self.bump("uploaded_total")
 
     def mark_failed(self, item: MediaItem, error: str) -> None:
-        self._update(item, "state='failed', done_at=?, last_error=?", time.time(), error[:500])
+        # Only from pending: a file retention evicted meanwhile stays counted as evicted.
+        self._update(
+            item,
+            "state=CASE state WHEN 'pending' THEN 'failed' ELSE state END, done_at=?, last_error=?",
+            time.time(),
+            error[:500],
+        )
         self.bump("failed_total")
 
     def mark_deleted(self, item: MediaItem) -> None:

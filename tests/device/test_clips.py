@@ -213,3 +213,36 @@ def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: P
     assert need - 1 / FPS <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
     assert uploads.jobs() == [] and uploads.get("ev-4", "clip") is not None
     uploads.close()
+
+
+def test_a_long_event_keeps_its_beginning_and_its_end(assets_dir: Path, tmp_path: Path) -> None:
+    """Held segments are bounded: past hold_head_s the middle goes, the clip is head + tail."""
+    cam = CameraConfig.model_validate(
+        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
+         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
+    )  # fmt: skip
+    rec = Recorder(cam, tmp_path / "cache", keep_s=1.0, hold_head_s=2.0)
+    uploads = UploadQueue(tmp_path / "media.db")
+    maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)
+    maker.start()
+    rec.start()
+    try:
+        wait_until(lambda: rec.segments(), timeout=10, what="recording")
+        time.sleep(1.5)
+        started = datetime.now(UTC)
+        maker.event_started(alert("ev-5", "start", started, None, 1, 1), None)
+        time.sleep(7.0)
+        ended = datetime.now(UTC)
+        maker.event_ended(alert("ev-5", "end", started, ended, 1, 1))
+        assert maker.wait_idle(20)
+    finally:
+        maker.stop()
+        rec.stop()
+        uploads.close()
+    side = ClipSidecar.model_validate_json((tmp_path / "media" / "ev-5.json").read_text())
+    duration, _ = probe_media(tmp_path / "media" / "ev-5.mp4")
+    span = (ended - started).total_seconds() + 2.0
+    assert side.covered_start <= started - timedelta(seconds=1) + timedelta(seconds=1 / FPS)
+    assert side.covered_end >= ended + timedelta(seconds=1) - timedelta(seconds=1 / FPS)
+    assert side.gap_s >= 2.0 and duration <= span - 2.0, (side.gap_s, duration, span)
+    assert duration >= 2.0 + 1.0 + 1.0  # pre + the held head ... + the end with its post-capture
