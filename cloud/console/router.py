@@ -61,7 +61,7 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "static"
 TEMPLATES = HERE.parent / "templates"
 LOGIN_CSRF_COOKIE = "matthan_login_csrf"
-FEED_LIMIT = 100
+FEED_PAGE = 20  # a screenful; older alerts are one click away
 HEALTH_HOURS = 24
 
 templates = Jinja2Templates(directory=str(TEMPLATES))
@@ -668,9 +668,22 @@ def _stats(session: Session, v: Viewer, ward: str | None, days: int) -> views.St
 
 
 @router.get("/console/alerts")
-def alerts_page(request: Request, v: ViewerDep, session: DbSession, f: FiltersDep) -> HTMLResponse:
+def alerts_page(
+    request: Request,
+    v: ViewerDep,
+    session: DbSession,
+    f: FiltersDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = FEED_PAGE,
+) -> HTMLResponse:
     rendered_at = utc_now()
-    rows = session.exec(_alert_query(v, f).order_by(col(AlertRow.started_at).desc()).limit(FEED_LIMIT)).all()
+    q = _alert_query(v, f).order_by(col(AlertRow.started_at).desc(), col(AlertRow.event_id))
+    rows = session.exec(q.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    more_url = None
+    if more:
+        keep = [(k, val) for k, val in request.query_params.multi_items() if k != "limit"]
+        more_url = "/console/alerts?" + urlencode([*keep, ("limit", str(limit + FEED_PAGE))])
     scope = v.principal.ward_scope or f.ward
     # From the moment this page was read, so an alert landing before the stream connects is not lost.
     params = {"since": format_ts(rendered_at), **({"ward": scope} if scope else {})}
@@ -687,6 +700,8 @@ def alerts_page(request: Request, v: ViewerDep, session: DbSession, f: FiltersDe
         rule_types=sorted(CATEGORY_OF),
         stats=_stats(session, v, f.ward, 7),
         stream_url=stream,
+        more_url=more_url,
+        page_size=FEED_PAGE,
         can_act=v.can_act,
         next_url=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     )

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from cloud.models import AlertRow, Camera, Device, HealthLatest
+from matthan_wire.timeutil import utc_now
 
 # Thresholds for "needs attention"; a warning is worth a look, trouble is worth a technician.
 TEMP_WARN_C, TEMP_BAD_C = 70.0, 80.0
@@ -31,6 +32,9 @@ ACTIONS: dict[str, list[tuple[str, str]]] = {
     "false_alarm": [],
 }
 OPEN_STATES = ("new", "delivered", "acknowledged")
+# A device uploads a clip after the post-capture span, and later if its link is down: an hour covers
+# an ordinary outage; past that the operator should know the clip is not coming by itself.
+CLIP_GRACE = timedelta(hours=1)
 
 
 @dataclass
@@ -260,6 +264,14 @@ class AlertView:
     @property
     def actions(self) -> list[tuple[str, str]]:
         return ACTIONS.get(self.state, [])
+
+    @property
+    def clip_note(self) -> str:
+        """Why there is no player: a clip is on its way for a while after the end, then it is missing."""
+        if self.ended_at is None or self.has_clip:
+            return ""
+        recent = utc_now() - self.ended_at < CLIP_GRACE
+        return "clip not uploaded yet" if recent else "no clip was uploaded"
 
     @property
     def duration(self) -> str:

@@ -211,3 +211,13 @@ def test_logout_needs_the_form_token_and_ends_the_session(app: TestClient) -> No
     r = app.post("/console/logout", data={"csrf_token": _csrf(app)}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/console/login"
     assert app.get("/console/fleet", follow_redirects=False).status_code == 303
+
+
+def test_the_feed_pages_older_alerts_keeping_the_filters(app: TestClient) -> None:
+    _login(app, "lan")
+    page = app.get("/console/alerts?limit=1&category=security_order").text
+    assert page.count('class="alert-card') == 1
+    link = re.search(r'id="feed-more" href="([^"]+)"', page)
+    assert link is not None and link.group(1) == "/console/alerts?category=security_order&amp;limit=21"
+    page = app.get("/console/alerts?category=security_order&limit=21").text
+    assert page.count('class="alert-card') == 2 and 'id="feed-more"' not in page
