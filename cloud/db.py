@@ -95,8 +95,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 def dialect_insert(engine_or_session: Any, table: Table) -> Insert:
-    name = engine_or_session.get_bind().dialect.name if isinstance(engine_or_session, Session) else (
-        engine_or_session.dialect.name
+    name = (
+        engine_or_session.get_bind().dialect.name
+        if isinstance(engine_or_session, Session)
+        else (engine_or_session.dialect.name)
     )
     if name == "postgresql":
         return postgresql.insert(table)
@@ -109,10 +111,78 @@ def insert_ignore(
     session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> None:
     """INSERT … ON CONFLICT (keys) DO NOTHING: a duplicate changes nothing, on both databases."""
+    upsert(session, table, rows, keys)
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    set_columns: Sequence[str] = (),
+    where: str | None = None,
+) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET col = excluded.col … [WHERE where], or DO NOTHING
+    without set_columns. `where` is SQL both databases read alike (e.g. "alert.ended_at IS NULL").
+
+    On PostgreSQL the rows go through psycopg's own executemany (pipelined, one prepared statement):
+    SQLAlchemy's per-row parameter processing cost more than the database here. Every row must
+    have the same keys."""
     if not rows:
         return
-    stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=list(keys))  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _with_defaults(table, rows)
+        cols = list(rows[0])
+        action = "DO NOTHING"
+        if set_columns:
+            action = "DO UPDATE SET " + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in set_columns)
+            action += f" WHERE {where}" if where else ""
+        marks = ", ".join(["%s"] * len(cols))
+        sql = (
+            f"INSERT INTO {_q(table.name)} ({', '.join(map(_q, cols))}) VALUES ({marks})"
+            f" ON CONFLICT ({', '.join(map(_q, keys))}) {action}"
+        )
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            cur.executemany(sql, [tuple(_pg_value(r[c]) for c in cols) for r in rows])
+        return
+    stmt = dialect_insert(session, table)
+    if set_columns:
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=list(keys),
+            set_={c: stmt.excluded[c] for c in set_columns},  # type: ignore[attr-defined]
+            where=text(where) if where else None,
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))  # type: ignore[attr-defined]
     session.execute(stmt, list(rows))
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'  # quoted: "offset" and friends are reserved words
+
+
+def _with_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill the model's client-side defaults a raw statement would otherwise miss."""
+    missing = [c for c in table.c if c.name not in rows[0] and c.default is not None]
+    if not missing:
+        return list(rows)
+    out = []
+    for row in rows:
+        extra = {}
+        for c in missing:
+            default: Any = c.default
+            extra[c.name] = default.arg(None) if default.is_callable else default.arg
+        out.append({**row, **extra})
+    return out
+
+
+def _pg_value(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        from psycopg.types.json import Json
+
+        return Json(value)
+    return value
 
 
 def _first_line(exc: SQLAlchemyError) -> str:

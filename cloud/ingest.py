@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, or_, update
+from sqlalchemy import Engine, or_, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, delete, select
 
 from cloud import audit, lifecycle
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key
-from cloud.db import dialect_insert, insert_ignore
+from cloud.db import dialect_insert, insert_ignore, upsert
 from cloud.metrics import Metrics
 from cloud.models import AlertRow, Device, HealthLatest, HealthSample, MediaObject, table
 from cloud.mqtt import MqttLink
@@ -331,14 +331,14 @@ class IngestWorker:
             for a in b.starts.values():
                 receipts[a.device_id]["event_ids"].append(a.event_id)
         if b.ends:
-            t = table(AlertRow)
-            stmt = dialect_insert(s, t)
-            stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-                index_elements=["event_id"],
-                set_={"ended_at": stmt.excluded.ended_at, "clip": stmt.excluded.clip, "updated_at": now},
-                where=t.c.ended_at.is_(None),
+            upsert(
+                s,
+                table(AlertRow),
+                [_alert_row(a, now) for a in b.ends.values()],
+                ["event_id"],
+                ["ended_at", "clip", "updated_at"],
+                where="alert.ended_at IS NULL",
             )
-            s.execute(stmt, [_alert_row(a, now) for a in b.ends.values()])
             for a in b.ends.values():
                 receipts[a.device_id]["ends"].append(a.event_id)
         if b.snapshots:
@@ -350,16 +350,15 @@ class IngestWorker:
                     self.store.put_bytes(jpeg, key, CONTENT_TYPES["snapshot"])
                 rows.append(_snapshot_row(device, event_id, key, jpeg, now))
                 receipts[device]["snapshots"].append(event_id)
-            stmt = dialect_insert(s, table(MediaObject))
-            s.execute(stmt.on_conflict_do_nothing(index_elements=["event_id", "kind"]), rows)  # type: ignore[attr-defined]
+            insert_ignore(s, table(MediaObject), rows, ["event_id", "kind"])
         if b.health:
             self._write_health(s, b.health)
         if b.seen:
+            # Every device of a batch was heard at the same moment (parse time): one statement.
+            c = table(Device).c
+            heard = max(b.seen.values())
             s.execute(
-                update(table(Device))
-                .where(table(Device).c.id == bindparam("d"))
-                .values(last_seen=bindparam("t"), online=True),
-                [{"d": d, "t": t} for d, t in b.seen.items()],
+                update(table(Device)).where(c.id.in_(list(b.seen))).values(last_seen=heard, online=True)
             )
         for device, status, retained in b.statuses:
             # Arrival order, not the payload's time: a will carries the time it was set at
@@ -423,17 +422,26 @@ class IngestWorker:
         for h in healths:
             if h.device_id not in latest or h.at > latest[h.device_id].at:
                 latest[h.device_id] = h
-        t = table(HealthLatest)
-        stmt = dialect_insert(s, t)
-        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-            index_elements=["device_id"],
-            set_={"at": stmt.excluded.at, "body": stmt.excluded.body},
-            where=t.c.at < stmt.excluded.at,
+        upsert(
+            s,
+            table(HealthLatest),
+            [{"device_id": d, "at": h.at, "body": h.model_dump(mode="json")} for d, h in latest.items()],
+            ["device_id"],
+            ["at", "body"],
+            where="health_latest.at < excluded.at",
         )
-        s.execute(
-            stmt, [{"device_id": d, "at": h.at, "body": h.model_dump(mode="json")} for d, h in latest.items()]
-        )
-        s.execute(dialect_insert(s, table(HealthSample)), [_sample_row(h) for h in healths])
+        rows = [_sample_row(h) for h in healths]
+        conn = s.connection()
+        if conn.dialect.name == "postgresql":
+            # The bulk of all traffic: COPY is several times faster than a multi-row INSERT here
+            # (LESSONS.md: 175k rows/s against 90k), and runs in the same transaction.
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy(f"COPY health_sample ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(row[c] for c in SAMPLE_COLUMNS))
+            cursor.close()
+        else:
+            s.execute(dialect_insert(s, table(HealthSample)), rows)
         for d, h in latest.items():
             if h.agent_version:
                 s.execute(
@@ -564,6 +572,20 @@ def _snapshot_row(device: str, event_id: str, key: str, jpeg: bytes, now: dateti
         "created_at": now,
         "completed_at": now,
     }
+
+
+SAMPLE_COLUMNS = (
+    "device_id",
+    "at",
+    "cpu_pct",
+    "mem_mb",
+    "disk_free_mb",
+    "temp_c",
+    "outbox_depth",
+    "upload_backlog",
+    "cameras_up",
+    "cameras_total",
+)
 
 
 def _sample_row(h: Health) -> dict[str, Any]:
