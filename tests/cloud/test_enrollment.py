@@ -165,3 +165,35 @@ def test_enrollment_without_a_ca_is_a_clear_503(cloud: CloudServer) -> None:
     body, _ = enroll_body("mct_whatever-token", "dev-1")
     resp = httpx.post(f"{cloud.url}/api/v1/enroll", json=body)
     assert resp.status_code == 503 and "MATTHAN_PROVISION_CA_DIR" in resp.json()["detail"]
+
+
+def test_one_token_enrolls_one_device_even_when_raced(tmp_path: Path, db_url: str) -> None:
+    ca_dir = pki.init_ca(tmp_path / "ca")
+    cloud = CloudServer(
+        tmp_path / "cloud", ca_dir, "mqtts://broker.example:8883", None, db_url=db_url
+    ).start()
+    try:
+        _race(cloud)
+    finally:
+        cloud.stop()
+
+
+def _race(cloud: CloudServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = cloud.user_key()
+    token = httpx.post(f"{cloud.url}/api/v1/claim-tokens", json={"ward": "w1"}, headers=auth(key)).json()[
+        "token"
+    ]
+    bodies = [enroll_body(token, f"racer-{i}", camera="rtsp://10.0.0.1/s")[0] for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(
+            pool.map(
+                lambda b: httpx.post(f"{cloud.url}/api/v1/enroll", json=b, timeout=30).status_code, bodies
+            )
+        )
+    assert codes == [200, 409, 409, 409, 409, 409]
+    engine = cloud.engine()
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(Device)).one() == 1
+    engine.dispose()

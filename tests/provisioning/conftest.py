@@ -220,7 +220,7 @@ class CloudServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.db_url = f"sqlite:///{workdir / 'cloud.db'}"
+        self.db_url = str(overrides.pop("db_url", None) or f"sqlite:///{workdir / 'cloud.db'}")
         settings = Settings(
             db_url=self.db_url,
             clips=str(workdir / "clips"),
