@@ -213,6 +213,8 @@ class CloudConfig(_Strict):
     ca: str | None = None
     # The device's upload token (issued at enrollment), kept out of this file: mode 0600.
     token_file: str | None = None
+    # Cap on clip upload bandwidth in bytes per second (a shared or metered uplink); none = no cap.
+    upload_max_bytes_per_s: int | None = Field(default=None, ge=1000)
 
 
 class StorageConfig(_Strict):
