@@ -489,7 +489,13 @@ class DeviceMedia:
         self.uploader: Uploader | None = None
         if config.cloud is not None:
             token = token_from_file(config.cloud.token_file) if config.cloud.token_file else None
-            self.uploader = Uploader(self.uploads, config.cloud.url, token, ca=config.cloud.ca)
+            self.uploader = Uploader(
+                self.uploads,
+                config.cloud.url,
+                token,
+                ca=config.cloud.ca,
+                max_bytes_per_s=config.cloud.upload_max_bytes_per_s,
+            )
 
     def start(self) -> None:
         self.clips.start()  # first: saved clip jobs hold their segments before any recorder prunes

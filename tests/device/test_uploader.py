@@ -431,7 +431,7 @@ def test_an_event_on_real_footage_reaches_the_cloud_as_a_verified_clip(
         {
             "device": {"id": DEVICE.id, "ward": DEVICE.ward},
             "broker": {"url": "mqtt://127.0.0.1:1883"},  # unused: the agent's MQTT side is not under test
-            "cloud": {"url": cloud.url, "token_file": str(token_file)},
+            "cloud": {"url": cloud.url, "token_file": str(token_file), "upload_max_bytes_per_s": 4_000_000},
             "storage": {"path": str(tmp_path / "storage"), "cache_path": str(tmp_path / "tmpfs")},
             "cameras": [
                 {"id": "cam-1", "source": str(walk_in_walk_out), "detect": {"fps": 5},
@@ -442,6 +442,7 @@ def test_an_event_on_real_footage_reaches_the_cloud_as_a_verified_clip(
         }
     )  # fmt: skip
     media = DeviceMedia(config, model="ssd", config_version=lambda: 3)
+    assert media.uploader is not None and media.uploader.max_bytes_per_s == 4_000_000
     events: list[DetectedEvent] = []
 
     def on_event(ev: DetectedEvent) -> None:  # what the agent does with each event, minus MQTT
