@@ -97,7 +97,7 @@ def _same_object(a: str, b: str) -> bool:
     return a == b or any(a in group and b in group for group in _SAME_OBJECT)
 
 
-def _dedupe(dets: list[Detection]) -> list[Detection]:
+def dedupe(dets: list[Detection]) -> list[Detection]:
     """Drop a box mostly inside a better one of the same object: SSD's NMS lets a person's
     upper body through beside the whole person, which would become a second track."""
     kept: list[Detection] = []
@@ -128,7 +128,7 @@ class Tracker:
         """
         if detections is None:
             return self.tracks  # seen_now keeps meaning "in the latest detector run"
-        dets = _dedupe(list(detections))
+        dets = dedupe(list(detections))
         pairs = self._match(now, dets)
         matched_tracks = {id(t) for t, _ in pairs}
         matched_dets = {i for _, i in pairs}

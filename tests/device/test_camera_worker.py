@@ -8,6 +8,7 @@ out on the right. Event counts are exact.
 
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-from device.camera_worker import CameraWorker
+from device.camera_worker import CameraWorker, Pipeline
+from device.capture import Capture
+from device.detector import load_detector
 from device.errors import DeviceError
 from device.events import DetectedEvent
+from device.geometry import containment
+from device.tracker import dedupe
 from matthan_wire.config import ModelConfig
 from tests.device.conftest import DEVICE, T0, Run, camera
 from tests.support.net import free_port, wait_until
@@ -100,6 +105,26 @@ def test_crowd_on_the_walkway_fires_and_ends_once(crowd_run: Run) -> None:
     assert start.category == "security_order"
     # It began at least min_duration after the clip started and ended before the clip did.
     assert 10.0 <= crowd_run.offsets("walkway.crowd")[0] < crowd_run.offsets("walkway.crowd", "end")[0] < 44.0
+
+
+def test_person_counts_follow_the_model_frame_by_frame(model_config: ModelConfig, vtest_45s: Path) -> None:
+    """On every frame the pipeline sees as many people as the model reports, less the boxes SSD
+    leaves inside a better box of the same person (upper body beside the whole person)."""
+    cam = camera(vtest_45s)
+    pipeline = Pipeline(DEVICE, cam, load_detector(model_config), lambda e: None, lambda: 1)
+    frames = plain = 0
+    for frame in Capture(str(vtest_45s), 5.0, threading.Event(), paced=False, start_time=T0).frames():
+        tracks = pipeline.process(frame)
+        seen = sum(1 for t in tracks if t.seen_now and t.label == "person")
+        model = [d for d in pipeline.last_detections if d.label == "person"]
+        assert seen == sum(1 for d in dedupe(model)), f"frame {frame.index}"
+        overlapping = any(containment(a.bbox, b.bbox) >= 0.6 for a in model for b in model if a is not b)
+        if not overlapping:  # nothing to merge: exactly the model's count
+            assert seen == len(model), f"frame {frame.index}"
+            plain += 1
+        frames += 1
+    assert frames == 226 and 3 <= seen <= 9
+    assert 20 < plain < frames  # both kinds of frame occur, so neither check is vacuous
 
 
 def test_illegal_parking_fires_once_after_its_duration_and_never_repeats(vtest_run: Run) -> None:
