@@ -9,10 +9,13 @@ for what an open event still holds.
 MPEG-TS rather than fragmented MP4: a segment cut short by a crash or a power cut is still
 readable up to its last packet.
 
-Sources whose codec cannot go into MPEG-TS by copy (MJPEG USB cameras, GIFs, raw frames) get one
-cheap encode (libx264 ultrafast, keyframes at segment boundaries). The Pi camera (`picamera2:N`)
-is owned by the capture process; its hardware H.264 encoder is the way to record it, which
-needs the camera object, so the recorder refuses it with a clear reason instead of guessing.
+Sources whose codec cannot go into MPEG-TS by copy (MJPEG over HTTP, GIFs) get one cheap encode
+(libx264 ultrafast, keyframes at segment boundaries). Cameras the capture opens itself, the Pi
+camera (`picamera2:N`) and USB cameras (`/dev/videoN`), cannot be opened a second time, so the
+recorder refuses them with a clear reason instead of failing in a loop. The way to record a Pi
+camera is its hardware H.264 encoder on the capture's own Picamera2 object:
+`start_encoder(H264Encoder(iperiod=fps × segment_s), FfmpegOutput("-f segment … <pattern>"))`,
+writing the same segment names this recorder indexes; that hook is not built.
 
 Wall-clock times: files are named `{camera}-{session}-{index}.ts`, the session being the
 millisecond the ffmpeg process was started. ffmpeg closes a segment (its last write, the file's
@@ -156,10 +159,12 @@ class Recorder:
         backoff: Backoff | None = None,
     ) -> None:
         kind = source_kind(camera.source)
-        if kind == "picamera2":
+        if kind in ("picamera2", "device"):
+            # The capture holds the camera: a second opener gets EBUSY (V4L2) or nothing (libcamera).
             raise RecorderError(
-                f"camera {camera.id}: picamera2 sources are recorded by the Pi's hardware H.264 encoder "
-                "in the capture process, not by ffmpeg; set record.enabled: false for this camera"
+                f"camera {camera.id}: {camera.source} is opened by the capture and cannot be recorded "
+                "by a second process; recording Pi and USB cameras is not built yet "
+                "(set record.enabled: false for this camera)"
             )
         self.camera = camera
         self.cache_dir = Path(cache_dir)
@@ -262,9 +267,6 @@ class Recorder:
                 cmd += ["-stream_loop", "-1"]
         elif self.kind == "stream" and src.startswith("rtsp://"):
             cmd += ["-rtsp_transport", "tcp"]
-        elif self.kind == "device":
-            src = f"/dev/video{src}" if src.isdigit() else src
-            cmd += ["-f", "v4l2"]
         cmd += ["-i", src, "-map", "0:v:0"]
         # Audio is left out: street evidence is the picture, and recording speech needs a legal basis.
         if codec in COPYABLE:

@@ -216,5 +216,6 @@ def test_a_missing_source_is_retried_and_reported(tmp_path: Path, recorders: lis
     wait_until(lambda: rec.state().last_error, timeout=10, what="an error in the state")
     st = rec.state()
     assert not st.recording and "nope.mp4" in (st.last_error or "")
-    with pytest.raises(RecorderError, match="picamera2"):
-        Recorder(camera("picamera2:0"), tmp_path / "cache")
+    for held_by_capture in ("picamera2:0", "/dev/video0", "0"):
+        with pytest.raises(RecorderError, match="opened by the capture"):
+            Recorder(camera(held_by_capture), tmp_path / "cache")
