@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -347,7 +347,7 @@ def import_cameras(
     csv_text: Annotated[str, Body(media_type="text/csv")],
     who: Staff,
     session: DbSession,
-    ttl_hours: float = 72.0,
+    ttl_hours: Annotated[float, Query(gt=0, le=720)] = 72.0,
 ) -> ImportResult:
     from provisioning.bulk_import import import_csv
 

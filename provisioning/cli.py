@@ -217,6 +217,8 @@ def _import(args: argparse.Namespace) -> int:
     from provisioning.bulk_import import import_csv
     from provisioning.files import write_file
 
+    if not 0 < args.ttl_hours <= 720:
+        raise ProvisionError("--ttl-hours: between 0 and 720")
     try:
         text = args.csv.read_text(encoding="utf-8")
     except UnicodeDecodeError:
