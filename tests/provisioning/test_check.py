@@ -122,13 +122,14 @@ def test_expired_certificate_is_named(enrolled, ca_dir: Path) -> None:  # type: 
 def test_skewed_clock_is_named(enrolled: tuple[Path, SecureBroker, CloudServer]) -> None:
     config = load_config(enrolled[0])
 
-    # The Date header gives the cloud's time to within ±1 s (see DATE_LAG_S).
+    # The Date header gives the cloud's time to within ±1 s (see DATE_LAG_S); a loaded machine
+    # delays uvicorn's once-a-second refresh a little more.
     def offset(detail: str) -> float:
         return float(detail.split(" s ")[0])
 
     far = statuses(config, clock=lambda: utc_now() + dt.timedelta(seconds=90))["clock"]
-    assert far[0] == "fail" and 88.9 <= offset(far[1]) <= 91.1, far
+    assert far[0] == "fail" and 88.5 <= offset(far[1]) <= 91.5, far
     near = statuses(config, clock=lambda: utc_now() - dt.timedelta(seconds=6))["clock"]
-    assert near[0] == "warn" and -7.1 <= offset(near[1]) <= -4.9, near
+    assert near[0] == "warn" and -7.5 <= offset(near[1]) <= -4.5, near
     good = statuses(config)["clock"]
-    assert good[0] == "pass" and abs(offset(good[1])) <= 1.1, good
+    assert good[0] == "pass" and abs(offset(good[1])) <= 1.5, good
