@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -95,7 +96,8 @@ class Agent:
             on_published=lambda mid, ok: self.publisher.on_published(mid, ok),
             on_connected=lambda: self._control.put(("connected", b"")),
             status_topic=self._topics[Kind.STATUS],
-            max_inflight=publish_window,
+            # Room beyond the outbox window for status, reports, results and health.
+            max_inflight=publish_window + 20,
         )
         self.publisher = OutboxPublisher(self.outbox, self.link, window=publish_window)
         self.offline = OfflineWatch(self.device, self.outbox.next_seq, self._on_event)
@@ -129,6 +131,7 @@ class Agent:
             interval_s=config.health.interval_s,
             uploads=uploads,
         )
+        self.unstored_total = 0
         self._workers: dict[str, CameraWorker] = {}
         self._worker_started: dict[str, float] = {}
         self._lock = threading.RLock()
@@ -201,7 +204,17 @@ class Agent:
                 msgs.append(NewMessage(a.event_id, MessageKind.SNAPSHOT, topic, ev.snapshot_jpeg))
         else:
             msgs.append(NewMessage(a.event_id, MessageKind.EVENT, self._topics[Kind.EVENT], encode(a)))
-        self.outbox.put(msgs)
+        try:
+            self.outbox.put(msgs)
+        except sqlite3.Error as exc:
+            # Disk full or the card failing: the alert cannot be made durable. Say so loudly and still
+            # try to get it out once, rather than drop it.
+            self.unstored_total += 1
+            log.error(
+                "alert NOT stored device=%s event=%s error=%s; publishing once", a.device_id, a.event_id, exc
+            )
+            for m in msgs:
+                self.link.publish(m.topic, m.payload, qos=1)
         self.publisher.wake()
         log.info(
             "alert %s device=%s camera=%s event=%s type=%s rule=%s zone=%s count=%d seq=%d",

@@ -27,7 +27,7 @@ START = re.compile(r"alert start device=\S+ camera=\S+ event=(\S+)")
 
 
 def agent_config(
-    tmp_path: Path, assets_dir: Path, port: int, *, storage: Path | None = None, **camera: object
+    tmp_path: Path, assets_dir: Path, port: int, *, camera: dict[str, object] | None = None
 ) -> dict[str, object]:
     cam: dict[str, object] = {
         "id": "rex-north",
@@ -43,11 +43,11 @@ def agent_config(
             }
         ],
     }
-    cam.update(camera)
+    cam.update(camera or {})
     return {
         "device": {"id": DEVICE, "ward": WARD},
         "broker": {"url": f"mqtt://127.0.0.1:{port}", "keepalive_s": 5},
-        "storage": {"path": str(storage or tmp_path / "data"), "budget_mb": 64},
+        "storage": {"path": str(tmp_path / "data"), "budget_mb": 64},
         "health": {"interval_s": 2},
         "outbox": {"resend_after_s": 3},
         "model": {

@@ -20,9 +20,10 @@ REPORTED = device_topic(Kind.CONFIG_REPORTED, WARD, DEVICE)
 
 
 def _config(tmp_path: Path, assets_dir: Path, port: int, **camera: object) -> DeviceConfig:
+    """The agent test's config (tests/device/test_agent.py), validated like a config file."""
     import yaml
 
-    return parse_config(yaml.safe_dump(agent_config(tmp_path, assets_dir, port, **camera)))
+    return parse_config(yaml.safe_dump(agent_config(tmp_path, assets_dir, port, camera=camera)))
 
 
 @pytest.fixture
@@ -41,11 +42,9 @@ def _desire(probe: Probe, version: int, site: SiteConfig | dict[str, object]) ->
     if isinstance(site, SiteConfig):
         payload = encode(DesiredConfig(version=version, issued_at=utc_now(), config=site))
     else:
-        payload = json.dumps(
-            {"v": 1, "version": version, "issued_at": "2026-11-24T08:00:00.000Z", "config": site}
-        )
-        payload = payload.encode()  # type: ignore[assignment]
-    probe.publish(DESIRED, payload, retain=True)  # type: ignore[arg-type]
+        raw = {"v": 1, "version": version, "issued_at": "2026-11-24T08:00:00.000Z", "config": site}
+        payload = json.dumps(raw).encode()
+    probe.publish(DESIRED, payload, retain=True)
     wait_for(lambda: len(probe.on(REPORTED)) > before, 15, "config/reported")
     return decode(ReportedConfig, probe.on(REPORTED)[-1])
 

@@ -11,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ class Device:
         receipt_topic = device_topic(Kind.RECEIPT, WARD, DEVICE)
         self.publisher: OutboxPublisher
         self.link = MqttLink(
-            BrokerConfig(url=broker_url, keepalive_s=5, **broker),  # type: ignore[arg-type]
+            BrokerConfig(url=broker_url, keepalive_s=5, **broker),
             DEVICE,
             subscriptions=[(receipt_topic, 1)],
             on_message=lambda topic, payload: self.publisher.on_receipt(payload),
@@ -225,8 +225,8 @@ def _retained(broker: Mosquitto, topic: str) -> Status:
 
 def test_refused_connect_is_reported_and_backed_off(
     tmp_path: Path,
-    broker_factory,
-    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+    broker_factory: Callable[..., Mosquitto],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     pw = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), DEVICE, "right"], check=True, timeout=10)
@@ -252,7 +252,9 @@ def test_refused_connect_is_reported_and_backed_off(
         dev.stop()
 
 
-def test_publish_refused_by_acl_is_counted_not_success(tmp_path: Path, broker_factory) -> None:  # type: ignore[no-untyped-def]
+def test_publish_refused_by_acl_is_counted_not_success(
+    tmp_path: Path, broker_factory: Callable[..., Mosquitto]
+) -> None:
     acl = tmp_path / "acl"
     # Anonymous may say its status and read receipts, but not publish alerts.
     acl.write_text(

@@ -44,7 +44,7 @@ class ReceiptStandIn:
         self._thread = threading.Thread(target=self._run, name="receipt-standin", daemon=True)
 
     def start(self) -> "ReceiptStandIn":
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self._client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]
         self._client.connect_async("127.0.0.1", self.port, keepalive=10, clean_start=False, properties=props)
