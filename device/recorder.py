@@ -287,9 +287,27 @@ class Recorder:
     # -- the monitor thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._record()
+            except Exception as exc:  # the recorder must outlive surprises (a vanished tmpfs, EACCES)
+                proc = self._proc
+                if proc is not None:
+                    self._end(proc)
+                    self._proc = None
+                delay = self._backoff.next()
+                self._set(recording=False, last_error=f"{exc.__class__.__name__}: {exc}")
+                log.exception("recorder error camera=%s retry_in=%.1fs", self.camera.id, delay)
+                self._stop.wait(delay)
+            else:
+                return
+
+    def _record(self) -> None:
         cam = self.camera.id
         while not self._stop.is_set():
             session = int(time.time() * 1000)
+            # A tmpfs cache can be emptied under us (reboot of a container, an operator's rm).
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
             try:
                 # Probed once: every probe of a network camera is one more connection to it.
                 codec = self._codec = self._codec or probe_codec(self.camera.source)
@@ -409,7 +427,7 @@ class Recorder:
                         except FileNotFoundError:
                             continue
         except FileNotFoundError:
-            return 0
+            seen = {}  # the folder is gone, and with it every segment it held
         new = 0
         with self._lock:
             for path in [p for p in self._segs if p not in seen]:

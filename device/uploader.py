@@ -397,7 +397,14 @@ class Uploader:
                 self.uploads.changed.clear()
                 self.uploads.changed.wait(min(wait, 5.0) if wait is not None else 5.0)
                 continue
-            self.upload_one(item)
+            try:
+                self.upload_one(item)
+            except Exception as exc:  # a disk error on one file must not end every later upload
+                delay = self._backoff_proto.maximum
+                log.exception("upload error event=%s kind=%s retry_in=%.0fs", item.event_id, item.kind, delay)
+                self.stats.errors += 1
+                self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
+                self.uploads.retry_later(item, delay, self.stats.last_error)
 
     def upload_one(self, item: MediaItem) -> bool:
         """One attempt at one file: True when the cloud has confirmed it."""

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -219,3 +220,17 @@ def test_a_missing_source_is_retried_and_reported(tmp_path: Path, recorders: lis
     for held_by_capture in ("picamera2:0", "/dev/video0", "0"):
         with pytest.raises(RecorderError, match="opened by the capture"):
             Recorder(camera(held_by_capture), tmp_path / "cache")
+
+
+def test_a_cache_emptied_under_it_is_recreated(
+    assets_dir: Path, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    cache = tmp_path / "cache"
+    rec = Recorder(camera(assets_dir / ONE_BY_ONE), cache)
+    recorders.append(rec)
+    rec.start()
+    wait_until(lambda: rec.segments(), timeout=10, what="a segment")
+    shutil.rmtree(cache)  # a tmpfs wiped by an operator or a container restart
+    wait_until(lambda: rec.state().restarts >= 1, timeout=15, what="ffmpeg restarted")
+    wait_until(lambda: any(s.complete for s in rec.segments()), timeout=15, what="segments again")
+    assert cache.is_dir() and rec.state().recording
