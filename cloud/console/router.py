@@ -407,6 +407,7 @@ def _fleet_context(
         "filters": {"ward": ward or "", "state": state or ""},
         "offline_after": offline_after,
         "query": f"?{query}" if query else "",
+        "can_edit": v.can_edit_config,
         "refresh_s": 5,
     }
 
@@ -814,7 +815,11 @@ def zone_editor(
         raise HTTPException(403, "zones are edited by the operations centre")
     site = current_site_config(session, device)
     if site is None or not any(c.get("id") == camera_id for c in site.get("cameras", [])):
-        raise HTTPException(404, f"no config known for camera {camera_id} of {device_id} yet")
+        raise HTTPException(
+            404,
+            f"{device_id} has no desired config with a camera {camera_id} yet (it runs its local file). "
+            f"Send a first one with PUT /api/v1/devices/{device_id}/config, then draw zones here.",
+        )
     snap = session.exec(
         select(AlertRow.event_id, AlertRow.started_at)
         .join(MediaObject, col(MediaObject.event_id) == col(AlertRow.event_id))

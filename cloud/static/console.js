@@ -10,7 +10,8 @@
   async function replaceFrom(elem) {
     try {
       const resp = await fetch(elem.dataset.refreshUrl, { credentials: "same-origin" });
-      if (resp.status === 401 || resp.status === 403) return location.reload();
+      // A session that ended answers with the login page: reload, and the browser goes there.
+      if (resp.redirected || resp.status === 401) return location.reload();
       if (resp.ok) {
         elem.innerHTML = await resp.text();
         elem.dataset.refreshedAt = new Date().toISOString();
@@ -36,6 +37,7 @@
 
     async function showCard(eventId, fresh) {
       const resp = await fetch(cardUrl + encodeURIComponent(eventId) + query, { credentials: "same-origin" });
+      if (resp.redirected) return location.reload();
       if (resp.status !== 200) return; // 204: filtered out here; 404/403: not for this user
       const html = (await resp.text()).trim();
       const tmp = document.createElement("div");
@@ -112,6 +114,7 @@
       credentials: "same-origin",
     });
     const card = form.closest("[data-event-id]");
+    if (resp.redirected) return location.reload(); // signed out meanwhile
     if (resp.ok) {
       const tmp = document.createElement("div");
       tmp.innerHTML = (await resp.text()).trim();

@@ -405,6 +405,11 @@
       body: JSON.stringify({ config: site, base_version: Number(root.dataset.version) || null }),
       credentials: "same-origin",
     });
+    if (resp.redirected) {
+      status.textContent = "Your session has ended: sign in again in another tab, then save again here.";
+      status.className = "flash error";
+      return;
+    }
     let body = {};
     try {
       body = await resp.json();

@@ -389,3 +389,19 @@ def test_a_ward_officer_sees_only_their_ward(
     assert api.get("/api/v1/alerts").json()["total"] == history[DA_KAO]
     assert api.get("/api/v1/media/rex-north-20261124-0001/clip").status in (403, 404)
     assert re.search(r"officer-dk", page.locator("[data-testid=whoami]").inner_text())
+
+
+def test_the_admin_reads_who_changed_what(
+    site: Site, fleet: dict[str, Any], new_page: Any, test_output: Path
+) -> None:
+    page = new_page()
+    login(page, "admin")
+    page.click("nav >> text=Audit")
+    rows = page.locator("#audit tbody tr")
+    entries = rows.evaluate_all(
+        "rs => rs.map(r => [r.cells[1].innerText, r.cells[2].innerText, r.cells[3].innerText])"
+    )
+    assert ["user:admin", "login", "console"] in entries
+    assert ["user:lan", "config.set", REX] in entries  # the first desired config, sent through the API
+    assert ["user:lan", "camera.set", f"{REX}/rex-north"] in entries
+    shot(page, test_output, "audit")
