@@ -480,3 +480,24 @@ def test_an_event_on_real_footage_reaches_the_cloud_as_a_verified_clip(
     assert side.event_id == end.event_id and side.config_version == 3
     jpeg = cv2.imdecode(np.frombuffer(cloud.get(end.event_id, "snapshot"), np.uint8), cv2.IMREAD_COLOR)
     assert jpeg is not None and jpeg.shape[:2] == (432, 768)
+
+
+def test_the_queue_survives_a_killed_process(tmp_path: Path, long_clip: Path) -> None:
+    """Committed means on disk: an agent SIGKILLed right after queueing still has the entry."""
+    script = (
+        "import os, sys\n"
+        "from device.uploader import UploadQueue\n"
+        "q = UploadQueue(sys.argv[1])\n"
+        "q.add('ev-9', 'clip', sys.argv[2])\n"
+        "q.set_offset(q.get('ev-9', 'clip'), 65536)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "media.db"), str(long_clip)], cwd=ROOT
+    )
+    assert proc.returncode == -signal.SIGKILL
+    uploads = UploadQueue(tmp_path / "media.db")
+    item = uploads.get("ev-9", "clip")
+    assert item is not None and item.state == "pending" and item.sent_offset == 65536
+    assert item.sha256 == hashlib.sha256(long_clip.read_bytes()).hexdigest()
+    assert uploads.backlog().count == 1
