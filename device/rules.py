@@ -10,7 +10,7 @@ stays (the tracker re-attaches it), so it is one violation.
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,11 @@ PRESENT_S = 2.0
 WRONG_WAY_HOLD_S = 2.0
 # Distance from a line (normalised) inside which the side of an object is not trusted.
 LINE_MARGIN = 0.01
+# A track that appears within this time and distance of where one was lost takes over its side of
+# a line (LESSONS.md #4: a trajectory rule must survive id switches).
+HANDOVER_S = 3.0
+HANDOVER_DIST = 0.2
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 _DIRECTIONS: dict[str, tuple[float, float]] = {
     "up": (0, -1),
@@ -106,7 +111,7 @@ class _Rule:
         self.keys: dict[object, _KeyState] = {}
         self.cooldown_until: dict[object, datetime] = {}
         # wrong_way: each track's last trusted side of the line, and tracks already reported.
-        self.sides: dict[int, tuple[float, Point]] = {}
+        self.sides: dict[int, tuple[float, Point, datetime]] = {}
         self.crossed: dict[int, datetime] = {}
 
     @property
@@ -150,9 +155,13 @@ class _Rule:
         a, b = self.place.points
         allowed = _DIRECTIONS[self.rule.direction]
         alive = {t.id for t in tracks}
-        for tid in [k for k in self.sides if k not in alive]:
+        seen = {t.id for t in tracks if t.seen_now}
+        # A lost track's side is kept a moment for the track that may replace it (an id switch).
+        for tid in [
+            k for k, (_, _, at) in self.sides.items() if k not in alive and _age(now, at) > HANDOVER_S
+        ]:
             del self.sides[tid]
-        for tid in [k for k in self.crossed if k not in alive]:
+        for tid in [k for k in self.crossed if k not in alive and k not in self.sides]:
             del self.crossed[tid]
         out: dict[object, list[Track]] = {}
         for t in tracks:
@@ -163,18 +172,38 @@ class _Rule:
                 side = side_of_line(p, a, b)
                 length = ((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) ** 0.5
                 if abs(side) / length >= LINE_MARGIN:
-                    before = self.sides.get(t.id)
+                    before = self.sides.get(t.id) or self._adopt(t, now, seen)
                     # Compared with the last trusted side, not the last frame: a stop on the line
                     # or a few frames of jitter across it do not lose the crossing.
                     if before is not None and before[0] * side < 0 and segments_cross(before[1], p, a, b):
                         move = (p[0] - before[1][0], p[1] - before[1][1])
                         if move[0] * allowed[0] + move[1] * allowed[1] < 0 and t.id not in self.crossed:
                             self.crossed[t.id] = now
-                    self.sides[t.id] = (side, p)
+                    self.sides[t.id] = (side, p, now)
             at = self.crossed.get(t.id)
             if at is not None and (now - at).total_seconds() <= WRONG_WAY_HOLD_S:
                 out[t.id] = [t]
         return out
+
+    def _adopt(self, t: Track, now: datetime, seen: set[int]) -> tuple[float, Point, datetime] | None:
+        """The last side of a track lost near here a moment ago: the same object under a new id.
+        What it already crossed stays reported under its old id."""
+        near: tuple[float, int] | None = None
+        for tid, (_, point, at) in self.sides.items():
+            if tid == t.id or tid in seen or _age(now, at) > HANDOVER_S:
+                continue
+            d = ((point[0] - t.point[0]) ** 2 + (point[1] - t.point[1]) ** 2) ** 0.5
+            if d <= HANDOVER_DIST and (near is None or d < near[0]):
+                near = (d, tid)
+        if near is None:
+            return None
+        if near[1] in self.crossed:
+            self.crossed[t.id] = _LONG_AGO
+        return self.sides.pop(near[1])
+
+
+def _age(now: datetime, at: datetime) -> float:
+    return (now - at).total_seconds()
 
 
 class RuleEngine:

@@ -179,3 +179,22 @@ def test_a_removed_rule_ends_its_open_violation() -> None:
     engine.set_camera(cam(zones=[{"name": "plaza", "polygon": ZONE}]))
     ended = engine.update(T0 + timedelta(seconds=2), tracker.tracks)
     assert [c.phase for c in ended] == ["end"] and engine.active == []
+
+
+def test_wrong_way_survives_an_id_switch() -> None:
+    # Walks up to just below the line, is missed for 2 s (its track expires), and is seen again
+    # above it under a new id: still one wrong-way crossing.
+    path: list[float | None] = [0.7 - 0.02 * i for i in range(8)]  # to 0.56
+    path += [None] * 10
+    path += [0.42 - 0.02 * i for i in range(8)]
+
+    def script(i: int) -> list[Detection]:
+        y = path[i] if i < len(path) else None
+        return [person(0.5, y=y)] if y is not None else []
+
+    changes = run(_line("down"), script, 50)
+    assert [p for _, p in phases(changes)] == ["start", "end"]
+    assert changes[0][1].violation.track_ids == (2,)  # reported under the new id
+    # Someone appearing far away from where a track was lost takes nothing over.
+    far = [0.7 - 0.02 * i for i in range(8)] + [None] * 10 + [0.2 - 0.02 * i for i in range(5)]
+    assert run(_line("down"), lambda i: [person(0.5, y=far[i])] if i < len(far) and far[i] else [], 40) == []
