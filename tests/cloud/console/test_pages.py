@@ -221,3 +221,39 @@ def test_the_feed_pages_older_alerts_keeping_the_filters(app: TestClient) -> Non
     assert link is not None and link.group(1) == "/console/alerts?category=security_order&amp;limit=21"
     page = app.get("/console/alerts?category=security_order&limit=21").text
     assert page.count('class="alert-card') == 2 and 'id="feed-more"' not in page
+
+
+def test_what_people_type_is_shown_as_text_never_run(app: TestClient) -> None:
+    _login(app, "lan")
+    evil = '<img src=x onerror="alert(1)">'
+    r = app.post(
+        "/console/alerts/ev-dev-bn/action",
+        data={"action": "false_alarm", "note": evil, "csrf_token": _csrf(app)},
+        headers={"X-Requested-With": "fetch"},
+    )
+    assert r.status_code == 200
+    for text in (r.text, app.get("/console/alerts").text):
+        assert evil not in text and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in text
+
+
+def test_the_sync_state_says_pending_applied_or_rejected_with_the_reason(app: TestClient) -> None:
+    _login(app, "lan")
+    engine = app.app.state.engine  # type: ignore[attr-defined]
+
+    def state(**row: object) -> str:
+        with Session(engine) as s:
+            d = s.get(Device, "dev-bn")
+            assert d is not None
+            for k, val in row.items():
+                setattr(d, k, val)
+            s.add(d)
+            s.commit()
+        return app.get("/console/devices/dev-bn/config-state").text
+
+    assert 'data-sync="none"' in state()
+    assert 'data-sync="pending"' in state(desired_version=2, reported_version=1, reported_status="applied")
+    assert 'data-sync="applied"' in state(reported_version=2)
+    text = state(desired_version=3, reported_status="rejected", reported_error="camera rex: unknown source")
+    assert 'data-sync="rejected"' in text and "camera rex: unknown source" in text and "running v2" in text
+    fleet = app.get("/console/fleet/part?state=trouble").text
+    assert "config v3 rejected" in fleet
