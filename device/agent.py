@@ -374,7 +374,7 @@ class Agent:
 
 def _needs_restart(old: CameraConfig, new: CameraConfig) -> bool:
     # Capture is opened with these; everything else (zones, lines, rules, detect, motion) reloads hot.
-    return (old.source, old.loop, old.record) != (new.source, new.loop, new.record)
+    return (old.source, old.loop) != (new.source, new.loop)
 
 
 def check_site(site: SiteConfig) -> None:

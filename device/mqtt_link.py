@@ -103,6 +103,7 @@ class MqttLink:
         self._epoch = 0
         self._stopping = False
         self._started = False
+        self._refused_now = False
 
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         c.max_inflight_messages_set(max_inflight)
@@ -205,6 +206,7 @@ class MqttLink:
         props: Properties | None,
     ) -> None:
         if reason.is_failure:
+            self._refused_now = True
             self.counters.refused += 1
             self.last_refusal = f"{reason.getName()} ({reason.value})"
             log.error(
@@ -267,8 +269,18 @@ class MqttLink:
                 reason.getName(),
                 delay,
             )
+        elif self._refused_now:
+            pass  # already logged as refused
         else:
-            log.info("mqtt connection attempt ended client=%s retry_in=%.1fs", self.client_id, delay)
+            # Closed before any CONNACK: e.g. the broker rejected our TLS client certificate.
+            self.counters.connect_failures += 1
+            log.warning(
+                "mqtt connection closed before CONNACK client=%s reason=%s retry_in=%.1fs",
+                self.client_id,
+                reason.getName(),
+                delay,
+            )
+        self._refused_now = False
 
     def _handle_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:

@@ -286,3 +286,82 @@ def test_more_than_65535_messages_on_one_connection(
     assert ward.seen() == set(dev.generated)
     assert dev.link.counters.connects == 1, "all on one connection"
     assert dev.outbox.stats().alerts_acked_total == n
+
+
+def _pki(d: Path) -> dict[str, Path]:
+    """A CA, a broker certificate for 127.0.0.1 and a device client certificate (CN = device id)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("test-ca")).issuer_name(name("test-ca"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    out = {"ca": d / "ca.pem"}
+    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who, san in (("server", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))), (DEVICE, None)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (
+            x509.CertificateBuilder().subject_name(name(who)).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        )  # fmt: skip
+        if san is not None:
+            b = b.add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        cert = b.sign(ca_key, hashes.SHA256())
+        out[f"{who}.pem"] = d / f"{who}.pem"
+        out[f"{who}.pem"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        out[f"{who}.key"] = write_key(key, d / f"{who}.key")
+    return out
+
+
+def test_tls_with_client_certificate(tmp_path: Path, broker_factory: Callable[..., Mosquitto]) -> None:
+    from tests.support.net import free_port
+
+    pki = _pki(tmp_path)
+    port = free_port()
+    listener = (
+        f"listener {port} 127.0.0.1\ncafile {pki['ca']}\ncertfile {pki['server.pem']}\n"
+        f"keyfile {pki['server.key']}\nrequire_certificate true\nuse_identity_as_username true"
+    )
+    b = broker_factory(listener=listener, port=port, extra_config="allow_anonymous false").start()
+    url = f"mqtts://127.0.0.1:{b.port}"
+    dev = Device(
+        tmp_path / "outbox.db",
+        url,
+        ca=str(pki["ca"]),
+        cert=str(pki[f"{DEVICE}.pem"]),
+        key=str(pki[f"{DEVICE}.key"]),
+    ).start()
+    # Without a client certificate the broker refuses the handshake: never "connected".
+    anon = Device(tmp_path / "anon.db", url, ca=str(pki["ca"])).start()
+    try:
+        assert dev.link.wait_connected(10), "mTLS connection"
+        time.sleep(2.0)
+        assert not anon.link.connected and anon.link.counters.connects == 0
+        assert anon.link.counters.connect_failures + anon.link.counters.refused >= 1
+    finally:
+        anon.stop()
+        dev.stop()
