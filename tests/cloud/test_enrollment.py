@@ -154,9 +154,9 @@ def test_commissioning_report_is_the_devices_own(cloud: CloudServer) -> None:
         assert s.get(Device, "dev-1").commissioned_at is None  # type: ignore[union-attr]
     assert httpx.post(url, json=report, headers=auth(tokens[0])).status_code == 204
     with Session(engine) as s:
-        dev = s.get(Device, "dev-1")
-        assert dev is not None and dev.commissioned_by == "tech-anh"
-        assert dev.commissioned_at is not None and dev.commissioned_at.year == 2026
+        row = s.get(Device, "dev-1")
+        assert row is not None and row.commissioned_by == "tech-anh"
+        assert row.commissioned_at is not None and row.commissioned_at.year == 2026
     engine.dispose()
 
 

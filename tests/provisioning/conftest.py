@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import Engine
 
 from provisioning import broker_config as bc
 from provisioning import pki
@@ -113,8 +114,11 @@ class SecureBroker:
         self.log.unlink(missing_ok=True)
 
 
+MakeBroker = Callable[[bc.Registry], SecureBroker]
+
+
 @pytest.fixture
-def secure_broker(ca_dir: Path) -> Iterator[Callable[[bc.Registry], SecureBroker]]:
+def secure_broker(ca_dir: Path) -> Iterator[MakeBroker]:
     made: list[SecureBroker] = []
 
     def make(registry: bc.Registry) -> SecureBroker:
@@ -227,7 +231,7 @@ class CloudServer:
             public_url=self.url,
             port=self.port,
             secret_key="x" * 32,
-            **{"broker_url": None, **overrides},  # type: ignore[arg-type]
+            **{"broker_url": None, **overrides},
         )
         self.app = create_app(settings)
         self.app.state.enrollment = EnrollmentSettings(
@@ -250,7 +254,7 @@ class CloudServer:
         self.server.should_exit = True
         self.thread.join(10)
 
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> "Engine":
         from cloud.db import make_engine
 
         return make_engine(self.db_url)

@@ -15,7 +15,8 @@ from matthan_wire import Kind
 from matthan_wire.topics import device_topic, ward_topic
 from provisioning import broker_config as bc
 from provisioning import pki
-from tests.provisioning.conftest import connect, issue
+from provisioning.files import user_exists
+from tests.provisioning.conftest import MakeBroker, connect, issue
 
 REGISTRY = bc.Registry(
     devices=[
@@ -50,7 +51,7 @@ def test_files_are_readable_by_the_broker_user_and_the_key_by_nobody_else(
     assert (ca_dir / pki.CA_KEY).stat().st_mode & 0o777 == 0o600
     key = (out / "broker.key").stat()
     assert key.st_mode & 0o007 == 0
-    if bc.user_exists("mosquitto") and os.geteuid() == 0:
+    if user_exists("mosquitto") and os.geteuid() == 0:
         gid = grp.getgrnam("mosquitto").gr_gid
         for name in ("broker.key", "acl", "crl.pem", "ca.pem", "mosquitto.conf"):
             st = (out / name).stat()
@@ -62,7 +63,9 @@ def test_files_are_readable_by_the_broker_user_and_the_key_by_nobody_else(
     assert f"crlfile {out / 'crl.pem'}" in conf
 
 
-def test_device_cannot_publish_as_another_device(secure_broker, ca_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_device_cannot_publish_as_another_device(
+    secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path
+) -> None:
     broker = secure_broker(REGISTRY)
     cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
@@ -82,7 +85,7 @@ def test_device_cannot_publish_as_another_device(secure_broker, ca_dir: Path, tm
         cloud.close()
 
 
-def test_device_reads_only_its_own_commands(secure_broker, ca_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_device_reads_only_its_own_commands(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path) -> None:
     broker = secure_broker(REGISTRY)
     cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
@@ -100,7 +103,7 @@ def test_device_reads_only_its_own_commands(secure_broker, ca_dir: Path, tmp_pat
         cloud.close()
 
 
-def test_ward_station_receives_only_its_ward(secure_broker, ca_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ward_station_receives_only_its_ward(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path) -> None:
     broker = secure_broker(REGISTRY)
     station_x = connect(broker, issue(ca_dir, bc.station_user("ward-x"), tmp_path / "id", device=False))
     cam_y = connect(broker, issue(ca_dir, "cam-y", tmp_path / "id"))
@@ -122,20 +125,22 @@ def test_ward_station_receives_only_its_ward(secure_broker, ca_dir: Path, tmp_pa
             c.close()
 
 
-def test_client_without_certificate_cannot_connect(secure_broker) -> None:  # type: ignore[no-untyped-def]
+def test_client_without_certificate_cannot_connect(secure_broker: MakeBroker) -> None:
     broker = secure_broker(REGISTRY)
     with pytest.raises(OSError):
         connect(broker, None)
 
 
-def test_certificate_from_another_ca_cannot_connect(secure_broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_certificate_from_another_ca_cannot_connect(secure_broker: MakeBroker, tmp_path: Path) -> None:
     broker = secure_broker(REGISTRY)
     rogue_ca = pki.init_ca(tmp_path / "rogue")
     with pytest.raises(OSError):
         connect(broker, issue(rogue_ca, "cam-a", tmp_path / "rogue-id"))
 
 
-def test_revoked_device_cannot_connect_after_reload(secure_broker, ca_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_device_cannot_connect_after_reload(
+    secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path
+) -> None:
     broker = secure_broker(REGISTRY)
     cam_a_id = issue(ca_dir, "cam-a", tmp_path / "id")
     cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))

@@ -18,15 +18,15 @@ from matthan_wire.timeutil import utc_now
 from provisioning import broker_config as bc
 from provisioning import pki
 from provisioning.check import Checklist
-from tests.provisioning.conftest import CloudServer, SecureBroker
+from tests.provisioning.conftest import CloudServer, MakeBroker, SecureBroker
 from tests.provisioning.test_enroll import claim, enroll
 from tests.support.net import free_port
 
+Enrolled = tuple[Path, SecureBroker, CloudServer]
+
 
 @pytest.fixture
-def enrolled(  # type: ignore[no-untyped-def]
-    secure_broker, ca_dir: Path, tmp_path: Path, assets_dir: Path
-) -> Iterator[tuple[Path, SecureBroker, CloudServer]]:
+def enrolled(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path, assets_dir: Path) -> Iterator[Enrolled]:
     broker = secure_broker(bc.Registry())
     cloud = CloudServer(tmp_path / "cloud", ca_dir, f"mqtts://127.0.0.1:{broker.port}", broker.dir).start()
     dest = tmp_path / "etc"
@@ -45,8 +45,8 @@ def statuses(config: DeviceConfig, **kw: object) -> dict[str, tuple[str, str]]:
 
 
 def test_checklist_passes_on_a_good_setup_and_reports_to_the_cloud(
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
-    enrolled,
+    capsys: pytest.CaptureFixture[str],
+    enrolled: Enrolled,
 ) -> None:
     config_path, _, cloud = enrolled
     assert main(["provision", "check", "--config", str(config_path), "--by", "tech-anh"]) == 0
@@ -69,7 +69,9 @@ def test_checklist_passes_on_a_good_setup_and_reports_to_the_cloud(
     engine.dispose()
 
 
-def test_unreachable_camera_is_named(capsys: pytest.CaptureFixture[str], enrolled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_camera_is_named(
+    capsys: pytest.CaptureFixture[str], enrolled: Enrolled, tmp_path: Path
+) -> None:
     config_path, _, _ = enrolled
     text = config_path.read_text()
     source = next(line.split("source:")[1].strip() for line in text.splitlines() if "source:" in line)
@@ -82,7 +84,7 @@ def test_unreachable_camera_is_named(capsys: pytest.CaptureFixture[str], enrolle
     assert "1 fail" in out
 
 
-def test_wrong_broker_address_is_named(enrolled) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_broker_address_is_named(enrolled: Enrolled) -> None:
     config_path, _, _ = enrolled
     config = load_config(config_path)
     wrong = config.model_copy(
@@ -93,7 +95,7 @@ def test_wrong_broker_address_is_named(enrolled) -> None:  # type: ignore[no-unt
     assert [n for n, (s, _) in got.items() if s == "fail"] == ["broker"]
 
 
-def test_expired_certificate_is_named(enrolled, ca_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_expired_certificate_is_named(enrolled: Enrolled, ca_dir: Path) -> None:
     config_path, _, _ = enrolled
     config = load_config(config_path)
     assert config.broker.cert is not None and config.broker.key is not None
@@ -119,7 +121,7 @@ def test_expired_certificate_is_named(enrolled, ca_dir: Path) -> None:  # type: 
     assert got["broker"][0] == "fail"
 
 
-def test_skewed_clock_is_named(enrolled: tuple[Path, SecureBroker, CloudServer]) -> None:
+def test_skewed_clock_is_named(enrolled: Enrolled) -> None:
     config = load_config(enrolled[0])
 
     # The Date header gives the cloud's time to within ±1 s (see DATE_LAG_S); a loaded machine

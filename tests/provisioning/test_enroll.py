@@ -16,11 +16,13 @@ from matthan_wire.timeutil import utc_now
 from matthan_wire.topics import device_topic
 from provisioning import broker_config as bc
 from provisioning import pki
-from tests.provisioning.conftest import CloudServer, Identity, SecureBroker, connect, issue
+from tests.provisioning.conftest import CloudServer, Identity, MakeBroker, SecureBroker, connect, issue
+
+Site = tuple[SecureBroker, CloudServer]
 
 
 @pytest.fixture
-def site(secure_broker, ca_dir: Path, tmp_path: Path) -> Iterator[tuple[SecureBroker, CloudServer]]:  # type: ignore[no-untyped-def]
+def site(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path) -> Iterator[Site]:
     broker = secure_broker(bc.Registry())
     cloud = CloudServer(tmp_path / "cloud", ca_dir, f"mqtts://127.0.0.1:{broker.port}", broker.dir).start()
     yield broker, cloud
@@ -41,7 +43,7 @@ def enroll(cloud: CloudServer, token: str, device: str, dest: Path, *extra: str)
                  "--dir", str(dest), "--storage", str(dest / "data"), *extra])  # fmt: skip
 
 
-def test_enroll_end_to_end(capsys: pytest.CaptureFixture[str], site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_enroll_end_to_end(capsys: pytest.CaptureFixture[str], site: Site, tmp_path: Path) -> None:
     broker, cloud = site
     key = cloud.user_key()
     token = claim(cloud, key, "ben-nghe")
@@ -90,8 +92,8 @@ def test_enroll_end_to_end(capsys: pytest.CaptureFixture[str], site, tmp_path: P
 
 
 def test_expired_wrong_ward_and_wrong_device_tokens_are_refused(
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
-    site,
+    capsys: pytest.CaptureFixture[str],
+    site: Site,
     tmp_path: Path,
 ) -> None:
     _, cloud = site
@@ -126,7 +128,7 @@ def test_expired_wrong_ward_and_wrong_device_tokens_are_refused(
     assert enroll(cloud, ward_token, "dev-1", tmp_path / "f", "--ward", "ben-nghe", *cam) == 0
 
 
-def test_imported_device_enrolls_with_its_token_and_config(site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_imported_device_enrolls_with_its_token_and_config(site: Site, tmp_path: Path) -> None:
     _, cloud = site
     csv_file = _csv(
         tmp_path,
@@ -143,7 +145,7 @@ def test_imported_device_enrolls_with_its_token_and_config(site, tmp_path: Path)
     assert "rtsp://u:p@10.1.2.3/a" in text and "rtsp://u:p@10.1.2.4/a" in text
 
 
-def test_revoked_device_is_refused_by_broker_and_api(site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_device_is_refused_by_broker_and_api(site: Site, tmp_path: Path) -> None:
     broker, cloud = site
     operator = cloud.user_key()
     token = claim(cloud, operator, "ben-nghe")
@@ -176,7 +178,7 @@ def test_revoked_device_is_refused_by_broker_and_api(site, tmp_path: Path) -> No
     assert upload.status_code in (401, 403)
 
 
-def test_renew_issues_a_new_certificate_that_the_broker_accepts(site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_renew_issues_a_new_certificate_that_the_broker_accepts(site: Site, tmp_path: Path) -> None:
     broker, cloud = site
     token = claim(cloud, cloud.user_key(), "ben-nghe")
     dest = tmp_path / "dev"
@@ -189,8 +191,8 @@ def test_renew_issues_a_new_certificate_that_the_broker_accepts(site, tmp_path: 
     connect(broker, Identity("q1-rex-01", dest / "device.key", dest / "device.pem")).close()
 
 
-def test_cloud_ingest_and_device_talk_through_the_acl(  # type: ignore[no-untyped-def]
-    secure_broker, ca_dir: Path, tmp_path: Path
+def test_cloud_ingest_and_device_talk_through_the_acl(
+    secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path
 ) -> None:
     """The cloud's own MQTT link (CN cloud:ingest) ingests an enrolled device's alert and receipts it;
     the device gets its retained desired config and the receipt: every hop through the ACL."""

@@ -16,8 +16,7 @@ def test_text_qr_decodes_to_the_token() -> None:
         top, bottom = zip(*(HALF[ch] for ch in line), strict=True)
         rows += [list(top), list(bottom)]
     modules = np.array(rows, dtype=np.uint8)
-    image = np.where(modules == 1, 0, 255).astype(np.uint8)
-    image = np.pad(image, 4, constant_values=255)
-    image = cv2.resize(image, None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)
-    decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    dark_on_white = np.pad(np.where(modules == 1, 0, 255).astype(np.uint8), 4, constant_values=255)
+    picture = cv2.resize(dark_on_white, None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)
+    decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(picture)
     assert decoded == token
