@@ -130,7 +130,7 @@ def test_event_clip_covers_the_span_by_copy(
     k = source.index(got[0])
     assert got == source[k : k + len(got)]
     expected_k = (side.covered_start - first.start).total_seconds() * FPS
-    assert abs(k - expected_k) <= 3, (k, expected_k)
+    assert abs(k - expected_k) <= 5, (k, expected_k)  # within half a second
 
     jpeg = cv2.imdecode(
         np.frombuffer((tmp_path / "media" / "ev-1.jpg").read_bytes(), np.uint8), cv2.IMREAD_COLOR
