@@ -107,6 +107,8 @@ def open_source(source: str) -> VideoSource:
         return PiCameraSource.open(source)
     if _is_file(source):
         path = Path(source)
+        if path.is_dir():
+            raise SourceError(f"video file {source}: is a folder, not a video file")
         if not path.is_file():
             raise SourceError(f"video file {source}: no such file")
         opened = OpenCVSource(source)

@@ -80,6 +80,11 @@ def test_annotate_writes_the_video_a_technician_tunes_with(config: Path, video, 
     ("args", "message"),
     [
         (["--source", "{tmp}/missing.mp4"], "video file {tmp}/missing.mp4: no such file"),
+        (["--source", "{tmp}"], "video file {tmp}: is a folder, not a video file"),
+        (
+            ["--source", "rtsp://admin:secret@127.0.0.1:1/cam"],
+            "cannot open video source rtsp://admin:***@127.0.0.1:1/cam",
+        ),
         (["--source", "{video}", "--camera", "nope"], "no camera 'nope' in"),
         (
             ["--source", "{video}", "--start-time", "yesterday"],
