@@ -50,7 +50,14 @@ def draw_tracks(image: np.ndarray, tracks: Iterable[Track], highlight: set[int])
         cv2.rectangle(image, p1, p2, colour, 2)
         text = f"#{t.id} {t.label} {t.median_score:.2f}"
         cv2.putText(
-            image, text, (p1[0], max(10, p1[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA
+            image,
+            text,
+            (p1[0], p1[1] - 4 if p1[1] > 14 else p1[1] + 12),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            colour,
+            1,
+            cv2.LINE_AA,
         )
 
 
