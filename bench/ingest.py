@@ -1,0 +1,490 @@
+"""Ingest benchmark: simulated devices publish health and alerts through a real Mosquitto into a
+real `matthan cloud ingest` process writing to PostgreSQL.
+
+    .venv/bin/python -m bench.ingest [--seconds 12] [--paced-seconds 8]
+
+For the reference district (128 devices, 1,115 cameras) and 20× that (2,560 devices), it prints:
+- msgs/s sustained: messages committed per second while the devices publish flat out;
+- end-to-end lag p50/p99: alert publish → database commit → receipt back at the device, with
+  the devices paced at half the measured capacity (a lag under overload only measures the queue);
+- CPU seconds per 1,000 messages of the ingest process, of PostgreSQL and of the broker;
+- the broker's own loopback rate in the same run, same message mix, with the same paho publishers
+  and a paho subscriber that does nothing but count (the ceiling for any Python consumer here),
+  measured before and after the ingest runs; the ratio uses the better of the two.
+
+The mix is four health messages (QoS 0) to one alert start (QoS 1). Each publisher process stands
+in for many devices with one connection (the broker and the ingest see the same topics and
+payloads as from separate devices; the ACL is not part of this measurement).
+"""
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from matthan_wire import CameraHealth, Health, Kind, Receipt, decode, encode, utc_now
+from matthan_wire.topics import device_topic
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+CAMERAS_PER_DEVICE = 1115 / 128
+PUBLISHERS = 2
+ALERT_EVERY = 5  # one alert start in five messages
+EVENT_PLACEHOLDER = "evplaceholder-0000000000000000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on port {port}")
+
+
+# --- payloads ------------------------------------------------------------------------------------
+
+
+def devices(n: int) -> list[tuple[str, str]]:
+    """(ward, device) pairs: ten devices to a ward, as in the reference district."""
+    return [(f"ward-{i // 10:03d}", f"dev-{i:05d}") for i in range(n)]
+
+
+def health_payload(ward: str, device: str) -> bytes:
+    cams = max(1, round(CAMERAS_PER_DEVICE))
+    return encode(
+        Health(
+            device_id=device,
+            ward=ward,
+            at=utc_now(),
+            uptime_s=3600.0,
+            cpu_pct=42.0,
+            mem_mb=700.0,
+            disk_free_mb=9000.0,
+            temp_c=58.5,
+            outbox_depth=0,
+            upload_backlog=1,
+            config_version=3,
+            model="ssd_mobilenet_v1_coco_quant.tflite",
+            cameras=[
+                CameraHealth(
+                    id=f"cam-{c}",
+                    stream_up=True,
+                    fps_in=25.0,
+                    fps_detect=5.0,
+                    detect_ms=7.3,
+                    last_frame_age_s=0.04,
+                )
+                for c in range(cams)
+            ],
+        )
+    )
+
+
+def alert_template(ward: str, device: str) -> bytes:
+    from datetime import timedelta
+
+    from matthan_wire import Alert
+
+    now = utc_now()
+    return encode(
+        Alert(
+            event_id=EVENT_PLACEHOLDER,
+            phase="start",
+            device_id=device,
+            camera_id="cam-1",
+            ward=ward,
+            zone="plaza",
+            rule="plaza.crowd",
+            type="crowd",
+            category="security_order",
+            labels=["person"],
+            object_count=7,
+            score=0.8,
+            bbox=[0.1, 0.2, 0.5, 0.9],
+            started_at=now - timedelta(seconds=10),
+            ended_at=None,
+            seq=1,
+            snapshot=None,
+            clip=None,
+        )
+    )
+
+
+# --- a publisher process (many devices, one connection) ------------------------------------------
+
+
+def publisher(
+    port: int,
+    devs: list[tuple[str, str]],
+    seconds: float,
+    rate: float | None,
+    out: Any,
+    ready: Any,
+    go: Any,
+    tag: str,
+    receipts: bool,
+) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    sent_at: dict[str, float] = {}
+    lags: list[float] = []
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{tag}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        now = time.time()
+        for event_id in decode(Receipt, msg.payload).event_ids:
+            t = sent_at.pop(event_id, None)
+            if t is not None:
+                lags.append(now - t)
+
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    if receipts:
+        client.subscribe([(device_topic(Kind.RECEIPT, w, d), 1) for w, d in devs])
+    health = [(device_topic(Kind.HEALTH, w, d), health_payload(w, d)) for w, d in devs]
+    alerts = [(device_topic(Kind.ALERT, w, d), alert_template(w, d)) for w, d in devs]
+    prefix = uuid.uuid4().hex[:8]
+    time.sleep(0.5)
+    ready.set()
+    go.wait()
+    started = time.time()
+    n = alerts_sent = 0
+    while True:
+        now = time.time()
+        if now - started >= seconds:
+            break
+        if rate is not None and n >= (now - started) * rate:
+            time.sleep(0.001)
+            continue
+        i = n % len(devs)
+        if n % ALERT_EVERY == 0:
+            topic, template = alerts[i]
+            event_id = f"{prefix}-{alerts_sent:021d}"
+            if receipts:
+                sent_at[event_id] = time.time()
+            client.publish(topic, template.replace(EVENT_PLACEHOLDER.encode(), event_id.encode()), qos=1)
+            alerts_sent += 1
+        else:
+            topic, payload = health[i]
+            client.publish(topic, payload, qos=0)
+        n += 1
+    elapsed = time.time() - started
+    deadline = time.time() + 30
+    while sent_at and time.time() < deadline:
+        time.sleep(0.1)
+    client.loop_stop()
+    client.disconnect()
+    out.put(
+        {"published": n, "alerts": alerts_sent, "seconds": elapsed, "lags": lags, "unreceipted": len(sent_at)}
+    )
+
+
+# --- broker reference: a paho subscriber that only counts -----------------------------------------
+
+
+def counter(port: int, out: Any, ready: Any, idle_s: float) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def on_message(_c: Any, _u: Any, _m: Any) -> None:
+        now = time.time()
+        if state["n"] == 0:
+            state["first"] = now
+        state["n"] += 1
+        state["last"] = now
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-count-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: ready.set()
+    client.connect("127.0.0.1", port)
+    client.subscribe("matthan/v1/#", qos=1)
+    client.loop_start()
+    while state["n"] == 0 or time.time() - state["last"] < idle_s:
+        time.sleep(0.1)
+    client.loop_stop()
+    out.put({"received": state["n"], "seconds": max(1e-9, state["last"] - state["first"])})
+
+
+# --- processes we start and measure ----------------------------------------------------------------
+
+
+class Broker:
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        conf = work / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\nmax_inflight_messages 0\nsys_interval 1\nlog_type error\n"
+        )
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(self.port)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def postgres_cpu() -> float:
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] and p.info["name"].startswith("postgres"):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += cpu(p)
+    return total
+
+
+def metric(metrics_port: int, prefix: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def committed(metrics_port: int) -> float:
+    return metric(metrics_port, "matthan_ingest_messages_total{")
+
+
+def run_publishers(
+    port: int, devs: list[tuple[str, str]], seconds: float, rate: float | None, receipts: bool = True
+) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    go = ctx.Event()
+    readies = []
+    procs = []
+    for k in range(PUBLISHERS):
+        ready = ctx.Event()
+        share = devs[k::PUBLISHERS]
+        per_rate = rate / PUBLISHERS if rate else None
+        p = ctx.Process(
+            target=publisher, args=(port, share, seconds, per_rate, out, ready, go, str(k), receipts)
+        )
+        p.start()
+        procs.append(p)
+        readies.append(ready)
+    for r in readies:
+        r.wait(60)
+    go.set()
+    results = [out.get(timeout=seconds + 90) for _ in procs]
+    for p in procs:
+        p.join(10)
+    return results
+
+
+def broker_reference(work: Path, devs: list[tuple[str, str]], seconds: float) -> dict[str, float]:
+    broker = Broker(work)
+    try:
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        ready = ctx.Event()
+        sub = ctx.Process(target=counter, args=(broker.port, out, ready, 2.0))
+        sub.start()
+        ready.wait(30)
+        pubs = run_publishers(broker.port, devs, seconds, None, receipts=False)
+        got = out.get(timeout=120)
+        sub.join(10)
+    finally:
+        broker.stop()
+    published = sum(p["published"] for p in pubs)
+    return {"published": published, "received": got["received"], "rate": got["received"] / got["seconds"]}
+
+
+def ingest_run(
+    work: Path, db_url: str, devs: list[tuple[str, str]], seconds: float, paced_s: float
+) -> dict[str, Any]:
+    broker = Broker(work)
+    metrics_port = free_port()
+    env = {**os.environ, "MATTHAN_LOG": "WARNING"}
+    ingest = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "matthan",
+            "cloud",
+            "ingest",
+            "--db",
+            db_url,
+            "--broker",
+            f"mqtt://127.0.0.1:{broker.port}",
+            "--clips",
+            str(work / "clips"),
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(metrics_port, 60)
+        time.sleep(1.0)
+        ps = psutil.Process(ingest.pid)
+        c0, pg0, b0, n0 = cpu(ps), postgres_cpu(), cpu(broker.ps), committed(metrics_port)
+        samples: list[tuple[float, float]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append((time.time(), committed(metrics_port)))
+                done.wait(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        pubs = run_publishers(broker.port, devs, seconds, None)
+        # Let the ingest finish what the broker delivered: until the count stands still for 2 s.
+        while len(samples) < 12 or samples[-1][1] != samples[-11][1]:
+            time.sleep(0.2)
+        done.set()
+        sampler.join()
+        c1, pg1, b1 = cpu(ps), postgres_cpu(), cpu(broker.ps)
+        moving = any(n > n0 for _, n in samples)
+        first = next(i for i, (_, n) in enumerate(samples) if n > n0) - 1 if moving else 0
+        last = (
+            next(i for i in range(len(samples) - 1, -1, -1) if samples[i][1] != samples[-1][1]) + 1
+            if moving
+            else 0
+        )
+        (t_a, n_a), (t_b, n_b) = samples[max(first, 0)], samples[last]
+        stored = samples[-1][1] - n0
+        published = sum(p["published"] for p in pubs)
+        rate = (n_b - n_a) / (t_b - t_a) if t_b > t_a else 0.0
+        # Paced: half the measured capacity, for the lag.
+        paced = run_publishers(broker.port, devs, paced_s, max(100.0, rate * 0.5))
+        lags = sorted(x for p in paced for x in p["lags"])
+        return {
+            "devices": len(devs),
+            "published": published,
+            "stored": stored,
+            "rate": rate,
+            "ingest_cpu_per_k": (c1 - c0) / (stored / 1000) if stored else float("nan"),
+            "pg_cpu_per_k": (pg1 - pg0) / (stored / 1000) if stored else float("nan"),
+            "broker_cpu_per_k": (b1 - b0) / (stored / 1000) if stored else float("nan"),
+            "paced_rate": max(100.0, rate * 0.5),
+            "lag_p50": statistics.median(lags) if lags else float("nan"),
+            "lag_p99": lags[int(len(lags) * 0.99) - 1] if len(lags) >= 100 else float("nan"),
+            "alerts_unreceipted": sum(p["unreceipted"] for p in pubs + paced),
+            "dropped": metric(metrics_port, "matthan_ingest_dropped_total"),
+        }
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        try:
+            ingest.wait(20)
+        except subprocess.TimeoutExpired:
+            ingest.kill()
+        broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=12.0, help="flat-out publishing per scale")
+    parser.add_argument("--paced-seconds", type=float, default=8.0, help="paced publishing for the lag")
+    parser.add_argument("--scales", default="1,20", help="multiples of the 128-device district")
+    args = parser.parse_args(argv)
+    import psycopg
+
+    name = f"matthan_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        print(f"bench.ingest: PostgreSQL on 127.0.0.1:5432 is needed: {exc}", file=sys.stderr)
+        return 1
+    db_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    rows: list[dict[str, Any]] = []
+    refs: list[dict[str, float]] = []
+    work = Path(tempfile.mkdtemp(prefix="matthan-bench-ingest-"))
+    try:
+        scales = [int(s) for s in args.scales.split(",")]
+        # The broker reference runs before and after the ingest runs: other work on a shared
+        # machine moves both figures, and the ratio uses the better of the two references.
+        print(f"broker reference ({128 * scales[0]} devices)…", file=sys.stderr, flush=True)
+        refs.append(broker_reference(work, devices(128 * scales[0]), args.seconds))
+        for scale in scales:
+            print(f"ingest, {128 * scale} devices…", file=sys.stderr, flush=True)
+            rows.append(ingest_run(work, db_url, devices(128 * scale), args.seconds, args.paced_seconds))
+        print("broker reference again…", file=sys.stderr, flush=True)
+        refs.append(broker_reference(work, devices(128 * scales[0]), args.seconds))
+        ref = max(refs, key=lambda r: r["rate"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    print("## ingest: MQTT → PostgreSQL")
+    print()
+    print(
+        f"Devices publish flat out for {args.seconds:.0f} s (4 health QoS 0 : 1 alert QoS 1) through "
+        "Mosquitto into one `matthan cloud ingest` process on PostgreSQL; lag is alert publish → "
+        f"commit → receipt at the device, paced at half the capacity for {args.paced_seconds:.0f} s. "
+        "Broker reference: the same mix into a paho subscriber that only counts, in the same run."
+    )
+    print()
+    print(
+        "| devices (cameras) | published | stored | msgs/s sustained | lag p50 / p99 (at msgs/s) "
+        "| CPU s per 1k msgs: ingest / PostgreSQL / broker | broker loopback msgs/s | ratio |"
+    )
+    print("| --- | ---: | ---: | ---: | --- | --- | ---: | ---: |")
+    for r in rows:
+        cams = round(r["devices"] * CAMERAS_PER_DEVICE)
+        print(
+            f"| {r['devices']:,} ({cams:,}) | {r['published']:,} | {r['stored']:,.0f} | {r['rate']:,.0f} "
+            f"| {r['lag_p50'] * 1000:.0f} ms / {r['lag_p99'] * 1000:.0f} ms (at {r['paced_rate']:,.0f}) "
+            f"| {r['ingest_cpu_per_k']:.3f} / {r['pg_cpu_per_k']:.3f} / {r['broker_cpu_per_k']:.3f} "
+            f"| {ref['rate']:,.0f} | {r['rate'] / ref['rate']:.2f} |"
+        )
+    print()
+    goal = all(r["rate"] >= 20000 or r["rate"] >= 0.5 * ref["rate"] for r in rows)
+    print(
+        f"Goal (≥ 20,000 msg/s or ≥ 0.5 × the broker's rate): {'met' if goal else 'NOT met'}. "
+        f"Broker reference before / after: {refs[0]['rate']:,.0f} / {refs[1]['rate']:,.0f} msg/s "
+        f"({refs[0]['received']:,} of {refs[0]['published']:,} and {refs[1]['received']:,} of "
+        f"{refs[1]['published']:,} received). "
+        f"Alerts never receipted: {sum(r['alerts_unreceipted'] for r in rows)}; "
+        f"dropped at a full ingest queue: {sum(r['dropped'] for r in rows):,.0f}."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
