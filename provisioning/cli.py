@@ -60,6 +60,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
     r = psub.add_parser("renew", help="new key and certificate for an enrolled device")
     r.add_argument("--config", type=Path, required=True)
+    r.add_argument(
+        "--if-due",
+        action="store_true",
+        help="only when the certificate expires within 30 days (for a daily timer)",
+    )
     r.set_defaults(handler=_renew)
 
     c = psub.add_parser("check", help="the commissioning checklist")
@@ -181,8 +186,13 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _renew(args: argparse.Namespace) -> int:
-    from provisioning.enroll import renew
+    from provisioning.enroll import due_for_renewal, renew
 
+    if args.if_due:
+        left = due_for_renewal(args.config)
+        if left is not None:
+            print(f"not due: the certificate is valid for {left.days} more days")
+            return 0
     cert = renew(args.config)
     print(
         f"renewed: valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC (serial {cert.serial_number:x})"

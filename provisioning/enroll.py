@@ -13,6 +13,7 @@ only then writes everything under the config folder:
 A refused token changes nothing on disk.
 """
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,17 @@ def renew(config_path: Path, verify: str | bool = True) -> x509.Certificate:
     write_file(Path(config.broker.key), pki.key_pem(key), mode=0o600)
     write_file(Path(config.broker.cert), pki.cert_pem(cert), mode=0o644)
     return cert
+
+
+def due_for_renewal(config_path: Path) -> timedelta | None:
+    """None when the certificate should be renewed now, else how long it is still valid."""
+    from device.config_file import load_config
+
+    config = load_config(config_path)
+    if config.broker.cert is None:
+        raise ProvisionError(f"{config_path}: no broker certificate configured (enroll first)")
+    left = pki.load_cert(Path(config.broker.cert)).not_valid_after_utc - datetime.now(UTC)
+    return None if left < timedelta(days=pki.RENEW_BEFORE_DAYS) else left
 
 
 def _post(url: str, body: dict[str, Any], verify: str | bool, headers: dict[str, str] | None = None) -> Any:

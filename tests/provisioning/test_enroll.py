@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import update
 
 from cloud.models import ClaimToken, Device
@@ -184,9 +185,20 @@ def test_renew_issues_a_new_certificate_that_the_broker_accepts(site: Site, tmp_
     dest = tmp_path / "dev"
     assert enroll(cloud, token, "q1-rex-01", dest, "--camera", "rtsp://10.1.2.3/s") == 0
     before = pki.load_cert(dest / "device.pem")
+    # A daily timer runs it with --if-due: nothing happens while the certificate is young.
+    assert main(["provision", "renew", "--config", str(dest / "device.yaml"), "--if-due"]) == 0
+    assert pki.load_cert(dest / "device.pem").serial_number == before.serial_number
     assert main(["provision", "renew", "--config", str(dest / "device.yaml")]) == 0
     after = pki.load_cert(dest / "device.pem")
     assert after.serial_number != before.serial_number
+    # Ten days left: --if-due renews.
+    key = serialization.load_pem_private_key((dest / "device.key").read_bytes(), None)
+    short = pki.Authority(broker.ca_dir).sign_csr(pki.make_csr(key, "q1-rex-01"), "q1-rex-01", days=10)  # type: ignore[arg-type]
+    (dest / "device.pem").write_bytes(pki.cert_pem(short))
+    assert main(["provision", "renew", "--config", str(dest / "device.yaml"), "--if-due"]) == 0
+    after = pki.load_cert(dest / "device.pem")
+    assert after.serial_number != short.serial_number
+    assert after.not_valid_after_utc - utc_now() > timedelta(days=pki.DEVICE_DAYS - 1)
     assert (dest / "device.key").stat().st_mode & 0o777 == 0o600
     connect(broker, Identity("q1-rex-01", dest / "device.key", dest / "device.pem")).close()
 
