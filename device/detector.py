@@ -68,22 +68,28 @@ def read_labels(path: Path) -> dict[int, str]:
     return labels
 
 
-def _postprocess_options(model_bytes: bytes) -> dict[str, Any] | None:
-    """The custom options of the model's TFLite_Detection_PostProcess op (num_classes, …)."""
+@dataclass(frozen=True)
+class _PostProcess:
+    options: dict[str, Any]  # num_classes, max_detections, …
+    outputs: tuple[int, ...]  # tensor indices in the op's order: boxes, classes, scores, count
+
+
+def _find_postprocess(model_bytes: bytes) -> _PostProcess | None:
+    """The model's TFLite_Detection_PostProcess op, read from the flatbuffer: its options and its
+    output tensors in the op's own order (output names differ between exporters)."""
     from ai_edge_litert import schema_py_generated as schema  # type: ignore[import-untyped]
     from flatbuffers import flexbuffers  # type: ignore[import-untyped]
 
     model = schema.Model.GetRootAsModel(model_bytes, 0)
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            if model.OperatorCodes(op.OpcodeIndex()).CustomCode() == _POSTPROCESS:
-                raw = op.CustomOptionsAsNumpy()
-                if isinstance(raw, int):  # no options stored
-                    return {}
-                opts = flexbuffers.Loads(raw.tobytes())
-                return dict(opts) if isinstance(opts, dict) else {}
+    graph = model.Subgraphs(0)
+    for o in range(graph.OperatorsLength()):
+        op = graph.Operators(o)
+        if model.OperatorCodes(op.OpcodeIndex()).CustomCode() != _POSTPROCESS:
+            continue
+        raw = op.CustomOptionsAsNumpy()
+        opts = {} if isinstance(raw, int) else flexbuffers.Loads(raw.tobytes())  # int: no options
+        outputs = tuple(int(i) for i in op.OutputsAsNumpy())
+        return _PostProcess(dict(opts) if isinstance(opts, dict) else {}, outputs)
     return None
 
 
@@ -115,16 +121,16 @@ class Detector:
         if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
             raise ModelError(f"model {path}: not a TFLite model (no TFL3 identifier)")
         try:
-            options = _postprocess_options(model_bytes)
+            post = _find_postprocess(model_bytes)
         except Exception:  # a corrupt flatbuffer raises anything from struct to IndexError
             raise ModelError(f"model {path}: corrupt TFLite flatbuffer") from None
-        if options is None:
+        if post is None:
             raise ModelError(
                 f"model {path}: not a detection model (no TFLite_Detection_PostProcess op); "
                 "an SSD-style detector is needed"
             )
         self.labels = read_labels(Path(model.labels))
-        num_classes = options.get("num_classes")
+        num_classes = post.options.get("num_classes")
         if isinstance(num_classes, int) and len(self.labels) != num_classes:
             raise ModelError(
                 f"label file {model.labels} has {len(self.labels)} classes but model {path.name} has "
@@ -160,7 +166,7 @@ class Detector:
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"model {path}: LiteRT cannot load it ({str(exc).splitlines()[0]})") from None
 
-        self._find_tensors(path)
+        self._find_tensors(path, post.outputs)
         self.set_scores(detect or DetectConfig())
 
     def set_scores(self, detect: DetectConfig) -> None:
@@ -169,7 +175,7 @@ class Detector:
         # The first cut: the lowest score any label asks for.
         self.threshold = min([self._floor, *self._min_scores.values()])
 
-    def _find_tensors(self, path: Path) -> None:
+    def _find_tensors(self, path: Path, post_outputs: tuple[int, ...]) -> None:
         inputs = self._it.get_input_details()
         outputs = self._it.get_output_details()
         images = [d for d in inputs if len(d["shape"]) == 4 and d["shape"][-1] == 3]
@@ -177,19 +183,16 @@ class Detector:
             raise ModelError(f"model {path}: expected one image input [1,H,W,3], found {len(images)}")
         self._image = images[0]
         self.input_size = (int(self._image["shape"][2]), int(self._image["shape"][1]))  # w, h
-        # The four postprocess outputs, in the order the op defines them.
-        post = sorted(
-            (d for d in outputs if d["name"].startswith("TFLite_Detection_PostProcess")),
-            key=lambda d: d["name"],
-        )
-        if len(post) != 4:
+        by_index = {d["index"]: d for d in outputs}
+        post = [by_index[i] for i in post_outputs if i in by_index]
+        if len(post) != 4 or len(post_outputs) != 4:
             raise ModelError(f"model {path}: expected 4 detection outputs (boxes, classes, scores, count)")
         self._boxes, self._classes, self._scores, self._count = (d["index"] for d in post)
         self.max_detections = int(post[0]["shape"][1])
         # State inputs of recurrent models, each paired with the output of the same shape and
         # name tail (raw_inputs/init_lstm_c ← raw_outputs/lstm_c).
         self._states: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        rest = [d for d in outputs if d not in post]
+        rest = [d for d in outputs if d["index"] not in post_outputs]
         for d in inputs:
             if d is self._image:
                 continue
@@ -199,7 +202,7 @@ class Detector:
             if not match:
                 raise ModelError(f"model {path}: input {d['name']} has no matching state output")
             self._states.append((d, match[0]))
-            rest.remove(match[0])
+            rest = [o for o in rest if o["index"] != match[0]["index"]]
         self.reset_state()
 
     @property
