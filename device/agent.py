@@ -76,7 +76,11 @@ class Agent:
         self.device = config.device
         self.model = model_of(config)
         self.clip_sink = clip_sink
-        self.outbox = Outbox(self.storage / "outbox.db", config.outbox)
+        # The outbox may hold at most a quarter of the storage budget; recordings and clips (the
+        # retention part) have the rest.
+        self.outbox = Outbox(
+            self.storage / "outbox.db", config.outbox, max_bytes=config.storage.budget_mb * 2**20 // 4
+        )
         ward, dev = self.device.ward, self.device.id
         self._topics = {
             k: device_topic(k, ward, dev)

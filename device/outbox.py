@@ -84,9 +84,15 @@ class OutboxStats:
 
 
 class Outbox:
-    def __init__(self, path: Path | str, limits: OutboxConfig | None = None) -> None:
+    def __init__(
+        self, path: Path | str, limits: OutboxConfig | None = None, max_bytes: int | None = None
+    ) -> None:
+        """`max_bytes` bounds the payload bytes held (snapshots are tens of KB each; a device's
+        disk is small); past it, like past max_messages, the oldest snapshots go first, then the
+        oldest of the rest, every one counted."""
         self.path = Path(path)
         self.limits = limits or OutboxConfig()
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +106,13 @@ class Outbox:
             raise DeviceError(f"outbox {self.path}: cannot open ({exc})") from None
         self._seq_next = self._meta("seq_reserved")
         self._seq_reserved = self._seq_next
-        self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        self._depth = 0
+        self._bytes = 0
+        self._recount()
+
+    def _recount(self) -> None:
+        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()
+        self._depth, self._bytes = int(row[0]), int(row[1])
 
     # ---- the seq counter -------------------------------------------------------------------------
 
@@ -118,13 +130,13 @@ class Outbox:
 
     def put(self, messages: Sequence[NewMessage]) -> list[int]:
         """Commit messages (one transaction) and return their ids; a (event_id, kind) already held is
-        kept as it is. Past max_messages the oldest are dropped and counted."""
+        kept as it is. Past the bounds the oldest are dropped (snapshots first) and counted."""
         now = time.time()
         ids: list[int] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                dropped = self._make_room(len(messages))
+                dropped = self._make_room(len(messages), sum(len(m.payload) for m in messages))
                 new_alerts = 0
                 for m in messages:
                     cur = self._db.execute(
@@ -135,33 +147,60 @@ class Outbox:
                     if cur.rowcount:
                         ids.append(int(cur.lastrowid or 0))
                         self._depth += 1
+                        self._bytes += len(m.payload)
                         new_alerts += m.kind is MessageKind.ALERT
                 self._bump({"alerts_total": new_alerts, "dropped_total": dropped})
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
-                self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+                self._recount()
                 raise
         return ids
 
-    def _make_room(self, incoming: int) -> int:
-        over = self._depth + incoming - self.limits.max_messages
-        if over <= 0:
-            return 0
-        cur = self._db.execute(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?) "
-            "RETURNING event_id, kind",
-            (over,),
-        )
-        gone = cur.fetchall()
+    def _make_room(self, incoming: int, incoming_bytes: int) -> int:
+        """Inside put's transaction: drop what must go for the new messages to fit."""
+        dropped: list[tuple[str, str, int]] = []
+        while True:
+            over_n = self._depth + incoming - self.limits.max_messages
+            over_b = self._bytes + incoming_bytes - self.max_bytes if self.max_bytes is not None else 0
+            if (over_n <= 0 and over_b <= 0) or self._depth == 0:
+                break
+            # Snapshots first: they are the bulk of the bytes and an alert without its picture
+            # still sends an officer; then the oldest of the rest.
+            victims: list[int] = []
+            freed = 0
+            for vid, size in self._db.execute(
+                "SELECT id, LENGTH(payload) FROM messages ORDER BY kind = 'snapshot' DESC, id LIMIT ?",
+                (max(over_n, 0) + 1000,),
+            ):
+                if len(victims) >= over_n and freed >= over_b:
+                    break
+                victims.append(int(vid))
+                freed += int(size)
+            for chunk in _chunks(victims, 500):
+                marks = ",".join("?" * len(chunk))
+                gone = self._db.execute(
+                    f"DELETE FROM messages WHERE id IN ({marks}) RETURNING event_id, kind, LENGTH(payload)",
+                    chunk,
+                ).fetchall()
+                self._forget(gone)
+                dropped.extend(gone)
+        if dropped:
+            log.warning(
+                "outbox full (max_messages=%d max_bytes=%s): dropped %d unreceipted message(s) "
+                "(%d snapshots), first event=%s kind=%s",
+                self.limits.max_messages,
+                self.max_bytes,
+                len(dropped),
+                sum(1 for d in dropped if d[1] == MessageKind.SNAPSHOT.value),
+                dropped[0][0],
+                dropped[0][1],
+            )
+        return len(dropped)
+
+    def _forget(self, gone: list[tuple[str, str, int]]) -> None:
         self._depth -= len(gone)
-        log.warning(
-            "outbox full (max_messages=%d): dropped %d oldest unreceipted message(s), first event=%s",
-            self.limits.max_messages,
-            len(gone),
-            gone[0][0] if gone else "-",
-        )
-        return len(gone)
+        self._bytes -= sum(int(g[2]) for g in gone)
 
     def prune(self, now: float | None = None) -> int:
         """Drop messages older than max_age_h; counted, and logged with the oldest event id."""
@@ -169,9 +208,9 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             gone = self._db.execute(
-                "DELETE FROM messages WHERE created < ? RETURNING event_id, kind", (cutoff,)
+                "DELETE FROM messages WHERE created < ? RETURNING event_id, kind, LENGTH(payload)", (cutoff,)
             ).fetchall()
-            self._depth -= len(gone)
+            self._forget(gone)
             self._bump({"dropped_total": len(gone)})
             self._db.execute("COMMIT")
         if gone:
@@ -199,10 +238,12 @@ class Outbox:
                 for chunk in _chunks(event_ids, 500):
                     marks = ",".join("?" * len(chunk))
                     rows = self._db.execute(
-                        f"DELETE FROM messages WHERE kind = ? AND event_id IN ({marks}) RETURNING id",
+                        f"DELETE FROM messages WHERE kind = ? AND event_id IN ({marks}) "
+                        "RETURNING id, LENGTH(payload)",
                         (kind.value, *chunk),
                     ).fetchall()
                     gone.extend(int(r[0]) for r in rows)
+                    self._bytes -= sum(int(r[1]) for r in rows)
                 counts[kind] = len(gone)
                 ids.extend(gone)
             self._depth -= len(ids)
@@ -242,6 +283,10 @@ class Outbox:
     def depth(self) -> int:
         with self._lock:
             return self._depth
+
+    def bytes_held(self) -> int:
+        with self._lock:
+            return self._bytes
 
     def stats(self) -> OutboxStats:
         with self._lock:

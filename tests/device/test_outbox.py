@@ -114,3 +114,39 @@ def test_depth_is_right_after_reopen(tmp_path: Path) -> None:
     ob.ack(Receipt(event_ids=["e0"], at=utc_now()))
     ob.close()
     assert Outbox(tmp_path / "o.db").depth() == 9
+
+
+def test_bounded_by_bytes_snapshots_go_first(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", max_bytes=10_000)
+    for i in range(3):
+        ob.put(
+            [
+                NewMessage(f"e{i}", MessageKind.ALERT, "t/alert", b"a" * 100),
+                NewMessage(f"e{i}", MessageKind.SNAPSHOT, f"t/snap/e{i}", b"j" * 3000),
+            ]
+        )
+    assert ob.bytes_held() == 9300
+    ob.put([NewMessage("e3", MessageKind.ALERT, "t/alert", b"a" * 100)])  # 9,400: fits
+    ob.put([NewMessage("e3", MessageKind.SNAPSHOT, "t/snap/e3", b"j" * 3000)])  # 12,400: must shed 2,400
+    held = [(m.event_id, m.kind.value) for m in ob.after(0, 100)]
+    # The oldest snapshot went; every alert stayed.
+    assert ("e0", "snapshot") not in held
+    assert [e for e, k in held if k == "alert"] == ["e0", "e1", "e2", "e3"]
+    assert ob.bytes_held() <= 10_000 and ob.stats().dropped_total == 1
+    ob.ack(Receipt(event_ids=["e1"], snapshots=["e1"], at=utc_now()))
+    assert ob.bytes_held() == sum(len(m.payload) for m in ob.after(0, 100))
+    held_bytes = ob.bytes_held()
+    ob.close()
+    assert Outbox(tmp_path / "o.db").bytes_held() == held_bytes
+
+
+def test_a_lowered_bound_drops_many_at_once(tmp_path: Path) -> None:
+    """A technician lowers max_messages on a device that held 40,000 (more than SQLite's bind limit)."""
+    ob = Outbox(tmp_path / "o.db")
+    ob.put([_msg(f"e{i:05d}") for i in range(40_000)])
+    ob.close()
+    small = Outbox(tmp_path / "o.db", OutboxConfig(max_messages=100))
+    small.put([_msg("new")])
+    held = [m.event_id for m in small.after(0, 1000)]
+    assert len(held) == 100 and held[0] == "e39901" and held[-1] == "new"
+    assert small.stats().dropped_total == 39_901
