@@ -27,7 +27,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     listen.add_argument("--password")
     listen.add_argument("--client-id", help="MQTT client id (default ward-WARD-HOST); one per station")
     listen.add_argument("--snapshots", type=Path, help="save each alert's snapshot here as EVENT_ID.jpg")
-    listen.add_argument("--json", action="store_true", help="one JSON alert per line instead of text")
+    listen.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line instead of text: each Alert payload, and AlertState changes",
+    )
     listen.set_defaults(handler=_listen)
 
 
