@@ -1,14 +1,26 @@
 """`matthan demo`: a whole site on this machine."""
 
 import argparse
-
-from matthan.errors import NotBuiltError
+from pathlib import Path
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("demo", help="a whole site on this machine: broker, cloud, a device on a sample clip")
+    p = sub.add_parser(
+        "demo",
+        help="a whole site on this machine: broker, cloud, devices on sample clips, ward station, console",
+        description="Starts a TLS broker, the cloud service (SQLite), device agents enrolled by claim token "
+        "on the sample clips, and a ward station subscriber; prints the console URL and login. "
+        "Ctrl-C stops everything.",
+    )
+    p.add_argument("--workdir", type=Path, default=Path(".matthan-demo"), help="state folder (recreated)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--cloud-port", type=int, default=8000, help="console/API port (a free one if taken)")
+    p.add_argument("--broker-port", type=int, default=8883, help="MQTT TLS port (a free one if taken)")
+    p.add_argument("--devices", type=int, default=2, choices=[1, 2], help="how many device agents")
     p.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    raise NotBuiltError("demo: not built yet (issue #9)")
+    from matthan.demo import run_demo
+
+    return run_demo(args.workdir.resolve(), args.duration, args.broker_port, args.cloud_port, args.devices)
