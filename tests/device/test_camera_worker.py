@@ -235,6 +235,7 @@ def test_update_camera_changes_rules_without_a_restart(model_config: ModelConfig
         wait_until(lambda: any(e.alert.rule == "all.intrusion" for e in events), timeout=20, what="intrusion")
         with pytest.raises(DeviceError, match="new source"):
             worker.update_camera(cam.model_copy(update={"source": "/elsewhere.mp4"}))
+        wait_until(lambda: worker.stats().frames_processed >= 20, timeout=20, what="4 s of playback")
         s = worker.stats()
         assert s.stream_up and s.fps_detect > 0 and s.detect_ms is not None and s.expected_fps == 10.0
         # Paced: the file plays at its own rate, 10 fps in, 5 fps to the detector.
