@@ -15,19 +15,23 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 from sqlmodel import Session
 
 from cloud.auth import issue_device_token
 from cloud.db import make_engine, migrate
 from cloud.models import Device
+from device.agent import Agent
 from device.camera_worker import CameraWorker
 from device.clips import ClipSidecar, DeviceMedia, probe_media
 from device.events import DetectedEvent
 from device.recorder import FFMPEG
 from device.uploader import Uploader, UploadQueue
 from matthan.backoff import Backoff
+from matthan_wire import Alert, Health, decode
 from matthan_wire.config import DeviceConfig, DeviceIdentity, ModelConfig
+from tests.support.broker import Mosquitto
 from tests.support.net import free_port, wait_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -501,3 +505,63 @@ def test_the_queue_survives_a_killed_process(tmp_path: Path, long_clip: Path) ->
     assert item is not None and item.state == "pending" and item.sent_offset == 65536
     assert item.sha256 == hashlib.sha256(long_clip.read_bytes()).hexdigest()
     assert uploads.backlog().count == 1
+
+
+def test_the_agent_hands_events_to_device_media_and_reports_the_backlog(
+    cloud: Cloud, broker: Mosquitto, walk_in_walk_out: Path, model_config: ModelConfig, tmp_path: Path
+) -> None:
+    """The real agent (outbox, MQTT link, health) with DeviceMedia as its clip sink and upload view."""
+    token_file = tmp_path / "device.token"
+    token_file.write_text(cloud.token)
+    config = DeviceConfig.model_validate(
+        {
+            "device": {"id": DEVICE.id, "ward": DEVICE.ward},
+            "broker": {"url": broker.url},
+            "cloud": {"url": cloud.url, "token_file": str(token_file)},
+            "storage": {"path": str(tmp_path / "storage")},
+            "health": {"interval_s": 1},
+            "model": model_config.model_dump(),
+            "cameras": [
+                {"id": "cam-1", "source": str(walk_in_walk_out), "detect": {"fps": 5},
+                 "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
+                 "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                            "rules": [{"type": "intrusion", "labels": ["person"]}]}]}
+            ],
+        }
+    )  # fmt: skip
+    got: dict[str, list[bytes]] = {"event": [], "health": []}
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub", protocol=mqtt.MQTTv5)
+    sub.on_message = lambda c, u, msg: got.setdefault(msg.topic.split("/")[4], []).append(msg.payload)
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(f"matthan/v1/{DEVICE.ward}/{DEVICE.id}/#", qos=1)
+    sub.loop_start()
+    media = DeviceMedia(config, model=Path(model_config.path).name)
+    agent = Agent(config, clip_sink=media, uploads=media.upload_view)
+    cloud.kill()  # the cloud is down at first: health must show the backlog, then see it drain
+    media.start()
+    agent.start()
+    try:
+        waiting = wait_until(
+            lambda: [h for h in (decode(Health, p) for p in got["health"]) if h.upload_backlog > 0],
+            timeout=30,
+            what="health reporting a backlog",
+        )
+        assert waiting[-1].upload_backlog_bytes > 0 and waiting[-1].upload_oldest_age_s is not None
+        cloud.start()
+        wait_until(lambda: got["event"], timeout=30, what="an event end on MQTT")
+        assert media.clips.wait_idle(30)
+        wait_until(lambda: media.upload_view().backlog == 0, timeout=60, what="clip uploaded")
+        wait_until(lambda: decode(Health, got["health"][-1]).upload_backlog == 0, timeout=10, what="health")
+    finally:
+        agent.stop()
+        media.stop()
+        sub.loop_stop()
+        sub.disconnect()
+    end = decode(Alert, got["event"][0])
+    assert end.clip is not None and end.clip.name == f"{end.event_id}.mp4"
+    clip = cloud.get(end.event_id, "clip")
+    side = ClipSidecar.model_validate_json(cloud.get(end.event_id, "sidecar"))
+    assert (
+        side.sha256 == hashlib.sha256(clip).hexdigest() and side.model == "ssd_mobilenet_v1_coco_quant.tflite"
+    )
+    assert side.clip_start == end.clip.start and side.clip_end == end.clip.end
