@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -37,7 +38,7 @@ from cloud.api import alerts as alerts_api
 from cloud.api import config as config_api
 from cloud.api import devices as devices_api
 from cloud.api.devices import get_device
-from cloud.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, DbSession, Principal
+from cloud.auth import CSRF_HEADER, SESSION_COOKIE, DbSession, Principal
 from cloud.console import svg, views
 from cloud.models import (
     AlertRow,
@@ -93,11 +94,15 @@ router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 def display_zone() -> tzinfo:
     """The district's clock for pages and per-day counts (MATTHAN_CONSOLE_TZ; Vietnam by default)."""
-    name = os.environ.get("MATTHAN_CONSOLE_TZ", "Asia/Ho_Chi_Minh")
+    return _zone(os.environ.get("MATTHAN_CONSOLE_TZ", "Asia/Ho_Chi_Minh"))
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        log.warning("event=bad_timezone tz=%s fallback=UTC", name)
+        log.warning("event=bad_timezone tz=%s fallback=UTC", name)  # once per name, thanks to the cache
         return ZoneInfo("UTC")
 
 
@@ -130,8 +135,13 @@ def _utc(moment: datetime | None) -> str:
 
 def _static_url(name: str) -> str:
     # The file's content hash in the URL: browsers cache hard and still see a new release at once.
-    digest = hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:10]
-    return f"/console/static/{name}?v={digest}"
+    path = STATIC / name
+    return f"/console/static/{name}?v={_digest(path, path.stat().st_mtime_ns)}"
+
+
+@lru_cache(maxsize=32)
+def _digest(path: Path, _mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
 templates.env.filters.update(ago=_ago, local=_local, day=_day, utc=_utc)
@@ -161,18 +171,26 @@ def _to_login(request: Request) -> HTTPException:
     return HTTPException(303, "log in first", {"Location": f"/console/login?next={quote(target)}"})
 
 
-def viewer(request: Request, session: DbSession) -> Viewer:
-    """The logged-in user of a page; anyone else is sent to the login page."""
+def _session_viewer(request: Request, session: Session) -> Viewer | None:
+    """The user whose signed session cookie came with the request (cloud.auth's cookie), if any."""
     settings: Settings = request.app.state.settings
     cookie = request.cookies.get(SESSION_COOKIE)
     found = auth.read_session_cookie(settings, cookie) if cookie else None
     if found is None:
-        raise _to_login(request)
+        return None
     user_id, csrf = found
     user = session.get(User, user_id)
     if user is None or user.disabled:
-        raise _to_login(request)
+        return None
     return Viewer(auth.Principal("user", user.name, user.role, user.ward, "cookie", user.id), csrf)
+
+
+def viewer(request: Request, session: DbSession) -> Viewer:
+    """The logged-in user of a page; anyone else is sent to the login page."""
+    v = _session_viewer(request, session)
+    if v is None:
+        raise _to_login(request)
+    return v
 
 
 ViewerDep = Annotated[Viewer, Depends(viewer)]
@@ -194,7 +212,6 @@ def _page(request: Request, name: str, v: Viewer | None, status: int = 200, **ct
     context = {
         "user": None,
         "csrf": v.csrf if v else "",
-        "flashes": [],
         "tz_name": getattr(display_zone(), "key", "UTC"),
         **ctx,
     }
@@ -206,17 +223,8 @@ def _page(request: Request, name: str, v: Viewer | None, status: int = 200, **ct
 
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
     titles = {400: "Please check the request", 401: "Please sign in", 403: "Not allowed", 404: "Not found"}
-    v: Viewer | None = None
-    settings: Settings = request.app.state.settings
-    cookie = request.cookies.get(SESSION_COOKIE)
-    found = auth.read_session_cookie(settings, cookie) if cookie else None
-    if found is not None:
-        with Session(request.app.state.engine) as session:
-            user = session.get(User, found[0])
-            if user is not None:
-                v = Viewer(
-                    auth.Principal("user", user.name, user.role, user.ward, "cookie", user.id), found[1]
-                )
+    with Session(request.app.state.engine) as session:
+        v = _session_viewer(request, session)
     if message.strip().lower() == titles.get(status, "").lower():
         message = "There is no such page, or it is not yours to see."
     return _page(
@@ -349,14 +357,13 @@ def logout(v: ViewerDep, session: DbSession, csrf_token: Annotated[str, Form()] 
 # --- fleet ---------------------------------------------------------------------------------------
 
 
-def _device_views(
-    request: Request, session: Session, ward: str | None, device_id: str | None = None
-) -> list[views.DeviceView]:
-    q = select(Device).where(col(Device.revoked_at).is_(None))
+def _device_views(session: Session, ward: str | None, revoked: bool = False) -> list[views.DeviceView]:
+    """The fleet as the table shows it; revoked devices only when asked (their own page)."""
+    q = select(Device)
+    if not revoked:
+        q = q.where(col(Device.revoked_at).is_(None))
     if ward is not None:
         q = q.where(Device.ward == ward)
-    if device_id is not None:
-        q = q.where(Device.id == device_id)
     devices = session.exec(q).all()
     ids = [d.id for d in devices]
     latest = {
@@ -376,7 +383,7 @@ def _fleet_context(
 ) -> dict[str, Any]:
     scoped = _scope(v, ward)
     # The model check compares with the whole visible fleet, not the filtered page.
-    everything = _device_views(request, session, v.principal.ward_scope)
+    everything = _device_views(session, v.principal.ward_scope)
     shown = views.trouble_first(
         d for d in everything if (scoped is None or d.ward == scoped) and views.matches_state(d, state)
     )
@@ -510,7 +517,8 @@ def device_page(
     hours: Annotated[int, Query(ge=1, le=24 * 14)] = HEALTH_HOURS,
 ) -> HTMLResponse:
     device = _device_or_404(session, v, device_id)
-    everything = _device_views(request, session, v.principal.ward_scope)
+    # Judged among the visible fleet: "model in sync" compares with what the others run.
+    everything = _device_views(session, v.principal.ward_scope, revoked=device.revoked_at is not None)
     view = next(d for d in everything if d.id == device.id)
     charts, samples = _charts(session, device, request.app.state.settings, hours)
     recent = session.exec(
@@ -908,4 +916,4 @@ def save_desired_config(
     return int(state.desired_version or 0)
 
 
-__all__ = ["CSRF_COOKIE", "router"]
+__all__ = ["router"]

@@ -60,7 +60,7 @@ class CameraView:
 class DeviceView:
     id: str
     ward: str
-    state: str  # online | offline | never
+    state: str  # online | offline | never | revoked
     last_seen: datetime | None
     commissioned_by: str | None
     commissioned_at: datetime | None
@@ -117,7 +117,10 @@ def device_view(
 ) -> DeviceView:
     """One device as the fleet table shows it; `online` is the cloud's verdict (status + health age)."""
     body: dict[str, Any] = latest.body if latest is not None else {}
-    state = "online" if online else ("never" if device.last_seen is None else "offline")
+    if device.revoked_at is not None:
+        state = "revoked"
+    else:
+        state = "online" if online else ("never" if device.last_seen is None else "offline")
     view = DeviceView(
         id=device.id,
         ward=device.ward,
@@ -169,6 +172,9 @@ def judge(views: Sequence[DeviceView]) -> None:
         v.model_expected = expected
         bad: list[str] = []
         warn: list[str] = []
+        if v.state == "revoked":  # out of service on purpose: nothing to fix
+            v.trouble, v.severity = ["revoked"], 0
+            continue
         if v.state == "offline":
             bad.append("device offline")
         elif v.state == "never":

@@ -257,3 +257,16 @@ def test_the_sync_state_says_pending_applied_or_rejected_with_the_reason(app: Te
     assert 'data-sync="rejected"' in text and "camera rex: unknown source" in text and "running v2" in text
     fleet = app.get("/console/fleet/part?state=trouble").text
     assert "config v3 rejected" in fleet
+
+
+def test_a_revoked_device_leaves_the_fleet_but_keeps_its_page(app: TestClient) -> None:
+    with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
+        d = s.get(Device, "dev-dk")
+        assert d is not None
+        d.revoked_at = utc_now()  # as revocation leaves it (that needs the CA, not tested here)
+        s.add(d)
+        s.commit()
+    _login(app, "root")
+    assert 'data-device="dev-dk"' not in app.get("/console/fleet/part").text
+    page = app.get("/console/devices/dev-dk")
+    assert page.status_code == 200 and 'data-state="revoked"' in page.text
