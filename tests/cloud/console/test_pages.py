@@ -248,7 +248,7 @@ def test_the_sync_state_says_pending_applied_or_rejected_with_the_reason(app: Te
                 setattr(d, k, val)
             s.add(d)
             s.commit()
-        return app.get("/console/devices/dev-bn/config-state").text
+        return str(app.get("/console/devices/dev-bn/config-state").text)
 
     assert 'data-sync="none"' in state()
     assert 'data-sync="pending"' in state(desired_version=2, reported_version=1, reported_status="applied")
