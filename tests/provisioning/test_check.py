@@ -135,3 +135,61 @@ def test_skewed_clock_is_named(enrolled: Enrolled) -> None:
     assert near[0] == "warn" and -7.5 <= offset(near[1]) <= -4.5, near
     good = statuses(config)["clock"]
     assert good[0] == "pass" and abs(offset(good[1])) <= 1.5, good
+
+
+def test_live_stream_camera_reports_the_rate_it_receives(assets_dir: Path) -> None:
+    """A real live stream (ffmpeg serving MPEG-TS over HTTP in real time): the rate is measured
+    after the decoder's buffered burst, so it matches the stream's 10 fps, not the burst."""
+    import subprocess
+    import time
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/live.ts"
+    clip = assets_dir / "video" / "vtest_480x360.mp4"
+    ffmpeg = subprocess.Popen(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(clip),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            "-listen",
+            "1",
+            url,
+        ],  # fmt: skip
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # ffmpeg -listen 1 serves exactly one connection, so wait without connecting.
+        deadline = time.monotonic() + 10
+        while not _listening(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        config = DeviceConfig.model_validate(
+            {
+                "device": {"id": "dev-1", "ward": "w1"},
+                "broker": {"url": "mqtt://127.0.0.1:1"},
+                "cameras": [{"id": "cam-1", "source": url}],
+            }
+        )
+        item = Checklist(config).camera("cam-1", url)
+    finally:
+        ffmpeg.kill()
+        ffmpeg.wait(5)
+    assert item.status == "pass", item
+    received = float(item.detail.split("received ")[1].split(" fps")[0])
+    assert item.detail.startswith("480x360, 10.0 fps") and 8.0 <= received <= 12.0, item.detail
+
+
+def _listening(port: int) -> bool:
+    """True when something listens on the port (read from /proc, no probe connection)."""
+    table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(
+        f":{port:04X}" == cols[1][-5:] and cols[3] == "0A" for cols in (line.split() for line in table)
+    )
