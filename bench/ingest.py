@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from matthan_wire import CameraHealth, Health, Kind, Receipt, decode, encode, utc_now
 from matthan_wire.topics import device_topic
@@ -264,7 +264,7 @@ class Broker:
 
 def cpu(proc: psutil.Process) -> float:
     t = proc.cpu_times()
-    return t.user + t.system
+    return float(t.user + t.system)
 
 
 def postgres_cpu() -> float:
@@ -273,7 +273,7 @@ def postgres_cpu() -> float:
         if p.info["name"] and p.info["name"].startswith("postgres"):
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 total += cpu(p)
-    return total
+    return float(total)
 
 
 def metric(metrics_port: int, prefix: str) -> float:

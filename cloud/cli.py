@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 from cloud.errors import CloudError
 from cloud.settings import Settings
@@ -50,7 +51,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
 
 
-def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_env(
         db_url=args.db, broker_url=args.broker, clips=getattr(args, "clips", None), **extra
     )

@@ -93,8 +93,8 @@ class LocalStore:
 
 class S3Store:
     def __init__(self, url: str, staging: Path, endpoint_url: str | None = None) -> None:
-        import boto3
-        from botocore.config import Config
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         bucket, _, prefix = url[len("s3://") :].partition("/")
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -120,7 +120,7 @@ class S3Store:
         return None
 
     def size(self, key: str) -> int | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))

@@ -25,7 +25,8 @@ class UtcTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise ValueError(f"naive or non-datetime value for a UTC column: {value!r}")
         value = value.astimezone(UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+        aware: datetime = value
+        return aware if dialect.name == "postgresql" else aware.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

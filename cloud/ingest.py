@@ -523,7 +523,7 @@ class IngestWorker:
     def purge_health(self) -> int:
         cutoff = utc_now() - timedelta(days=self.settings.health_retention_days)
         with Session(self.engine) as s:
-            result = s.exec(delete(HealthSample).where(col(HealthSample.at) < cutoff))  # type: ignore[call-overload]
+            result = s.exec(delete(HealthSample).where(col(HealthSample.at) < cutoff))
             s.commit()
             return int(result.rowcount or 0)
 

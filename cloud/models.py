@@ -199,6 +199,19 @@ def table(model: type[SQLModel]) -> Any:
 
 
 __all__ = [
-    "ALERT_STATES", "MEDIA_KINDS", "ROLES", "AlertRow", "AuditLog", "Camera", "ClaimToken",
-    "DesiredConfigRow", "Device", "HealthLatest", "HealthSample", "MediaObject", "User", "Ward", "table",
+    "ALERT_STATES",
+    "MEDIA_KINDS",
+    "ROLES",
+    "AlertRow",
+    "AuditLog",
+    "Camera",
+    "ClaimToken",
+    "DesiredConfigRow",
+    "Device",
+    "HealthLatest",
+    "HealthSample",
+    "MediaObject",
+    "User",
+    "Ward",
+    "table",
 ]

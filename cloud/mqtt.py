@@ -156,4 +156,4 @@ class MqttLink:
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if self._on_message is not None:
-            self._on_message(msg.topic, msg.payload, bool(msg.retain))
+            self._on_message(msg.topic, bytes(msg.payload), bool(msg.retain))

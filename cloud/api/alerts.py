@@ -10,7 +10,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, func
+from sqlalchemy import case, func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cloud import audit, lifecycle
@@ -162,14 +163,14 @@ def quality(
     principal: AnyUser, session: DbSession, ward: Id | None = None, days: float = Query(30, gt=0, le=3650)
 ) -> list[QualityRow]:
     ward = scope_ward(principal, ward)
-    fa = func.sum(func.cast(AlertRow.state == "false_alarm", Integer))
+    fa = func.sum(case((col(AlertRow.state) == "false_alarm", 1), else_=0))
     q = (
-        select(AlertRow.device_id, AlertRow.camera_id, AlertRow.rule, func.count(), fa)
+        sa_select(col(AlertRow.device_id), col(AlertRow.camera_id), col(AlertRow.rule), func.count(), fa)
         .where(col(AlertRow.started_at) >= utc_now() - timedelta(days=days))
         .group_by(AlertRow.device_id, AlertRow.camera_id, AlertRow.rule)
     )
     if ward is not None:
-        q = q.where(AlertRow.ward == ward)
+        q = q.where(col(AlertRow.ward) == ward)
     out = [
         QualityRow(
             device_id=d,
@@ -179,7 +180,7 @@ def quality(
             false_alarms=int(f or 0),
             false_alarm_rate=round(int(f or 0) / int(n), 4),
         )
-        for d, c, r, n, f in session.exec(q).all()
+        for d, c, r, n, f in session.execute(q).all()
     ]
     return sorted(out, key=lambda x: (-x.false_alarms, x.device_id, x.camera_id, x.rule))
 

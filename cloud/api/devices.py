@@ -198,7 +198,9 @@ class WardOut(BaseModel):
 @router.get("/wards", summary="Wards with device counts")
 def wards(principal: AnyUser, session: DbSession) -> list[WardOut]:
     own = scope_ward(principal, None)
-    q = select(Device.ward, func.count(), func.sum(func.cast(Device.online, Integer))).group_by(Device.ward)
+    q = select(Device.ward, func.count(), func.sum(func.cast(col(Device.online), Integer))).group_by(
+        Device.ward
+    )
     if own is not None:
         q = q.where(Device.ward == own)
     counts = {w: (int(n), int(on or 0)) for w, n, on in session.exec(q).all()}
