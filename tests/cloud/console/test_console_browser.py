@@ -354,6 +354,13 @@ def test_drawing_a_zone_changes_the_desired_config_and_the_device_applies_it(
     assert "greater than or equal to 2" in page.locator("#save-status").inner_text()
     assert ops.get(f"/api/v1/devices/{REX}/config").json()["desired_version"] == after["desired_version"]
 
+    phone = new_page(PHONE)
+    login(phone, "lan")
+    phone.goto(f"/console/devices/{REX}/cameras/rex-north/zones")
+    phone.wait_for_selector("text=plaza — crowd")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(phone, test_output, "zones-phone")
+
 
 def test_a_ward_officer_sees_only_their_ward(
     site: Site, fleet: dict[str, Any], history: dict[str, int], new_page: Any, test_output: Path
@@ -374,6 +381,10 @@ def test_a_ward_officer_sees_only_their_ward(
         assert resp is not None and resp.status == status, url
     assert "you may only see ward da-kao" in page.inner_text("main")
     shot(page, test_output, "ward-officer-refused")
+    page.goto(f"/console/devices/{DAKAO}")
+    page.wait_for_selector("svg.chart")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, test_output, "device-ward-officer-phone")
     page.goto("/console/alerts")
     cards = page.locator("article.alert-card")
     assert cards.count() == history[DA_KAO]
