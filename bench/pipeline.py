@@ -10,6 +10,7 @@ Measured side by side in one run, on the same clip, with the same warm detector:
 Goals (issue #3): pipeline ≥ 0.9 × raw; the gate saves ≥ 3× on a static scene, losing no event.
 """
 
+import os
 import resource
 import subprocess
 import sys
@@ -54,6 +55,13 @@ LANE_ZONES: dict[str, Any] = {
     "zones": [{"name": "lane", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
                "rules": [{"type": "intrusion", "labels": ["car", "truck", "cell phone"]}]}],
 }  # fmt: skip
+
+
+def asset(name: str) -> Path:
+    """An asset from MATTHAN_ASSETS_DIR, else the checkout's .assets (where the tests fetch them)."""
+    local = Path(__file__).resolve().parent.parent / ".assets"
+    use_local = not os.environ.get("MATTHAN_ASSETS_DIR") and local.is_dir()
+    return assets.path(name, local if use_local else None)
 
 
 def camera(source: Path, places: dict[str, Any], gate: bool) -> CameraConfig:
@@ -124,13 +132,11 @@ def static_clip(source: Path, out_dir: Path) -> Path:
 
 
 def main() -> int:
-    model = ModelConfig(
-        path=str(assets.path(assets.DEFAULT_MODEL)), labels=str(assets.path(assets.DEFAULT_LABELS))
-    )
+    model = ModelConfig(path=str(asset(assets.DEFAULT_MODEL)), labels=str(asset(assets.DEFAULT_LABELS)))
     detector = load_detector(model)
-    video = assets.path("video/vtest_480x360.mp4")
-    obo = assets.path("video/one-by-one-person-detection.mp4")
-    lane = assets.path("video/car-detection.mp4")
+    video = asset("video/vtest_480x360.mp4")
+    obo = asset("video/one-by-one-person-detection.mp4")
+    lane = asset("video/car-detection.mp4")
     for frame, _ in zip(timed_frames(video), range(10), strict=False):
         detector.detect(frame[0].image)  # warm up
 
