@@ -180,6 +180,15 @@ class UploadQueue:
             ).fetchone()
         return _item(row) if row else None
 
+    def has_more_urgent(self, item: MediaItem, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM media WHERE state='pending' AND priority<? AND next_try<=? LIMIT 1",
+                (_PRIORITY[item.kind], now),
+            ).fetchone()
+        return row is not None
+
     def seconds_to_next(self, now: float | None = None) -> float | None:
         now = time.time() if now is None else now
         with self._lock:
@@ -475,6 +484,15 @@ class Uploader:
         restarts = 0
         with item.path.open("rb") as f:
             while not self._stop.is_set():
+                if offset > 0 and self.uploads.has_more_urgent(item):
+                    # A new alert's snapshot must not wait behind a long clip; the clip resumes after.
+                    log.info(
+                        "upload paused event=%s kind=%s offset=%d for a more urgent file",
+                        item.event_id,
+                        item.kind,
+                        offset,
+                    )
+                    return False
                 if offset > item.size:
                     offset = 0  # the server holds more than our file: only a restart from zero can fix that
                 f.seek(offset)

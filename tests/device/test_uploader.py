@@ -178,6 +178,28 @@ def test_resumes_from_the_confirmed_offset_after_the_server_is_killed(
     assert elapsed >= 0.8 * size / 400_000  # the cap held
 
 
+def test_a_new_snapshot_goes_before_the_rest_of_a_long_clip(
+    cloud: Cloud, long_clip: Path, tmp_path: Path
+) -> None:
+    uploads = UploadQueue(tmp_path / "media.db")
+    uploads.add("ev-10", "clip", long_clip)
+    up = uploader(uploads, cloud, chunk_bytes=64 * 1024, max_bytes_per_s=400_000)
+    up.start()
+    try:
+        wait_until(lambda: up.stats.bytes_sent >= 128 * 1024, timeout=10, what="clip under way")
+        snap = tmp_path / "ev-11.jpg"
+        snap.write_bytes(b"\xff\xd8" + os.urandom(20_000) + b"\xff\xd9")
+        uploads.add("ev-11", "snapshot", snap)
+        wait_until(lambda: uploads.get("ev-11", "snapshot").state == "uploaded", timeout=10, what="snapshot")  # type: ignore[union-attr]
+        clip = uploads.get("ev-10", "clip")
+        assert clip is not None and clip.state == "pending"  # overtaken, not finished first
+        wait_until(lambda: uploads.backlog().count == 0, timeout=20, what="clip finished after")
+    finally:
+        up.stop()
+    assert cloud.get("ev-10", "clip") == long_clip.read_bytes()
+    assert up.stats.bytes_sent <= long_clip.stat().st_size + snap.stat().st_size  # nothing sent twice
+
+
 def test_resumes_after_the_device_restarts(cloud: Cloud, long_clip: Path, tmp_path: Path) -> None:
     size = long_clip.stat().st_size
     uploads = UploadQueue(tmp_path / "media.db")
