@@ -198,3 +198,27 @@ def test_wrong_way_survives_an_id_switch() -> None:
     # Someone appearing far away from where a track was lost takes nothing over.
     far = [0.7 - 0.02 * i for i in range(8)] + [None] * 10 + [0.2 - 0.02 * i for i in range(5)]
     assert run(_line("down"), lambda i: [person(0.5, y=far[i])] if i < len(far) and far[i] else [], 40) == []
+
+
+def test_encroachment_needs_standing_still_not_just_being_there() -> None:
+    zone = [{"name": "sidewalk", "polygon": ZONE,
+             "rules": [{"type": "encroachment", "labels": ["person"], "min_duration_s": 10}]}]  # fmt: skip
+
+    def vendor_and_walker(i: int) -> list[Detection]:
+        out = [person(0.3)] if i < 100 else []  # a vendor stands 20 s
+        out.append(person(0.02 + 0.004 * i, y=0.95))  # a walker strolls through the whole time
+        return out
+
+    changes = run(cam(zones=zone), vendor_and_walker, 130)
+    # Still from 0 s (first seen), due at 10 s; gone at 20 s: kept 5 s as a still person, ends 3 s later.
+    assert phases(changes) == [(10.0, "start"), (26.0, "end")]
+    assert changes[0][1].violation.bbox == pytest.approx((0.3, 0.6, 0.35, 0.8))
+
+
+def test_intrusion_with_a_minimum_duration() -> None:
+    zone = [{"name": "gate", "polygon": ZONE,
+             "rules": [{"type": "intrusion", "labels": ["person"], "min_duration_s": 3}]}]  # fmt: skip
+    brief = run(cam(zones=zone), lambda i: [person(0.3)] if i < 12 else [], 40)  # 2.4 s inside
+    assert brief == []
+    longer = run(cam(zones=zone), lambda i: [person(0.3)] if i < 30 else [], 60)  # 6 s inside
+    assert phases(longer) == [(3.4, "start"), (9.0, "end")]
