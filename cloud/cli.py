@@ -49,11 +49,16 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="database URL: sqlite:///FILE (default) or postgresql://user@host/db")
     p.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
+    p.add_argument("--s3-endpoint", help="S3-compatible endpoint for --clips s3://… (MinIO, Ceph, …)")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_env(
-        db_url=args.db, broker_url=args.broker, clips=getattr(args, "clips", None), **extra
+        db_url=args.db,
+        broker_url=args.broker,
+        clips=getattr(args, "clips", None),
+        s3_endpoint_url=args.s3_endpoint,
+        **extra,
     )
 
 

@@ -324,3 +324,31 @@ def test_broker_dropped_counter_is_exposed(make_settings, sqlite_url, broker_fac
             what="$SYS dropped figures",
         )
         assert "$SYS/broker/load/publish/dropped/1min" in cloud.get("/metrics").text
+
+
+def test_health_history_is_kept_for_the_retention_period(make_settings, sqlite_url, broker) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from cloud.models import HealthSample
+    from matthan_wire import utc_now
+
+    with live(make_settings, sqlite_url, broker, health_retention_days=7) as cloud:
+        now = utc_now()
+        with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
+            for age_days in (0, 6.9, 7.1, 30):
+                s.add(
+                    HealthSample(
+                        device_id=DEV,
+                        at=now - timedelta(days=age_days),
+                        cpu_pct=1,
+                        mem_mb=1,
+                        disk_free_mb=1,
+                        outbox_depth=0,
+                        upload_backlog=0,
+                        cameras_up=1,
+                        cameras_total=1,
+                    )
+                )
+            s.commit()
+        assert cloud.app.state.ingest.purge_health() == 2  # type: ignore[attr-defined]
+        assert _count(cloud, HealthSample) == 2
