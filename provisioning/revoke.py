@@ -33,8 +33,8 @@ def revoke_device(session: Session, ca: pki.Authority, device_id: str, by: str) 
         raise ProvisionError(f"no device {device_id!r} in the registry")
     if device.revoked_at is None:
         device.revoked_at = utc_now()
-    # The API refuses it through revoked_at already; dropping the hash means the token matches nothing.
-    device.api_token_hash = None
+    # The token's hash stays: the API then answers "device … is revoked" (403) rather than a vague 401,
+    # which tells the technician at the pole exactly why uploads stopped.
     session.add(device)
     serials = ca.revoke(device_id)
     record(session, by, "device.revoke", device_id, serials=serials)
