@@ -83,8 +83,17 @@ class Cloud:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """One cloud for the tests that leave it running (each uses its own event ids)."""
+    c = Cloud(tmp_path_factory.mktemp("cloud")).start()
+    yield c
+    c.kill()
+
+
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
+def own_cloud(tmp_path: Path) -> Iterator[Cloud]:
+    """A cloud of the test's own, for tests that kill it."""
     workdir = tmp_path / "cloud"
     workdir.mkdir()
     c = Cloud(workdir).start()
@@ -150,8 +159,9 @@ def test_uploads_each_kind_and_the_cloud_holds_identical_bytes(
 
 
 def test_resumes_from_the_confirmed_offset_after_the_server_is_killed(
-    cloud: Cloud, long_clip: Path, tmp_path: Path
+    own_cloud: Cloud, long_clip: Path, tmp_path: Path
 ) -> None:
+    cloud = own_cloud
     size = long_clip.stat().st_size
     uploads = UploadQueue(tmp_path / "media.db")
     uploads.add("ev-2", "clip", long_clip)
@@ -530,9 +540,10 @@ def test_the_queue_survives_a_killed_process(tmp_path: Path, long_clip: Path) ->
 
 
 def test_the_agent_hands_events_to_device_media_and_reports_the_backlog(
-    cloud: Cloud, broker: Mosquitto, walk_in_walk_out: Path, model_config: ModelConfig, tmp_path: Path
+    own_cloud: Cloud, broker: Mosquitto, walk_in_walk_out: Path, model_config: ModelConfig, tmp_path: Path
 ) -> None:
     """The real agent (outbox, MQTT link, health) with DeviceMedia as its clip sink and upload view."""
+    cloud = own_cloud
     token_file = tmp_path / "device.token"
     token_file.write_text(cloud.token)
     config = DeviceConfig.model_validate(
