@@ -10,6 +10,7 @@ Hooks for recording and uploads (device/clips.py, device/uploader.py): `clip_sin
 start and end after it is in the outbox; `uploads` tells health the upload backlog.
 """
 
+import fcntl
 import logging
 import os
 import queue
@@ -142,10 +143,33 @@ class Agent:
         self._stop = threading.Event()
         self._control_thread: threading.Thread | None = None
         self._notify = SdNotify.from_env()
+        self._lock_fd: int | None = None
+
+    def _take_lock(self) -> None:
+        """One agent per storage folder: a second one would share the outbox and, with the same
+        client id, kick the first off the broker over and over (LESSONS.md)."""
+        path = self.storage / "agent.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DeviceError(
+                f"another agent (pid {other}) is running on {self.storage}; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        try:
+            self._take_lock()
+        except DeviceError:
+            self.outbox.close()
+            raise
         log.info(
             "agent starting device=%s ward=%s cameras=%d outbox_depth=%d",
             self.device.id,
@@ -185,6 +209,9 @@ class Agent:
         self.link.stop()
         depth = self.outbox.depth()
         self.outbox.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
         log.info("agent stopped device=%s outbox_depth=%d (kept for the next start)", self.device.id, depth)
 
     def run_until(self, stop: threading.Event) -> None:

@@ -187,6 +187,15 @@ def test_sigterm_stops_cleanly_and_keeps_the_queue(
     agent = AgentProcess(cfg, tmp_path / "agent.log").start()
     try:
         wait_for(lambda: len(agent.generated()) >= 2, 40, "alerts")
+        # A second agent on the same storage (and so the same outbox and client id) is refused.
+        second = subprocess.run(
+            [sys.executable, "-m", "matthan", "device", "run", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"another agent (pid {agent.proc.pid}) is running" in second.stderr  # type: ignore[union-attr]
         assert agent.signal(signal.SIGINT) == 0
     finally:
         if agent.proc and agent.proc.poll() is None:
