@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -306,3 +307,30 @@ def test_a_stream_that_stalls_is_noticed_and_reopened(  # type: ignore[no-untype
         wait_until(lambda: worker.reconnects >= 1 and worker.stats().stream_up, timeout=40, what="reconnect")
     finally:
         worker.stop()
+
+
+def test_a_slow_detect_stage_sees_the_newest_frame_not_a_backlog(  # type: ignore[no-untyped-def]
+    model_config: ModelConfig, http_camera
+) -> None:
+    url, _, _ = http_camera
+    lag: list[float] = []
+
+    def slow(frame, tracks, active) -> None:  # type: ignore[no-untyped-def]
+        # How old the frame is when the detect stage gets to it, then half a second of "work".
+        lag.append((datetime.now(UTC) - frame.ts).total_seconds())
+        time.sleep(0.5)
+
+    worker = CameraWorker(
+        DEVICE, camera(url), model_config, lambda e: None, lambda: 1, paced=True, on_frame=slow
+    )
+    worker.start()
+    try:
+        wait_until(lambda: len(lag) >= 10, timeout=40, what="ten slow frames")
+        s = worker.stats()
+    finally:
+        worker.stop()
+    # The stream delivers 10 fps, the stage takes 2 a second: the rest is dropped and counted,
+    # and what is processed is at most one slow step old, never an ever-growing backlog.
+    assert s.frames_dropped > 0
+    assert max(lag[3:]) < 1.0
+    assert s.frames_in > s.frames_processed + s.frames_dropped
