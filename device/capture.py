@@ -9,6 +9,7 @@ jitter, and counted.
 """
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -58,6 +59,10 @@ class OpenCVSource:
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(READ_TIMEOUT_S * 1000),
         ]
+        if source.startswith(("rtsp://", "rtsps://")):
+            # RTSP over UDP smears frames when packets are lost on a busy link; TCP, as NVRs and
+            # Frigate use. The operator's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         if source.isdigit():
             cap = cv2.VideoCapture(int(source), cv2.CAP_V4L2, params)
         elif source.startswith("/dev/"):
