@@ -399,11 +399,14 @@ class Uploader:
     # -- the loop --------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
+            # Cleared before looking: an add() or stop() from now on wakes the wait below at once.
+            self.uploads.changed.clear()
+            if self._stop.is_set():
+                return
             item = self.uploads.next_due()
             if item is None:
                 wait = self.uploads.seconds_to_next()
-                self.uploads.changed.clear()
                 self.uploads.changed.wait(min(wait, 5.0) if wait is not None else 5.0)
                 continue
             try:
