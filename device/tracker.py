@@ -165,7 +165,8 @@ class Tracker:
         for ti, t in enumerate(self.tracks):
             pred = t.predicted(now)
             w, h = t.box[2] - t.box[0], t.box[3] - t.box[1]
-            reach = max(w, h)
+            # A lost object may have walked on: look further the longer it has been unseen.
+            reach = max(w, h) * (1.0 + (now - t.last_seen).total_seconds())
             for di, d in enumerate(dets):
                 if not _same_object(t.label, d.label):
                     continue
