@@ -120,8 +120,8 @@ class UploadQueue:
             # FULL: a committed entry must survive a power cut, not only a crash.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise UploadError(f"upload queue {self.db_path}: {exc}") from None
+        except (sqlite3.Error, OSError) as exc:
+            raise UploadError(f"cannot open the upload queue {self.db_path}: {exc}") from None
         self._lock = threading.Lock()
         self.changed = threading.Event()
 

@@ -25,6 +25,7 @@ from cloud.models import Device
 from device.agent import Agent
 from device.camera_worker import CameraWorker
 from device.clips import ClipSidecar, DeviceMedia, probe_media
+from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.recorder import FFMPEG
 from device.uploader import Uploader, UploadQueue
@@ -598,3 +599,23 @@ def test_the_agent_hands_events_to_device_media_and_reports_the_backlog(
         side.sha256 == hashlib.sha256(clip).hexdigest() and side.model == "ssd_mobilenet_v1_coco_quant.tflite"
     )
     assert side.clip_start == end.clip.start and side.clip_end == end.clip.end
+
+
+def test_unusable_storage_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the storage folder should be")
+    config = DeviceConfig.model_validate(
+        {"device": {"id": DEVICE.id, "ward": DEVICE.ward}, "broker": {"url": "mqtt://127.0.0.1:1883"},
+         "storage": {"path": str(blocker / "data")},
+         "cameras": [{"id": "cam-1", "source": "rtsp://10.0.0.1/stream"}]}
+    )  # fmt: skip
+    with pytest.raises(DeviceError) as err:
+        DeviceMedia(config)
+    message = str(err.value)
+    assert "upload queue" in message and str(blocker) in message and "\n" not in message
+    with pytest.raises(DeviceError, match="bandwidth cap"):
+        Uploader(UploadQueue(tmp_path / "q.db"), "http://127.0.0.1:1", None, max_bytes_per_s=0)
+    with pytest.raises(DeviceError, match="CA certificate"):
+        Uploader(
+            UploadQueue(tmp_path / "q.db"), "https://127.0.0.1:1", None, ca=str(tmp_path / "missing.pem")
+        )
