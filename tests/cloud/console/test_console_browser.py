@@ -10,6 +10,7 @@ import hashlib
 import random
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -196,10 +197,12 @@ def test_login_then_a_device_goes_offline_when_its_agent_dies(
     assert page.locator("svg.map circle").count() == 4  # every camera with a position is on the map
     shot(page, test_output, "fleet-online")
 
+    killed = time.monotonic()
     fleet["procs"][HUE].kill()  # SIGKILL: no goodbye, the broker publishes the agent's will
     fleet["procs"][HUE].wait(5)
     # No reload: the table refreshes itself and the offline device moves to the top.
     page.wait_for_selector(f"tr.dev[data-device='{HUE}'][data-state='offline']", timeout=15_000)
+    print(f"\nconsole: agent killed -> shown offline in {time.monotonic() - killed:.1f} s (page refresh 5 s)")
     assert page.locator("tr.dev").first.get_attribute("data-device") == HUE
     assert "device offline" in page.locator(f"tr.dev[data-device='{HUE}']").inner_text()
     assert page.locator("[data-testid=n-offline]").inner_text() == "1"
@@ -228,12 +231,14 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
     page.wait_for_selector("#live.on")  # the EventSource is connected
     event_id = "rex-north-20261124-0001"
     started = utc_now() - timedelta(seconds=2)
+    published = time.monotonic()
     _publish(site, [
         (str(Topic(Kind.ALERT, BEN_NGHE, REX)), encode(_alert(event_id, "start", 1, started))),
         (str(Topic(Kind.SNAPSHOT, BEN_NGHE, REX, event_id)), fleet["jpeg"]),
     ])  # fmt: skip
     card = page.locator(f"article[data-event-id='{event_id}']")
     card.wait_for(timeout=10_000)
+    print(f"\nconsole: alert published -> card on screen in {time.monotonic() - published:.2f} s")
     assert "ongoing" in card.inner_text() and "crowd" in card.inner_text()
     card.locator("img.thumb").wait_for()
     wait_for(lambda: card.locator("img.thumb").evaluate("i => i.naturalWidth") > 0, what="thumbnail loaded")
