@@ -9,13 +9,14 @@ The same table keeps the device's monotonic `seq` counter (reserved in blocks so
 reuses a number) and the counters health reports: alerts_total, alerts_acked_total, dropped_total.
 """
 
+import contextlib
 import itertools
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -133,28 +134,21 @@ class Outbox:
         kept as it is. Past the bounds the oldest are dropped (snapshots first) and counted."""
         now = time.time()
         ids: list[int] = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                dropped = self._make_room(len(messages), sum(len(m.payload) for m in messages))
-                new_alerts = 0
-                for m in messages:
-                    cur = self._db.execute(
-                        "INSERT OR IGNORE INTO messages (event_id, kind, topic, payload, created) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (m.event_id, m.kind.value, m.topic, m.payload, now),
-                    )
-                    if cur.rowcount:
-                        ids.append(int(cur.lastrowid or 0))
-                        self._depth += 1
-                        self._bytes += len(m.payload)
-                        new_alerts += m.kind is MessageKind.ALERT
-                self._bump({"alerts_total": new_alerts, "dropped_total": dropped})
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._recount()
-                raise
+        with self._lock, self._transaction(durable=True):
+            dropped = self._make_room(len(messages), sum(len(m.payload) for m in messages))
+            new_alerts = 0
+            for m in messages:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO messages (event_id, kind, topic, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (m.event_id, m.kind.value, m.topic, m.payload, now),
+                )
+                if cur.rowcount:
+                    ids.append(int(cur.lastrowid or 0))
+                    self._depth += 1
+                    self._bytes += len(m.payload)
+                    new_alerts += m.kind is MessageKind.ALERT
+            self._bump({"alerts_total": new_alerts, "dropped_total": dropped})
         return ids
 
     def _make_room(self, incoming: int, incoming_bytes: int) -> int:
@@ -205,14 +199,12 @@ class Outbox:
     def prune(self, now: float | None = None) -> int:
         """Drop messages older than max_age_h; counted, and logged with the oldest event id."""
         cutoff = (now if now is not None else time.time()) - self.limits.max_age_h * 3600
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction(durable=False):
             gone = self._db.execute(
                 "DELETE FROM messages WHERE created < ? RETURNING event_id, kind, LENGTH(payload)", (cutoff,)
             ).fetchall()
             self._forget(gone)
             self._bump({"dropped_total": len(gone)})
-            self._db.execute("COMMIT")
         if gone:
             log.warning(
                 "outbox: dropped %d message(s) older than %.0f h without receipt, e.g. event=%s kind=%s",
@@ -227,8 +219,7 @@ class Outbox:
         """Forget what the cloud has committed. Unknown ids (duplicates, already acked) are no-ops."""
         ids: list[int] = []
         counts: dict[MessageKind, int] = {}
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction(durable=False):
             for kind, event_ids in (
                 (MessageKind.ALERT, receipt.event_ids),
                 (MessageKind.EVENT, receipt.ends),
@@ -248,13 +239,35 @@ class Outbox:
                 ids.extend(gone)
             self._depth -= len(ids)
             self._bump({"alerts_acked_total": counts[MessageKind.ALERT]})
-            self._db.execute("COMMIT")
         return Acked(
             ids=ids,
             alerts=counts[MessageKind.ALERT],
             ends=counts[MessageKind.EVENT],
             snapshots=counts[MessageKind.SNAPSHOT],
         )
+
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool) -> Iterator[None]:
+        """One write transaction (the caller holds the lock); rolled back, counts re-read, on error.
+
+        Only puts wait for the disk (synchronous=FULL: a message is on disk before it is published).
+        Deletions need not: one lost in a power cut only means a message is sent (or dropped) again,
+        and the next put's fsync makes it durable anyway, the WAL being written in order. This keeps
+        an fsync per receipt off the publisher's thread.
+        """
+        if not durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._recount()
+            raise
+        finally:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     # ---- reading ---------------------------------------------------------------------------------
 
