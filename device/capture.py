@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -98,11 +99,13 @@ def _is_file(source: str) -> bool:
 
 def redact(source: str) -> str:
     """A source as it may appear in logs: without the password of an rtsp://user:pass@ URL."""
-    if "://" in source and "@" in source:
-        scheme, rest = source.split("://", 1)
-        cred, host = rest.split("@", 1)
-        return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
-    return source
+    if "://" not in source:
+        return source
+    parts = urlsplit(source)
+    if parts.password is None:
+        return source
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def open_source(source: str) -> VideoSource:

@@ -77,6 +77,8 @@ def test_unreadable_sources_are_clear_errors(tmp_path: Path) -> None:
 def test_passwords_stay_out_of_logs() -> None:
     assert redact("rtsp://admin:s3cret@10.1.2.3/stream1") == "rtsp://admin:***@10.1.2.3/stream1"
     assert redact("/videos/a.mp4") == "/videos/a.mp4"
+    assert redact("http://cam.local/snap@2x/stream") == "http://cam.local/snap@2x/stream"
+    assert redact("rtsp://admin:p@ss@10.1.2.3:554/s") == "rtsp://admin:***@10.1.2.3:554/s"
 
 
 # The Pi camera: the one piece of hardware that cannot exist here, so a stand-in object -----------
