@@ -45,6 +45,7 @@ from matthan_wire import (
     Receipt,
     ReportedConfig,
     Status,
+    Topic,
     WireError,
     decode,
     encode,
@@ -63,6 +64,7 @@ RETAINED_KINDS = (Kind.STATUS, Kind.CONFIG_REPORTED)
 SYS_DROPPED = ("$SYS/broker/load/publish/dropped/#", "$SYS/broker/publish/messages/dropped")
 RECEIPT_CHUNK = 5000
 _LOGGED_SOURCES_MAX = 10_000
+_TOPIC_CACHE_MAX = 200_000
 
 
 @dataclass
@@ -132,6 +134,7 @@ class IngestWorker:
         self._last_sweep = 0.0
         self._last_purge = 0.0
         self._ward_of: dict[str, str] = {}  # device → ward, as the database has it
+        self._topics: dict[str, Topic] = {}
         self.last_commit_lag: list[float] = []  # receive→commit seconds of the last batch (bench)
         self.committed_total = 0
         group = settings.share_group
@@ -204,11 +207,17 @@ class IngestWorker:
         batch = Batch(oldest=min(i.received for i in items))
         now = utc_now()
         for item in items:
-            try:
-                topic = parse_topic(item.topic)
-            except WireError as exc:
-                self._reject("topic", item.topic[:120], str(exc))
-                continue
+            topic = self._topics.get(item.topic)
+            if topic is None:
+                try:
+                    topic = parse_topic(item.topic)
+                except WireError as exc:
+                    self._reject("topic", item.topic[:120], str(exc))
+                    continue
+                # A fleet has a few topics per device; parsing each message again cost more
+                # than the insert. Bounded, so a flood of odd snapshot topics cannot grow it.
+                if len(self._topics) < _TOPIC_CACHE_MAX and topic.kind is not Kind.SNAPSHOT:
+                    self._topics[item.topic] = topic
             source = f"{topic.ward}/{topic.device}" if topic.device else topic.ward
             try:
                 self._accept(batch, topic.kind, topic.ward, topic.device, topic.event_id, item, now)
