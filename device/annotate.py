@@ -48,6 +48,10 @@ def draw_tracks(image: np.ndarray, tracks: Iterable[Track], highlight: set[int])
         colour = RED if t.id in highlight else (GREEN if t.seen_now else GREY)
         p1, p2 = _px(t.box, w, h)
         cv2.rectangle(image, p1, p2, colour, 2)
+        # The trail of its feet: what a line rule sees when it decides a direction.
+        trail = np.array([[int(x * w), int(y * h)] for _, (x, y) in t.path], dtype=np.int32)
+        if len(trail) > 1:
+            cv2.polylines(image, [trail], False, colour, 1)
         text = f"#{t.id} {t.label} {t.median_score:.2f}"
         cv2.putText(
             image,

@@ -1,6 +1,6 @@
 """Drawing: zones, lines, boxes with ids, and the alarmed ones in red."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -20,8 +20,9 @@ CAM = CameraConfig.model_validate({
 
 def _tracks():  # type: ignore[no-untyped-def]
     tr = Tracker()
-    for _ in range(3):
-        tracks = tr.update(T0, [Detection("person", 0.8, (0.4, 0.4, 0.5, 0.7))])
+    for i in range(3):  # walks right along y = 0.7, ending at x1 = 0.4
+        x = 0.3 + 0.05 * i
+        tracks = tr.update(T0 + timedelta(seconds=i), [Detection("person", 0.8, (x, 0.4, x + 0.1, 0.7))])
     return tracks
 
 
@@ -31,7 +32,8 @@ def test_zones_lines_and_boxes_are_drawn_on_a_copy() -> None:
     assert not image.any()  # the source frame is untouched (it may be the snapshot of another event)
     assert tuple(out[20, 150]) == YELLOW  # top edge of the zone at y = 0.1
     assert tuple(out[190, 150]) == YELLOW  # the line at y = 0.95
-    assert tuple(out[140, 120]) != (0, 0, 0)  # the box's left edge at x = 0.4
+    assert tuple(out[100, 120]) != (0, 0, 0)  # the box's left edge at x = 0.4
+    assert tuple(out[140, 110]) != (0, 0, 0)  # the trail of its feet, behind it at y = 0.7
 
 
 def test_the_violation_is_red() -> None:
@@ -40,6 +42,6 @@ def test_the_violation_is_red() -> None:
                   T0, None, (tracks[0].id,))  # fmt: skip
     out = annotated(np.zeros((200, 300, 3), np.uint8), CAM, tracks, [v])
     assert tuple(out[20, 150]) == RED  # the alarmed zone
-    assert tuple(out[140, 120]) == RED  # its object
+    assert tuple(out[100, 120]) == RED  # its object
     jpeg = snapshot_jpeg(np.zeros((200, 300, 3), np.uint8), CAM, tracks, v)
     assert jpeg[:2] == b"\xff\xd8" and len(jpeg) > 1000
