@@ -9,8 +9,10 @@ Security model (the broker enforces it, not the clients):
   snapshot/+, health, status, config/reported, cmd/result) and reads only its own config/desired,
   cmd and receipt. The rules are explicit per device: the device's ward is not in its name, and
   Mosquitto 2.0's dynamic-security plugin does not expand %u/%c anyway (LESSONS.md).
-- A ward station (CN `station:{ward}`) reads only `matthan/v1/{ward}/#` and writes only its
-  ward's `alert-action`.
+- A ward station (CN `station:{ward}`) reads only its own ward: the alerts, event ends,
+  snapshots, status and health of the ward's devices, and the ward's alert-state; it writes only
+  its ward's `alert-action`. Not the devices' config/desired (camera URLs carry passwords), cmd,
+  receipts: a station has no business with them.
 - The cloud (CN `cloud:…`) reads everything under `matthan/v1/#` (and `$SYS` for the dropped-
   message counters) and writes config/desired, cmd, receipt and alert-state.
 - A revoked device is in the CRL (cannot connect once the broker reloaded) and has no ACL rules
@@ -61,6 +63,7 @@ DEVICE_WRITES = (
 )
 DEVICE_READS = (Kind.CONFIG_DESIRED, Kind.CMD, Kind.RECEIPT)
 CLOUD_WRITES = (Kind.CONFIG_DESIRED, Kind.CMD, Kind.RECEIPT)
+STATION_READS = (Kind.ALERT, Kind.EVENT, Kind.SNAPSHOT, Kind.STATUS, Kind.HEALTH)
 
 # Outside matthan/v1 on purpose: no contract consumer subscribes here. The commissioning check
 # publishes to it and reads it back with the device's own certificate.
@@ -150,9 +153,10 @@ def acl_text(registry: Registry) -> str:
         out += [f"topic write {device_filter(k)}" for k in CLOUD_WRITES]
         out += [f"topic write {PREFIX}/+/{Kind.ALERT_STATE.value}", ""]
     for ward in registry.station_wards():
+        out.append(f"user {station_user(ward)}")
+        out += [f"topic read {device_filter(k, ward)}" for k in STATION_READS]
         out += [
-            f"user {station_user(ward)}",
-            f"topic read {PREFIX}/{ward}/#",
+            f"topic read {ward_topic(Kind.ALERT_STATE, ward)}",
             f"topic write {ward_topic(Kind.ALERT_ACTION, ward)}",
             "",
         ]

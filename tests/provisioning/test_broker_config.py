@@ -108,20 +108,27 @@ def test_ward_station_receives_only_its_ward(secure_broker: MakeBroker, ca_dir: 
     station_x = connect(broker, issue(ca_dir, bc.station_user("ward-x"), tmp_path / "id", device=False))
     cam_y = connect(broker, issue(ca_dir, "cam-y", tmp_path / "id"))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
+    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
     try:
         station_x.subscribe("matthan/v1/#")
+        # Its own ward's device config carries camera passwords: not for the station either.
+        assert cloud.publish(device_topic(Kind.CONFIG_DESIRED, "ward-x", "cam-a"), b"{}") in (0, 16)
+        assert cloud.publish(device_topic(Kind.CMD, "ward-x", "cam-a"), b"{}") in (0, 16)
         y_alert = device_topic(Kind.ALERT, "ward-y", "cam-y")
         y_snapshot = device_topic(Kind.SNAPSHOT, "ward-y", "cam-y", "ev-1")
         x_alert = device_topic(Kind.ALERT, "ward-x", "cam-a")
         assert cam_y.publish(y_alert, b"{}") == 0
         assert cam_y.publish(y_snapshot, b"\xff\xd8") == 0
         assert cam_a.publish(x_alert, b"{}") == 0
-        assert station_x.topics_until(x_alert) == [x_alert]
+        x_state = ward_topic(Kind.ALERT_STATE, "ward-x")
+        assert cloud.publish(ward_topic(Kind.ALERT_STATE, "ward-y"), b"{}") in (0, 16)
+        assert cloud.publish(x_state, b"{}") == 0
+        assert station_x.topics_until(x_state) == [x_alert, x_state]
         # A station acts on its own ward's alerts only.
         assert station_x.publish(ward_topic(Kind.ALERT_ACTION, "ward-y"), b"{}") == NOT_AUTHORIZED
         assert station_x.publish(ward_topic(Kind.ALERT_ACTION, "ward-x"), b"{}") == 0
     finally:
-        for c in (station_x, cam_y, cam_a):
+        for c in (station_x, cam_y, cam_a, cloud):
             c.close()
 
 
