@@ -106,6 +106,9 @@ def line_chart(
     return "".join(out)
 
 
+MAP_LABELS_MAX = 40
+
+
 @dataclass(frozen=True)
 class MapPoint:
     lat: float
@@ -147,15 +150,23 @@ def camera_map(points: Sequence[MapPoint], width: int = 560, height: int = 360) 
     out.append(f'<text x="{width - 12}" y="20" text-anchor="end" class="axis">N ↑</text>')
     # Trouble is drawn last so it sits on top of healthy neighbours.
     order = {"ok": 0, "warn": 1, "down": 2}
+    # A whole district (1,115 cameras) would be a blot of overlapping names: past a few dozen
+    # dots, names are only in the tooltips, and dots shrink.
+    labelled = len(points) <= MAP_LABELS_MAX
+    radius = 7 if labelled else 4
     for p, px, py in sorted(zip(points, xs, ys, strict=True), key=lambda r: order.get(r[0].state, 0)):
         sx = width / 2 + (px - cx) * scale
         sy = height / 2 - (py - cy) * scale
         tip = escape(f"{p.label} {p.detail}".strip())
+        label = (
+            f'<text x="{sx + 10:.1f}" y="{sy + 4:.1f}" class="dot-label">{escape(p.label)}</text>'
+            if labelled
+            else ""
+        )
         out.append(
             f'<a href="{escape(p.href)}">'
-            f'<circle cx="{sx:.1f}" cy="{sy:.1f}" r="7" class="dot dot-{escape(p.state)}">'
-            f"<title>{tip}</title></circle>"
-            f'<text x="{sx + 10:.1f}" y="{sy + 4:.1f}" class="dot-label">{escape(p.label)}</text></a>'
+            f'<circle cx="{sx:.1f}" cy="{sy:.1f}" r="{radius}" class="dot dot-{escape(p.state)}">'
+            f"<title>{tip}</title></circle>{label}</a>"
         )
     out.append("</svg>")
     return "".join(out)

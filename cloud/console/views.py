@@ -55,6 +55,15 @@ class CameraView:
     def quality_pct(self) -> float | None:
         return None if self.quality is None else self.quality * 100
 
+    @property
+    def fine(self) -> bool:
+        return self.stream_up is not False and (self.quality is None or self.quality >= QUALITY_WARN)
+
+
+# A recorder with more cameras than this lists only its cameras in trouble in the fleet table (the
+# district has 1,115 cameras on 128 devices: every camera row would bury the few that matter).
+CAMERA_ROWS_MAX = 4
+
 
 @dataclass
 class DeviceView:
@@ -87,6 +96,16 @@ class DeviceView:
     @property
     def model_in_sync(self) -> bool:
         return self.model_expected is None or self.model is None or self.model == self.model_expected
+
+    @property
+    def camera_rows(self) -> list[CameraView]:
+        if len(self.cameras) <= CAMERA_ROWS_MAX or self.state != "online":
+            return self.cameras if len(self.cameras) <= CAMERA_ROWS_MAX else []
+        return [c for c in self.cameras if not c.fine]
+
+    @property
+    def cameras_hidden(self) -> int:
+        return len(self.cameras) - len(self.camera_rows)
 
     def _cams(self, attr: str) -> list[float]:
         return [v for c in self.cameras if (v := getattr(c, attr)) is not None]

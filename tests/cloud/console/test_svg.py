@@ -65,3 +65,10 @@ def test_map_keeps_relative_positions_and_escapes_labels() -> None:
 
 def test_map_without_positions_says_so() -> None:
     assert "no camera has a position" in camera_map([])
+
+
+def test_a_whole_district_keeps_names_in_tooltips_only() -> None:
+    pts = [MapPoint(10.77 + i * 1e-4, 106.70, f"cam-{i}", "ok", "/d") for i in range(41)]
+    svg = camera_map(pts)
+    assert svg.count("<circle") == 41 and "dot-label" not in svg and "<title>cam-40</title>" in svg
+    assert 'class="dot-label"' in camera_map(pts[:40])

@@ -116,3 +116,17 @@ def test_actions_follow_the_lifecycle() -> None:
     assert [a for a, _ in views.ACTIONS["acknowledged"]] == ["resolve", "false_alarm"]
     assert views.ACTIONS["resolved"] == views.ACTIONS["false_alarm"] == []
     assert views.human_duration(timedelta(seconds=3725)) == "1 h 02 min"
+
+
+def test_a_big_recorder_lists_only_its_cameras_in_trouble() -> None:
+    cams = [
+        {"id": f"cam-{i}", "stream_up": i != 4, "fps_in": 12.0, "quality": 0.6 if i == 7 else 0.99}
+        for i in range(9)
+    ]
+    big = _view("big", cameras=cams)
+    # Ten cameras: the nine reporting, and cam-a that only has a position (nothing known about it).
+    assert [c.id for c in big.camera_rows] == ["cam-4", "cam-7"] and big.cameras_hidden == 8
+    gone = _view("gone", online=False, cameras=cams)
+    assert gone.camera_rows == [] and gone.cameras_hidden == 10  # its figures are stale anyway
+    small = _view("small")
+    assert [c.id for c in small.camera_rows] == ["cam-a"] and small.cameras_hidden == 0
