@@ -60,11 +60,11 @@ class Track:
     zones: dict[str, datetime] = field(default_factory=dict)  # zone → entered at
     _zone_streak: dict[str, int] = field(default_factory=dict)
     seen_now: bool = False  # matched in the latest detector run
-    min_hits: int = 3
+    config: TrackerConfig = field(default_factory=TrackerConfig)
 
     @property
     def confirmed(self) -> bool:
-        return self.hits >= self.min_hits
+        return self.hits >= self.config.min_hits
 
     @property
     def median_score(self) -> float:
@@ -77,12 +77,11 @@ class Track:
     def stationary_s(self, now: datetime) -> float:
         return (now - self.still_since).total_seconds() if self.still_since is not None else 0.0
 
-    def state(self, now: datetime, config: "TrackerConfig | None" = None) -> State:
-        cfg = config or TrackerConfig()
+    def state(self, now: datetime) -> State:
         still = self.stationary_s(now)
-        if still >= cfg.park_after_s:
+        if still >= self.config.park_after_s:
             return "parked"
-        if still >= cfg.stop_after_s:
+        if still >= self.config.stop_after_s:
             return "stopped"
         return "moving"
 
@@ -138,7 +137,7 @@ class Tracker:
             self._observe(t, dets[i], now)
         for i, d in enumerate(dets):
             if i not in matched_dets:
-                t = Track(next(self._ids), d.label, d.bbox, now, now, min_hits=self.config.min_hits)
+                t = Track(next(self._ids), d.label, d.bbox, now, now, config=self.config)
                 t.scores.append(d.score)
                 t.labels_seen[d.label] = 1
                 t.path.append((now, bottom_centre(d.bbox)))
