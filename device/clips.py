@@ -218,6 +218,7 @@ class ClipMaker:
         self._next_budget_check = 0.0
         self._inbox: queue.Queue[tuple[str, Alert, bytes | None]] = queue.Queue(maxsize=10_000)
         self._jobs: dict[str, _Job] = {}
+        self._unhandled = 0  # handed over, not yet taken from the inbox and dealt with
         self._lock = threading.Lock()
         self._stats = ClipStats()
         self._stop = threading.Event()
@@ -268,7 +269,7 @@ class ClipMaker:
     def stats(self) -> ClipStats:
         with self._lock:
             st = ClipStats(**self._stats.__dict__)
-        st.pending = len(self._jobs) + self._inbox.qsize()
+            st.pending = len(self._jobs) + self._unhandled
         return st
 
     def wait_idle(self, timeout: float) -> bool:
@@ -282,8 +283,13 @@ class ClipMaker:
 
     def _put(self, what: str, alert: Alert, jpeg: bytes | None) -> None:
         try:
-            self._inbox.put_nowait((what, alert, jpeg))
+            with self._lock:
+                # Counted before the worker can take it, so pending never reads 0 in between.
+                self._unhandled += 1
+                self._inbox.put_nowait((what, alert, jpeg))
         except queue.Full:
+            with self._lock:
+                self._unhandled -= 1
             with self._lock:
                 self._stats.clips_failed += 1
             log.error("clip request dropped event=%s reason=clip maker queue full", alert.event_id)
@@ -304,6 +310,9 @@ class ClipMaker:
                         self._schedule(alert)
                 except Exception as exc:  # one bad event must not stop the clips of the others
                     self._fail(alert.event_id, exc)
+                finally:
+                    with self._lock:
+                        self._unhandled -= 1
                 continue  # drain the inbox before cutting
             for event_id in list(self._jobs):
                 job = self._jobs[event_id]
