@@ -9,9 +9,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
-from cloud.models import AlertRow, Camera, Device, HealthLatest
+from cloud.models import AlertRow, Device, HealthLatest
 from matthan_wire.timeutil import utc_now
 
 # Thresholds for "needs attention"; a warning is worth a look, trouble is worth a technician.
@@ -131,8 +131,21 @@ class DeviceView:
         return min(vals) * 100 if vals else None
 
 
+class CameraRow(Protocol):
+    """What the fleet needs of a camera row: a Camera, or a plain result row with these columns."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def site_name(self) -> str | None: ...
+    @property
+    def lat(self) -> float | None: ...
+    @property
+    def lon(self) -> float | None: ...
+
+
 def device_view(
-    device: Device, latest: HealthLatest | None, cameras: Sequence[Camera], online: bool
+    device: Device, latest: HealthLatest | None, cameras: Sequence[CameraRow], online: bool
 ) -> DeviceView:
     """One device as the fleet table shows it; `online` is the cloud's verdict (status + health age)."""
     body: dict[str, Any] = latest.body if latest is not None else {}
