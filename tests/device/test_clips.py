@@ -20,6 +20,7 @@ from tests.support.net import wait_until
 
 ONE_BY_ONE = "video/one-by-one-person-detection.mp4"  # 10 fps, a keyframe every second
 FPS = 10.0
+LAG_S = 0.5  # how far behind real time a loaded machine may record
 DEVICE = DeviceIdentity(id="dev-1", ward="ben-nghe")
 
 
@@ -108,7 +109,8 @@ def test_event_clip_covers_the_span_by_copy(
     duration, codec = probe_media(clip)
     need = (ended - started).total_seconds() + 2.0
     # Covers the event plus pre/post; whole segments overshoot by at most about one at each end.
-    assert need - 1 / FPS <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
+    # Wall clock against content: a CPU-starved ffmpeg runs a little behind real time.
+    assert need - LAG_S <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
     assert codec == "h264"
     assert side.sha256 == sha256_file(clip) and side.size == clip.stat().st_size
     assert side.duration_s == pytest.approx(duration, abs=0.01)
@@ -210,7 +212,8 @@ def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: P
         rec.stop()
     duration, _ = probe_media(tmp_path / "media" / "ev-4.mp4")
     need = (ended - started).total_seconds() + 2.0
-    assert need - 1 / FPS <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
+    # Wall clock against content: a CPU-starved ffmpeg runs a little behind real time.
+    assert need - LAG_S <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
     assert uploads.jobs() == [] and uploads.get("ev-4", "clip") is not None
     uploads.close()
 
