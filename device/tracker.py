@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
+
 from device.detector import Detection
 from device.geometry import Box, Point, bottom_centre, centre, containment, iou, point_in_polygon
 
@@ -96,6 +98,22 @@ def _same_object(a: str, b: str) -> bool:
     return a == b or any(a in group and b in group for group in _SAME_OBJECT)
 
 
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N×4) with every box in b (M×4)."""
+    ix = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0.0, None
+    )
+    iy = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0.0, None
+    )
+    inter = ix * iy
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
 def dedupe(dets: list[Detection]) -> list[Detection]:
     """Drop a box mostly inside a better one of the same object: SSD's NMS lets a person's
     upper body through beside the whole person, which would become a second track."""
@@ -160,22 +178,27 @@ class Tracker:
         return unseen > self.config.keep_still_s
 
     def _match(self, now: datetime, dets: list[Detection]) -> list[tuple[Track, int]]:
-        scored: list[tuple[float, int, int]] = []
-        for ti, t in enumerate(self.tracks):
-            pred = t.predicted(now)
-            w, h = t.box[2] - t.box[0], t.box[3] - t.box[1]
-            # A lost object may have walked on: look further the longer it has been unseen.
-            reach = max(w, h) * (1.0 + (now - t.last_seen).total_seconds())
-            for di, d in enumerate(dets):
-                if not _same_object(t.label, d.label):
-                    continue
-                overlap = max(iou(pred, d.bbox), iou(t.anchor, d.bbox) if t.anchor is not None else 0.0)
-                (px, py), (dx, dy) = centre(pred), centre(d.bbox)
-                dist = ((px - dx) ** 2 + (py - dy) ** 2) ** 0.5
-                near = max(0.0, 1.0 - dist / reach) if reach > 0 else 0.0
-                s = overlap + 0.5 * near
-                if s >= self.config.match_min:
-                    scored.append((s, ti, di))
+        if not self.tracks or not dets:
+            return []
+        # All track × detection scores at once (numpy): overlap with the predicted box or the
+        # resting place, plus closeness within a reach that grows while a track is unseen.
+        pred = np.array([t.predicted(now) for t in self.tracks])
+        anchor = np.array([t.anchor if t.anchor is not None else t.predicted(now) for t in self.tracks])
+        boxes = np.array([d.bbox for d in dets])
+        size = np.array([max(t.box[2] - t.box[0], t.box[3] - t.box[1]) for t in self.tracks])
+        unseen = np.array([(now - t.last_seen).total_seconds() for t in self.tracks])
+        reach = size * (1.0 + unseen)
+        overlap = np.maximum(_iou_matrix(pred, boxes), _iou_matrix(anchor, boxes))
+        pc = (pred[:, None, :2] + pred[:, None, 2:]) / 2.0
+        dc = (boxes[None, :, :2] + boxes[None, :, 2:]) / 2.0
+        dist = np.sqrt(((pc - dc) ** 2).sum(axis=2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            near = np.where(reach[:, None] > 0, np.clip(1.0 - dist / reach[:, None], 0.0, None), 0.0)
+        score = overlap + 0.5 * near
+        same = np.array([[_same_object(t.label, d.label) for d in dets] for t in self.tracks])
+        score = np.where(same, score, -1.0)
+        ti_all, di_all = np.nonzero(score >= self.config.match_min)
+        scored = [(float(score[ti, di]), int(ti), int(di)) for ti, di in zip(ti_all, di_all, strict=True)]
         scored.sort(reverse=True)
         used_t: set[int] = set()
         used_d: set[int] = set()
