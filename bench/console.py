@@ -13,6 +13,7 @@ the median time and the size of what the browser fetches:
 Times are server-side, in-process (Starlette's TestClient): rendering and queries, no network.
 """
 
+import os
 import re
 import statistics
 import sys
@@ -159,6 +160,8 @@ def main() -> int:
         f"{full[1] / part[1]:.1f}× smaller and {full[0] / part[0]:.1f}× faster to render than listing "
         "every camera.\n"
     )
+    load = os.getloadavg()
+    print(f"Load average during the run (1/5/15 min): {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.\n")
     return 0
 
 
