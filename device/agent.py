@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from device.camera_worker import CameraStats, CameraWorker
+from device.clips import DeviceMedia
 from device.commands import CommandHandler, CommandTargets
 from device.config_file import model_of
 from device.config_sync import STATE_FILE, ConfigSync, load_applied
@@ -57,6 +58,7 @@ class Agent:
         *,
         clip_sink: EventSink | None = None,
         uploads: Callable[[], UploadView] | None = None,
+        media: Callable[[DeviceConfig, Callable[[], int | None]], DeviceMedia] | None = None,
         publish_window: int = 100,
     ) -> None:
         self.storage = Path(config.storage.path)
@@ -76,6 +78,12 @@ class Agent:
         self.config = config
         self.device = config.device
         self.model = model_of(config)
+        # Recording, clips and uploads follow the effective config (the last applied one), and
+        # report the config version their sidecars carry.
+        self.media = media(config, lambda: self.config_sync.version) if media is not None else None
+        if self.media is not None:
+            clip_sink = clip_sink or self.media
+            uploads = uploads or self.media.upload_view
         self.clip_sink = clip_sink
         # The outbox may hold at most a quarter of the storage budget; recordings and clips (the
         # retention part) have the rest.
@@ -180,6 +188,9 @@ class Agent:
         self.publisher.start()
         self.link.start()
         try:
+            # Recording before the cameras: an event's pre-capture must already be on disk.
+            if self.media is not None:
+                self.media.start()
             for cam in self.config.cameras:
                 self._workers[cam.id] = self._start_worker(cam)
         except BaseException:
@@ -205,6 +216,8 @@ class Agent:
                 worker.stop()
                 log.info("camera stopped device=%s camera=%s", self.device.id, cam_id)
             self._workers.clear()
+        if self.media is not None:
+            self.media.stop()
         self.publisher.stop()
         self.link.stop()
         depth = self.outbox.depth()
@@ -350,6 +363,8 @@ class Agent:
                     log.info("camera reloaded (zones/rules) device=%s camera=%s", self.device.id, cid)
             self.config = self.config.with_site(site)
             self.health.interval_s = site.health.interval_s
+            if self.media is not None:
+                self.media.apply_cameras(list(site.cameras))
 
     def _publish_reported(self, report: ReportedConfig) -> bool:
         return (
@@ -462,5 +477,8 @@ def run_agent(config_path: Path) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    Agent(config).run_until(stop)
+    def media(cfg: DeviceConfig, version: Callable[[], int | None]) -> DeviceMedia:
+        return DeviceMedia(cfg, model=Path(model_of(cfg).path).name, config_version=version)
+
+    Agent(config, media=media).run_until(stop)
     return 0

@@ -1,0 +1,65 @@
+"""`matthan demo` headless for a bounded time: alerts reach the ward station and the cloud, with clips."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory, assets_dir: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    workdir = tmp_path_factory.mktemp("demo")
+    out = subprocess.run(
+        [sys.executable, "-m", "matthan", "demo", "--duration", "80", "--workdir", str(workdir),
+         "--cloud-port", "0", "--broker-port", "0"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    return workdir, out
+
+
+def test_demo_starts_and_stops_cleanly(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    workdir, out = demo_run
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "matthan demo is running" in out.stdout
+    login = json.loads((workdir / "login.json").read_text())
+    assert login["user"] == "admin" and login["password"] in out.stdout
+    for name in ("ward station ben-nghe", "device q1-demo-01", "device q1-demo-02", "cloud", "broker"):
+        assert f"stopped {name} exit=0" in out.stderr, name
+    # Reverse order: the ward station stops first, the broker last.
+    order = [ln for ln in out.stderr.splitlines() if "matthan.supervisor: stopped" in ln]
+    assert "ward station" in order[0] and "broker" in order[-1]
+
+
+def test_alerts_reach_the_ward_station_and_the_cloud_with_clips(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    workdir, _ = demo_run
+    ward_lines = [ln for ln in (workdir / "ward" / "alerts.log").read_text().splitlines() if "event=" in ln]
+    ward_events = {ln.rsplit("event=", 1)[1].split()[0] for ln in ward_lines}
+    assert ward_events, "the ward station received no alert"
+    snapshots = list((workdir / "ward" / "snapshots").glob("*.jpg"))
+    assert snapshots and cv2.imread(str(snapshots[0])) is not None
+
+    db = sqlite3.connect(workdir / "cloud.db")
+    cloud_events = {row[0] for row in db.execute("SELECT event_id FROM alert")}
+    # Every alert the station saw is in the cloud's database (the station may see fewer: it
+    # subscribes last).
+    assert ward_events <= cloud_events
+    clips = db.execute("SELECT event_id, size FROM media WHERE kind = 'clip' AND complete").fetchall()
+    assert clips, "no clip reached the cloud"
+    clip_files = [p for p in (workdir / "clips").rglob("*.mp4")]
+    assert clip_files
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(clip_files[0])],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.returncode == 0 and float(probe.stdout) > 3.0
