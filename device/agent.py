@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from device import heartbeat
 from device.camera_worker import CameraStats, CameraWorker
 from device.clips import DeviceMedia
 from device.commands import CommandHandler, CommandTargets
@@ -318,6 +319,7 @@ class Agent:
                 if now >= next_watchdog:
                     # Only this loop pets the watchdog: if it wedges, systemd restarts the agent.
                     self._notify.send("WATCHDOG=1")
+                    heartbeat.beat(self.storage)
                     next_watchdog = now + self._notify.watchdog_every_s
             except Exception:
                 log.exception("control step failed what=%s", what or "tick")

@@ -18,6 +18,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     r.add_argument("--config", type=Path, required=True)
     r.set_defaults(handler=_run)
 
+    h = dsub.add_parser("healthcheck", help="exit 0 if the agent for this config is alive (container checks)")
+    h.add_argument("--config", type=Path, required=True)
+    h.set_defaults(handler=_healthcheck)
+
     d = dsub.add_parser("detect", help="one offline pass over a file or stream: events as JSON lines")
     d.add_argument("--config", type=Path, required=True, help="device YAML config (zones, rules, model)")
     d.add_argument("--camera", required=True, help="camera id in the config whose zones and rules apply")
@@ -45,3 +49,12 @@ def _run(args: argparse.Namespace) -> int:
 
     return run_agent(args.config)
 
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    from device import heartbeat
+
+    config = load_config(args.config)
+    age = heartbeat.check(Path(config.storage.path))
+    print(f"OK: agent {config.device.id} alive (heartbeat {age:.0f} s ago)")
+    return 0

@@ -33,6 +33,8 @@ def test_demo_starts_and_stops_cleanly(demo_run: tuple[Path, subprocess.Complete
     assert login["user"] == "admin" and login["password"] in out.stdout
     for name in ("ward station ben-nghe", "device q1-demo-01", "device q1-demo-02", "cloud", "broker"):
         assert f"stopped {name} exit=0" in out.stderr, name
+    # The agents' control loops beat (what the container HEALTHCHECK reads).
+    assert (workdir / "devices" / "q1-demo-01" / "data" / "heartbeat").exists()
     # Reverse order: the ward station stops first, the broker last.
     order = [ln for ln in out.stderr.splitlines() if "matthan.supervisor: stopped" in ln]
     assert "ward station" in order[0] and "broker" in order[-1]
