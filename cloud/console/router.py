@@ -827,13 +827,7 @@ def zone_editor(
     device = _device_or_404(session, v, device_id)
     if not v.can_edit_config:
         raise HTTPException(403, "zones are edited by the operations centre")
-    site = current_site_config(session, device)
-    if site is None or not any(c.get("id") == camera_id for c in site.get("cameras", [])):
-        raise HTTPException(
-            404,
-            f"{device_id} has no desired config with a camera {camera_id} yet (it runs its local file). "
-            f"Send a first one with PUT /api/v1/devices/{device_id}/config, then draw zones here.",
-        )
+    camera = _camera_config(current_site_config(session, device), device_id, camera_id)
     snap = session.exec(
         select(AlertRow.event_id, AlertRow.started_at)
         .join(MediaObject, col(MediaObject.event_id) == col(AlertRow.event_id))
@@ -855,9 +849,23 @@ def zone_editor(
         device_id=device.id,
         camera_id=camera_id,
         sync=_sync(device),
-        site_json=_script_json(site),
+        # Only what the editor edits: the stream URL (with its credentials) stays on the server.
+        camera_json=_script_json(
+            {"id": camera_id, "zones": camera.get("zones", []), "lines": camera.get("lines", [])}
+        ),
         snapshot_url=f"/api/v1/media/{snap[0]}/snapshot" if snap else None,
         snapshot_at=snap[1] if snap else None,
+    )
+
+
+def _camera_config(site: dict[str, Any] | None, device_id: str, camera_id: str) -> dict[str, Any]:
+    for cam in (site or {}).get("cameras", []):
+        if cam.get("id") == camera_id:
+            return dict(cam)
+    raise HTTPException(
+        404,
+        f"{device_id} has no desired config with a camera {camera_id} yet (it runs its local file). "
+        f"Send a first one with PUT /api/v1/devices/{device_id}/config, then draw zones here.",
     )
 
 
@@ -867,7 +875,10 @@ def _script_json(data: Any) -> str:
 
 
 class ZonesIn(BaseModel):
-    config: dict[str, Any]  # the whole SiteConfig with this camera's zones and lines edited
+    """The camera's zones and lines as drawn; the rest of the config is the server's newest."""
+
+    zones: list[Any]
+    lines: list[Any]
     base_version: int | None = None  # the desired version the editor started from
 
 
@@ -879,7 +890,18 @@ def zone_save(
     device = _device_or_404(session, v, device_id)
     if not v.can_edit_config:
         raise HTTPException(403, "zones are edited by the operations centre")
-    version = save_desired_config(request, session, v.principal, device, body.config, body.base_version)
+    if body.base_version is not None and device.desired_version not in (None, body.base_version):
+        raise HTTPException(
+            409,
+            f"someone saved version {device.desired_version} while you edited version {body.base_version}; "
+            "reload to see it",
+        )
+    site = current_site_config(session, device)
+    camera = _camera_config(site, device_id, camera_id)
+    assert site is not None  # _camera_config found the camera in it
+    camera.update(zones=body.zones, lines=body.lines)
+    site["cameras"] = [camera if c.get("id") == camera_id else c for c in site["cameras"]]
+    version = save_desired_config(request, session, v.principal, device, site)
     return JSONResponse({"version": version})
 
 
@@ -906,13 +928,9 @@ def current_site_config(session: Session, device: Device) -> dict[str, Any] | No
 
 
 def save_desired_config(
-    request: Request, session: Session, principal: Principal, device: Device, config: Any, base: int | None
+    request: Request, session: Session, principal: Principal, device: Device, config: dict[str, Any]
 ) -> int:
     """Validate with the device's own SiteConfig model, then store and publish exactly as the API does."""
-    if base is not None and device.desired_version not in (None, base):
-        raise HTTPException(
-            409, f"someone saved version {device.desired_version} while you edited version {base}; reload"
-        )
     try:
         site = SiteConfig.model_validate(config)
     except ValidationError as exc:

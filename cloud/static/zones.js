@@ -1,14 +1,12 @@
 // Zone editor: draw and edit zones (polygons) and lines on a camera's snapshot, attach rules, and save
-// the camera's part of the SiteConfig. Coordinates are kept normalised to the frame ([0,1], origin
+// them into the device's desired config. Coordinates are kept normalised to the frame ([0,1], origin
 // top-left) exactly as the device config wants them; pixels exist only while drawing.
 (function () {
   "use strict";
   const root = document.getElementById("zone-editor");
   if (!root) return;
-  const site = JSON.parse(document.getElementById("site-json").textContent);
-  const cameraId = root.dataset.camera;
-  const camera = site.cameras.find((c) => c.id === cameraId);
-  if (!camera) return;
+  // Only this camera's zones and lines come and go; the server merges them into its newest config.
+  const camera = JSON.parse(document.getElementById("camera-json").textContent);
   camera.zones = camera.zones || [];
   camera.lines = camera.lines || [];
 
@@ -402,7 +400,11 @@
     const resp = await fetch(root.dataset.saveUrl, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
-      body: JSON.stringify({ config: site, base_version: Number(root.dataset.version) || null }),
+      body: JSON.stringify({
+        zones: camera.zones,
+        lines: camera.lines,
+        base_version: Number(root.dataset.version) || null,
+      }),
       credentials: "same-origin",
     });
     if (resp.redirected) {

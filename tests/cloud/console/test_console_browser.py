@@ -310,6 +310,7 @@ def test_drawing_a_zone_changes_the_desired_config_and_the_device_applies_it(
     login(page, "lan")
     page.goto(f"/console/devices/{REX}/cameras/rex-north/zones")
     page.wait_for_selector("[data-sync=applied]")
+    assert "s3cret" not in page.content()  # the stream credentials stay on the server
     box = page.locator(".stage svg").bounding_box()
     assert box is not None
     corners = [(0.10, 0.50), (0.90, 0.50), (0.90, 0.95), (0.10, 0.95)]

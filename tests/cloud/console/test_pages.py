@@ -138,23 +138,34 @@ def test_zone_save_validates_like_the_device_and_refuses_a_stale_edit(app: TestC
     _login(app, "lan")
     csrf = app.cookies[auth.CSRF_COOKIE]
     assert app.get("/console/devices/dev-bn/cameras/cam-a/zones").status_code == 404  # no config known yet
-    assert (
-        app.put("/api/v1/devices/dev-bn/config", json=SITE, headers={"X-CSRF-Token": csrf}).status_code == 200
-    )
+    two_cams = {**SITE, "cameras": [*SITE["cameras"], {"id": "cam-b", "source": "rtsp://u:p@10.0.0.2/s"}]}
+    r = app.put("/api/v1/devices/dev-bn/config", json=two_cams, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200
     page = app.get("/console/devices/dev-bn/cameras/cam-a/zones")
     assert page.status_code == 200 and 'data-version="1"' in page.text
+    assert "rtsp://" not in page.text  # the stream credentials never reach the browser
     zone = {"name": "plaza", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]], "rules": []}
-    cfg = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [zone]}]}
     url = "/console/devices/dev-bn/cameras/cam-a/zones"
-    assert app.post(url, json={"config": cfg, "base_version": 1}).status_code == 403  # no CSRF header
-    r = app.post(url, json={"config": cfg, "base_version": 1}, headers={"X-CSRF-Token": csrf})
+    assert app.post(url, json={"zones": [zone], "lines": [], "base_version": 1}).status_code == 403  # no CSRF
+    r = app.post(url, json={"zones": [zone], "lines": [], "base_version": 1}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and r.json() == {"version": 2}
-    r = app.post(url, json={"config": cfg, "base_version": 1}, headers={"X-CSRF-Token": csrf})
+    saved = app.get("/api/v1/devices/dev-bn/config").json()["config"]
+    # Merged into the newest config: this camera's zones changed, its source and the other camera did not.
+    assert [c["id"] for c in saved["cameras"]] == ["cam-a", "cam-b"]
+    assert saved["cameras"][0]["zones"][0]["name"] == "plaza"
+    assert saved["cameras"][0]["source"] == "rtsp://u:p@10.0.0.1/s"
+    assert saved["cameras"][1]["source"] == "rtsp://u:p@10.0.0.2/s" and saved["cameras"][1]["zones"] == []
+    r = app.post(url, json={"zones": [zone], "lines": [], "base_version": 1}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 409 and "version 2" in r.json()["detail"]
     flat = {**zone, "polygon": [[0.1, 0.5], [0.5, 0.5], [0.9, 0.5]]}
-    bad = {**SITE, "cameras": [{**SITE["cameras"][0], "zones": [flat]}]}
-    r = app.post(url, json={"config": bad, "base_version": 2}, headers={"X-CSRF-Token": csrf})
+    r = app.post(url, json={"zones": [flat], "lines": [], "base_version": 2}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 422 and "polygon has no area" in r.json()["detail"]
+    r = app.post(
+        "/console/devices/dev-bn/cameras/cam-z/zones",
+        json={"zones": [], "lines": []},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 404
     with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
         versions = s.exec(
             select(DesiredConfigRow.version).where(DesiredConfigRow.device_id == "dev-bn")
