@@ -56,6 +56,7 @@ COPYABLE = frozenset({"h264", "hevc"})
 _NAME_RE = re.compile(r"^(?P<cam>[a-z0-9-]+)-(?P<session>\d{13})-(?P<index>\d{6})\.ts$")
 SCAN_S = 0.2
 _CLOSE_SLACK = timedelta(milliseconds=50)
+_CLOCK_SLACK = timedelta(milliseconds=20)
 
 
 class RecorderError(DeviceError):
@@ -415,7 +416,7 @@ class Recorder:
 
     def _scan(self, live_session: int | None = None) -> int:
         """Index new segment files, forget vanished ones; returns how many are new in the live session."""
-        now = datetime.now(UTC)
+        began = datetime.now(UTC)
         prefix = f"{self.camera.id}-"
         seen: dict[Path, os.stat_result] = {}
         try:
@@ -428,6 +429,8 @@ class Recorder:
                             continue
         except FileNotFoundError:
             seen = {}  # the folder is gone, and with it every segment it held
+        # A file first listed now was created after the previous listing began and before this one ended.
+        listed = datetime.now(UTC)
         new = 0
         with self._lock:
             for path in [p for p in self._segs if p not in seen]:
@@ -440,14 +443,14 @@ class Recorder:
                         continue  # not ours: never touched
                     session, index = int(m.group("session")), int(m.group("index"))
                     live = live_session is not None and session == live_session
-                    bracket = (self._last_scan, now) if live and self._last_scan is not None else None
+                    bracket = (self._last_scan - _CLOCK_SLACK, listed) if live and self._last_scan else None
                     seg = self._segs[path] = _Seg(session, index, bracket)
                     if live:
                         new += 1
                         self._state.segments_written += 1
                 seg.size = st.st_size
                 seg.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
-            self._last_scan = now
+            self._last_scan = began
             segs = self._segments_locked()
             for s in segs:
                 if s.complete:
@@ -476,7 +479,8 @@ class Recorder:
             else:
                 lo = datetime.fromtimestamp(seg.session / 1000, UTC)
                 hi = mtime
-            lo, hi = min(lo, mtime), min(hi, mtime)
+            # A file's times come from the kernel's coarse clock, a tick behind datetime.now().
+            lo, hi = min(lo, mtime), min(hi, mtime + _CLOCK_SLACK)
             # The newest file of a running ffmpeg is still being written.
             complete = not (live and i == len(items) - 1)
             out.append(Segment(path, seg.session, lo, hi, mtime, complete, seg.size))
