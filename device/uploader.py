@@ -453,10 +453,11 @@ class Uploader:
         self.stats.connected = True
         if resp.status_code in (401, 403):
             self.stats.auth_failures += 1
+            what = "does not accept this device's token" if resp.status_code == 401 else "refuses this upload"
             log.error(
-                "upload refused: the cloud does not accept this device's token (HTTP %d: %s); "
-                "re-enroll the device or check its token; retrying in %.0fs",
-                resp.status_code, resp.text[:200], self.auth_retry_s,
+                "upload refused: the cloud %s (HTTP %d: %s); check the device's enrollment and "
+                "cloud.token_file; retrying in %.0fs",
+                what, resp.status_code, resp.text[:200], self.auth_retry_s,
             )  # fmt: skip
             raise _Retry(f"HTTP {resp.status_code} from {method}: token refused", self.auth_retry_s)
         if resp.status_code >= 500 or resp.status_code == 429:
