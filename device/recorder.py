@@ -40,7 +40,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from device.capture import redact
 from device.errors import DeviceError
 from matthan.backoff import Backoff
 from matthan_wire.config import CameraConfig, StorageConfig
@@ -124,6 +126,12 @@ def source_kind(source: str) -> str:
     return "file"
 
 
+def _hide_password(text: str, source: str) -> str:
+    """ffmpeg repeats the input URL in its errors; a camera's password has no place in a log."""
+    password = urlsplit(source).password if "://" in source else None
+    return text.replace(password, "***") if password else text
+
+
 def probe_codec(source: str, timeout: float = 15.0) -> str:
     """The codec of the source's first video stream, by ffprobe; RecorderError when unreadable."""
     cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name"]
@@ -135,11 +143,11 @@ def probe_codec(source: str, timeout: float = 15.0) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise RecorderError(f"source {source!r}: no answer within {timeout:.0f}s") from None
+        raise RecorderError(f"source {redact(source)}: no answer within {timeout:.0f}s") from None
     codec = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
     if out.returncode != 0 or not codec:
-        reason = (out.stderr.strip().splitlines() or ["no video stream"])[-1]
-        raise RecorderError(f"source {source!r}: cannot read video ({reason})")
+        reason = _hide_password((out.stderr.strip().splitlines() or ["no video stream"])[-1], source)
+        raise RecorderError(f"source {redact(source)}: cannot read video ({reason})")
     return codec
 
 
@@ -402,7 +410,7 @@ class Recorder:
         assert proc.stderr is not None
         self._stderr.clear()
         for raw in proc.stderr:
-            line = raw.decode("utf-8", "replace").strip()
+            line = _hide_password(raw.decode("utf-8", "replace").strip(), self.camera.source)
             if line:
                 self._stderr.append(line)
                 log.debug("ffmpeg camera=%s %s", self.camera.id, line)

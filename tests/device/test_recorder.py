@@ -15,7 +15,7 @@ import pytest
 
 from device.recorder import FFMPEG, Recorder, RecorderError, Recording
 from matthan_wire.config import CameraConfig, StorageConfig
-from tests.support.net import wait_until
+from tests.support.net import free_port, wait_until
 
 # 10 fps with a keyframe every second: segments of about one second, as a camera with GOP 1 s gives.
 ONE_BY_ONE = "video/one-by-one-person-detection.mp4"
@@ -271,3 +271,15 @@ def test_recording_follows_config_changes(assets_dir: Path, tmp_path: Path) -> N
         assert recording.states() == {}
     finally:
         recording.stop()
+
+
+def test_a_camera_password_never_reaches_the_state_or_the_log(
+    tmp_path: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture
+) -> None:
+    source = f"rtsp://admin:s3cret-pw@127.0.0.1:{free_port()}/stream1"
+    rec = Recorder(camera(source), tmp_path / "cache")
+    recorders.append(rec)
+    rec.start()
+    error = wait_until(lambda: rec.state().last_error, timeout=20, what="the camera reported down")
+    assert "s3cret-pw" not in error and "admin:***@127.0.0.1" in error
+    assert not any("s3cret-pw" in r.getMessage() for r in caplog.records)
