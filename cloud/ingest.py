@@ -66,6 +66,17 @@ RECEIPT_CHUNK = 5000
 _LOGGED_SOURCES_MAX = 10_000
 _TOPIC_CACHE_MAX = 200_000
 
+# The bulk paths talk to psycopg directly (cloud.db.upsert), so its own exceptions arrive unwrapped.
+try:
+    import psycopg
+
+    _DRIVER_DATA_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError)
+    _DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
+except ImportError:  # SQLite-only installation
+    _DRIVER_DATA_ERRORS, _DRIVER_ERRORS = (), ()
+_DATA_ERRORS: tuple[type[Exception], ...] = (DataError, IntegrityError, *_DRIVER_DATA_ERRORS)
+_DB_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, *_DRIVER_ERRORS)
+
 
 @dataclass
 class Inbound:
@@ -107,6 +118,11 @@ class Committed:
     receipts: dict[str, dict[str, list[str]]]  # device → {"event_ids"|"ends"|"snapshots": ids}
     states: list[AlertRow]
     alerts_changed: bool
+    wards: dict[str, str]  # device → ward learned in this transaction (cached once committed)
+
+
+class PoisonBatch(Exception):
+    """The database refused the data itself (not its own health): retrying it would never end."""
 
 
 class IngestWorker:
@@ -292,9 +308,20 @@ class IngestWorker:
         batch = self.parse(items)
         if batch.empty():
             return
-        committed = self._commit_with_retry(batch)
+        try:
+            committed = self._commit_with_retry(batch)
+        except PoisonBatch as exc:
+            if len(items) > 1:
+                # Find the bad message: the others must not share its fate on every resend.
+                for item in items:
+                    self._process([item])
+            else:
+                topic = items[0].topic[:120]
+                self._reject("database", topic, f"refused by the database: {exc}")
+            return
         if committed is None:
             return
+        self._ward_of.update(committed.wards)
         done = time.time()
         self.last_commit_lag = [done - i.received for i in items]
         self.committed_total += len(items)
@@ -313,12 +340,9 @@ class IngestWorker:
                 self.metrics.db_seconds.observe(time.perf_counter() - started)
                 self.metrics.batches.inc()
                 return committed
-            except (DataError, IntegrityError) as exc:
-                # Not the database's health but this data: never retry it forever.
-                log.error("batch refused by the database (%s); dropping it", str(exc.orig or exc)[:300])
-                self.metrics.rejected.labels("database").inc(sum(batch.counts.values()))
-                return None
-            except SQLAlchemyError as exc:
+            except _DATA_ERRORS as exc:
+                raise PoisonBatch(str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]) from None
+            except _DB_ERRORS as exc:
                 self.metrics.db_retries.inc()
                 delay = backoff.next()
                 log.warning(
@@ -333,7 +357,7 @@ class IngestWorker:
     def write(self, s: Session, b: Batch) -> Committed:
         now = utc_now()
         receipts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        self._ensure_devices(s, b)
+        wards = self._ensure_devices(s, b)
 
         if b.starts:
             insert_ignore(s, table(AlertRow), [_alert_row(a, now) for a in b.starts.values()], ["event_id"])
@@ -408,15 +432,20 @@ class IngestWorker:
             receipts={d: dict(r) for d, r in receipts.items()},
             states=states,
             alerts_changed=bool(b.starts or b.ends or states),
+            wards=wards,
         )
 
-    def _ensure_devices(self, s: Session, b: Batch) -> None:
+    def _ensure_devices(self, s: Session, b: Batch) -> dict[str, str]:
+        """Wards of the batch's devices not cached yet; creates the rows of unknown devices. The
+        cache is updated only after the commit, so a rolled-back batch cannot leave a device
+        cached but missing from the table."""
         unknown = [d for d in b.wards if d not in self._ward_of]
+        learned: dict[str, str] = {}
         if not unknown:
-            return
+            return learned
         for device, ward in s.exec(select(Device.id, Device.ward).where(col(Device.id).in_(unknown))).all():
-            self._ward_of[device] = ward
-        new = [d for d in unknown if d not in self._ward_of]
+            learned[device] = ward
+        new = [d for d in unknown if d not in learned]
         if new:
             # The broker let it publish under {ward}/{device}, so its certificate is ours; it may
             # have been provisioned offline. It shows up in the fleet, unenrolled for uploads.
@@ -424,7 +453,8 @@ class IngestWorker:
             insert_ignore(s, table(Device), rows, ["id"])
             for d in new:
                 log.info("device=%s ward=%s first seen (not enrolled over HTTP)", d, b.wards[d])
-                self._ward_of[d] = b.wards[d]
+                learned[d] = b.wards[d]
+        return learned
 
     def _write_health(self, s: Session, healths: list[Health]) -> None:
         latest: dict[str, Health] = {}

@@ -352,3 +352,25 @@ def test_health_history_is_kept_for_the_retention_period(make_settings, sqlite_u
             s.commit()
         assert cloud.app.state.ingest.purge_health() == 2  # type: ignore[attr-defined]
         assert _count(cloud, HealthSample) == 2
+
+
+def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
+    make_settings, pg_url, broker
+) -> None:  # type: ignore[no-untyped-def]
+    with live(make_settings, pg_url, broker, batch_wait_s=0.5) as cloud:
+        dev = SimDevice(broker.port, DEV, WARD).start()
+        try:
+            good = [make_alert(DEV, WARD, seq=i) for i in range(5)]
+            # Valid by the contract, refused by PostgreSQL (text cannot hold NUL).
+            poison = make_alert(DEV, WARD, seq=9, rule="plaza.\x00crowd")
+            for a in good[:2] + [poison] + good[2:]:
+                dev.send_alert(a)
+            wait_until(
+                lambda: {a.event_id for a in good} <= dev.receipted(), 15, what="good alerts receipted"
+            )
+            assert poison.event_id not in dev.receipted()
+            with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
+                assert set(s.exec(select(AlertRow.event_id)).all()) == {a.event_id for a in good}
+            assert _metric(cloud, 'matthan_ingest_rejected_total{kind="database"}') == 1
+        finally:
+            dev.stop()
