@@ -100,6 +100,14 @@ def held_alerts(storage: Path) -> tuple[set[str], int]:
         db.close()
 
 
+def _save_broker(broker: Mosquitto) -> None:
+    db = broker.workdir / "mosquitto.db"
+    before = db.stat().st_mtime_ns if db.exists() else 0
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: db.exists() and db.stat().st_mtime_ns != before, 10, "the broker's save")
+
+
 @pytest.fixture
 def station(broker: Mosquitto) -> Iterator[tuple[WardCollector, ReceiptStandIn]]:
     ward = WardCollector(broker.port, WARD).start()
@@ -136,6 +144,10 @@ def test_zero_loss_through_broker_sigkill_and_outage(
     agent = AgentProcess(cfg, tmp_path / "agent.log").start()
     try:
         wait_for(lambda: len(agent.generated()) >= 3, 40, "first alerts")
+        # A station's and the ingest's sessions are days old in the field, long since written by the
+        # broker's autosave; here they are seconds old, so ask for that save (SIGUSR1) first.
+        # Without it the crash forgets who subscribed, not just what was queued.
+        _save_broker(broker)
         broker.kill()  # SIGKILL: what it acknowledged but had not saved is gone
         broker.start()
         wait_for(lambda: len(agent.generated()) >= 6, 30, "alerts after the crash")
