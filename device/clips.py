@@ -40,6 +40,7 @@ from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import UtcDateTime, utc_now
 
 if TYPE_CHECKING:
+    from device.frames import Frame
     from device.health import UploadView
 
 log = logging.getLogger(__name__)
@@ -530,6 +531,20 @@ class DeviceMedia:
 
     def event_ended(self, alert: Alert) -> None:
         self.clips.event_ended(alert)
+
+    def frame_hook(self, camera_id: str) -> Callable[..., None] | None:
+        """CameraWorker's on_frame for a camera only the capture can open (Pi, USB): its frames are
+        what gets recorded. None for cameras the recorder reads itself."""
+        rec = self.recording.get(camera_id)
+        if rec is None or not rec.frames:
+            return None
+
+        def hook(frame: Frame, *_: object) -> None:
+            current = self.recording.get(camera_id)  # the recorder may have been replaced since
+            if current is not None:
+                current.feed(frame.image)
+
+        return hook
 
     def recording_up(self, camera_id: str) -> bool | None:
         """None when the camera is not recorded (record.enabled: false, or it could not start)."""

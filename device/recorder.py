@@ -11,11 +11,11 @@ readable up to its last packet.
 
 Sources whose codec cannot go into MPEG-TS by copy (MJPEG over HTTP, GIFs) get one cheap encode
 (libx264 ultrafast, keyframes at segment boundaries). Cameras the capture opens itself, the Pi
-camera (`picamera2:N`) and USB cameras (`/dev/videoN`), cannot be opened a second time, so the
-recorder refuses them with a clear reason instead of failing in a loop. The way to record a Pi
-camera is its hardware H.264 encoder on the capture's own Picamera2 object:
-`start_encoder(H264Encoder(iperiod=fps × segment_s), FfmpegOutput("-f segment … <pattern>"))`,
-writing the same segment names this recorder indexes; that hook is not built.
+camera (`picamera2:N`) and USB cameras (`/dev/videoN`), cannot be opened a second time: the
+capture hands the recorder its frames (feed(), at the detect rate) and ffmpeg encodes them once,
+stamped by arrival, into the same segments. Cheaper still on a Pi, and not built: the hardware
+H.264 encoder on the capture's own Picamera2 object, `start_encoder(H264Encoder(iperiod=fps ×
+segment_s), FfmpegOutput("-f segment … <pattern>"))`, writing the segment names indexed here.
 
 Wall-clock times: files are named `{camera}-{session}-{index}.ts`, the session being the
 millisecond the ffmpeg process was started. ffmpeg closes a segment (its last write, the file's
@@ -29,8 +29,10 @@ in one second, which then overwrite each other.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
+import queue
 import re
 import shutil
 import signal
@@ -41,6 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from device.capture import redact
 from device.errors import DeviceError
@@ -57,6 +61,7 @@ COPYABLE = frozenset({"h264", "hevc"})
 
 _NAME_RE = re.compile(r"^(?P<cam>[a-z0-9-]+)-(?P<session>\d{13})-(?P<index>\d{6})\.ts$")
 SCAN_S = 0.2
+FEED_FRAMES = 64  # a few seconds of detect-rate frames between the capture and the encoder
 _CLOSE_SLACK = timedelta(milliseconds=50)
 _CLOCK_SLACK = timedelta(milliseconds=20)
 
@@ -97,6 +102,7 @@ class RecorderState:
     stalls: int = 0
     last_error: str | None = None
     held_events: int = 0
+    frames_dropped: int = 0  # frames-fed cameras: frames the encoder could not take in time
 
 
 @dataclass
@@ -168,13 +174,9 @@ class Recorder:
         backoff: Backoff | None = None,
     ) -> None:
         kind = source_kind(camera.source)
-        if kind in ("picamera2", "device"):
-            # The capture holds the camera: a second opener gets EBUSY (V4L2) or nothing (libcamera).
-            raise RecorderError(
-                f"camera {camera.id}: {camera.source} is opened by the capture and cannot be recorded "
-                "by a second process; recording Pi and USB cameras is not built yet "
-                "(set record.enabled: false for this camera)"
-            )
+        # The capture holds a Pi or USB camera (a second opener gets EBUSY or nothing): those are
+        # recorded from the frames the capture hands over (feed()), with one cheap encode.
+        self.frames = kind in ("picamera2", "device")
         self.camera = camera
         self.cache_dir = Path(cache_dir)
         self.kind = kind
@@ -198,6 +200,8 @@ class Recorder:
         self._last_scan: datetime | None = None
         self._longest_segment_s = self.segment_s
         self._codec: str | None = None
+        # Frames from the capture, for cameras only it can open; bounded, newest dropped when full.
+        self._feed: queue.Queue[np.ndarray] = queue.Queue(maxsize=FEED_FRAMES)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -251,6 +255,16 @@ class Recorder:
         with self._lock:
             self._holds[key] = since
 
+    def feed(self, image: np.ndarray) -> None:
+        """A frame from the capture (BGR), for cameras the recorder cannot open; never blocks."""
+        if not self.frames:
+            return
+        try:
+            self._feed.put_nowait(image)
+        except queue.Full:
+            with self._lock:
+                self._state.frames_dropped += 1
+
     def holds(self) -> dict[str, datetime]:
         with self._lock:
             return dict(self._holds)
@@ -264,6 +278,22 @@ class Recorder:
             self._holds.pop(key, None)
 
     # -- the ffmpeg command -------------------------------------------------------------------
+
+    def frames_command(self, width: int, height: int, session: int) -> list[str]:
+        """Raw BGR frames on stdin, stamped by arrival, one cheap encode into the same segments."""
+        seg = self.segment_s
+        return [
+            FFMPEG, "-hide_banner", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
+            "-use_wallclock_as_timestamps", "1", "-i", "pipe:0",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+            "-fps_mode", "passthrough", "-force_key_frames", f"expr:gte(t,n_forced*{seg:g})",
+            "-f", "segment", "-segment_time", f"{seg:g}", "-segment_format", "mpegts",
+            "-reset_timestamps", "1", str(self._pattern(session)),
+        ]  # fmt: skip
+
+    def _pattern(self, session: int) -> Path:
+        return self.cache_dir / f"{self.camera.id}-{session:013d}-%06d.ts"
 
     def command(self, codec: str, session: int) -> list[str]:
         src = self.camera.source
@@ -286,7 +316,7 @@ class Recorder:
                 "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
                 "-force_key_frames", f"expr:gte(t,n_forced*{seg:g})",
             ]  # fmt: skip
-        pattern = self.cache_dir / f"{self.camera.id}-{session:013d}-%06d.ts"
+        pattern = self._pattern(session)
         cmd += [
             "-f", "segment", "-segment_time", f"{self.segment_s:g}", "-segment_format", "mpegts",
             "-reset_timestamps", "1", str(pattern),
@@ -317,21 +347,29 @@ class Recorder:
             session = int(time.time() * 1000)
             # A tmpfs cache can be emptied under us (reboot of a container, an operator's rm).
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                # Probed once: every probe of a network camera is one more connection to it.
-                codec = self._codec = self._codec or probe_codec(self.camera.source)
-            except RecorderError as exc:
-                self._set(recording=False, last_error=str(exc))
-                delay = self._backoff.next()
-                log.warning("recording down camera=%s reason=%s retry_in=%.1fs", cam, exc, delay)
-                self._stop.wait(delay)
-                continue
-            mode = "copy" if codec in COPYABLE else "encode"
-            cmd = self.command(codec, session)
+            first: np.ndarray | None = None
+            if self.frames:
+                first = self._first_frame()
+                if first is None:
+                    continue  # stopping, or still waiting for the capture
+                mode, codec = "frames", "rawvideo"
+                cmd = self.frames_command(first.shape[1], first.shape[0], session)
+            else:
+                try:
+                    # Probed once: every probe of a network camera is one more connection to it.
+                    codec = self._codec = self._codec or probe_codec(self.camera.source)
+                except RecorderError as exc:
+                    self._set(recording=False, last_error=str(exc))
+                    delay = self._backoff.next()
+                    log.warning("recording down camera=%s reason=%s retry_in=%.1fs", cam, exc, delay)
+                    self._stop.wait(delay)
+                    continue
+                mode = "copy" if codec in COPYABLE else "encode"
+                cmd = self.command(codec, session)
             try:
                 proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                    env={**os.environ, "TZ": "UTC"},
+                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "TZ": "UTC"},
+                    stdin=subprocess.PIPE if self.frames else subprocess.DEVNULL,
                 )  # fmt: skip
             except OSError as exc:
                 delay = self._backoff.next()
@@ -343,6 +381,10 @@ class Recorder:
                 continue
             self._proc = proc
             threading.Thread(target=self._drain, args=(proc,), daemon=True, name=f"ffmpeg-err-{cam}").start()
+            if first is not None:
+                threading.Thread(
+                    target=self._write_frames, args=(proc, first), daemon=True, name=f"ffmpeg-in-{cam}"
+                ).start()
             self._set(recording=True, mode=mode)
             log.info("recording started camera=%s mode=%s codec=%s pid=%d", cam, mode, codec, proc.pid)
             reason, produced = self._watch(proc, session)
@@ -369,6 +411,37 @@ class Recorder:
             )
             self._stop.wait(delay)
         self._prune()
+
+    def _first_frame(self) -> np.ndarray | None:
+        self._set(recording=False)
+        while not self._stop.is_set():
+            try:
+                return self._feed.get(timeout=0.5)
+            except queue.Empty:
+                with self._lock:
+                    self._state.last_error = self._state.last_error or "waiting for frames from the capture"
+        return None
+
+    def _write_frames(self, proc: subprocess.Popen[bytes], first: np.ndarray) -> None:
+        """Feed ffmpeg until it ends; a frame of another size ends the session (ffmpeg restarts)."""
+        assert proc.stdin is not None
+        shape = first.shape
+        image: np.ndarray | None = first
+        try:
+            while proc.poll() is None and not self._stop.is_set():
+                if image is not None:
+                    if image.shape != shape:
+                        break
+                    proc.stdin.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+                try:
+                    image = self._feed.get(timeout=0.5)
+                except queue.Empty:
+                    image = None
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # ffmpeg went away; the monitor restarts it
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()  # end of input: ffmpeg closes its segment and exits
 
     def _watch(self, proc: subprocess.Popen[bytes], session: int) -> tuple[str, int]:
         """Until ffmpeg exits, stalls or we stop: 'eof' | 'died' | 'stall' | 'stopped'."""
@@ -398,6 +471,9 @@ class Recorder:
     def _end(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                proc.stdin.close()
         # SIGINT lets ffmpeg close the open segment cleanly; SIGKILL only if it does not listen.
         proc.send_signal(signal.SIGINT)
         try:

@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from device.clips import ClipMaker, ClipSidecar, probe_media, sha256_file
+from device.clips import ClipMaker, ClipSidecar, DeviceMedia, probe_media, sha256_file
+from device.frames import Frame
 from device.recorder import FFMPEG, Recorder
 from device.uploader import UploadQueue
-from matthan_wire.config import CameraConfig, DeviceIdentity
+from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity
 from matthan_wire.payloads import Alert, ClipRef
 from tests.support.net import wait_until
 
@@ -249,3 +250,43 @@ def test_a_long_event_keeps_its_beginning_and_its_end(assets_dir: Path, tmp_path
     assert side.covered_end >= ended + timedelta(seconds=1) - timedelta(seconds=1 / FPS)
     assert side.gap_s >= 2.0 and duration <= span - 2.0, (side.gap_s, duration, span)
     assert duration >= 2.0 + 1.0 + 1.0  # pre + the held head ... + the end with its post-capture
+
+
+def test_a_pi_camera_event_gets_its_clip_from_the_frames_the_capture_hands_over(
+    assets_dir: Path, tmp_path: Path
+) -> None:
+    """The Pi camera cannot exist here: real footage stands in for its frames, through the agent's hook."""
+    config = DeviceConfig.model_validate(
+        {"device": {"id": DEVICE.id, "ward": DEVICE.ward}, "broker": {"url": "mqtt://127.0.0.1:1883"},
+         "storage": {"path": str(tmp_path / "data")},
+         "cameras": [{"id": "cam-1", "source": "picamera2:0",
+                      "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}},
+                     {"id": "cam-2", "source": "rtsp://10.0.0.9/stream", "record": {"enabled": False}}]}
+    )  # fmt: skip
+    media = DeviceMedia(config)
+    media.start()
+    try:
+        hook = media.frame_hook("cam-1")
+        assert hook is not None and media.frame_hook("cam-2") is None
+        cap = cv2.VideoCapture(str(assets_dir / ONE_BY_ONE))
+        started = ended = None
+        for i in range(60):  # six seconds at 10 fps; the event spans seconds 2 to 3.5
+            ok, image = cap.read()
+            assert ok
+            hook(Frame(image=image, ts=datetime.now(UTC), index=i), [], [])
+            if i == 20:
+                started = datetime.now(UTC)
+                media.event_started(alert("ev-6", "start", started, None, 1, 1), None)
+            if i == 35:
+                ended = datetime.now(UTC)
+                media.event_ended(alert("ev-6", "end", started, ended, 1, 1))  # type: ignore[arg-type]
+            time.sleep(0.1)
+        cap.release()
+        assert media.clips.wait_idle(20)
+    finally:
+        media.stop()
+    assert started is not None and ended is not None
+    clip = tmp_path / "data" / "media" / "ev-6.mp4"
+    duration, codec = probe_media(clip)
+    need = (ended - started).total_seconds() + 2.0
+    assert codec == "h264" and need - LAG_S <= duration <= need + 2 * 1.0 + 0.5, (duration, need)

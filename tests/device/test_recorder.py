@@ -7,13 +7,15 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import cv2
 import pytest
 
-from device.recorder import FFMPEG, Recorder, RecorderError, Recording
+from device.recorder import FFMPEG, Recorder, Recording
 from matthan_wire.config import CameraConfig, StorageConfig
 from tests.support.net import free_port, wait_until
 
@@ -218,8 +220,7 @@ def test_a_missing_source_is_retried_and_reported(tmp_path: Path, recorders: lis
     st = rec.state()
     assert not st.recording and "nope.mp4" in (st.last_error or "")
     for held_by_capture in ("picamera2:0", "/dev/video0", "0"):
-        with pytest.raises(RecorderError, match="opened by the capture"):
-            Recorder(camera(held_by_capture), tmp_path / "cache")
+        assert Recorder(camera(held_by_capture), tmp_path / "cache").frames
 
 
 def test_a_cache_emptied_under_it_is_recreated(
@@ -244,9 +245,14 @@ def test_recording_follows_config_changes(assets_dir: Path, tmp_path: Path) -> N
     off = a.model_copy(update={"id": "cam-off", "record": a.record.model_copy(update={"enabled": False})})
     recording = Recording(storage)
     try:
-        recording.apply([a, b, pi, off])  # the Pi camera is refused and logged, the others go on
-        assert set(recording.states()) == {"cam-1", "cam-2"}
-        wait_until(lambda: all(s.recording for s in recording.states().values()), timeout=15, what="both up")
+        recording.apply([a, b, pi, off])  # the Pi camera waits for frames from the capture
+        states = recording.states()
+        assert set(states) == {"cam-1", "cam-2", "cam-pi"} and recording.get("cam-pi").frames  # type: ignore[union-attr]
+        wait_until(
+            lambda: all(s.recording for c, s in recording.states().items() if c != "cam-pi"),
+            timeout=15,
+            what="both up",
+        )
         wait_until(lambda: list((tmp_path / "tmpfs" / "cam-1").glob("cam-1-*.ts")), timeout=10, what="tmpfs")
         first_a, first_b = recording.get("cam-1"), recording.get("cam-2")
         assert first_a is not None and first_b is not None
@@ -283,3 +289,34 @@ def test_a_camera_password_never_reaches_the_state_or_the_log(
     error = wait_until(lambda: rec.state().last_error, timeout=20, what="the camera reported down")
     assert "s3cret-pw" not in error and "admin:***@127.0.0.1" in error
     assert not any("s3cret-pw" in r.getMessage() for r in caplog.records)
+
+
+def test_a_camera_only_the_capture_can_open_is_recorded_from_its_frames(
+    assets_dir: Path, tmp_path: Path, recorders: list[Recorder]
+) -> None:
+    """The Pi camera cannot exist here; its frames are stood in for by real footage, fed at 10 fps."""
+    rec = Recorder(camera("picamera2:0"), tmp_path / "cache")
+    recorders.append(rec)
+    rec.start()
+    wait_until(lambda: "waiting for frames" in (rec.state().last_error or ""), timeout=5, what="waiting")
+    cap = cv2.VideoCapture(str(assets_dir / ONE_BY_ONE))
+    try:
+        for _ in range(35):
+            ok, image = cap.read()
+            assert ok
+            rec.feed(image)
+            time.sleep(0.1)
+    finally:
+        cap.release()
+    wait_until(lambda: sum(s.complete for s in rec.segments()) >= 2, timeout=10, what="two segments")
+    st = rec.state()
+    assert st.mode == "frames" and st.recording and st.frames_dropped == 0
+    for seg in [s for s in rec.segments() if s.complete][:2]:
+        frames = frame_hashes(seg.path)
+        assert 6 <= len(frames) <= 14, len(frames)  # about one second of 10 fps per segment
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+         "stream=codec_name,width,height", "-of", "csv=p=0", str(rec.segments()[0].path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert set(out.stdout.split()) == {"h264,768,432"}
