@@ -311,6 +311,12 @@ def test_drawing_a_zone_changes_the_desired_config_and_the_device_applies_it(
     page.goto(f"/console/devices/{REX}/cameras/rex-north/zones")
     page.wait_for_selector("[data-sync=applied]")
     assert "s3cret" not in page.content()  # the stream credentials stay on the server
+    # The stage takes the snapshot's size once it has loaded; measure after that, or the clicks
+    # land where the drawing area was (seen on a loaded machine).
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.stage img');"
+        " return !i || (i.complete && i.naturalWidth > 0); }"
+    )
     box = page.locator(".stage svg").bounding_box()
     assert box is not None
     corners = [(0.10, 0.50), (0.90, 0.50), (0.90, 0.95), (0.10, 0.95)]
