@@ -208,6 +208,8 @@ async def upload_chunk(
         media.complete, media.completed_at = True, utc_now()
         session.add(media)
         session.commit()
+        # Complete uploads answer from the row alone; the lock is not needed any more.
+        _locks.pop((event_id, kind), None)
         return Response(status_code=201, headers=_state_headers(media))
 
 
