@@ -381,7 +381,11 @@ class Agent:
     # ---- cameras ---------------------------------------------------------------------------------
 
     def _start_worker(self, cam: CameraConfig) -> CameraWorker:
-        worker = CameraWorker(self.device, cam, self.model, self._on_event, self.outbox.next_seq)
+        # A Pi or USB camera can be opened by one process only: its frames are what gets recorded.
+        hook = self.media.frame_hook(cam.id) if self.media is not None else None
+        worker = CameraWorker(
+            self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook
+        )
         worker.start()
         self._worker_started[cam.id] = time.monotonic()
         return worker
@@ -411,6 +415,7 @@ class Agent:
                     c.id,
                     self._workers[c.id].stats() if c.id in self._workers else None,
                     now - self._worker_started.get(c.id, now),
+                    self.media.recording_up(c.id) if self.media is not None else None,
                 )
                 for c in self.config.cameras
             ]

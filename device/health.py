@@ -41,6 +41,7 @@ class CameraView:
     id: str
     stats: CameraStats | None  # None: configured but not running (failed to start)
     running_s: float
+    recording: bool | None = None  # None: not recorded
 
 
 def cpu_temp_c(root: Path = THERMAL) -> float | None:
@@ -65,8 +66,9 @@ def camera_health(view: CameraView) -> CameraHealth:
     s = view.stats
     if s is None:
         return CameraHealth(
-            id=view.id, stream_up=False, fps_in=0.0, fps_detect=0.0, detect_ms=None, last_frame_age_s=None
-        )
+            id=view.id, stream_up=False, fps_in=0.0, fps_detect=0.0, detect_ms=None, last_frame_age_s=None,
+            recording=view.recording,
+        )  # fmt: skip
     quality = None
     if s.expected_fps and view.running_s >= QUALITY_AFTER_S:
         quality = round(min(1.0, max(0.0, s.fps_in / s.expected_fps)), 3)
@@ -82,6 +84,7 @@ def camera_health(view: CameraView) -> CameraHealth:
         stalls_1h=s.stalls_1h,
         quality=quality,
         detector_runs_saved=s.detector_runs_saved,
+        recording=view.recording,
     )
 
 

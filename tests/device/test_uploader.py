@@ -581,6 +581,7 @@ def test_the_agent_hands_events_to_device_media_and_reports_the_backlog(
             what="health reporting a backlog",
         )
         assert waiting[-1].upload_backlog_bytes > 0 and waiting[-1].upload_oldest_age_s is not None
+        assert [c.recording for c in waiting[-1].cameras] == [True]  # the recorder's state reaches health
         cloud.start()
         wait_until(lambda: got["event"], timeout=30, what="an event end on MQTT")
         assert media.clips.wait_idle(30)
