@@ -570,9 +570,9 @@ def test_the_agent_hands_events_to_device_media_and_reports_the_backlog(
     sub.subscribe(f"matthan/v1/{DEVICE.ward}/{DEVICE.id}/#", qos=1)
     sub.loop_start()
     media = DeviceMedia(config, model=Path(model_config.path).name)
-    agent = Agent(config, clip_sink=media, uploads=media.upload_view)
+    # As `device run` composes it: the agent starts the media side before its cameras, stops it after.
+    agent = Agent(config, media=lambda cfg, version: media)
     cloud.kill()  # the cloud is down at first: health must show the backlog, then see it drain
-    media.start()
     agent.start()
     try:
         waiting = wait_until(
@@ -589,7 +589,6 @@ def test_the_agent_hands_events_to_device_media_and_reports_the_backlog(
         wait_until(lambda: decode(Health, got["health"][-1]).upload_backlog == 0, timeout=10, what="health")
     finally:
         agent.stop()
-        media.stop()
         sub.loop_stop()
         sub.disconnect()
     end = decode(Alert, got["event"][0])
