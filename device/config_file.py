@@ -136,7 +136,8 @@ def model_of(config: DeviceConfig) -> ModelConfig:
 def summary(config: DeviceConfig) -> str:
     zones = sum(len(c.zones) for c in config.cameras)
     lines = sum(len(c.lines) for c in config.cameras)
-    rules = sum(len(p.rules) for c in config.cameras for p in (*c.zones, *c.lines))
+    rules = sum(len(z.rules) for c in config.cameras for z in c.zones)
+    rules += sum(len(ln.rules) for c in config.cameras for ln in c.lines)
     return (
         f"device {config.device.id} (ward {config.device.ward}): {len(config.cameras)} camera(s), "
         f"{zones} zone(s), {lines} line(s), {rules} rule(s)"

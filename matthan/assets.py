@@ -11,6 +11,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from matthan.errors import UserError
@@ -144,10 +145,10 @@ def fetch(dest: Path | None = None, mirror: Path | None = None) -> Iterator[tupl
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if mirror is not None and verified(mirror / asset.path, asset.sha256):
-            _install(target, lambda out, a=asset: _copy(mirror / a.path, out), asset)
+            _install(target, partial(_copy, mirror / asset.path), asset)
             yield target, "mirror"
         else:
-            _install(target, lambda out, a=asset: _download(a.url, out), asset)
+            _install(target, partial(_download, asset.url), asset)
             yield target, "upstream"
 
 

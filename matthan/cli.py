@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="matthan", description="Street-camera network: edge agent, cloud service, tools.")
     parser.add_argument("--version", action="version", version=f"matthan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    # Parser for every sub-command too, so their usage errors are one line as well.
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=Parser
+    )
     sub.required = True
     demo_cli.register(sub)
     device_cli.register(sub)

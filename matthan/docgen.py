@@ -54,7 +54,7 @@ def _type_of(prop: dict[str, Any] | bool, defs: dict[str, Any]) -> str:
     if isinstance(prop, bool):
         return "any"
     if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in prop:
         return " or ".join(_type_of(p, defs) for p in prop["anyOf"])
     if "oneOf" in prop:
