@@ -303,12 +303,22 @@ def test_health_history_and_metrics(make_settings, sqlite_url, broker) -> None: 
             detail = cloud.get(f"/api/v1/devices/{DEV}", headers=bearer(key)).json()
             assert detail["health_latest"]["cpu_pct"] == make_health(DEV, WARD).cpu_pct
             assert detail["health"]["cameras_up"] == 1 and detail["online"] is True
+            upgraded = make_health(DEV, WARD).model_copy(update={"agent_version": "0.2.0"})
+            dev.client.publish(device_topic(Kind.HEALTH, WARD, DEV), encode(upgraded), 0)
+            wait_until(
+                lambda: (
+                    cloud.get(f"/api/v1/devices/{DEV}", headers=bearer(key)).json()["agent_version"]
+                    == "0.2.0"
+                ),
+                5,
+                what="agent version from health",
+            )
             listed = cloud.get(
                 "/api/v1/devices", params={"ward": WARD, "online": True}, headers=bearer(key)
             ).json()
             assert [d["id"] for d in listed["items"]] == [DEV]
             text = cloud.get("/metrics").text
-            assert 'matthan_ingest_messages_total{kind="health"} 3.0' in text
+            assert 'matthan_ingest_messages_total{kind="health"} 4.0' in text
             assert "matthan_devices_online 1.0" in text
             assert "matthan_db_commit_seconds_count" in text
         finally:
