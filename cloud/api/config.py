@@ -62,11 +62,19 @@ def _state(d: Device, row: DesiredConfigRow | None, published: bool | None = Non
     )
 
 
-@router.get("/devices/{device_id}/config", summary="Desired and reported config of a device")
+@router.get(
+    "/devices/{device_id}/config",
+    summary="Desired and reported config of a device (stream credentials only for admins and operators)",
+)
 def get_config(device_id: str, principal: AnyUser, session: DbSession) -> ConfigState:
     d = get_device(session, principal, device_id)
     row = session.get(DesiredConfigRow, (d.id, d.desired_version)) if d.desired_version else None
-    return _state(d, row)
+    state = _state(d, row)
+    # Camera URLs carry the camera's password; a ward officer sees where, not how to log in.
+    if state.config is not None and principal.role not in ("admin", "operator"):
+        cameras = [c.model_copy(update={"source": redact(c.source)}) for c in state.config.cameras]
+        state = state.model_copy(update={"config": state.config.model_copy(update={"cameras": cameras})})
+    return state
 
 
 @router.put(

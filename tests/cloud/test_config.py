@@ -97,6 +97,19 @@ def test_desired_config_round_trip(make_settings, db_url, broker) -> None:  # ty
             dev.disconnect()
 
 
+def test_a_ward_officer_sees_no_stream_credentials(make_settings, sqlite_url, broker) -> None:  # type: ignore[no-untyped-def]
+    with live(make_settings, sqlite_url, broker) as cloud:
+        add_device(cloud, DEV, WARD)
+        admin = add_user(cloud, "admin", "admin")
+        officer = add_user(cloud, "officer", "ward_officer", WARD)
+        assert cloud.put(f"/api/v1/devices/{DEV}/config", json=SITE, headers=bearer(admin)).status_code == 200
+        seen = cloud.get(f"/api/v1/devices/{DEV}/config", headers=bearer(officer))
+        assert seen.status_code == 200 and "secret" not in seen.text
+        assert seen.json()["config"]["cameras"][0]["source"] == "rtsp://***@10.1.2.3/stream1"
+        full = cloud.get(f"/api/v1/devices/{DEV}/config", headers=bearer(admin)).json()
+        assert full["config"]["cameras"][0]["source"] == SITE["cameras"][0]["source"]
+
+
 def test_invalid_config_is_refused_and_changes_nothing(make_settings, sqlite_url, broker) -> None:  # type: ignore[no-untyped-def]
     with live(make_settings, sqlite_url, broker) as cloud:
         add_device(cloud, DEV, WARD)
