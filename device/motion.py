@@ -27,7 +27,10 @@ class MotionGate:
     def update(self, image_bgr: np.ndarray) -> bool:
         """Feed a frame; True when it moved (always True for the first frame: nothing to compare)."""
         h, w = image_bgr.shape[:2]
-        small = cv2.resize(image_bgr, (WIDTH, max(1, round(h * WIDTH / w))), interpolation=cv2.INTER_AREA)
+        # Bilinear, not area averaging: a fifth of the cost on a 480-wide frame, and the blur below
+        # smooths what it aliases (bench.pipeline: the gate's stage went from 0.44 to ~0.2 ms).
+        size = (WIDTH, max(1, round(h * WIDTH / w)))
+        small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_LINEAR)
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0).astype(np.float32)
         if self._avg is None or self._avg.shape != grey.shape:
             self._avg = grey
