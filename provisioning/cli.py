@@ -56,6 +56,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     e.add_argument("--storage", help="data folder for the agent (default /var/lib/matthan)")
     e.add_argument("--cloud-ca", help="CA file to verify the cloud's HTTPS certificate")
+    e.add_argument("--owner", help="the user the agent runs as (e.g. matthan): the files are handed to it")
     e.set_defaults(handler=_enroll)
 
     r = psub.add_parser("renew", help="new key and certificate for an enrolled device")
@@ -180,6 +181,7 @@ def _enroll(args: argparse.Namespace) -> int:
         ward=args.ward,
         storage=args.storage,
         verify=args.cloud_ca or True,
+        owner=args.owner,
     )
     print(f"enrolled {args.device_id}: configuration {path}; next: matthan provision check --config {path}")
     return 0

@@ -13,6 +13,8 @@ only then writes everything under the config folder:
 A refused token changes nothing on disk.
 """
 
+import os
+import pwd
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,16 @@ def enroll(
     ward: str | None = None,
     storage: str | None = None,
     verify: str | bool = True,
+    owner: str | None = None,
 ) -> Path:
-    """Enroll this device; returns the path of the device.yaml written."""
+    """Enroll this device; returns the path of the device.yaml written.
+
+    `owner`: the user the agent runs as (the systemd unit's `matthan`, the image's uid 10001).
+    Enrollment usually runs as root; without handing the files over, the agent cannot read its
+    own key.
+    """
+    # Checked before the token is spent: a single-use token must not be lost to a typo here.
+    account = _account(owner) if owner is not None else None
     if not is_id(device_id):
         raise ProvisionError(f"device id {device_id!r} is not an id ([a-z0-9-], at most 63 characters)")
     if ward is not None and not is_id(ward):
@@ -76,7 +86,25 @@ def enroll(
     write_file(paths["device.token"], answer.api_token + "\n", mode=0o600)
     text = "# Written by `matthan provision enroll`; the cloud's desired config overrides the cameras.\n"
     text += yaml.safe_dump(config, sort_keys=False)
-    return write_file(paths["device.yaml"], text, mode=0o600)
+    written = write_file(paths["device.yaml"], text, mode=0o600)
+    if account is not None:
+        uid, gid = account
+        for path in paths.values():
+            os.chown(path, uid, gid)
+        if storage:
+            Path(storage).mkdir(parents=True, exist_ok=True)
+            os.chown(storage, uid, gid)
+    return written
+
+
+def _account(owner: str) -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(owner) if not owner.isdigit() else pwd.getpwuid(int(owner))
+    except KeyError:
+        raise ProvisionError(f"--owner {owner}: no such user on this device") from None
+    if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+        raise ProvisionError(f"--owner {owner}: only root can hand the device's files to another user")
+    return entry.pw_uid, entry.pw_gid
 
 
 def renew(config_path: Path, verify: str | bool = True) -> x509.Certificate:

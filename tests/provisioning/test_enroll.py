@@ -1,6 +1,8 @@
 """Enrollment end to end: the real cloud app under uvicorn, the CLI on the "device", a real
 Mosquitto whose ACL the cloud regenerates and reloads when the device joins or is revoked."""
 
+import os
+import pwd
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -253,3 +255,21 @@ def _csv(tmp_path: Path, *rows: str) -> Path:
     path = tmp_path / "cameras.csv"
     path.write_text("site,ward,lat,lon,source,device\n" + "\n".join(rows) + "\n")
     return path
+
+
+def test_enroll_hands_the_files_to_the_agents_user(site: Site, tmp_path: Path) -> None:
+    _, cloud = site
+    token = claim(cloud, cloud.user_key(), "ben-nghe")
+    dest = tmp_path / "etc-matthan"
+    # An unknown user is refused before the single-use token is spent.
+    cam = ("--camera", "rtsp://10.1.2.3/stream1")
+    assert enroll(cloud, token, "q1-rex-09", dest, *cam, "--owner", "no-such-user-here") == 1
+    assert not dest.exists()
+    if os.geteuid() != 0:
+        pytest.skip("handing files to another user needs root")
+    nobody = pwd.getpwnam("nobody")
+    assert enroll(cloud, token, "q1-rex-09", dest, *cam, "--owner", "nobody") == 0
+    for name in ("device.key", "device.token", "device.yaml", "device.pem", "ca.pem"):
+        assert (dest / name).stat().st_uid == nobody.pw_uid, name
+    assert (dest / "device.key").stat().st_mode & 0o777 == 0o600
+    assert (dest / "data").stat().st_uid == nobody.pw_uid
