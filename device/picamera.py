@@ -33,7 +33,9 @@ class PiCameraSource:
                 module = importlib.import_module("picamera2")
             except ImportError:
                 raise DeviceError(
-                    f"source {source}: picamera2 is not installed (pip install 'matthan[pi]')"
+                    # picamera2 needs the system libcamera bindings: Raspberry Pi OS ships both.
+                    f"source {source}: picamera2 is not installed; on Raspberry Pi OS: apt install "
+                    "python3-picamera2, and create the agent's venv with --system-site-packages"
                 ) from None
         try:
             camera = module.Picamera2(int(index_text))
