@@ -447,11 +447,17 @@ class IngestWorker:
         agents = self._write_health(s, b) if b.samples else {}
         if b.seen:
             # Every device of a batch was heard at the same moment (parse time): one statement.
-            c = table(Device).c
             heard = max(b.seen.values())
-            s.execute(
-                update(table(Device)).where(c.id.in_(list(b.seen))).values(last_seen=heard, online=True)
-            )
+            if self._pg:
+                # One array parameter: an IN list of a thousand parameters cost SQLAlchemy and
+                # psycopg more to render and parse, every batch, than the update itself.
+                with _pg_cursor(s) as cur:
+                    cur.execute(_PG_SEEN, (heard, list(b.seen)))
+            else:
+                c = table(Device).c
+                s.execute(
+                    update(table(Device)).where(c.id.in_(list(b.seen))).values(last_seen=heard, online=True)
+                )
         for device, status, retained in b.statuses:
             # Arrival order, not the payload's time: a will carries the time it was set at
             # connect, before the "online" it overrides. A retained status is the broker's
@@ -517,14 +523,24 @@ class IngestWorker:
         return learned
 
     def _write_health(self, s: Session, b: Batch) -> dict[str, str | None]:
-        upsert(
-            s,
-            table(HealthLatest),
-            [{"device_id": d, "at": at, "body": body} for d, (at, body, _) in b.latest.items()],
-            ["device_id"],
-            ["at", "body"],
-            where="health_latest.at < excluded.at",
-        )
+        if self._pg:
+            # One statement over arrays: executemany sent a statement per device (most of a
+            # batch's devices at fleet scale) and psycopg's per-row Python cost dominated.
+            latest = b.latest
+            with _pg_cursor(s) as cur:
+                cur.execute(
+                    _PG_HEALTH_LATEST,
+                    ([*latest], [v[0] for v in latest.values()], [v[1] for v in latest.values()]),
+                )
+        else:
+            upsert(
+                s,
+                table(HealthLatest),
+                [{"device_id": d, "at": at, "body": body} for d, (at, body, _) in b.latest.items()],
+                ["device_id"],
+                ["at", "body"],
+                where="health_latest.at < excluded.at",
+            )
         conn = s.connection()
         if conn.dialect.name == "postgresql":
             # The bulk of all traffic: COPY is several times faster than a multi-row INSERT here
@@ -627,6 +643,21 @@ class IngestWorker:
             result = s.exec(delete(HealthSample).where(col(HealthSample.at) < cutoff))
             s.commit()
             return int(result.rowcount or 0)
+
+
+# Devices of the batch coalesced per device (ON CONFLICT cannot touch a row twice in one statement).
+_PG_HEALTH_LATEST = (
+    "INSERT INTO health_latest (device_id, at, body)"
+    " SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[]::json[])"
+    " ON CONFLICT (device_id) DO UPDATE SET at = EXCLUDED.at, body = EXCLUDED.body"
+    " WHERE health_latest.at < EXCLUDED.at"
+)
+_PG_SEEN = "UPDATE device SET last_seen = %s, online = true WHERE id = ANY(%b::text[])"
+
+
+def _pg_cursor(s: Session) -> Any:
+    """A psycopg cursor in the session's transaction (the bulk paths bypass SQLAlchemy)."""
+    return s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
 def publish_state(link: MqttLink | None, alert: AlertRow) -> None:
