@@ -285,8 +285,9 @@ def test_silent_device_goes_offline_after_timeout_and_lwt_at_once(make_settings,
             assert device is not None and device.status_at is not None
 
 
-def test_health_history_and_metrics(make_settings, sqlite_url, broker) -> None:  # type: ignore[no-untyped-def]
-    with live(make_settings, sqlite_url, broker) as cloud:
+def test_health_history_and_metrics(make_settings, db_url, broker) -> None:  # type: ignore[no-untyped-def]
+    # Both databases: PostgreSQL takes health-latest and last-seen through its own array statements.
+    with live(make_settings, db_url, broker) as cloud:
         dev = SimDevice(broker.port, DEV, WARD).start()
         try:
             for _ in range(3):
