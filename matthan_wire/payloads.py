@@ -195,7 +195,8 @@ class AlertAction(_Payload):
     """A ward station's action on an alert, sent to the cloud on the ward's alert-action topic."""
 
     event_id: Id
-    action: Literal["acknowledge", "resolve", "false_alarm"]
+    # deliver: the station has the alert in front of its officers (sent by the subscriber itself).
+    action: Literal["deliver", "acknowledge", "resolve", "false_alarm"]
     by: str = Field(min_length=1, max_length=128)
     note: str | None = Field(default=None, max_length=2000)
     at: UtcDateTime

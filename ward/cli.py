@@ -32,6 +32,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         action="store_true",
         help="one JSON object per line instead of text: each Alert payload, and AlertState changes",
     )
+    listen.add_argument(
+        "--no-confirm",
+        action="store_true",
+        help="do not confirm to the cloud that alerts reached this station (a second, read-only screen)",
+    )
     listen.set_defaults(handler=_listen)
 
 
@@ -62,6 +67,7 @@ def _listen(args: argparse.Namespace) -> int:
         client_id=args.client_id,
         snapshots=args.snapshots,
         as_json=args.json,
+        confirm_delivery=not args.no_confirm,
     )
     stop = threading.Event()
 

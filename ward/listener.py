@@ -4,6 +4,11 @@ Persistent MQTT 5 session (client id `ward-{ward}-{host}` unless told otherwise)
 while the station was offline wait for it at the broker. Delivery is at least once, so alerts and
 snapshots are deduplicated by event id in a bounded memory (the oldest ids are forgotten first).
 The network thread only enqueues; printing and saving happen on the caller's thread.
+
+Each alert shown is confirmed to the cloud with a `deliver` action on the ward's alert-action
+topic, so the console shows it reached the station. The station cannot see whether the cloud has
+committed the alert yet (its receipt goes to the device), so the action is sent a moment after
+the alert and again until the cloud's alert-state says it moved on from `new`.
 """
 
 import logging
@@ -11,6 +16,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -20,13 +26,27 @@ from typing import TextIO
 from device.errors import DeviceError
 from device.mqtt_link import MqttLink
 from matthan.backoff import Backoff
-from matthan_wire import Alert, AlertState, Kind, WireError, decode, parse_topic
+from matthan_wire import (
+    Alert,
+    AlertAction,
+    AlertState,
+    Kind,
+    WireError,
+    decode,
+    encode,
+    parse_topic,
+    utc_now,
+)
 from matthan_wire.config import BrokerConfig
 from matthan_wire.ids import is_id
-from matthan_wire.topics import device_filter, ward_filter
+from matthan_wire.topics import device_filter, ward_filter, ward_topic
 from ward.errors import WardError
 
 log = logging.getLogger("matthan.ward")
+
+DELIVER_AFTER_S = 1.0  # the cloud commits within a batch (~0.1 s); give it that and some
+DELIVER_EVERY_S = 10.0
+DELIVER_TRIES = 6
 
 
 class _Seen:
@@ -64,6 +84,7 @@ class WardListener:
         as_json: bool = False,
         dedupe_limit: int = 100_000,
         on_alert: Callable[[Alert], None] | None = None,
+        confirm_delivery: bool = True,
     ) -> None:
         if not is_id(ward):
             raise WardError(f"ward {ward!r} is not an id ([a-z0-9-], at most 63 characters)")
@@ -84,6 +105,10 @@ class WardListener:
         self.malformed = 0
         self._seen = _Seen(dedupe_limit)
         self._seen_snaps = _Seen(dedupe_limit)
+        self.confirm_delivery = confirm_delivery
+        # event id → (monotonic time of the next send, sends so far)
+        self._to_confirm: dict[str, tuple[float, int]] = {}
+        self.station = client_id or default_client_id(ward)
         self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         try:
             self.link = MqttLink(
@@ -115,6 +140,7 @@ class WardListener:
     def poll(self, timeout: float) -> int:
         """Handle what has arrived (waiting up to `timeout` for the first); returns how many."""
         handled = 0
+        self._confirm_due()
         try:
             topic, payload = self._inbox.get(timeout=timeout)
         except queue.Empty:
@@ -147,6 +173,8 @@ class WardListener:
             self.duplicates += 1
             return
         self.alerts += 1
+        if self.confirm_delivery:
+            self._to_confirm[alert.event_id] = (time.monotonic() + DELIVER_AFTER_S, 0)
         if self.on_alert is not None:
             self.on_alert(alert)
         if self.as_json:
@@ -167,7 +195,26 @@ class WardListener:
             return
         log.info("snapshot saved device=%s event=%s path=%s bytes=%d", device, event_id, path, len(jpeg))
 
+    def _confirm_due(self) -> None:
+        now = time.monotonic()
+        topic = ward_topic(Kind.ALERT_ACTION, self.ward)
+        for event_id, (due, sent) in list(self._to_confirm.items()):
+            if due > now:
+                continue
+            if sent >= DELIVER_TRIES:
+                del self._to_confirm[event_id]
+                log.warning("delivery not confirmed by the cloud event=%s after %d sends", event_id, sent)
+                continue
+            action = AlertAction(event_id=event_id, action="deliver", by=self.station, at=utc_now())
+            # No connection: try again at the next round, it is not a send.
+            if self.link.publish(topic, encode(action), qos=1) is not None:
+                self._to_confirm[event_id] = (now + DELIVER_EVERY_S, sent + 1)
+            else:
+                self._to_confirm[event_id] = (now + DELIVER_AFTER_S, sent)
+
     def _state(self, state: AlertState) -> None:
+        if state.state != "new":
+            self._to_confirm.pop(state.event_id, None)
         if self.as_json:
             self._print(state.model_dump_json())
         else:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from matthan_wire import Alert, AlertState, Kind, decode, encode, utc_now
+from matthan_wire import Alert, AlertAction, AlertState, Kind, decode, encode, utc_now
 from matthan_wire.topics import device_topic, ward_topic
 from tests.support.broker import Mosquitto
 from tests.support.receipts import Probe, wait_for
@@ -92,6 +92,43 @@ def test_prints_one_line_per_alert_deduped_and_saves_snapshots(tmp_path: Path, b
         device.stop()
         assert station.stop() == 0
     assert "Traceback" not in station.err.read_text()
+
+
+def test_the_station_confirms_delivery_to_the_cloud_once_per_alert(tmp_path: Path, broker: Mosquitto) -> None:
+    cloud = Probe(broker.port, [ward_topic(Kind.ALERT_ACTION, WARD)], client_id="cloud-stand-in")
+    station = Station(tmp_path, broker)
+    device = Probe(broker.port, [], client_id=DEVICE)
+    try:
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-7"))
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-7"))  # resent by the device
+        topic = ward_topic(Kind.ALERT_ACTION, WARD)
+        wait_for(lambda: cloud.on(topic), 10, "a delivery confirmation")
+        action = decode(AlertAction, cloud.on(topic)[0])
+        assert (action.event_id, action.action, action.by) == ("ev-7", "deliver", "ward-test")
+        # The cloud says it moved on: the station stops confirming.
+        state = AlertState(event_id="ev-7", ward=WARD, device_id=DEVICE, state="delivered", at=utc_now())
+        device.publish(ward_topic(Kind.ALERT_STATE, WARD), encode(state))
+        time.sleep(1.5)
+        assert len(cloud.on(topic)) == 1  # one alert shown twice is confirmed once
+    finally:
+        device.stop()
+        cloud.stop()
+        assert station.stop() == 0
+
+
+def test_a_read_only_screen_confirms_nothing(tmp_path: Path, broker: Mosquitto) -> None:
+    cloud = Probe(broker.port, [ward_topic(Kind.ALERT_ACTION, WARD)], client_id="cloud-stand-in")
+    station = Station(tmp_path, broker, "--no-confirm")
+    device = Probe(broker.port, [], client_id=DEVICE)
+    try:
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-8"))
+        wait_for(lambda: station.lines(), 10, "the alert on screen")
+        time.sleep(2.0)
+        assert cloud.on(ward_topic(Kind.ALERT_ACTION, WARD)) == []
+    finally:
+        device.stop()
+        cloud.stop()
+        assert station.stop() == 0
 
 
 def test_json_lines_and_survives_a_broker_restart(tmp_path: Path, broker: Mosquitto) -> None:
