@@ -1,7 +1,6 @@
 """Clips cut by copy from real recorded segments: coverage, checksum, sidecar, snapshot, queueing."""
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,24 +12,17 @@ import pytest
 
 from device.clips import ClipMaker, ClipSidecar, DeviceMedia, probe_media, sha256_file
 from device.frames import Frame
-from device.recorder import FFMPEG, Recorder
+from device.recorder import Recorder
 from device.uploader import UploadQueue
 from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity
 from matthan_wire.payloads import Alert, ClipRef
 from tests.support.net import wait_until
+from tests.support.video import frame_hashes
 
 ONE_BY_ONE = "video/one-by-one-person-detection.mp4"  # 10 fps, a keyframe every second
 FPS = 10.0
 LAG_S = 0.5  # how far behind real time a loaded machine may record
 DEVICE = DeviceIdentity(id="dev-1", ward="ben-nghe")
-
-
-def frame_hashes(path: Path, limit: int | None = None) -> list[str]:
-    cmd = [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0"]
-    if limit:
-        cmd += ["-frames:v", str(limit)]
-    out = subprocess.run([*cmd, "-f", "framemd5", "-"], capture_output=True, text=True, check=True).stdout
-    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if line and not line.startswith("#")]
 
 
 def alert(

@@ -18,6 +18,7 @@ import pytest
 from device.recorder import FFMPEG, Recorder, Recording
 from matthan_wire.config import CameraConfig, StorageConfig
 from tests.support.net import free_port, wait_until
+from tests.support.video import frame_hashes
 
 # 10 fps with a keyframe every second: segments of about one second, as a camera with GOP 1 s gives.
 ONE_BY_ONE = "video/one-by-one-person-detection.mp4"
@@ -34,15 +35,6 @@ def recorders() -> Iterator[list[Recorder]]:
     yield started
     for r in started:
         r.stop()
-
-
-def frame_hashes(path: Path, limit: int | None = None) -> list[str]:
-    """MD5 of every decoded frame (the picture, not the container), in order."""
-    cmd = [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0"]
-    if limit:
-        cmd += ["-frames:v", str(limit)]
-    out = subprocess.run([*cmd, "-f", "framemd5", "-"], capture_output=True, text=True, check=True).stdout
-    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if line and not line.startswith("#")]
 
 
 def test_stream_copy_segments_named_by_wall_clock(
