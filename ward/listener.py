@@ -11,6 +11,7 @@ committed the alert yet (its receipt goes to the device), so the action is sent 
 the alert and again until the cloud's alert-state says it moved on from `new`.
 """
 
+import heapq
 import logging
 import os
 import queue
@@ -106,8 +107,10 @@ class WardListener:
         self._seen = _Seen(dedupe_limit)
         self._seen_snaps = _Seen(dedupe_limit)
         self.confirm_delivery = confirm_delivery
-        # event id → (monotonic time of the next send, sends so far)
-        self._to_confirm: dict[str, tuple[float, int]] = {}
+        # Confirmations by due time (monotonic s, event id, sends so far): a burst of alerts after an
+        # outage puts tens of thousands here, and each poll must touch only those due.
+        self._to_confirm: list[tuple[float, str, int]] = []
+        self._waiting: set[str] = set()  # ids in the heap the cloud has not confirmed yet
         self.station = client_id or default_client_id(ward)
         self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         try:
@@ -174,7 +177,8 @@ class WardListener:
             return
         self.alerts += 1
         if self.confirm_delivery:
-            self._to_confirm[alert.event_id] = (time.monotonic() + DELIVER_AFTER_S, 0)
+            heapq.heappush(self._to_confirm, (time.monotonic() + DELIVER_AFTER_S, alert.event_id, 0))
+            self._waiting.add(alert.event_id)
         if self.on_alert is not None:
             self.on_alert(alert)
         if self.as_json:
@@ -198,23 +202,26 @@ class WardListener:
     def _confirm_due(self) -> None:
         now = time.monotonic()
         topic = ward_topic(Kind.ALERT_ACTION, self.ward)
-        for event_id, (due, sent) in list(self._to_confirm.items()):
-            if due > now:
-                continue
+        while self._to_confirm and self._to_confirm[0][0] <= now:
+            _, event_id, sent = heapq.heappop(self._to_confirm)
+            if event_id not in self._waiting:
+                continue  # confirmed meanwhile
             if sent >= DELIVER_TRIES:
-                del self._to_confirm[event_id]
+                self._waiting.discard(event_id)
                 log.warning("delivery not confirmed by the cloud event=%s after %d sends", event_id, sent)
                 continue
             action = AlertAction(event_id=event_id, action="deliver", by=self.station, at=utc_now())
-            # No connection: try again at the next round, it is not a send.
             if self.link.publish(topic, encode(action), qos=1) is not None:
-                self._to_confirm[event_id] = (now + DELIVER_EVERY_S, sent + 1)
+                heapq.heappush(self._to_confirm, (now + DELIVER_EVERY_S, event_id, sent + 1))
             else:
-                self._to_confirm[event_id] = (now + DELIVER_AFTER_S, sent)
+                # No connection: not a send; try again shortly, and stop for this round.
+                heapq.heappush(self._to_confirm, (now + DELIVER_AFTER_S, event_id, sent))
+                break
 
     def _state(self, state: AlertState) -> None:
         if state.state != "new":
-            self._to_confirm.pop(state.event_id, None)
+            # Its heap entry is skipped when its turn comes (a heap cannot drop one by key cheaply).
+            self._waiting.discard(state.event_id)
         if self.as_json:
             self._print(state.model_dump_json())
         else:
