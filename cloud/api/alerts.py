@@ -3,7 +3,7 @@ clip links, lifecycle actions (published to the ward's alert-state topic), a liv
 false-alarm counts per rule and per camera (alert quality)."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -101,6 +101,41 @@ def _complete_media(session: Session, event_ids: list[str]) -> dict[str, set[str
     return found
 
 
+def alert_query(
+    *,
+    ward: str | None,
+    device: str | None = None,
+    camera: str | None = None,
+    rule: str | None = None,
+    category: str | None = None,
+    type: str | None = None,
+    states: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Any:
+    """Alerts matching the filters; `ward` must already be scoped to the principal (scope_ward).
+
+    The one place alert filters become SQL, for the API and the console alike."""
+    q = select(AlertRow)
+    for column, value in (
+        (AlertRow.ward, ward),
+        (AlertRow.device_id, device),
+        (AlertRow.camera_id, camera),
+        (AlertRow.rule, rule),
+        (AlertRow.category, category),
+        (AlertRow.type, type),
+    ):
+        if value is not None:
+            q = q.where(column == value)
+    if states:
+        q = q.where(col(AlertRow.state).in_(states))
+    if since is not None:
+        q = q.where(col(AlertRow.started_at) >= since)
+    if until is not None:
+        q = q.where(col(AlertRow.started_at) < until)
+    return q
+
+
 @router.get("", summary="Alerts, newest first, filtered by ward, rule, category, state, time; paged")
 def list_alerts(
     principal: AnyUser,
@@ -117,25 +152,13 @@ def list_alerts(
     offset: int = Query(0, ge=0),
 ) -> AlertPage:
     ward = scope_ward(principal, ward)
-    q = select(AlertRow)
-    for column, value in (
-        (AlertRow.ward, ward),
-        (AlertRow.device_id, device),
-        (AlertRow.camera_id, camera),
-        (AlertRow.rule, rule),
-        (AlertRow.category, category),
-    ):
-        if value is not None:
-            q = q.where(column == value)
-    if state:
-        q = q.where(col(AlertRow.state).in_(state))
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise HTTPException(422, f"{name}: give a UTC offset, e.g. 2026-11-24T08:00:00Z")
-    if since is not None:
-        q = q.where(col(AlertRow.started_at) >= since)
-    if until is not None:
-        q = q.where(col(AlertRow.started_at) < until)
+    q = alert_query(
+        ward=ward, device=device, camera=camera, rule=rule, category=category, states=state,
+        since=since, until=until,
+    )  # fmt: skip
     total = session.exec(select(func.count()).select_from(q.subquery())).one()
     rows = session.exec(
         q.order_by(col(AlertRow.started_at).desc(), col(AlertRow.event_id)).offset(offset).limit(limit)

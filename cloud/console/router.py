@@ -648,27 +648,11 @@ FiltersDep = Annotated[AlertFilters, Depends(alert_filters)]
 
 
 def _alert_query(v: Viewer, f: AlertFilters) -> Any:
-    q = select(AlertRow)
-    ward = _scope(v, f.ward)
-    if ward is not None:
-        q = q.where(AlertRow.ward == ward)
-    if f.category:
-        q = q.where(AlertRow.category == f.category)
-    if f.type:
-        q = q.where(AlertRow.type == f.type)
-    if f.rule:
-        q = q.where(AlertRow.rule == f.rule)
-    if f.state == "open":
-        q = q.where(col(AlertRow.state).in_(views.OPEN_STATES))
-    elif f.state:
-        q = q.where(AlertRow.state == f.state)
-    if f.device:
-        q = q.where(AlertRow.device_id == f.device)
-    if f.since:
-        q = q.where(col(AlertRow.started_at) >= f.since)
-    if f.until:
-        q = q.where(col(AlertRow.started_at) < f.until)
-    return q
+    states = list(views.OPEN_STATES) if f.state == "open" else [f.state] if f.state else None
+    return alerts_api.alert_query(
+        ward=_scope(v, f.ward), device=f.device, rule=f.rule, category=f.category, type=f.type,
+        states=states, since=f.since, until=f.until,
+    )  # fmt: skip
 
 
 def _alert_views(session: Session, rows: list[AlertRow]) -> list[views.AlertView]:
