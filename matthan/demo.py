@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -183,8 +184,6 @@ class Demo:
         }
         add = _matthan("cloud", "user", "add", "--db", self.db_url, "--name", ADMIN, "--role", "admin",
                        "--password-stdin", "--api-key")  # fmt: skip
-        import subprocess
-
         out = subprocess.run(add, input=self.password + "\n", capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise DemoError(f"creating the admin failed: {out.stderr.strip()}")
@@ -220,8 +219,6 @@ class Demo:
         return resp.json() if resp.content else None
 
     def _enroll_and_configure(self, dev: dict[str, Any], clip: Path) -> None:
-        import subprocess
-
         token = self._api("POST", "/claim-tokens", {"ward": WARD, "device_id": dev["id"]})["token"]
         etc = self.workdir / "devices" / dev["id"]
         enroll = _matthan("provision", "enroll", "--cloud", self.cloud_url, "--token", token, "--device-id",
