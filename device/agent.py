@@ -137,7 +137,7 @@ class Agent:
             dev,
             ward,
             self.storage,
-            outbox=self.outbox.stats,
+            outbox=self.publisher.stats,
             cameras=self._camera_views,
             config_version=lambda: self.config_sync.version,
             model=Path(self.model.path).name,

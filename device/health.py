@@ -156,6 +156,8 @@ class HealthMonitor:
             upload_oldest_age_s=up.oldest_age_s,
             clips_evicted_unconfirmed_total=up.evicted_unconfirmed_total,
             agent_version=__version__,
+            outbox_resends_1h=ob.resends_1h,
+            outbox_oldest_age_s=ob.oldest_age_s,
         )
 
     def start(self) -> None:
