@@ -137,6 +137,9 @@ class Outbox:
             # NORMAL in WAL mode survives a process crash; FULL also survives a power cut, which a
             # device on a street pole must expect.
             self._db.execute("PRAGMA synchronous=FULL")
+            # The only memory that grows with the backlog is SQLite's page cache: bounded here
+            # (SQLite's default, set on purpose), whatever the backlog (bench.soak).
+            self._db.execute("PRAGMA cache_size=-2048")
             self._db.executescript(_SCHEMA)
             have = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
             for name, decl in _SCHEDULE_COLUMNS.items():
