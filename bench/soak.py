@@ -25,7 +25,7 @@ import tracemalloc
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from device.mqtt_link import MqttLink
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
@@ -40,7 +40,9 @@ WARD, DEVICE = "soak-ward", "soak-dev-01"
 STEP_S = 5.0
 WARM_UP_MIN = 2
 POLICIES: dict[str, OutboxConfig] = {
-    "before: fixed 30 s": OutboxConfig(resend_after_s=30.0, resend_factor=1.0, resend_max_s=30.0, resend_jitter=0.0),
+    "before: fixed 30 s": OutboxConfig(
+        resend_after_s=30.0, resend_factor=1.0, resend_max_s=30.0, resend_jitter=0.0
+    ),
     "after: backoff (defaults)": OutboxConfig(),
 }
 
@@ -120,7 +122,9 @@ def device_side(
     publisher.stop()
     link.stop()
     outbox.close()
-    conn.send(("done", made, c.published, c.republished, health.resends_1h, health.oldest_age_s, samples, lines))
+    conn.send(
+        ("done", made, c.published, c.republished, health.resends_1h, health.oldest_age_s, samples, lines)
+    )
 
 
 def run_policy(
@@ -141,8 +145,9 @@ def run_policy(
             msg = parent.recv()
             if isinstance(msg, tuple):
                 break
-            if not _wait(lambda: station.received() >= msg, 60):
-                print(f"station short: {station.received()} of {msg} copies", file=sys.stderr)
+            sent = int(msg)
+            if not _wait(lambda: station.received() >= sent, 60):  # noqa: B023 (used before the next pass)
+                print(f"station short: {station.received()} of {sent} copies", file=sys.stderr)
             parent.send(True)
         p.join(30)
     finally:
@@ -177,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.minutes} simulated minutes with no cloud, {args.rate:g} alerts/s, real Mosquitto; "
         f"the clock moves in {STEP_S:.0f} s steps once every due copy is at the station.\n"
     )
-    print("| policy | alerts | copies at the station | copies per alert (mean / max) | resends last hour (health) "
-          "| oldest unreceipted | wall s |")  # fmt: skip
+    print(
+        "| policy | alerts | copies at the station | copies per alert (mean / max) "
+        "| resends last hour (health) | oldest unreceipted | wall s |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         made = int(r["made"])  # type: ignore[call-overload]

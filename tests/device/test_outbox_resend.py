@@ -58,9 +58,8 @@ class SimDevice:
         self.outbox.close()
 
     def alert(self) -> str:
-        a = BASE.model_copy(
-            update={"event_id": f"ev-{len(self.generated):06d}", "seq": self.outbox.next_seq(), "snapshot": None}
-        )
+        eid = f"ev-{len(self.generated):06d}"
+        a = BASE.model_copy(update={"event_id": eid, "seq": self.outbox.next_seq(), "snapshot": None})
         topic = device_topic(Kind.ALERT, WARD, DEVICE)
         self.outbox.put([NewMessage(a.event_id, MessageKind.ALERT, topic, encode(a))])
         self.generated.append(a.event_id)
@@ -124,7 +123,7 @@ def test_cloud_back_without_its_backlog_gets_everything_replayed_in_order(
     dev = SimDevice(tmp_path / "outbox.db", broker.port, SimClock()).start()
     cloud: ReceiptStandIn | None = None
     try:
-        backlog = []
+        backlog: list[str] = []
         for _ in range(36):  # 3 minutes, no cloud at all
             if len(backlog) < 20:
                 backlog.append(dev.alert())
