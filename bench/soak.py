@@ -14,10 +14,17 @@ station before the clock moves on (the station reports back after each step), an
 the same work and holds the same data it would in real time; only the idle time between steps goes.
 RSS is sampled every simulated minute. With `--tracemalloc` the child also prints the ten Python
 allocation sites that grew most between the end of warm-up (minute 2) and the end of the run.
+
+`--agent-minutes M` (off by default: it runs in real time) also soaks the real agent (`matthan device
+run`, four cameras looping vtest with a loitering rule that fires often, no cloud) for M minutes per
+policy, sampling its RSS and the copies the station received.
 """
 
 import argparse
 import multiprocessing as mp
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +33,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
+import yaml
 
 from device.mqtt_link import MqttLink
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from matthan import assets
 from matthan_wire import Alert, Kind, encode, utc_now
 from matthan_wire.config import BrokerConfig, OutboxConfig
 from matthan_wire.topics import device_topic
@@ -165,17 +174,73 @@ def run_policy(
     }  # fmt: skip
 
 
+AgentSample = tuple[float, float, int, int]  # minutes, RSS MB, copies at the station, distinct alerts
+
+
+def agent_soak(work: Path, tag: str, limits: OutboxConfig, minutes: float) -> list[AgentSample]:
+    """The real agent with no cloud: (minutes, RSS MB, copies at the station, distinct alerts) samples."""
+    broker = Mosquitto(work / f"agent-broker-{tag}").start()
+    station = CopyCounter(broker.port, WARD, client_id=f"agent-station-{tag}")
+    cams = [
+        {"id": f"cam-{i}", "source": str(assets.path("video/vtest_480x360.mp4")), "loop": True,
+         "detect": {"fps": 2}, "record": {"enabled": False},
+         "zones": [{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                    "rules": [{"type": "loitering", "labels": ["person"], "min_duration_s": 0.5}]}]}
+        for i in range(1, 5)
+    ]  # fmt: skip
+    config = work / f"agent-{tag}.yaml"
+    config.write_text(yaml.safe_dump({
+        "device": {"id": DEVICE, "ward": WARD}, "broker": {"url": broker.url},
+        "storage": {"path": str(work / f"agent-{tag}")},
+        "model": {"path": str(assets.path(assets.DEFAULT_MODEL)),
+                  "labels": str(assets.path(assets.DEFAULT_LABELS)), "threads": 1},
+        "outbox": limits.model_dump(), "cameras": cams,
+    }))  # fmt: skip
+    samples: list[AgentSample] = []
+    with (work / f"agent-{tag}.log").open("ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "matthan", "device", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    try:
+        ps = psutil.Process(proc.pid)
+        t0 = time.monotonic()
+        while (elapsed := time.monotonic() - t0) < minutes * 60 + 1:
+            if proc.poll() is not None:
+                raise RuntimeError(f"agent exited with {proc.returncode}; see agent-{tag}.log")
+            copies = station.snapshot()
+            samples.append((elapsed / 60, ps.memory_info().rss / 2**20, sum(copies.values()), len(copies)))
+            time.sleep(30.0)  # a sampling period, not a wait for readiness
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        station.stop()
+        broker.stop()
+    return samples
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak")
     parser.add_argument("--minutes", type=int, default=15, help="simulated minutes of outage (default 15)")
     parser.add_argument("--rate", type=float, default=2.0, help="alerts per simulated second (default 2)")
     parser.add_argument("--tracemalloc", action="store_true", help="print the allocation sites that grew")
+    parser.add_argument(
+        "--agent-minutes", type=float, default=0.0, help="also soak the real agent, real time, per policy"
+    )
     args = parser.parse_args(argv)
     results = []
+    agent: dict[str, list[AgentSample]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         for name, limits in POLICIES.items():
             print(f"{name} …", file=sys.stderr, flush=True)
             results.append(run_policy(Path(tmp), name, limits, args.minutes, args.rate, args.tracemalloc))
+        for i, (name, limits) in enumerate(POLICIES.items()):
+            if args.agent_minutes > 0:
+                print(f"agent, {name} …", file=sys.stderr, flush=True)
+                agent[name] = agent_soak(Path(tmp), str(i), limits, args.agent_minutes)
     before, after = results
     print(f"## Cloud outage soak (`python -m bench.soak --minutes {args.minutes} --rate {args.rate:g}`)\n")
     print(
@@ -215,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nTop allocation growth after warm-up, {r['name']}:\n\n```")
             print("\n".join(r["trace"]))  # type: ignore[arg-type]
             print("```")
+    if agent:
+        b, a = agent.values()
+        print(f"\nThe real agent, {args.agent_minutes:g} min per policy (4 cameras looping vtest, 2 fps, no")
+        print("cloud): RSS, and copies at the station / distinct alerts, by the real clock.\n")
+        print("| minute | RSS MB before | copies / alerts before | RSS MB after | copies / alerts after |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for (m, rb, cb, db), (_, ra, ca, da) in zip(b, a, strict=False):
+            print(f"| {m:.1f} | {rb:.1f} | {cb:,} / {db:,} | {ra:.1f} | {ca:,} / {da:,} |")
     print()
     return 0
 
