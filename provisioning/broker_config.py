@@ -9,12 +9,15 @@ Security model (the broker enforces it, not the clients):
   snapshot/+, health, status, config/reported, cmd/result) and reads only its own config/desired,
   cmd and receipt. The rules are explicit per device: the device's ward is not in its name, and
   Mosquitto 2.0's dynamic-security plugin does not expand %u/%c anyway (LESSONS.md).
+- The client id is bound to the same name (`use_username_as_clientid`): a client cannot take
+  over another's session by connecting under its client id.
 - A ward station (CN `station:{ward}`) reads only its own ward: the alerts, event ends,
-  snapshots, status and health of the ward's devices, and the ward's alert-state; it writes only
-  its ward's `alert-action`. Not the devices' config/desired (camera URLs carry passwords), cmd,
-  receipts: a station has no business with them.
+  snapshots, status and health of the ward's devices, the ward's alert-state and the cloud's
+  station-alert copies; it writes only its ward's `alert-action` and `station-sync`. Not the
+  devices' config/desired (camera URLs carry passwords), cmd, receipts: a station has no business
+  with them.
 - The cloud (CN `cloud:…`) reads everything under `matthan/v1/#` (and `$SYS` for the dropped-
-  message counters) and writes config/desired, cmd, receipt and alert-state.
+  message counters) and writes config/desired, cmd, receipt, alert-state and station-alert.
 - A revoked device is in the CRL (cannot connect once the broker reloaded) and has no ACL rules
   (a session that was open before the revocation can no longer publish or receive anything).
 
@@ -151,13 +154,16 @@ def acl_text(registry: Registry) -> str:
     for user in registry.cloud_users:
         out += [f"user {user}", f"topic read {PREFIX}/#", "topic read $SYS/#"]
         out += [f"topic write {device_filter(k)}" for k in CLOUD_WRITES]
-        out += [f"topic write {PREFIX}/+/{Kind.ALERT_STATE.value}", ""]
+        out += [f"topic write {PREFIX}/+/{k.value}" for k in (Kind.ALERT_STATE, Kind.STATION_ALERT)]
+        out.append("")
     for ward in registry.station_wards():
         out.append(f"user {station_user(ward)}")
         out += [f"topic read {device_filter(k, ward)}" for k in STATION_READS]
         out += [
             f"topic read {ward_topic(Kind.ALERT_STATE, ward)}",
+            f"topic read {ward_topic(Kind.STATION_ALERT, ward)}",
             f"topic write {ward_topic(Kind.ALERT_ACTION, ward)}",
+            f"topic write {ward_topic(Kind.STATION_SYNC, ward)}",
             "",
         ]
     for dev in sorted(registry.devices, key=lambda d: d.id):
@@ -208,6 +214,9 @@ def mosquitto_conf(out_dir: Path, site: BrokerSite) -> str:
             f"crlfile {out_dir / 'crl.pem'}",
             "require_certificate true",
             "use_identity_as_username true",
+            # The client id is the certificate's name too, whatever the client asks for: nobody
+            # can take over (and end) another client's session by connecting under its id.
+            "use_username_as_clientid true",
             "tls_version tlsv1.2",
             "",
         ]
