@@ -31,12 +31,21 @@ class Station:
         self.out = tmp_path / "station.out"
         self.err = tmp_path / "station.err"
         argv = [sys.executable, "-m", "matthan", "ward", "listen", "--ward", WARD, "--broker", broker.url]
-        argv += ["--client-id", "ward-test", *extra]
+        argv += ["--client-id", "ward-test", "--state", str(tmp_path / "station.db"), *extra]
+        before = self.readiness()
         with self.out.open("ab") as out, self.err.open("ab") as err:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"}
             )
-        wait_for(lambda: "mqtt connected" in self.err.read_text(), 15, "the station to connect")
+        # Its readiness signal: logged once the broker has acknowledged every subscription, so
+        # what is published from here on reaches it.
+        self.wait_ready(before + 1)
+
+    def readiness(self) -> int:
+        return self.err.read_text().count("station ready") if self.err.exists() else 0
+
+    def wait_ready(self, count: int, timeout: float = 30) -> None:
+        wait_for(lambda: self.readiness() >= count, timeout, f"the station's readiness #{count}")
 
     def lines(self) -> list[str]:
         return [ln for ln in self.out.read_text().splitlines() if ln.strip()]
@@ -142,7 +151,7 @@ def test_json_lines_and_survives_a_broker_restart(tmp_path: Path, broker: Mosqui
         time.sleep(1.0)
         broker.start()
         # Published before the station is back: its persistent session holds it.
-        wait_for(lambda: station.err.read_text().count("mqtt connected") >= 2, 20, "reconnect")
+        station.wait_ready(2)
         device = Probe(broker.port, [], client_id=DEVICE)
         device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-b"))
         device.stop()
