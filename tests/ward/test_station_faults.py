@@ -150,7 +150,7 @@ def test_three_broker_sigkills_lose_nothing(site: Site) -> None:
         # Spaced by progress, not by a clock: each crash comes once 30 more alerts (~6 s at 5/s)
         # have reached the cloud since the broker came back.
         stored = len(site.cloud_ids())
-        wait_for(lambda: len(site.cloud_ids()) >= stored + 30, 30, "alerts stored between crashes")
+        wait_for(lambda n=stored: len(site.cloud_ids()) >= n + 30, 30, "alerts stored between crashes")
         site.restart_broker_after_sigkill()
     generated, at_station, in_cloud = site.converge(45)
     print(f"\nfault=three-broker-sigkills generated={generated} station={at_station} cloud={in_cloud}")
