@@ -68,6 +68,7 @@ class StationDelivery:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.resent = 0
+        self._last_scan = float("-inf")
         sync = ward_filter(Kind.STATION_SYNC)
         group = settings.share_group
         link.subscribe(f"$share/{group}/{sync}" if group else sync, 1)
@@ -133,40 +134,50 @@ class StationDelivery:
             for ward in replay:  # keep the requests for the pass after the reconnect
                 self._syncs.put(ward)
             return 0
+        now = time.monotonic()
+        first = self.settings.station_resend_first_s
+        # Nothing can fall due sooner than `first` after the last look, unless a station asked.
+        if not replay and now - self._last_scan < min(first, 5.0):
+            return 0
+        self._last_scan = now
         now_wall = utc_now()
         window = now_wall - timedelta(hours=self.settings.station_resend_window_h)
         with Session(self.engine) as s:
-            rows = s.exec(
-                select(AlertRow)
+            # The schedule needs only ids; whole rows are loaded for the copies actually sent.
+            waiting = s.exec(
+                select(AlertRow.event_id, AlertRow.ward, AlertRow.received_at)
                 .where(AlertRow.state == "new", col(AlertRow.received_at) >= window)
                 .order_by(col(AlertRow.received_at))
             ).all()
-        now = time.monotonic()
-        first = self.settings.station_resend_first_s
-        waiting = {r.event_id for r in rows}
-        for event_id in [e for e in self._due if e not in waiting]:
-            del self._due[event_id]  # confirmed (or out of the window): nothing more to do
-        sent = 0
-        for row in rows:
-            if sent >= PASS_MAX:
-                break
-            due = self._due.get(row.event_id)
-            asked = _ALL in replay or row.ward in replay
-            if not asked:
-                if due is None:
-                    age = (now_wall - row.received_at).total_seconds()
-                    if age < first:
+            pending = {event_id for event_id, _, _ in waiting}
+            for event_id in [e for e in self._due if e not in pending]:
+                del self._due[event_id]  # confirmed (or out of the window): nothing more to do
+            chosen: list[str] = []
+            for event_id, ward, received_at in waiting:
+                if len(chosen) >= PASS_MAX:
+                    break
+                due = self._due.get(event_id)
+                if not (_ALL in replay or ward in replay):
+                    if due is None and (now_wall - received_at).total_seconds() < first:
                         continue  # the station normally has it from the device by now
-                elif due.at > now:
-                    continue
+                    if due is not None and due.at > now:
+                        continue
+                chosen.append(event_id)
+            rows = {r.event_id: r for r in s.exec(select(AlertRow).where(col(AlertRow.event_id).in_(chosen)))}
+        sent = 0
+        for event_id in chosen:
+            row = rows.get(event_id)
+            if row is None:
+                continue
             if not self._publish(row):
                 break  # no connection: the next pass tries again
+            due = self._due.get(event_id)
             sends = (due.sends if due else 0) + 1
             gap = min(self.settings.station_resend_max_s, first * 2 ** min(sends - 1, 20))
-            self._due[row.event_id] = _Due(now + gap, sends)
+            self._due[event_id] = _Due(now + gap, sends)
             sent += 1
         if sent:
-            log.info("station alerts sent again count=%d pending=%d", sent, len(waiting))
+            log.info("station alerts sent again count=%d pending=%d", sent, len(pending))
         return sent
 
     def _publish(self, row: AlertRow) -> bool:

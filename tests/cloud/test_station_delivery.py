@@ -25,9 +25,9 @@ def _copies(station: Probe, event_id: str) -> int:
 
 
 def test_an_unconfirmed_alert_is_sent_again_until_a_station_confirms(
-    broker: Mosquitto, make_settings: Callable[..., object], sqlite_url: str
+    broker: Mosquitto, make_settings: Callable[..., object], db_url: str
 ) -> None:
-    settings = make_settings(sqlite_url, broker.url, station_resend_first_s=0.3, station_resend_max_s=0.6)
+    settings = make_settings(db_url, broker.url, station_resend_first_s=0.3, station_resend_max_s=0.6)
     with running(settings) as client:  # type: ignore[arg-type]
         assert client.app.state.mqtt.wait_connected(10)  # type: ignore[attr-defined]
         station = Probe(broker.port, [COPIES], client_id="station-stand-in")
@@ -53,10 +53,10 @@ def test_an_unconfirmed_alert_is_sent_again_until_a_station_confirms(
 
 
 def test_a_station_sync_replays_every_unconfirmed_alert_of_its_ward_at_once(
-    broker: Mosquitto, make_settings: Callable[..., object], sqlite_url: str
+    broker: Mosquitto, make_settings: Callable[..., object], db_url: str
 ) -> None:
     # Resends far apart: only the sync can bring the copies within the test's time.
-    settings = make_settings(sqlite_url, broker.url, station_resend_first_s=600.0)
+    settings = make_settings(db_url, broker.url, station_resend_first_s=600.0)
     with running(settings) as client:  # type: ignore[arg-type]
         assert client.app.state.mqtt.wait_connected(10)  # type: ignore[attr-defined]
         device = Probe(broker.port, [], client_id=DEVICE)
