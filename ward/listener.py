@@ -165,7 +165,12 @@ class WardListener:
     def run(self, stop: threading.Event) -> None:
         """Handle messages until `stop` is set."""
         while not stop.is_set():
-            self.poll(0.2)
+            try:
+                self.poll(0.2)
+            except Exception as exc:  # handle() never raises; this is for the confirmations' path
+                self.failed += 1
+                log.error("station loop error=%s: %s", type(exc).__name__, str(exc)[:500])
+                stop.wait(1.0)
 
     def poll(self, timeout: float) -> int:
         """Handle what has arrived (waiting up to `timeout` for the first); returns how many."""
@@ -277,7 +282,7 @@ class WardListener:
                 self._waiting.discard(event_id)
                 log.warning("delivery not confirmed by the cloud event=%s after %d sends", event_id, sent)
                 continue
-            action = AlertAction(event_id=event_id, action="deliver", by=self.station, at=utc_now())
+            action = AlertAction(event_id=event_id, action="deliver", by=self.station[:128], at=utc_now())
             if self.link.publish(topic, encode(action), qos=1) is not None:
                 heapq.heappush(self._to_confirm, (now + DELIVER_EVERY_S, event_id, sent + 1))
             else:
