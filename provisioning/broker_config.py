@@ -35,7 +35,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -129,6 +129,9 @@ class BrokerSite(BaseModel):
     bind: str = "0.0.0.0"
     names: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
     limits: Limits = Field(default_factory=Limits)
+    # More cloud identities besides the registry's: the client id is the certificate's name, so
+    # every cloud process on the broker (`cloud serve`, each `cloud ingest`) needs its own.
+    cloud_users: list[Annotated[str, Field(pattern=r"^cloud:[a-z0-9-]{1,63}$")]] = Field(default_factory=list)
 
 
 def load_registry_file(path: Path) -> Registry:
@@ -241,7 +244,9 @@ def write_broker_config(registry: Registry, ca_dir: Path, out_dir: Path, site: B
         ca.issue_keypair("broker", site.names).write(out_dir / "broker.key", out_dir / "broker.pem", group)
     write_file(out_dir / "ca.pem", ca.cert_path.read_bytes(), mode=0o644, group=group)
     write_file(out_dir / "crl.pem", ca.crl_path.read_bytes(), mode=0o644, group=group)
-    write_file(out_dir / "acl", acl_text(registry), mode=0o640, group=group)
+    users = list(dict.fromkeys([*registry.cloud_users, *site.cloud_users]))
+    acl = acl_text(registry.model_copy(update={"cloud_users": users}))
+    write_file(out_dir / "acl", acl, mode=0o640, group=group)
     # Kept so that a regeneration on enrol/revoke (by the cloud) writes the same listener.
     write_file(out_dir / SITE_FILE, site.model_dump_json(indent=1), mode=0o640, group=group)
     return write_file(out_dir / "mosquitto.conf", mosquitto_conf(out_dir, site), mode=0o640, group=group)

@@ -213,3 +213,17 @@ def test_a_client_id_cannot_take_over_another_clients_session(
     finally:
         target.close()
         cloud.close()
+
+
+def test_every_cloud_process_gets_its_own_identity_and_keeps_it_across_regenerations(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "broker"
+    bc.write_broker_config(REGISTRY, ca_dir, out, bc.BrokerSite(cloud_users=["cloud:ingest-2"]))
+    bc.regenerate(REGISTRY, ca_dir, out)  # as the cloud does on an enrollment
+    acl = (out / "acl").read_text()
+    for user in (bc.CLOUD_USER, "cloud:ingest-2"):
+        block = acl.split(f"user {user}\n", 1)[1].split("\n\n", 1)[0]
+        assert "topic read matthan/v1/#" in block and "station-alert" in block
+    with pytest.raises(ValueError):
+        bc.BrokerSite(cloud_users=["cam-a"])  # a device id never gets the cloud's rights
