@@ -215,15 +215,22 @@ def test_a_client_id_cannot_take_over_another_clients_session(
         cloud.close()
 
 
-def test_every_cloud_process_gets_its_own_identity_and_keeps_it_across_regenerations(
+def test_every_cloud_process_and_screen_gets_its_own_identity_kept_across_regenerations(
     ca_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "broker"
-    bc.write_broker_config(REGISTRY, ca_dir, out, bc.BrokerSite(cloud_users=["cloud:ingest-2"]))
+    site = bc.BrokerSite(cloud_users=["cloud:ingest-2"], station_users=["station:ward-x:screen-2"])
+    bc.write_broker_config(REGISTRY, ca_dir, out, site)
     bc.regenerate(REGISTRY, ca_dir, out)  # as the cloud does on an enrollment
     acl = (out / "acl").read_text()
     for user in (bc.CLOUD_USER, "cloud:ingest-2"):
         block = acl.split(f"user {user}\n", 1)[1].split("\n\n", 1)[0]
         assert "topic read matthan/v1/#" in block and "station-alert" in block
+    screen = acl.split("user station:ward-x:screen-2\n", 1)[1].split("\n\n", 1)[0]
+    station = acl.split("user station:ward-x\n", 1)[1].split("\n\n", 1)[0]
+    assert screen == station  # a second screen of ward-x: the station's rules, nothing more
+    assert "user station:ward-y:" not in acl
     with pytest.raises(ValueError):
         bc.BrokerSite(cloud_users=["cam-a"])  # a device id never gets the cloud's rights
+    with pytest.raises(ValueError):
+        bc.BrokerSite(station_users=["station:ward-x"])  # the station itself needs no extra
