@@ -22,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud.errors import CloudError
 from cloud.settings import Settings
 from matthan.backoff import Backoff
+from matthan.identity import certificate_name
 
 log = logging.getLogger("matthan.cloud.mqtt")
 
@@ -39,9 +40,13 @@ class MqttLink:
         self.tls = url.scheme == "mqtts"
         self.port = url.port or (8883 if self.tls else 1883)
         # Unique per process: a second connection with the same id kicks the first off (LESSONS.md).
-        self.client_id = f"{client_prefix}-{socket.gethostname()[:20]}-{secrets.token_hex(4)}"
+        # Behind the generated broker config the id is the certificate's name whatever we ask for,
+        # so ask for that: each ingest worker then needs its own certificate (cloud:ingest-2, …).
+        named = certificate_name(settings.broker_cert) if self.tls and settings.broker_cert else None
+        self.client_id = named or f"{client_prefix}-{socket.gethostname()[:20]}-{secrets.token_hex(4)}"
         self._subscriptions: list[tuple[str, int]] = []
         self._on_message: OnMessage | None = None
+        self._routes: list[tuple[Callable[[str], bool], OnMessage]] = []
         self._on_connect: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._lost = threading.Event()
@@ -81,6 +86,10 @@ class MqttLink:
 
     def on_message(self, handler: OnMessage) -> None:
         self._on_message = handler
+
+    def route(self, match: Callable[[str], bool], handler: OnMessage) -> None:
+        """Messages whose topic matches go to `handler` instead of the `on_message` handler."""
+        self._routes.append((match, handler))
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         """Called in the network thread after each (re)connect; it must not block."""
@@ -155,5 +164,9 @@ class MqttLink:
         self._lost.set()
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        for match, handler in self._routes:
+            if match(msg.topic):
+                handler(msg.topic, bytes(msg.payload), bool(msg.retain))
+                return
         if self._on_message is not None:
             self._on_message(msg.topic, bytes(msg.payload), bool(msg.retain))

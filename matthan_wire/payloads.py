@@ -204,3 +204,11 @@ class AlertAction(_Payload):
     by: str = Field(min_length=1, max_length=128)
     note: str | None = Field(default=None, max_length=2000)
     at: UtcDateTime
+
+
+class StationSync(_Payload):
+    """A ward station has subscribed (after a start or a reconnect): the cloud sends it again, on
+    the ward's station-alert topic, every alert of the ward no station has confirmed yet."""
+
+    station: str = Field(min_length=1, max_length=128)
+    at: UtcDateTime

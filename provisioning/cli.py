@@ -5,6 +5,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
+from matthan_wire.codec import describe
 from provisioning.errors import ProvisionError
 
 if TYPE_CHECKING:
@@ -31,7 +34,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "client-cert", help="key and certificate for a ward station or the cloud's MQTT client"
     )
     cli.add_argument("--dir", type=Path, required=True, help="the CA folder")
-    cli.add_argument("--name", required=True, help="station:WARD, or cloud:ingest")
+    cli.add_argument(
+        "--name", required=True, help="station:WARD (or station:WARD:SCREEN), cloud:ingest (or cloud:NAME)"
+    )
     cli.add_argument("--out", type=Path, required=True, help="folder for the key and certificate")
     cli.set_defaults(handler=_server_cert, client=True, san=[])
     crl = casub.add_parser("crl", help="re-sign the CRL (the broker refuses everyone once it is stale)")
@@ -91,6 +96,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     b.add_argument("--bind", default="0.0.0.0")
     b.add_argument(
         "--name", action="append", help="the broker's DNS names / IPs for its certificate (repeat)"
+    )
+    b.add_argument(
+        "--cloud-user",
+        action="append",
+        help="another cloud identity besides cloud:ingest, e.g. cloud:ingest-2: one certificate per "
+        "cloud process on the broker (repeat; kept for later regenerations)",
+    )
+    b.add_argument(
+        "--station-user",
+        action="append",
+        help="another screen of a ward, station:WARD:NAME, with the ward station's rules "
+        "(repeat; kept for later regenerations)",
     )
     b.add_argument("--reload", action="store_true", help="SIGHUP the broker running from --out")
     b.set_defaults(handler=_broker_config)
@@ -257,7 +274,16 @@ def _broker_config(args: argparse.Namespace) -> int:
     from provisioning import broker_config as bc
 
     registry = bc.load_registry(args.db) if args.db else bc.load_registry_file(args.registry)
-    site = bc.BrokerSite(port=args.port, bind=args.bind, **({"names": args.name} if args.name else {}))
+    try:
+        site = bc.BrokerSite(
+            port=args.port,
+            bind=args.bind,
+            cloud_users=args.cloud_user or [],
+            station_users=args.station_user or [],
+            **({"names": args.name} if args.name else {}),
+        )
+    except ValidationError as exc:
+        raise ProvisionError(f"--cloud-user/--station-user/--port: {describe(exc)}") from None
     conf = bc.write_broker_config(registry, args.ca_dir, args.out, site)
     live = sum(not d.revoked for d in registry.devices)
     print(f"{conf}: {live} device(s), {len(registry.station_wards())} ward station(s)")

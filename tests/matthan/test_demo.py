@@ -61,7 +61,7 @@ def test_alerts_reach_the_ward_station_and_the_cloud_with_clips(
         for row in db.execute("SELECT event_id, state_by FROM alert WHERE delivered_at IS NOT NULL")
     }
     assert delivered and set(delivered) <= ward_events
-    assert all(by == "ben-nghe:station-ben-nghe-demo" for by in delivered.values()), delivered
+    assert all(by == "ben-nghe:station:ben-nghe" for by in delivered.values()), delivered
     clips = db.execute("SELECT event_id, size FROM media WHERE kind = 'clip' AND complete").fetchall()
     assert clips, "no clip reached the cloud"
     clip_files = [p for p in (workdir / "clips").rglob("*.mp4")]

@@ -162,8 +162,11 @@ class WardCollector:
         if not self.listener.link.wait_connected(10):
             raise RuntimeError("ward subscriber could not connect")
         self._stop.clear()
+        ready = self.listener.syncs
         self._thread = threading.Thread(target=self.listener.run, args=(self._stop,), daemon=True)
         self._thread.start()
+        # Connected is not enough: only after the SUBACKs does the broker route alerts to it.
+        wait_for(lambda: self.listener.syncs > ready, 10, "the ward subscriber's subscriptions")
         return self
 
     def stop(self) -> None:
