@@ -128,4 +128,3 @@ def _reader_went_away() -> int:
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
     return 128 + 13  # what a shell shows for a command ended by SIGPIPE
-
