@@ -89,7 +89,12 @@ assets_fetch() {
   "$VENV/bin/matthan" assets fetch --dest "$MATTHAN_ASSETS_DIR" >/dev/null
 }
 
-verb=${1:-help}
+usage() {
+  # The comment block under the shebang is the usage text: it ends at the first line that is not a comment.
+  awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"
+}
+
+verb=${1:-}
 shift || true
 case "$verb" in
   setup)
@@ -107,6 +112,10 @@ case "$verb" in
   bench)
     system_deps demo; python_deps; assets_fetch
     exec "$VENV/bin/python" -m bench "$@" ;;
+  help|-h|--help)
+    usage ;;
+  "")
+    usage; exit 2 ;;
   *)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    say "unknown verb: $verb"; usage >&2; exit 2 ;;
 esac
