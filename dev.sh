@@ -7,10 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
 VENV=$ROOT/.venv
-export MATTHAN_ASSETS_DIR=${MATTHAN_ASSETS_DIR:-$ROOT/.assets}
-if [ -z "${MATTHAN_ASSETS_MIRROR:-}" ] && [ -d "$ROOT/../shared/assets" ]; then
-  export MATTHAN_ASSETS_MIRROR=$ROOT/../shared/assets
-fi
+# Assets go where every matthan command looks (matthan/assets.py, default_dir): MATTHAN_ASSETS_DIR
+# if set, else this checkout's .assets. MATTHAN_ASSETS_MIRROR, if set, names a local copy to use
+# instead of downloading.
 
 say() { printf '\033[1m[matthan]\033[0m %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -86,7 +85,7 @@ python_deps() {
 }
 
 assets_fetch() {
-  "$VENV/bin/matthan" assets fetch --dest "$MATTHAN_ASSETS_DIR" >/dev/null
+  "$VENV/bin/matthan" assets fetch >/dev/null
 }
 
 usage() {
