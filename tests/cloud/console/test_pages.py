@@ -38,9 +38,9 @@ def app(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
         with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
             auth.create_user(s, "root", "admin", PASSWORD)
             auth.create_user(s, "lan", "operator", PASSWORD)
-            auth.create_user(s, "officer", "ward_officer", PASSWORD, ward="da-kao")
             s.add(Device(id="dev-bn", ward="ben-nghe", online=True, last_seen=utc_now()))
             s.add(Device(id="dev-dk", ward="da-kao", online=True, last_seen=utc_now()))
+            auth.create_user(s, "officer", "ward_officer", PASSWORD, ward="da-kao")  # a known ward
             for dev, ward in (("dev-bn", "ben-nghe"), ("dev-dk", "da-kao")):
                 s.add(
                     AlertRow(
