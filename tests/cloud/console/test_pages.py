@@ -88,8 +88,12 @@ def test_login_refuses_a_forged_form_a_wrong_password_and_a_foreign_redirect(app
     assert _login(app, "lan", nxt="https://evil.example/") == "/console/fleet"
     assert _login(app, "lan", nxt="//evil.example/") == "/console/fleet"
     with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
-        actions = [a.action for a in s.exec(select(AuditLog).order_by(col(AuditLog.id))).all()]
+        rows = s.exec(select(AuditLog).order_by(col(AuditLog.id))).all()
+    actions = [a.action for a in rows]
     assert actions.count("login_failed") == 1 and actions.count("login") == 2
+    # Who was tried, and from where: what tells a guessing attack from a forgotten password.
+    (failed,) = [a for a in rows if a.action == "login_failed"]
+    assert failed.detail == {"user": "lan", "client": "testclient"}
 
 
 def test_a_form_without_the_session_csrf_token_changes_nothing(app: TestClient) -> None:
