@@ -3,7 +3,7 @@
 paho's network thread only calls `on_message` (which must just enqueue) and re-subscribes on every
 connect; publishing is thread-safe (paho's own locks) and may be called from the writer thread or
 the API. A clean session per connection, always: with shared subscriptions a persistent member
-that is offline still gets its share of messages, where they wait (measured here, LESSONS.md).
+that is offline still gets its share of messages, where they wait (measured here, docs/lessons.md).
 """
 
 import contextlib
@@ -38,7 +38,7 @@ class MqttLink:
         self.host = url.hostname
         self.tls = url.scheme == "mqtts"
         self.port = url.port or (8883 if self.tls else 1883)
-        # Unique per process: a second connection with the same id kicks the first off (LESSONS.md).
+        # Unique per process: a second connection with the same id kicks the first off (docs/lessons.md).
         self.client_id = f"{client_prefix}-{socket.gethostname()[:20]}-{secrets.token_hex(4)}"
         self._subscriptions: list[tuple[str, int]] = []
         self._on_message: OnMessage | None = None
