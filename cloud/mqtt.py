@@ -46,6 +46,8 @@ class MqttLink:
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._connected = threading.Event()
+        # Set on the broker's SUBACK: from then on nothing published to our filters passes us by.
+        self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=0.5, maximum=30.0)
         self.connects = 0
@@ -72,6 +74,7 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self.client = client
 
     # --- wiring (before start) ---
@@ -103,6 +106,10 @@ class MqttLink:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Until the broker has acknowledged our subscriptions (the readiness to receive)."""
+        return self._subscribed.wait(timeout)
 
     @property
     def connected(self) -> bool:
@@ -152,7 +159,19 @@ class MqttLink:
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         self._lost.set()
+
+    def _handle_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker=%s:%s refused subscriptions: %s", self.host, self.port, ", ".join(refused))
+            return
+        self._subscribed.set()
+        log.info("broker=%s:%s subscribed client=%s filters=%d", self.host, self.port, self.client_id,
+                 len(reasons))  # fmt: skip
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if self._on_message is not None:

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable
+from typing import IO
 
 
 def gone(pid: int) -> bool:
@@ -74,3 +75,35 @@ def kill_all(pids: Iterable[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+class LineWatcher:
+    """Reads a process's output stream to its end (so the pipe never fills and blocks the
+    process) and lets a test wait for a line containing some text: a readiness signal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._ended = False
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        def found() -> str | None:
+            return next((ln for ln in self.lines if text in ln), None)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: found() is not None or self._ended, timeout):
+                raise TimeoutError(f"no line with {text!r} within {timeout}s; last: {self.lines[-5:]}")
+            line = found()
+            if line is None:
+                raise RuntimeError(f"the stream ended without a line with {text!r}; last: {self.lines[-5:]}")
+            return line
