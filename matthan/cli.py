@@ -4,6 +4,7 @@ import argparse
 import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -16,6 +17,9 @@ from matthan_wire import WireError
 from matthan_wire.codec import describe
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,6 +49,11 @@ class Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(unknown, self._long_options(), n=1, cutoff=0.5)
             if close:
                 message += f" (did you mean {close[0]}?)"
+        elif (choice := _INVALID_CHOICE.search(message)) is not None:
+            options = re.findall(r"'([^']*)'", choice.group(2))
+            close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.5)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
     def unknown_option(self) -> str | None:

@@ -104,6 +104,12 @@ def test_a_mistyped_flag_is_named_with_the_closest_one(
     assert "required" not in line
 
 
+def test_a_mistyped_command_suggests_the_closest_one() -> None:
+    out = run("devcie", "run")
+    assert out.returncode == 2 and "did you mean 'device'?" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 def test_output_into_a_closed_pipe_ends_quietly() -> None:
     # The reader is gone before we write (as `| head -4` is after four lines): no traceback.
     proc = subprocess.Popen(
