@@ -3,7 +3,7 @@
 paho's network thread only calls `on_message` (which must just enqueue) and re-subscribes on every
 connect; publishing is thread-safe (paho's own locks) and may be called from the writer thread or
 the API. A clean session per connection, always: with shared subscriptions a persistent member
-that is offline still gets its share of messages, where they wait (measured here, LESSONS.md).
+that is offline still gets its share of messages, where they wait (measured here, docs/lessons.md).
 """
 
 import contextlib
@@ -39,7 +39,7 @@ class MqttLink:
         self.host = url.hostname
         self.tls = url.scheme == "mqtts"
         self.port = url.port or (8883 if self.tls else 1883)
-        # Unique per process: a second connection with the same id kicks the first off (LESSONS.md).
+        # Unique per process: a second connection with the same id kicks the first off (docs/lessons.md).
         # Behind the generated broker config the id is the certificate's name whatever we ask for,
         # so ask for that: each ingest worker then needs its own certificate (cloud:ingest-2, …).
         named = certificate_name(settings.broker_cert) if self.tls and settings.broker_cert else None
@@ -51,6 +51,8 @@ class MqttLink:
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._connected = threading.Event()
+        # Set on the broker's SUBACK: from then on nothing published to our filters passes us by.
+        self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=0.5, maximum=30.0)
         self.connects = 0
@@ -77,6 +79,7 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self.client = client
 
     # --- wiring (before start) ---
@@ -112,6 +115,10 @@ class MqttLink:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Until the broker has acknowledged our subscriptions (the readiness to receive)."""
+        return self._subscribed.wait(timeout)
 
     @property
     def connected(self) -> bool:
@@ -161,7 +168,19 @@ class MqttLink:
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         self._lost.set()
+
+    def _handle_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker=%s:%s refused subscriptions: %s", self.host, self.port, ", ".join(refused))
+            return
+        self._subscribed.set()
+        log.info("broker=%s:%s subscribed client=%s filters=%d", self.host, self.port, self.client_id,
+                 len(reasons))  # fmt: skip
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         for match, handler in self._routes:

@@ -156,7 +156,7 @@ class Agent:
 
     def _take_lock(self) -> None:
         """One agent per storage folder: a second one would share the outbox and, with the same
-        client id, kick the first off the broker over and over (LESSONS.md)."""
+        client id, kick the first off the broker over and over (docs/lessons.md)."""
         path = self.storage / "agent.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -1,6 +1,6 @@
 """Device health every `health.interval_s`: a QoS 0 message, latest value wins, never through the outbox.
 
-Health is a gauge, not a record: a missed one is replaced by the next (LESSONS.md #9: latest-value
+Health is a gauge, not a record: a missed one is replaced by the next (docs/lessons.md #9: latest-value
 wins is right for health, wrong for alerts), so it is published only while the link is up and is
 never queued.
 """

@@ -1,6 +1,6 @@
 """One MQTT 5 connection per identity (paho-mqtt 2.x, callback API v2), kept up for as long as it runs.
 
-MQTT 5 because under 3.1.1 a publish the broker's ACL refuses still looks successful (LESSONS.md);
+MQTT 5 because under 3.1.1 a publish the broker's ACL refuses still looks successful (docs/lessons.md);
 under 5 the PUBACK carries reason 135, which is counted and logged here. The session is persistent
 (clean_start False with a session expiry) so the broker keeps subscriptions and queued messages while
 the link is down; subscriptions are (re)made in on_connect. A refused CONNACK (bad credentials, not

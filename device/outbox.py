@@ -1,6 +1,6 @@
 """The device's durable outbox: alerts, event ends and snapshots stay on disk until the cloud's receipt.
 
-A broker PUBACK is not enough to forget a message (LESSONS.md: Mosquitto acknowledges QoS 1 before it
+A broker PUBACK is not enough to forget a message (docs/lessons.md: Mosquitto acknowledges QoS 1 before it
 is on its disk, and drops QoS 1 past its queue limits), so a message is committed here before it is
 published and deleted only when a `Receipt` names it. The store is SQLite in WAL mode behind one
 connection and a lock: writers are camera threads (one short transaction per event) and the publisher.

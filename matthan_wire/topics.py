@@ -36,7 +36,7 @@ class Kind(StrEnum):
         return self in (Kind.ALERT_STATE, Kind.ALERT_ACTION, Kind.STATION_ALERT, Kind.STATION_SYNC)
 
 
-# (qos, retain) per kind, as DESIGN.md fixes them.
+# (qos, retain) per kind, as docs/design.md fixes them.
 DELIVERY: dict[Kind, tuple[int, bool]] = {
     Kind.ALERT: (1, False),
     Kind.EVENT: (1, False),

@@ -8,7 +8,7 @@ Security model (the broker enforces it, not the clients):
 - A device (CN = device id) writes only under `matthan/v1/{ward}/{device}/…` (alert, event,
   snapshot/+, health, status, config/reported, cmd/result) and reads only its own config/desired,
   cmd and receipt. The rules are explicit per device: the device's ward is not in its name, and
-  Mosquitto 2.0's dynamic-security plugin does not expand %u/%c anyway (LESSONS.md).
+  Mosquitto 2.0's dynamic-security plugin does not expand %u/%c anyway (docs/lessons.md).
 - The client id is bound to the same name (`use_username_as_clientid`): a client cannot take
   over another's session by connecting under its client id.
 - A ward station (CN `station:{ward}`) reads only its own ward: the alerts, event ends,
@@ -54,7 +54,7 @@ CLOUD_USER = "cloud:ingest"
 SITE_FILE = "site.json"
 BROKER_USER = "mosquitto"
 
-# Kinds a device publishes and the kinds it receives, from DESIGN.md's topic table.
+# Kinds a device publishes and the kinds it receives, from docs/design.md's topic table.
 DEVICE_WRITES = (
     Kind.ALERT,
     Kind.EVENT,
@@ -104,7 +104,7 @@ class Registry(BaseModel):
 
 
 class Limits(BaseModel):
-    """Queue limits, set on purpose (LESSONS.md: past the default 1000, QoS 1 is silently dropped).
+    """Queue limits, set on purpose (docs/lessons.md: past the default 1000, QoS 1 is silently dropped).
 
     Per client. The cloud's ingest is the biggest consumer: after a broker or network outage every
     device replays its outbox at once (1,115 devices × a few alerts, events and snapshots each),

@@ -32,8 +32,8 @@ def live(
     make_settings: Callable[..., Settings], db_url: str, broker: Mosquitto, **kw: Any
 ) -> Iterator[TestClient]:
     with running(make_settings(db_url, broker.url, **kw)) as client:
-        assert client.app.state.mqtt.wait_connected(10)  # type: ignore[attr-defined]
-        time.sleep(0.2)  # let the SUBACK land before devices publish
+        # The SUBACK, not just the connection: devices publish right after.
+        assert client.app.state.mqtt.wait_subscribed(10)  # type: ignore[attr-defined]
         yield client
 
 
