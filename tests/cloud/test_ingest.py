@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -383,5 +384,11 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
             with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
                 assert set(s.exec(select(AlertRow.event_id)).all()) == {a.event_id for a in good}
             assert _metric(cloud, 'matthan_ingest_rejected_total{kind="database"}') == 1
+            # Kept for an operator: the payload as it came, and why it was refused.
+            folder = Path(cloud.app.state.settings.quarantine_dir)  # type: ignore[attr-defined]
+            (meta_path,) = folder.glob("*.json")
+            meta = json.loads(meta_path.read_text())
+            assert meta["kind"] == "database" and "refused by the database" in meta["reason"]
+            assert json.loads(meta_path.with_suffix(".bin").read_bytes())["event_id"] == poison.event_id
         finally:
             dev.stop()
