@@ -23,6 +23,7 @@ from cloud.models import Device
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from cloud.settings import Settings
+from cloud.throttle import LoginThrottle
 from matthan import __version__
 
 log = logging.getLogger("matthan.cloud")
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.notifier = Notifier()
     app.state.mqtt = None
     app.state.ingest = None
+    app.state.login_throttle = LoginThrottle()
     for name in ROUTERS:
         if importlib.util.find_spec(name) is None:
             continue
