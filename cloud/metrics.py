@@ -19,7 +19,9 @@ class Metrics:
             "matthan_ingest_rejected", "MQTT messages rejected as malformed, by kind", ["kind"], registry=r
         )
         self.dropped = Counter(
-            "matthan_ingest_dropped", "messages dropped because the ingest queue was full (by count or bytes)", registry=r
+            "matthan_ingest_dropped",
+            "messages dropped because the ingest queue was full (by count or bytes)",
+            registry=r,
         )
         self.quarantined = Counter(
             "matthan_ingest_quarantined",
@@ -30,7 +32,9 @@ class Metrics:
         self.worker_errors = Counter(
             "matthan_ingest_worker_errors", "unexpected errors the ingest writer survived", registry=r
         )
-        self.writer_up = Gauge("matthan_ingest_writer_up", "1 while the ingest writer thread runs", registry=r)
+        self.writer_up = Gauge(
+            "matthan_ingest_writer_up", "1 while the ingest writer thread runs", registry=r
+        )
         self.batches = Counter("matthan_ingest_batches", "database transactions of the ingest", registry=r)
         self.db_retries = Counter(
             "matthan_ingest_db_retries", "batches retried after a database error", registry=r

@@ -22,7 +22,9 @@ def decode(model: type[M], data: bytes | str) -> M:
     """Validate a JSON payload against its model; every failure is a WireError with a reason."""
     if isinstance(data, str):
         if len(data) > MAX_PAYLOAD_BYTES:
-            raise WireError(f"{model.__name__}: payload of {len(data)} characters exceeds {MAX_PAYLOAD_BYTES}")
+            raise WireError(
+                f"{model.__name__}: payload of {len(data)} characters exceeds {MAX_PAYLOAD_BYTES}"
+            )
         try:
             data = data.encode()
         except UnicodeEncodeError:
@@ -37,7 +39,9 @@ def decode(model: type[M], data: bytes | str) -> M:
         # The models bound every value, so nothing else should arrive here; if a validator still
         # lets one through (OverflowError, RecursionError, ...), the caller's contract is one
         # error type for any input, so a consumer loop never meets a surprise.
-        raise WireError(f"{model.__name__}: unreadable payload ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+        raise WireError(
+            f"{model.__name__}: unreadable payload ({exc.__class__.__name__}: {str(exc)[:200]})"
+        ) from None
 
 
 def describe(exc: ValidationError, limit: int = 3) -> str:

@@ -140,7 +140,9 @@ class DetectConfig(_Strict):
     fps: float = Field(default=5.0, gt=0.0, le=60.0)
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
     # Per-label floor, e.g. {person: 0.6}: generic models see people in bins and shadows.
-    min_scores: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict, max_length=256)
+    min_scores: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, max_length=256
+    )
 
 
 class MotionConfig(_Strict):

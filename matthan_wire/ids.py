@@ -21,6 +21,7 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 def is_id(text: str) -> bool:
     return bool(ID_RE.match(text))
 
+
 # Numbers the databases must store. An integer column is 32-bit on PostgreSQL (INTEGER) and 64-bit
 # on SQLite; Python's are unbounded, so a bigger one fails only at the INSERT. Each integer on the
 # wire is bounded here to its column's type, or to signed 64 bits when it is only kept as JSON.

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from cloud import audit
 from cloud.auth import Admin, AnyUser, DbSession, Staff, require_ward, scope_ward
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
-from matthan_wire.ids import Id
+from matthan_wire.ids import INT32_MAX, Id
 from matthan_wire.timeutil import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -120,7 +120,7 @@ def list_devices(
     ward: Id | None = None,
     online: bool | None = None,
     limit: int = Query(200, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> DeviceList:
     ward = scope_ward(principal, ward)
     q = select(Device)
