@@ -377,6 +377,10 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
             poison = make_alert(DEV, WARD, seq=9, rule="plaza.\x00crowd")
             for a in good[:2] + [poison] + good[2:]:
                 dev.send_alert(a)
+            # A malformed one in the same batch: the batch is split, and it must not be counted again.
+            dev.client.publish(
+                device_topic(Kind.ALERT, WARD, DEV), b'{"v": 1, "seq": 18446744073709551616}', qos=1
+            )
             wait_until(
                 lambda: {a.event_id for a in good} <= dev.receipted(), 15, what="good alerts receipted"
             )
@@ -384,6 +388,7 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
             with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
                 assert set(s.exec(select(AlertRow.event_id)).all()) == {a.event_id for a in good}
             assert _metric(cloud, 'matthan_ingest_rejected_total{kind="database"}') == 1
+            assert _metric(cloud, "matthan_ingest_rejected_total") == 2
             # Kept for an operator: the payload as it came, and why it was refused.
             folder = Path(cloud.app.state.settings.quarantine_dir)  # type: ignore[attr-defined]
             (meta_path,) = folder.glob("*.json")
