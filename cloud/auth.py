@@ -109,7 +109,9 @@ def create_user(session: Session, name: str, role: str, password: str, ward: str
 
 
 def authenticate(session: Session, name: str, password: str) -> User | None:
-    user = session.exec(select(User).where(User.name == name)).first()
+    # No user name has control characters (PostgreSQL would refuse a NUL with an error, not a miss).
+    valid_name = name.isprintable()
+    user = session.exec(select(User).where(User.name == name)).first() if valid_name else None
     if user is None or user.disabled:
         # Spend the same time as a real check, so timing does not reveal which names exist.
         verify_password(password, _DUMMY_HASH)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from device.errors import DeviceError
 from matthan_wire import DesiredConfig, ReportedConfig, WireError, decode, utc_now
 from matthan_wire.config import SiteConfig
+from matthan_wire.ids import INT32_MAX
 
 log = logging.getLogger("matthan.device.config")
 
@@ -160,4 +161,5 @@ def _salvage_version(payload: bytes) -> int | None:
     except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         return None
     value = data.get("version") if isinstance(data, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= INT32_MAX
+    return value if ok else None

@@ -42,3 +42,6 @@ Amount = Annotated[float, Field(ge=0.0, le=1e15, allow_inf_nan=False)]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=2000)]
 MAX_LABELS = 32
+# Free text a user filters by (HTTP query values): no control characters (PostgreSQL text cannot
+# hold NUL, and no rule or name has a newline).
+QUERY_TEXT = r"^[^\x00-\x1f\x7f]*$"

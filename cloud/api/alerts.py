@@ -18,7 +18,7 @@ from cloud import audit, lifecycle
 from cloud.auth import AnyUser, DbSession, Principal, optional_principal, require_ward, scope_ward
 from cloud.ingest import publish_state
 from cloud.models import AlertRow, MediaObject
-from matthan_wire.ids import INT32_MAX, Id
+from matthan_wire.ids import INT32_MAX, QUERY_TEXT, Id, is_id
 from matthan_wire.timeutil import BoundedDateTime, utc_now
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -143,7 +143,7 @@ def list_alerts(
     ward: Id | None = None,
     device: Id | None = None,
     camera: Id | None = None,
-    rule: str | None = Query(None, max_length=128),
+    rule: str | None = Query(None, max_length=128, pattern=QUERY_TEXT),
     category: Literal["security_order", "urban_order"] | None = None,
     state: list[Literal["new", "delivered", "acknowledged", "resolved", "false_alarm"]] | None = Query(None),
     # Bounded like the wire's times (2000..2100 UTC): 9999-12-31T23:59:59-05:00 has no UTC value.
@@ -317,7 +317,8 @@ def act(event_id: str, body: ActionIn, request: Request, principal: AnyUser, ses
 
 
 def _get(session: Session, principal: Principal, event_id: str) -> AlertRow:
-    a = session.get(AlertRow, event_id)
+    # Not an id is not an alert; and PostgreSQL refuses a NUL in a key with an error, not a miss.
+    a = session.get(AlertRow, event_id) if is_id(event_id) else None
     if a is None:
         raise HTTPException(404, f"no alert {event_id}")
     require_ward(principal, a.ward)

@@ -56,6 +56,7 @@ from cloud.models import (
 from cloud.settings import Settings
 from matthan_wire.codec import describe
 from matthan_wire.config import CATEGORY_OF, SiteConfig
+from matthan_wire.ids import QUERY_TEXT, is_id
 from matthan_wire.timeutil import bounded_utc, format_ts, utc_now
 
 log = logging.getLogger("matthan.cloud.console")
@@ -628,14 +629,14 @@ def _local_input(text: str | None, what: str) -> datetime | None:
 
 
 def alert_filters(
-    ward: Annotated[str | None, Query(max_length=63)] = None,
-    category: Annotated[str | None, Query(max_length=32)] = None,
-    type: Annotated[str | None, Query(max_length=32)] = None,
-    rule: Annotated[str | None, Query(max_length=128)] = None,
-    state: Annotated[str | None, Query(max_length=32)] = None,
-    device: Annotated[str | None, Query(max_length=63)] = None,
-    since: Annotated[str | None, Query(max_length=64)] = None,
-    until: Annotated[str | None, Query(max_length=64)] = None,
+    ward: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
+    category: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    type: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    rule: Annotated[str | None, Query(max_length=128, pattern=QUERY_TEXT)] = None,
+    state: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    device: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
+    since: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
+    until: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
 ) -> AlertFilters:
     return AlertFilters(
         ward=ward or None,
@@ -723,6 +724,8 @@ def _card(request: Request, v: Viewer, session: Session, row: AlertRow, next_url
 @router.get("/console/alerts/card/{event_id}")
 def alert_card(request: Request, event_id: str, v: ViewerDep, session: DbSession, f: FiltersDep) -> Response:
     """One alert as the feed shows it; 204 when it does not match the page's filters."""
+    if not is_id(event_id):
+        raise HTTPException(404, "not found")
     row = session.exec(_alert_query(v, f).where(AlertRow.event_id == event_id)).first()
     if row is None:
         exists = session.get(AlertRow, event_id)
@@ -757,7 +760,7 @@ def reports(
     request: Request,
     v: ViewerDep,
     session: DbSession,
-    ward: Annotated[str | None, Query(max_length=63)] = None,
+    ward: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
     stats = _stats(session, v, ward or None, days)

@@ -192,7 +192,7 @@ def test_lockouts_grow_and_the_client_address_is_throttled_across_names(cloud: T
     login = "/api/v1/auth/login"
 
     def attempt(name: str, password: str = "wrong password") -> int:
-        return cloud.post(login, json={"name": name, "password": password}).status_code
+        return int(cloud.post(login, json={"name": name, "password": password}).status_code)
 
     # One address trying many names: the address locks after 20 failures, whatever the names.
     assert [attempt(f"user{i}") for i in range(21)] == [401] * 20 + [429]
