@@ -25,26 +25,31 @@ def api(make_settings, db_url) -> Iterator[tuple[TestClient, dict[str, str]]]:  
         yield client, bearer(token)
 
 
-@pytest.mark.parametrize(
-    ("path", "params"),
-    [
-        ("/api/v1/alerts", {"offset": "1180591620717411303424"}),
-        ("/api/v1/devices", {"offset": "1180591620717411303424"}),
-        ("/api/v1/alerts", {"offset": str(2**63)}),
-        ("/api/v1/alerts", {"since": "9999-12-31T23:59:59-05:00"}),
-        ("/api/v1/alerts", {"until": "0001-01-01T00:00:00+01:00"}),
-        ("/api/v1/alerts", {"since": "2026-11-24T08:00:00"}),  # no offset
-        ("/api/v1/alerts/stream", {"since": "9999-12-31T23:59:59-05:00"}),
-        ("/console/alerts", {"since": "9999-12-31T23:59"}),
-        ("/console/alerts", {"until": "0001-01-01T00:00+01:00"}),
-    ],
-)
-def test_out_of_range_query_values_answer_422(
-    api: tuple[TestClient, dict[str, str]], path: str, params: dict[str, str]
-) -> None:
+# Each was a 500 (or a silent 200 for a time with no offset) before the bounds.
+OUT_OF_RANGE: list[tuple[str, dict[str, str]]] = [
+    ("/api/v1/alerts", {"offset": "1180591620717411303424"}),
+    ("/api/v1/devices", {"offset": "1180591620717411303424"}),
+    ("/api/v1/alerts", {"offset": str(2**63)}),
+    ("/api/v1/alerts", {"since": "9999-12-31T23:59:59-05:00"}),
+    ("/api/v1/alerts", {"until": "0001-01-01T00:00:00+01:00"}),
+    ("/api/v1/alerts", {"since": "2026-11-24T08:00:00"}),  # no offset
+    ("/api/v1/alerts/stream", {"since": "9999-12-31T23:59:59-05:00"}),
+    ("/console/alerts", {"since": "9999-12-31T23:59"}),
+    ("/console/alerts", {"until": "0001-01-01T00:00+01:00"}),
+    # PostgreSQL text cannot hold NUL: a filter must be refused before it reaches the database.
+    ("/api/v1/alerts", {"rule": "plaza\x00crowd"}),
+    ("/console/alerts", {"rule": "plaza\x00crowd"}),
+]
+
+
+def test_out_of_range_query_values_answer_422(api: tuple[TestClient, dict[str, str]]) -> None:
     client, auth = api
-    r = client.get(path, params=params, headers={**auth, "accept": "application/json"})
-    assert r.status_code == 422, r.text
+    for path, params in OUT_OF_RANGE:
+        r = client.get(path, params=params, headers={**auth, "accept": "application/json"})
+        assert r.status_code == 422, (path, params, r.text)
+    # Ids in the path are checked before the lookup (a NUL there was a 500 on PostgreSQL too).
+    for path in ("/api/v1/alerts/a%00b", "/api/v1/devices/a%00b", "/console/alerts/card/a%00b"):
+        assert client.get(path, headers={**auth, "accept": "application/json"}).status_code == 404, path
 
 
 values = st.one_of(
@@ -85,13 +90,3 @@ def test_hostile_query_values_never_answer_500(api: tuple[TestClient, dict[str, 
     probe()
     print(f"\nquery fuzz answers={dict(sorted(seen.items()))}")
     assert seen.get(422, 0) > 0
-
-
-@pytest.mark.parametrize("path", ["/api/v1/alerts", "/console/alerts"])
-def test_control_characters_in_text_filters_are_refused(
-    api: tuple[TestClient, dict[str, str]], path: str
-) -> None:
-    client, auth = api
-    # PostgreSQL text cannot hold NUL: the filter must be refused before it reaches the database.
-    r = client.get(path, params={"rule": "plaza\x00crowd"}, headers={**auth, "accept": "application/json"})
-    assert r.status_code == 422, r.text

@@ -44,7 +44,7 @@ MODELS: list[type[BaseModel]] = [
     Status,
     SiteConfig,
 ]
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 json_leaf = st.one_of(
     st.none(), st.booleans(), BAD_INTS, st.integers(), st.floats(), st.text(max_size=20), bad_time()
