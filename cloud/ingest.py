@@ -343,7 +343,7 @@ class IngestWorker:
                 self._reject(topic.kind.value, source, str(exc))
                 continue
             except Exception as exc:  # a bug meeting an odd message: that message only
-                self._fail(item, topic.kind.value, f"internal error {exc.__class__.__name__}: {exc}")
+                self._fail(item, "internal", f"internal error {exc.__class__.__name__}: {str(exc)[:300]}")
                 continue
             batch.counts[topic.kind.value] += 1
             if valid is not None:

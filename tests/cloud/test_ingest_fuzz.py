@@ -4,9 +4,11 @@ is stored, each hostile message is rejected and counted exactly once, and /healt
 a message that makes our own code fail is quarantined and the rest of its batch stored; a dead
 writer turns /healthz red.
 
-`pytest tests/cloud/test_ingest_fuzz.py -q -s` prints tried/rejected/stored per database."""
+`pytest tests/cloud/test_ingest_fuzz.py -q -s` prints tried/rejected/stored per database
+(MATTHAN_FUZZ_EXAMPLES=N for N hostile messages instead of 150)."""
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,15 @@ import cloud.ingest
 from cloud.models import AlertRow
 from matthan_wire import Alert, Kind, encode
 from matthan_wire.topics import device_topic
+from tests.cloud.conftest import add_user, bearer
 from tests.cloud.devicesim import SimDevice, make_alert, make_health
 from tests.cloud.test_ingest import _count, _metric, live
 from tests.support.hostile import BAD_INTS, OFFSETS, hostile_alert, valid_alert_json
 from tests.support.net import wait_until
 
 WARD, DEV = "ben-nghe", "q1-fuzz-01"
+# Hostile messages per database; MATTHAN_FUZZ_EXAMPLES=5000 for a long hostile run (CI keeps 150).
+EXAMPLES = int(os.environ.get("MATTHAN_FUZZ_EXAMPLES", "150"))
 
 
 @st.composite
@@ -45,7 +50,9 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
         alert_topic = device_topic(Kind.ALERT, WARD, DEV)
         health_topic = device_topic(Kind.HEALTH, WARD, DEV)
 
-        @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         @given(data=st.data(), offset=OFFSETS, kind=st.sampled_from(["alert", "alert", "health"]))
         def publish(data: st.DataObject, offset: Any, kind: str) -> None:
             good = make_alert(DEV, WARD, seq=len(valid) + 1)
@@ -75,6 +82,11 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
                 f" valid={len(valid)} stored={len(stored)}"
             )
             assert stored == {a.event_id for a in valid}
+            # ... and shown: the API lists every one of them.
+            page = client.get(
+                "/api/v1/alerts", params={"limit": 1}, headers=bearer(add_user(client, "op", "operator"))
+            )
+            assert page.json()["total"] == len(valid)
             assert worker.rejected_total == len(hostile)
             assert _metric(client, "matthan_ingest_rejected_total") == len(hostile)
             assert worker.alive and client.get("/healthz").status_code == 200
