@@ -42,6 +42,14 @@ def hostile_health(draw: st.DrawFn) -> bytes:
     return json.dumps(body).encode()
 
 
+def _caught_up(worker: Any, n: int, timeout: float = 60.0) -> bool:
+    try:
+        wait_until(lambda: worker.rejected_total >= n, timeout, what="ingest keeping up")
+    except TimeoutError:
+        return False
+    return True
+
+
 def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, broker) -> None:  # type: ignore[no-untyped-def]
     with live(make_settings, db_url, broker, batch_wait_s=0.05) as client:
         dev = SimDevice(broker.port, DEV, WARD, will=False).start()
@@ -49,6 +57,7 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
         hostile: list[str] = []
         alert_topic = device_topic(Kind.ALERT, WARD, DEV)
         health_topic = device_topic(Kind.HEALTH, WARD, DEV)
+        worker = client.app.state.ingest  # type: ignore[attr-defined]
 
         @settings(
             max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
@@ -66,11 +75,16 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
             with dev.lock:
                 dev.outbox[(good.event_id, "alert")] = (alert_topic, valid_alert_json(good, offset))
             dev.client.publish(alert_topic, valid_alert_json(good, offset), qos=1)
+            if len(hostile) % 200 == 0:
+                # Paced in steps of 200 for long runs, and a miss is caught near where it happened.
+                assert _caught_up(worker, len(hostile)), (
+                    f"rejected={worker.rejected_total} hostile={len(hostile)}"
+                    f" dropped={_metric(client, 'matthan_ingest_dropped_total')} queue={worker.queue.qsize()}"
+                )
 
         try:
             publish()
             dev.drain(timeout=60)
-            worker = client.app.state.ingest  # type: ignore[attr-defined]
             wait_until(
                 lambda: worker.rejected_total >= len(hostile), 30, what="every hostile message counted"
             )
