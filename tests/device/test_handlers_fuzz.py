@@ -16,7 +16,7 @@ from matthan_wire import Command, DesiredConfig, ReportedConfig, decode, encode,
 from matthan_wire.config import SiteConfig
 from tests.support.hostile import BAD_INTS, bad_time
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 SITE = SiteConfig.model_validate({"cameras": [{"id": "cam-1", "source": "rtsp://10.0.0.1/s"}]})
 
 hostile_values = st.one_of(
