@@ -24,6 +24,7 @@ from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from cloud.settings import Settings
 from cloud.station_delivery import StationDelivery
+from cloud.throttle import LoginThrottle
 from matthan import __version__
 
 log = logging.getLogger("matthan.cloud")
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.mqtt = None
     app.state.ingest = None
     app.state.station_delivery = None
+    app.state.login_throttle = LoginThrottle()
     for name in ROUTERS:
         if importlib.util.find_spec(name) is None:
             continue

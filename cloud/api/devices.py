@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from cloud import audit
 from cloud.auth import Admin, AnyUser, DbSession, Staff, require_ward, scope_ward
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
-from matthan_wire.ids import Id
+from matthan_wire.ids import INT32_MAX, Id, is_id
 from matthan_wire.timeutil import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -106,9 +106,10 @@ def _summary(body: dict[str, Any]) -> HealthSummary:
 
 
 def get_device(session: Session, principal: Any, device_id: str) -> Device:
-    device = session.get(Device, device_id)
+    # Not an id is not a device; and PostgreSQL refuses a NUL in a key with an error, not a miss.
+    device = session.get(Device, device_id) if is_id(device_id) else None
     if device is None:
-        raise HTTPException(404, f"no device {device_id}")
+        raise HTTPException(404, f"no device {device_id[:64]}")
     require_ward(principal, device.ward)
     return device
 
@@ -120,7 +121,7 @@ def list_devices(
     ward: Id | None = None,
     online: bool | None = None,
     limit: int = Query(200, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> DeviceList:
     ward = scope_ward(principal, ward)
     q = select(Device)

@@ -56,7 +56,8 @@ from cloud.models import (
 from cloud.settings import Settings
 from matthan_wire.codec import describe
 from matthan_wire.config import CATEGORY_OF, SiteConfig
-from matthan_wire.timeutil import format_ts, utc_now
+from matthan_wire.ids import QUERY_TEXT, is_id
+from matthan_wire.timeutil import bounded_utc, format_ts, utc_now
 
 log = logging.getLogger("matthan.cloud.console")
 
@@ -331,12 +332,11 @@ def login_submit(
 
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
         return again("The sign-in form expired; please try again.", 403)
-    user = auth.authenticate(session, username.strip(), password)
-    if user is None:
-        client = request.client.host if request.client else None
-        tried = audit.login_failed(session, username, client, via="console")
-        session.commit()
-        log.info("event=login_failed user=%s client=%s", tried, client)
+    try:
+        user = auth.sign_in(request, session, username, password, via="console")
+    except HTTPException as exc:
+        if exc.status_code == 429:
+            return again(f"Too many failed sign-ins: {exc.detail}.", 429)
         return again("Wrong user name or password.", 401)
     resp = RedirectResponse(target, 303)
     auth.login(resp, request.app.state.settings, user)
@@ -617,21 +617,26 @@ def _local_input(text: str | None, what: str) -> datetime | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text[:64])
     except ValueError:
-        raise HTTPException(400, f"{what}: {text!r} is not a date and time like 2026-11-24T08:30") from None
-    return moment.replace(tzinfo=display_zone()) if moment.tzinfo is None else moment
+        raise HTTPException(
+            400, f"{what}: {text[:64]!r} is not a date and time like 2026-11-24T08:30"
+        ) from None
+    try:
+        return bounded_utc(moment.replace(tzinfo=display_zone()) if moment.tzinfo is None else moment)
+    except ValueError as exc:
+        raise HTTPException(422, f"{what}: {exc}") from None
 
 
 def alert_filters(
-    ward: str | None = None,
-    category: str | None = None,
-    type: str | None = None,
-    rule: str | None = None,
-    state: str | None = None,
-    device: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    ward: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
+    category: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    type: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    rule: Annotated[str | None, Query(max_length=128, pattern=QUERY_TEXT)] = None,
+    state: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    device: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
+    since: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
+    until: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
 ) -> AlertFilters:
     return AlertFilters(
         ward=ward or None,
@@ -719,6 +724,8 @@ def _card(request: Request, v: Viewer, session: Session, row: AlertRow, next_url
 @router.get("/console/alerts/card/{event_id}")
 def alert_card(request: Request, event_id: str, v: ViewerDep, session: DbSession, f: FiltersDep) -> Response:
     """One alert as the feed shows it; 204 when it does not match the page's filters."""
+    if not is_id(event_id):
+        raise HTTPException(404, "not found")
     row = session.exec(_alert_query(v, f).where(AlertRow.event_id == event_id)).first()
     if row is None:
         exists = session.get(AlertRow, event_id)
@@ -753,7 +760,7 @@ def reports(
     request: Request,
     v: ViewerDep,
     session: DbSession,
-    ward: str | None = None,
+    ward: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
     stats = _stats(session, v, ward or None, days)
