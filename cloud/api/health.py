@@ -21,6 +21,10 @@ def healthz(request: Request, response: Response) -> dict[str, object]:
     ingest = request.app.state.ingest
     # A dead writer means nothing is stored any more while the broker keeps delivering: red.
     dead = [] if ingest is None else ingest.dead_workers()
+    # Without it a station that missed an alert in a broker crash never gets it: red as well.
+    delivery = request.app.state.station_delivery
+    if delivery is not None and not delivery.alive:
+        dead.append("station-delivery")
     ok = db_ok and not dead
     if not ok:
         response.status_code = 503
