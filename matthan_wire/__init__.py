@@ -11,6 +11,7 @@ from matthan_wire.payloads import (
     AlertAction,
     AlertState,
     CameraHealth,
+    CameraTamper,
     ClipRef,
     Command,
     CommandResult,
@@ -19,6 +20,8 @@ from matthan_wire.payloads import (
     Receipt,
     ReportedConfig,
     Status,
+    TamperDetail,
+    TamperScores,
 )
 from matthan_wire.timeutil import format_ts, parse_ts, utc_now
 from matthan_wire.topics import PREFIX, Kind, Topic, parse_topic
@@ -31,6 +34,7 @@ __all__ = [
     "AlertAction",
     "AlertState",
     "CameraHealth",
+    "CameraTamper",
     "ClipRef",
     "Command",
     "CommandResult",
@@ -40,6 +44,8 @@ __all__ = [
     "Receipt",
     "ReportedConfig",
     "Status",
+    "TamperDetail",
+    "TamperScores",
     "Topic",
     "WireError",
     "decode",

@@ -1,0 +1,532 @@
+"""Camera tamper: a view covered, blinded, defocused or moved, judged against the camera's own past.
+
+A tampered camera still streams, so `camera_offline` never fires, yet every zone is wrong. Once per
+`tamper.check_every_s` the detect thread hands the latest frame to `TamperWatch.observe`, which
+shrinks it to a 160 px grey frame and compares it with a reference learned from this camera's own
+recent normal frames (a running mean: people and cars passing average out):
+
+- covered / blinded: the grey-level spread collapses against the reference's (a bag, paint, a
+  hand; or a light flooding the lens, told apart by brightness and blown-out pixels). An almost
+  uniform or mostly blown-out frame counts whatever the reference, so a camera covered before the
+  agent started is caught too.
+- defocused: the variance of the Laplacian, per unit of contrast, drops against the reference's.
+- moved: the reference's central 70 % is searched for in the view (normalised cross-correlation,
+  so a change of light does not matter): the best match lies shifted, or nothing matches any more.
+  Four quarter-frame matches give the rotation.
+
+One bad check is nothing: a kind must hold for `persist_s` (short good moments inside the span do
+not reset it, a strobe flickers) before a `camera_tamper` alert starts, and the view must be good
+for `clear_s` before it ends. The reference follows slow change (dusk, shadows) with time constant
+`adapt_s`, and only from good checks; it stands still while the view is suspect.
+
+While a camera is moved its zones no longer lie on the scene: `zones_suspended` tells the pipeline
+to end open violations and raise no zone events until the view returns to the reference or an
+operator confirms the new view (the `confirm-view` command → `request_confirm`), which makes the
+current view the reference.
+"""
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import cv2
+import numpy as np
+
+from device.events import DetectedEvent
+from device.frames import Frame
+from matthan_wire import Alert, CameraTamper, TamperDetail, TamperScores
+from matthan_wire.config import CATEGORY_OF, CameraConfig, DeviceIdentity, TamperConfig
+from matthan_wire.payloads import TamperKind
+from matthan_wire.topics import Kind, device_topic
+
+log = logging.getLogger("matthan.device.tamper")
+
+RULE = "camera_tamper"
+WIDTH = 160  # the check's grey frame
+SNAPSHOT_WIDTH = 480  # each half of the before/after snapshot
+JPEG_QUALITY = 85
+# Absolute floors that hold whatever the reference: a grey spread this small is a covered lens, this
+# much blown-out white a blinded one.
+UNIFORM_STD = 5.0
+BLOWN_OUT = 0.6
+BRIGHT = 0.62  # mean grey (0..1) above which a collapsed view is blinded rather than covered
+SATURATED_LEVEL = 245
+# moved: the search window is ±MARGIN of the frame around the reference's centre (and each tile's).
+MARGIN = 0.18
+TILES = 3
+TILE_TEXTURE = 4.0  # grey-level spread below which a tile has nothing to match on
+TILE_MATCH = 0.5  # a tile matches (in place, or shifted) at this correlation
+# The view matches nothing any more (turned away): the centre's best correlation below this.
+LOST_MATCH = 0.35
+# Fewer tiles than this fraction still in place: the scene itself has gone (not a bus hiding part).
+STAYING = 0.25
+MAX_TURN_DEG = 20.0
+# A shifted tile must beat its unshifted match by this much.
+SHIFT_GAIN = 0.1
+# Good checks inside a suspect span shorter than this do not end the span (a flicker, a blink).
+MIN_GRACE_S = 5.0
+
+
+def small_grey(image: np.ndarray) -> np.ndarray:
+    """The check's frame: WIDTH px wide, grey, float32."""
+    h, w = image.shape[:2]
+    size = (WIDTH, max(8, round(h * WIDTH / w)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+    return np.asarray(grey, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Measures:
+    mean: float  # 0..255
+    std: float
+    sharpness: float  # var(Laplacian) / std²
+    saturated: float  # fraction ≥ SATURATED_LEVEL
+
+
+def measure(grey: np.ndarray) -> Measures:
+    std = float(grey.std())
+    lap = cv2.Laplacian(grey, cv2.CV_32F)
+    return Measures(
+        mean=float(grey.mean()),
+        std=std,
+        sharpness=float(lap.var()) / (std * std + 1.0),
+        saturated=float(np.count_nonzero(grey >= SATURATED_LEVEL)) / grey.size,
+    )
+
+
+@dataclass(frozen=True)
+class Alignment:
+    match: float  # best normalised correlation of the reference's centre anywhere in the window
+    dx: float  # its shift, fraction of the width (+ right)
+    dy: float  # fraction of the height (+ down)
+    textured: int  # tiles with something to match on
+    staying: float  # fraction of the textured tiles that still match where they were
+    shifted: int  # textured tiles that match well, shifted by at least min_shift
+    rotation_deg: float | None  # from the tiles' shifts; None when too few tiles match
+
+
+def _best(window: np.ndarray, template: np.ndarray, at: tuple[int, int]) -> tuple[float, float, int, int]:
+    """(best score, score at `at`, best x, best y) of `template` searched in `window`."""
+    scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+    return float(best), float(scores[at[1], at[0]]), bx, by
+
+
+def align(reference: np.ndarray, grey: np.ndarray, min_shift: float) -> Alignment:
+    """Where the reference lies in the view: its centre as a whole, and each of a 3 × 3 grid of tiles.
+
+    A moved camera shifts every tile alike; a bus in front hides some tiles while the others stay
+    put. Tiles without texture (sky, a wall) say nothing and are left out.
+    """
+    h, w = reference.shape
+    mx, my = round(w * MARGIN), round(h * MARGIN)
+    best, _, bx, by = _best(grey, reference[my : h - my, mx : w - mx], (mx, my))
+    textured = staying = 0
+    points: list[tuple[float, float]] = []
+    moves: list[tuple[float, float]] = []
+    for row in range(TILES):
+        for col in range(TILES):
+            x0, x1 = col * w // TILES, (col + 1) * w // TILES
+            y0, y1 = row * h // TILES, (row + 1) * h // TILES
+            tile = reference[y0:y1, x0:x1]
+            if float(tile.std()) < TILE_TEXTURE:
+                continue
+            textured += 1
+            wx0, wy0 = max(0, x0 - mx), max(0, y0 - my)
+            window = grey[wy0 : min(h, y1 + my), wx0 : min(w, x1 + mx)]
+            b, still, tx, ty = _best(window, tile, (x0 - wx0, y0 - wy0))
+            if still >= TILE_MATCH:
+                staying += 1
+            sx, sy = (wx0 + tx - x0) / w, (wy0 + ty - y0) / h
+            if b >= TILE_MATCH and b - still >= SHIFT_GAIN and max(abs(sx), abs(sy)) >= min_shift:
+                points.append(((x0 + x1) / 2 - w / 2, (y0 + y1) / 2 - h / 2))
+                moves.append((sx * w, sy * h))
+    return Alignment(
+        match=float(np.clip(best, -1.0, 1.0)),
+        dx=(bx - mx) / w,
+        dy=(by - my) / h,
+        textured=textured,
+        staying=staying / textured if textured else 1.0,
+        shifted=len(moves),
+        rotation_deg=_rotation(points, moves),
+    )
+
+
+def _rotation(points: list[tuple[float, float]], moves: list[tuple[float, float]]) -> float | None:
+    """The turn (degrees, + clockwise on screen) of the similarity that best maps the tiles' centres
+    to where they were found, outliers (a tile matched by chance) left out."""
+    if len(moves) < 3:
+        return None
+    src = np.array(points, dtype=np.float32)
+    dst = src + np.array(moves, dtype=np.float32)
+    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0)
+    if matrix is None:
+        return None
+    angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+    # Tiles cannot follow a larger turn: an answer beyond it is a fit to chance matches.
+    return angle if abs(angle) <= MAX_TURN_DEG else None
+
+
+@dataclass
+class Reference:
+    """What this camera's normal view looks like, learned from its own good checks."""
+
+    image: np.ndarray  # running mean of grey frames
+    std: float
+    sharpness: float
+    checks: int = 1
+
+    def learn(self, grey: np.ndarray, m: Measures, alpha: float | None) -> None:
+        """Fold a good view in: a plain mean while learning (alpha None), then a slow running mean."""
+        self.checks += 1
+        a = 1.0 / self.checks if alpha is None else alpha
+        cv2.accumulateWeighted(grey, self.image, a)
+        self.std += a * (m.std - self.std)
+        self.sharpness += a * (m.sharpness - self.sharpness)
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: TamperKind | None  # None: the view is fine
+    scores: TamperScores
+
+
+def judge(config: TamperConfig, ref: Reference | None, grey: np.ndarray, m: Measures) -> Check:
+    """One check of a view against the reference (None while there is none yet)."""
+    bright = m.mean / 255.0
+    if ref is None:
+        kind = _lost(bright, m, UNIFORM_STD)
+        scores = TamperScores(
+            brightness=_unit(bright), saturated=_unit(m.saturated), contrast=1.0, sharpness=1.0,
+            match=1.0, shift_x=0.0, shift_y=0.0,
+        )  # fmt: skip
+        return Check(kind, scores)
+    contrast = m.std / max(ref.std, 1e-3)
+    sharpness = m.sharpness / max(ref.sharpness, 1e-6)
+    a = align(ref.image, grey, config.min_shift)
+    kind = _lost(bright, m, max(UNIFORM_STD, config.contrast_ratio * ref.std))
+    if kind is None and sharpness < config.defocus_ratio:
+        kind = "defocused"
+    # Moved: more of the scene is found shifted than in place, or it is found nowhere at all.
+    if kind is None and (
+        (a.shifted >= 2 and a.shifted > a.staying * a.textured)
+        or (a.match < LOST_MATCH and a.staying < STAYING)
+    ):
+        kind = "moved"
+    rotation = a.rotation_deg if kind == "moved" else None
+    scores = TamperScores(
+        brightness=_unit(bright),
+        saturated=_unit(m.saturated),
+        contrast=round(min(100.0, contrast), 3),
+        sharpness=round(min(100.0, sharpness), 3),
+        match=round(a.match, 3),
+        shift_x=round(max(-1.0, min(1.0, a.dx)), 3),
+        shift_y=round(max(-1.0, min(1.0, a.dy)), 3),
+        rotation_deg=round(rotation, 1) if rotation is not None else None,
+    )
+    return Check(kind, scores)
+
+
+def _lost(bright: float, m: Measures, min_std: float) -> TamperKind | None:
+    if m.saturated >= BLOWN_OUT:
+        return "blinded"
+    if m.std < min_std:
+        return "blinded" if bright >= BRIGHT else "covered"
+    return None
+
+
+def _unit(x: float) -> float:
+    return round(min(1.0, max(0.0, x)), 3)
+
+
+@dataclass
+class _Span:
+    """A run of bad checks (short good gaps allowed) and what kinds they were."""
+
+    since: datetime
+    last_bad: datetime
+    kinds: Counter[str] = field(default_factory=Counter)
+    latest: TamperKind = "covered"
+    turns: list[float] = field(default_factory=list)  # the moved checks' rotations
+
+
+class TamperWatch:
+    """One camera's tamper check, run by its detect thread; `request_confirm` from any thread."""
+
+    def __init__(
+        self,
+        device: DeviceIdentity,
+        camera: CameraConfig,
+        on_event: Callable[[DetectedEvent], None],
+        next_seq: Callable[[], int],
+    ) -> None:
+        self.device = device
+        self.camera = camera
+        self.on_event = on_event
+        self.next_seq = next_seq
+        self.ref: Reference | None = None
+        self.learn_until: datetime | None = None
+        self.span: _Span | None = None
+        self.open: Alert | None = None
+        self.good_since: datetime | None = None
+        self.last: Check | None = None
+        self.last_check_at: datetime | None = None
+        self.check_ms: float | None = None
+        self.checks = 0
+        self.cpu_s = 0.0  # summed process CPU of the checks (the benchmark reads it)
+        self._ref_view: np.ndarray | None = None  # the last good colour view, for the snapshot
+        self._confirm = threading.Event()
+
+    @property
+    def config(self) -> TamperConfig:
+        return self.camera.tamper
+
+    def set_camera(self, camera: CameraConfig) -> None:
+        self.camera = camera
+
+    def due(self, ts: datetime) -> bool:
+        if not self.config.enabled:
+            return False
+        if self._confirm.is_set():
+            return True
+        last = self.last_check_at
+        return last is None or (ts - last).total_seconds() >= self.config.check_every_s
+
+    @property
+    def zones_suspended(self) -> bool:
+        """A moved view: the zones no longer lie where they were drawn."""
+        return self.open is not None and self.span is not None and self.span.latest == "moved"
+
+    def request_confirm(self) -> str:
+        """An operator accepts the current view (thread-safe); applied at the next frame."""
+        state = self.status().state if self.config.enabled else "off"
+        self._confirm.set()
+        return state
+
+    def observe(self, frame: Frame) -> None:
+        started = time.process_time()
+        self.last_check_at = frame.ts
+        grey = small_grey(frame.image)
+        m = measure(grey)
+        if self._confirm.is_set():
+            self._confirm.clear()
+            self._relearn(frame, grey, m, "confirmed")
+        else:
+            self._step(frame, grey, m)
+        spent = time.process_time() - started
+        self.checks += 1
+        self.cpu_s += spent
+        self.check_ms = round(spent * 1000.0, 3)
+
+    def _step(self, frame: Frame, grey: np.ndarray, m: Measures) -> None:
+        now = frame.ts
+        learning = self.learn_until is None or now < self.learn_until
+        check = judge(self.config, None if learning and self.ref is None else self.ref, grey, m)
+        if learning and check.kind not in (None, "covered", "blinded"):
+            # Before the reference is learned only the absolute floors (covered, blinded) count.
+            check = Check(None, check.scores)
+        self.last = check
+        if check.kind is None:
+            self._good(frame, grey, m, learning)
+        else:
+            self._bad(frame, check.kind)
+            if (
+                self.span is not None
+                and check.scores.rotation_deg is not None
+                and len(self.span.turns) < 1000
+            ):
+                self.span.turns.append(check.scores.rotation_deg)
+
+    def _good(self, frame: Frame, grey: np.ndarray, m: Measures, learning: bool) -> None:
+        now = frame.ts
+        if self.good_since is None:
+            self.good_since = now
+        grace = max(MIN_GRACE_S, 3 * self.config.check_every_s)
+        if self.span is not None and self.open is None and (now - self.span.last_bad).total_seconds() > grace:
+            log.info(
+                "tamper suspicion cleared device=%s camera=%s kind=%s lasted=%.0fs",
+                self.device.id, self.camera.id, self.span.latest, (now - self.span.since).total_seconds(),
+            )  # fmt: skip
+            self.span = None
+        if self.open is not None:
+            if (now - self.good_since).total_seconds() >= self.config.clear_s:
+                self._end(now, "view_back")
+                self.span = None
+            return
+        if self.span is not None:
+            return  # the reference stands still while the view is suspect
+        if self.ref is None:
+            self.ref = Reference(grey.copy(), m.std, m.sharpness)
+            self.learn_until = now + timedelta(seconds=self.config.learn_s)
+        else:
+            self.ref.learn(grey, m, None if learning else self.config.check_every_s / self.config.adapt_s)
+        self._ref_view = _shrink(frame.image)
+
+    def _bad(self, frame: Frame, kind: TamperKind) -> None:
+        now = frame.ts
+        self.good_since = None
+        if self.span is None:
+            self.span = _Span(since=now, last_bad=now)
+            log.info("tamper suspected device=%s camera=%s kind=%s", self.device.id, self.camera.id, kind)
+        span = self.span
+        span.last_bad = now
+        span.kinds[kind] += 1
+        span.latest = kind
+        if self.open is None and (now - span.since).total_seconds() >= self.config.persist_s:
+            top = span.kinds.most_common(1)[0][0]
+            span.latest = kind if span.kinds[kind] == span.kinds[top] else top  # type: ignore[assignment]
+            self._start(frame, span.since)
+
+    def _start(self, frame: Frame, since: datetime) -> None:
+        assert self.span is not None and self.last is not None
+        kind = self.span.latest
+        jpeg = before_after_jpeg(self._ref_view, frame.image, kind, since)
+        alert = self._alert(
+            str(uuid.uuid4()), since, None, kind, None, snapshot=jpeg is not None, suspended=kind == "moved"
+        )
+        self.open = alert
+        log.warning(
+            "camera tampered device=%s camera=%s event=%s kind=%s contrast=%.2f sharpness=%.2f match=%.2f "
+            "shift=%.3f,%.3f zones_suspended=%s",
+            self.device.id, self.camera.id, alert.event_id, kind, self.last.scores.contrast,
+            self.last.scores.sharpness, self.last.scores.match, self.last.scores.shift_x,
+            self.last.scores.shift_y, self.zones_suspended,
+        )  # fmt: skip
+        self.on_event(DetectedEvent(alert, jpeg))
+
+    def _end(self, now: datetime, why: str) -> None:
+        start = self.open
+        assert start is not None and start.tamper is not None
+        suspended = start.tamper.zones_suspended
+        end = self._alert(
+            start.event_id,
+            start.started_at,
+            max(now, start.started_at),
+            start.tamper.kind,
+            why,
+            suspended=suspended,
+        )
+        self.open = None
+        log.info(
+            "camera view back device=%s camera=%s event=%s kind=%s ended_by=%s",
+            self.device.id, self.camera.id, end.event_id, start.tamper.kind, why,
+        )  # fmt: skip
+        self.on_event(DetectedEvent(end, None))
+
+    def _relearn(self, frame: Frame, grey: np.ndarray, m: Measures, why: str) -> None:
+        """The current view becomes the reference: after a confirm, or a config change of the view."""
+        if self.open is not None:
+            self._end(frame.ts, why)
+        self.span = None
+        self.good_since = frame.ts
+        self.ref = Reference(grey.copy(), m.std, m.sharpness)
+        self.learn_until = frame.ts + timedelta(seconds=self.config.learn_s)
+        self._ref_view = _shrink(frame.image)
+        self.last = None
+        log.info("tamper reference relearned device=%s camera=%s (%s)", self.device.id, self.camera.id, why)
+
+    def close(self, at: datetime) -> None:
+        """The camera stops: end an open alert (a restart judges the view afresh)."""
+        if self.open is not None:
+            self._end(at, "stopped")
+
+    def status(self) -> CameraTamper:
+        scores = self.last.scores if self.last is not None else None
+        if self.open is not None:
+            assert self.span is not None
+            return CameraTamper(
+                state="tampered", kind=self.span.latest, since=self.open.started_at,
+                zones_suspended=self.zones_suspended, event_id=self.open.event_id, scores=scores,
+                check_ms=self.check_ms,
+            )  # fmt: skip
+        if self.span is not None:
+            return CameraTamper(
+                state="suspect", kind=self.span.latest, since=self.span.since, scores=scores,
+                check_ms=self.check_ms,
+            )  # fmt: skip
+        learning = self.learn_until is None or (
+            self.last_check_at is not None and self.last_check_at < self.learn_until
+        )
+        return CameraTamper(state="learning" if learning else "ok", scores=scores, check_ms=self.check_ms)
+
+    def _span_scores(self) -> TamperScores:
+        """The latest scores, with the span's median turn (one check's turn is noisy)."""
+        assert self.last is not None
+        turns = sorted(self.span.turns) if self.span is not None else []
+        if not turns:
+            return self.last.scores
+        return self.last.scores.model_copy(update={"rotation_deg": round(turns[len(turns) // 2], 1)})
+
+    def _alert(
+        self,
+        event_id: str,
+        started: datetime,
+        ended: datetime | None,
+        kind: TamperKind,
+        ended_by: str | None,
+        snapshot: bool = False,
+        suspended: bool = False,
+    ) -> Alert:
+        assert self.last is not None
+        return Alert(
+            event_id=event_id,
+            phase="start" if ended is None else "end",
+            device_id=self.device.id,
+            camera_id=self.camera.id,
+            ward=self.device.ward,
+            zone=None,
+            rule=RULE,
+            type="camera_tamper",
+            category=CATEGORY_OF["camera_tamper"],
+            labels=[],
+            object_count=0,
+            score=1.0,
+            bbox=None,
+            started_at=started,
+            ended_at=ended,
+            seq=self.next_seq(),
+            snapshot=device_topic(Kind.SNAPSHOT, self.device.ward, self.device.id, event_id)
+            if snapshot
+            else None,
+            clip=None,
+            tamper=TamperDetail(
+                kind=kind,
+                scores=self._span_scores(),
+                zones_suspended=suspended,
+                ended_by=ended_by,  # type: ignore[arg-type]
+            ),
+        )
+
+
+def _shrink(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    if w <= SNAPSHOT_WIDTH:
+        return image.copy()
+    return cv2.resize(image, (SNAPSHOT_WIDTH, round(h * SNAPSHOT_WIDTH / w)), interpolation=cv2.INTER_AREA)
+
+
+def before_after_jpeg(
+    reference: np.ndarray | None, current: np.ndarray, kind: str, since: datetime
+) -> bytes | None:
+    """The snapshot of a camera_tamper start: the reference view (before) and the view now (after)."""
+    after = _shrink(current)
+    before = reference if reference is not None else np.zeros_like(after)
+    if before.shape != after.shape:
+        before = cv2.resize(before, (after.shape[1], after.shape[0]), interpolation=cv2.INTER_AREA)
+    if before.ndim == 2:
+        before = cv2.cvtColor(before, cv2.COLOR_GRAY2BGR)
+    if after.ndim == 2:
+        after = cv2.cvtColor(after, cv2.COLOR_GRAY2BGR)
+    gap = np.full((after.shape[0], 6, 3), 255, dtype=np.uint8)
+    both = np.hstack([before, gap, after])
+    for x, text in ((6, "reference"), (before.shape[1] + 12, f"{kind} since {since:%H:%M:%S} UTC")):
+        cv2.putText(both, text, (x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(both, text, (x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    ok, data = cv2.imencode(".jpg", both, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return data.tobytes() if ok else None
