@@ -23,7 +23,9 @@ from device.events import DetectedEvent, to_event
 from device.frames import Frame
 from device.motion import MotionGate
 from device.rules import Change, RuleEngine, Violation
+from device.tamper import TamperWatch
 from device.tracker import Track, Tracker
+from matthan_wire import CameraTamper
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
 
 log = logging.getLogger("device.camera")
@@ -50,6 +52,7 @@ class CameraStats:
     frames_processed: int = 0
     events: int = 0
     frame_errors: int = 0
+    tamper: CameraTamper | None = None
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Pipeline:
         self.gate = MotionGate(camera.motion)
         self.tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
         self.rules = RuleEngine(camera, device.timezone)
+        self.tamper = TamperWatch(device, camera, on_event, next_seq)
         self.times = StageTimes()
         self.detector_runs = 0
         self.detector_runs_saved = 0
@@ -105,11 +109,14 @@ class Pipeline:
         self.gate.config = camera.motion
         self.tracker.set_zones({z.name: z.polygon for z in camera.zones})
         self.rules.set_camera(camera)
+        self.tamper.set_camera(camera)
         self.detector.set_scores(camera.detect)
 
     def process(self, frame: Frame) -> list[Track]:
         self.frames += 1
         self.last_frame = frame
+        if self.tamper.due(frame.ts):
+            self.tamper.observe(frame)
         t0 = time.perf_counter()
         motion = self.gate.update(frame.image) if self.camera.motion.enabled else True
         t1 = time.perf_counter()
@@ -130,7 +137,9 @@ class Pipeline:
             self.last_detect_ms = (t2 - t1) * 1000.0
         tracks = self.tracker.update(frame.ts, detections)
         t3 = time.perf_counter()
-        changes = self.rules.update(frame.ts, tracks)
+        # A moved camera's zones lie on the wrong scene: end what is open, raise nothing new.
+        suspended = self.tamper.zones_suspended
+        changes = self.rules.close(frame.ts) if suspended else self.rules.update(frame.ts, tracks)
         t4 = time.perf_counter()
         self._emit(changes, frame, tracks)
         t5 = time.perf_counter()
@@ -146,6 +155,7 @@ class Pipeline:
         when = at or (self.last_frame.ts if self.last_frame is not None else None)
         if when is not None:
             self._emit(self.rules.close(when), None, self.tracker.tracks)
+            self.tamper.close(when)
 
     def _emit(self, changes: list[Change], frame: Frame | None, tracks: list[Track]) -> None:
         for change in changes:
@@ -278,7 +288,16 @@ class CameraWorker:
             frames_processed=p.frames if p is not None else 0,
             events=p.events if p is not None else 0,
             frame_errors=self.frame_errors,
+            tamper=p.tamper.status() if p is not None and self.camera.tamper.enabled else None,
         )
+
+    def confirm_view(self) -> str:
+        """An operator accepts the camera's current view as its tamper reference (the confirm-view
+        command); applied by the detect thread at its next frame. Returns the tamper state before."""
+        p = self._pipeline
+        if p is None:
+            raise DeviceError(f"camera {self.camera.id} is not running")
+        return p.tamper.request_confirm()
 
     @property
     def reconnects(self) -> int:

@@ -288,7 +288,11 @@ class TamperWatch:
         return self.camera.tamper
 
     def set_camera(self, camera: CameraConfig) -> None:
+        """A config reload. Zones re-drawn while they are suspended accept the new view, like a confirm."""
+        redrawn = (camera.zones, camera.lines) != (self.camera.zones, self.camera.lines)
         self.camera = camera
+        if redrawn and self.zones_suspended:
+            self._confirm.set()
 
     def due(self, ts: datetime) -> bool:
         if not self.config.enabled:
@@ -398,7 +402,7 @@ class TamperWatch:
             self.last.scores.sharpness, self.last.scores.match, self.last.scores.shift_x,
             self.last.scores.shift_y, self.zones_suspended,
         )  # fmt: skip
-        self.on_event(DetectedEvent(alert, jpeg))
+        self._send(DetectedEvent(alert, jpeg))
 
     def _end(self, now: datetime, why: str) -> None:
         start = self.open
@@ -417,7 +421,13 @@ class TamperWatch:
             "camera view back device=%s camera=%s event=%s kind=%s ended_by=%s",
             self.device.id, self.camera.id, end.event_id, start.tamper.kind, why,
         )  # fmt: skip
-        self.on_event(DetectedEvent(end, None))
+        self._send(DetectedEvent(end, None))
+
+    def _send(self, event: DetectedEvent) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # a consumer's bug must not stop the camera
+            log.exception("on_event failed camera=%s event=%s", self.camera.id, event.alert.event_id)
 
     def _relearn(self, frame: Frame, grey: np.ndarray, m: Measures, why: str) -> None:
         """The current view becomes the reference: after a confirm, or a config change of the view."""
