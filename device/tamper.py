@@ -11,8 +11,9 @@ recent normal frames (a running mean: people and cars passing average out):
   agent started is caught too.
 - defocused: the variance of the Laplacian, per unit of contrast, drops against the reference's.
 - moved: the reference's central 70 % is searched for in the view (normalised cross-correlation,
-  so a change of light does not matter): the best match lies shifted, or nothing matches any more.
-  Four quarter-frame matches give the rotation.
+  so a change of light does not matter), as a whole and as a 3 × 3 grid of tiles: the scene is
+  found shifted, or nowhere any more, while a bus in front hides some tiles and leaves the others
+  in place. The turn comes from ORB features of the last good view matched in the current one.
 
 One bad check is nothing: a kind must hold for `persist_s` (short good moments inside the span do
 not reset it, a strobe flickers) before a `camera_tamper` alert starts, and the view must be good
@@ -52,20 +53,28 @@ SNAPSHOT_WIDTH = 480  # each half of the before/after snapshot
 JPEG_QUALITY = 85
 # Absolute floors that hold whatever the reference: a grey spread this small is a covered lens, this
 # much blown-out white a blinded one.
-UNIFORM_STD = 5.0
+UNIFORM_STD = 2.5
 BLOWN_OUT = 0.6
 BRIGHT = 0.62  # mean grey (0..1) above which a collapsed view is blinded rather than covered
 SATURATED_LEVEL = 245
 # moved: the search window is ±MARGIN of the frame around the reference's centre (and each tile's).
 MARGIN = 0.18
 TILES = 3
-TILE_TEXTURE = 4.0  # grey-level spread below which a tile has nothing to match on
-TILE_MATCH = 0.5  # a tile matches (in place, or shifted) at this correlation
-# The view matches nothing any more (turned away): the centre's best correlation below this.
-LOST_MATCH = 0.35
+TILE_TEXTURE = 3.0  # grey-level spread below which a tile has nothing to match on
+TILE_MATCH = 0.5  # a tile matches in place at this correlation
+TILE_SHIFTED = 0.6  # and shifted at this one
+AGREE = 0.06  # tiles whose shifts differ by at most this (fraction of the frame; a turn spreads them) agree
+# The view matches nothing any more (turned away): the centre's best correlation below this, or
+# below this fraction of what good views score.
+LOST_MATCH = 0.5
+LOST_DROP = 0.6
 # Fewer tiles than this fraction still in place: the scene itself has gone (not a bus hiding part).
 STAYING = 0.25
-MAX_TURN_DEG = 20.0
+ORB_FEATURES = 500
+MIN_INLIERS = 12
+MAX_TURNS = 1000  # turns kept per suspect span for the alert's median
+CENTRE_BLUR = 2.0  # σ in px of the 160 px frame
+TILE_BLUR = 1.0
 # A shifted tile must beat its unshifted match by this much.
 SHIFT_GAIN = 0.1
 # Good checks inside a suspect span shorter than this do not end the span (a flicker, a blink).
@@ -85,17 +94,23 @@ def small_grey(image: np.ndarray) -> np.ndarray:
 class Measures:
     mean: float  # 0..255
     std: float
+    # Two views of the variance of the Laplacian, each fooled by something else: per unit of contrast
+    # (a big smooth car lowers it), and per unit of the frame's coarser detail (dusk, which crushes
+    # fine texture into black, lowers that). A defocused lens lowers both.
     sharpness: float  # var(Laplacian) / std²
+    detail: float  # var(Laplacian) / var(Laplacian of the frame blurred by σ = 2 px)
     saturated: float  # fraction ≥ SATURATED_LEVEL
 
 
 def measure(grey: np.ndarray) -> Measures:
     std = float(grey.std())
-    lap = cv2.Laplacian(grey, cv2.CV_32F)
+    fine = float(cv2.Laplacian(grey, cv2.CV_32F).var())
+    coarse = float(cv2.Laplacian(cv2.GaussianBlur(grey, (0, 0), 2.0), cv2.CV_32F).var())
     return Measures(
         mean=float(grey.mean()),
         std=std,
-        sharpness=float(lap.var()) / (std * std + 1.0),
+        sharpness=fine / (std * std + 1.0),
+        detail=fine / (coarse + 1.0),
         saturated=float(np.count_nonzero(grey >= SATURATED_LEVEL)) / grey.size,
     )
 
@@ -103,12 +118,12 @@ def measure(grey: np.ndarray) -> Measures:
 @dataclass(frozen=True)
 class Alignment:
     match: float  # best normalised correlation of the reference's centre anywhere in the window
+    still: float  # its correlation where it was
     dx: float  # its shift, fraction of the width (+ right)
     dy: float  # fraction of the height (+ down)
     textured: int  # tiles with something to match on
-    staying: float  # fraction of the textured tiles that still match where they were
+    staying: float  # fraction of the textured tiles found within min_shift of where they were
     shifted: int  # textured tiles that match well, shifted by at least min_shift
-    rotation_deg: float | None  # from the tiles' shifts; None when too few tiles match
 
 
 def _best(window: np.ndarray, template: np.ndarray, at: tuple[int, int]) -> tuple[float, float, int, int]:
@@ -122,13 +137,16 @@ def align(reference: np.ndarray, grey: np.ndarray, min_shift: float) -> Alignmen
     """Where the reference lies in the view: its centre as a whole, and each of a 3 × 3 grid of tiles.
 
     A moved camera shifts every tile alike; a bus in front hides some tiles while the others stay
-    put. Tiles without texture (sky, a wall) say nothing and are left out.
+    put. Tiles without texture (sky, a wall) say nothing and are left out. The centre is matched on
+    coarse structure (lines, kerbs, shading: what a plain scene has), the tiles on finer detail (a
+    blurred tile would match in place after a shift too).
     """
     h, w = reference.shape
     mx, my = round(w * MARGIN), round(h * MARGIN)
-    best, _, bx, by = _best(grey, reference[my : h - my, mx : w - mx], (mx, my))
+    coarse_ref, coarse = _blur(reference, CENTRE_BLUR), _blur(grey, CENTRE_BLUR)
+    best, still_all, bx, by = _best(coarse, coarse_ref[my : h - my, mx : w - mx], (mx, my))
+    reference, grey = _blur(reference, TILE_BLUR), _blur(grey, TILE_BLUR)
     textured = staying = 0
-    points: list[tuple[float, float]] = []
     moves: list[tuple[float, float]] = []
     for row in range(TILES):
         for col in range(TILES):
@@ -141,36 +159,49 @@ def align(reference: np.ndarray, grey: np.ndarray, min_shift: float) -> Alignmen
             wx0, wy0 = max(0, x0 - mx), max(0, y0 - my)
             window = grey[wy0 : min(h, y1 + my), wx0 : min(w, x1 + mx)]
             b, still, tx, ty = _best(window, tile, (x0 - wx0, y0 - wy0))
-            if still >= TILE_MATCH:
-                staying += 1
             sx, sy = (wx0 + tx - x0) / w, (wy0 + ty - y0) / h
-            if b >= TILE_MATCH and b - still >= SHIFT_GAIN and max(abs(sx), abs(sy)) >= min_shift:
-                points.append(((x0 + x1) / 2 - w / 2, (y0 + y1) / 2 - h / 2))
-                moves.append((sx * w, sy * h))
+            if b >= TILE_MATCH and max(abs(sx), abs(sy)) < min_shift:  # found (about) in place
+                staying += 1
+            elif b >= TILE_SHIFTED and b - still >= SHIFT_GAIN and max(abs(sx), abs(sy)) >= min_shift:
+                moves.append((sx, sy))
+    # Tiles found shifted count only when they agree on the shift: a car passing makes tiles match
+    # at random places, a turned camera moves them all alike.
+    shifted = 0
+    if moves:
+        mdx = float(np.median([m[0] for m in moves]))
+        mdy = float(np.median([m[1] for m in moves]))
+        shifted = sum(1 for m in moves if abs(m[0] - mdx) <= AGREE and abs(m[1] - mdy) <= AGREE)
     return Alignment(
         match=float(np.clip(best, -1.0, 1.0)),
+        still=float(np.clip(still_all, -1.0, 1.0)),
         dx=(bx - mx) / w,
         dy=(by - my) / h,
         textured=textured,
         staying=staying / textured if textured else 1.0,
-        shifted=len(moves),
-        rotation_deg=_rotation(points, moves),
+        shifted=shifted,
     )
 
 
-def _rotation(points: list[tuple[float, float]], moves: list[tuple[float, float]]) -> float | None:
-    """The turn (degrees, + clockwise on screen) of the similarity that best maps the tiles' centres
-    to where they were found, outliers (a tile matched by chance) left out."""
-    if len(moves) < 3:
+def turn_deg(before: np.ndarray, after: np.ndarray) -> float | None:
+    """The camera's turn between two colour views (degrees, + clockwise on screen): ORB features
+    matched and a similarity fitted with RANSAC, so people and cars that moved meanwhile drop out.
+    None when too few features agree (a plain scene, a view turned right away)."""
+    orb = cv2.ORB.create(nfeatures=ORB_FEATURES)
+    grey_a = cv2.cvtColor(before, cv2.COLOR_BGR2GRAY) if before.ndim == 3 else before
+    grey_b = cv2.cvtColor(after, cv2.COLOR_BGR2GRAY) if after.ndim == 3 else after
+    kp_a, des_a = orb.detectAndCompute(grey_a, None)
+    kp_b, des_b = orb.detectAndCompute(grey_b, None)
+    if des_a is None or des_b is None or len(kp_a) < MIN_INLIERS or len(kp_b) < MIN_INLIERS:
         return None
-    src = np.array(points, dtype=np.float32)
-    dst = src + np.array(moves, dtype=np.float32)
-    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0)
-    if matrix is None:
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(des_a, des_b)
+    if len(matches) < MIN_INLIERS:
         return None
-    angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
-    # Tiles cannot follow a larger turn: an answer beyond it is a fit to chance matches.
-    return angle if abs(angle) <= MAX_TURN_DEG else None
+    src = np.array([kp_a[m.queryIdx].pt for m in matches], dtype=np.float32)
+    dst = np.array([kp_b[m.trainIdx].pt for m in matches], dtype=np.float32)
+    matrix, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+    if matrix is None or inliers is None or int(inliers.sum()) < MIN_INLIERS:
+        return None
+    return float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
 
 
 @dataclass
@@ -180,15 +211,19 @@ class Reference:
     image: np.ndarray  # running mean of grey frames
     std: float
     sharpness: float
+    detail: float
+    match: float = 1.0  # how well good views match the reference (a plain street scores ~0.8)
     checks: int = 1
 
-    def learn(self, grey: np.ndarray, m: Measures, alpha: float | None) -> None:
+    def learn(self, grey: np.ndarray, m: Measures, match: float, alpha: float | None) -> None:
         """Fold a good view in: a plain mean while learning (alpha None), then a slow running mean."""
         self.checks += 1
         a = 1.0 / self.checks if alpha is None else alpha
         cv2.accumulateWeighted(grey, self.image, a)
         self.std += a * (m.std - self.std)
         self.sharpness += a * (m.sharpness - self.sharpness)
+        self.detail += a * (m.detail - self.detail)
+        self.match += a * (match - self.match)
 
 
 @dataclass(frozen=True)
@@ -208,18 +243,22 @@ def judge(config: TamperConfig, ref: Reference | None, grey: np.ndarray, m: Meas
         )  # fmt: skip
         return Check(kind, scores)
     contrast = m.std / max(ref.std, 1e-3)
-    sharpness = m.sharpness / max(ref.sharpness, 1e-6)
+    sharpness = max(m.sharpness / max(ref.sharpness, 1e-6), m.detail / max(ref.detail, 1e-6))
     a = align(ref.image, grey, config.min_shift)
-    kind = _lost(bright, m, max(UNIFORM_STD, config.contrast_ratio * ref.std))
+    kind = _lost(bright, m, max(UNIFORM_STD, config.contrast_ratio * ref.std), a.match)
     if kind is None and sharpness < config.defocus_ratio:
         kind = "defocused"
-    # Moved: more of the scene is found shifted than in place, or it is found nowhere at all.
+    # Moved: more of the scene is found shifted than in place (tiles), or the centre as a whole is
+    # found shifted while the tiles say nothing stayed (a plain scene has too few tiles to vote), or
+    # the scene is found nowhere.
+    lost = min(LOST_MATCH, LOST_DROP * ref.match)
+    far = max(abs(a.dx), abs(a.dy)) >= config.min_shift
+    centre_moved = far and a.match >= TILE_MATCH and a.match - a.still >= SHIFT_GAIN
     if kind is None and (
         (a.shifted >= 2 and a.shifted > a.staying * a.textured)
-        or (a.match < LOST_MATCH and a.staying < STAYING)
+        or (a.staying < STAYING and (centre_moved or a.match < lost))
     ):
         kind = "moved"
-    rotation = a.rotation_deg if kind == "moved" else None
     scores = TamperScores(
         brightness=_unit(bright),
         saturated=_unit(m.saturated),
@@ -228,16 +267,30 @@ def judge(config: TamperConfig, ref: Reference | None, grey: np.ndarray, m: Meas
         match=round(a.match, 3),
         shift_x=round(max(-1.0, min(1.0, a.dx)), 3),
         shift_y=round(max(-1.0, min(1.0, a.dy)), 3),
-        rotation_deg=round(rotation, 1) if rotation is not None else None,
     )
     return Check(kind, scores)
 
 
-def _lost(bright: float, m: Measures, min_std: float) -> TamperKind | None:
+def _blur(grey: np.ndarray, sigma: float) -> np.ndarray:
+    """Matching leaves out the finest grain, which a slight turn or compression noise scrambles."""
+    return np.asarray(cv2.GaussianBlur(grey, (0, 0), sigma), dtype=np.float32)
+
+
+def _lost(bright: float, m: Measures, min_std: float, match: float = 0.0) -> TamperKind | None:
+    """Covered or blinded: the view has (almost) no grey-level spread left.
+
+    Below `min_std` a dark view is covered only if the scene's structure is gone too (`match`): dusk
+    also lowers the spread, but the scene is still there and still matches the reference.
+    """
     if m.saturated >= BLOWN_OUT:
         return "blinded"
-    if m.std < min_std:
+    if m.std < UNIFORM_STD:
         return "blinded" if bright >= BRIGHT else "covered"
+    if m.std < min_std:
+        if bright >= BRIGHT:
+            return "blinded"
+        if match < LOST_MATCH:
+            return "covered"
     return None
 
 
@@ -335,17 +388,18 @@ class TamperWatch:
         if learning and check.kind not in (None, "covered", "blinded"):
             # Before the reference is learned only the absolute floors (covered, blinded) count.
             check = Check(None, check.scores)
+        if check.kind == "moved" and self._ref_view is not None:
+            turn = turn_deg(self._ref_view, _shrink(frame.image))
+            if turn is not None:
+                check = Check(check.kind, check.scores.model_copy(update={"rotation_deg": round(turn, 1)}))
         self.last = check
         if check.kind is None:
             self._good(frame, grey, m, learning)
-        else:
-            self._bad(frame, check.kind)
-            if (
-                self.span is not None
-                and check.scores.rotation_deg is not None
-                and len(self.span.turns) < 1000
-            ):
-                self.span.turns.append(check.scores.rotation_deg)
+            return
+        self._bad(frame, check.kind)
+        turn = check.scores.rotation_deg
+        if self.span is not None and turn is not None and len(self.span.turns) < MAX_TURNS:
+            self.span.turns.append(turn)
 
     def _good(self, frame: Frame, grey: np.ndarray, m: Measures, learning: bool) -> None:
         now = frame.ts
@@ -366,10 +420,12 @@ class TamperWatch:
         if self.span is not None:
             return  # the reference stands still while the view is suspect
         if self.ref is None:
-            self.ref = Reference(grey.copy(), m.std, m.sharpness)
+            self.ref = Reference(grey.copy(), m.std, m.sharpness, m.detail)
             self.learn_until = now + timedelta(seconds=self.config.learn_s)
         else:
-            self.ref.learn(grey, m, None if learning else self.config.check_every_s / self.config.adapt_s)
+            assert self.last is not None
+            alpha = None if learning else self.config.check_every_s / self.config.adapt_s
+            self.ref.learn(grey, m, self.last.scores.match, alpha)
         self._ref_view = _shrink(frame.image)
 
     def _bad(self, frame: Frame, kind: TamperKind) -> None:
@@ -435,7 +491,7 @@ class TamperWatch:
             self._end(frame.ts, why)
         self.span = None
         self.good_since = frame.ts
-        self.ref = Reference(grey.copy(), m.std, m.sharpness)
+        self.ref = Reference(grey.copy(), m.std, m.sharpness, m.detail)
         self.learn_until = frame.ts + timedelta(seconds=self.config.learn_s)
         self._ref_view = _shrink(frame.image)
         self.last = None

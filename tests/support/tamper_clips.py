@@ -24,17 +24,15 @@ KINDS = ("covered", "blinded", "defocused", "moved")
 BENIGN = ("dusk", "occluder")
 
 
-def tamper_filter(kind: str, at: float) -> str:
-    """The filter graph (after scaling to WIDTH) that applies `kind` from `at` seconds on."""
-    on = f"gte(t,{at})"
+def tamper_filter(kind: str, at: float, until: float | None = None) -> str:
+    """The filter graph (after scaling to WIDTH) that applies `kind` from `at` s (until `until` s)."""
+    on = f"gte(t,{at})" if until is None else f"between(t,{at},{until})"
     if kind == "none":
         return "null"
     if kind == "covered":
         return f"drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='{on}'"
     if kind == "blinded":
-        return (
-            f"eq=brightness='0.55+0.25*sin(2*PI*t*1.7)':contrast=0.45:eval=frame:enable='{on}'"
-        )
+        return f"eq=brightness='0.55+0.25*sin(2*PI*t*1.7)':contrast=0.45:eval=frame:enable='{on}'"
     if kind == "defocused":
         return f"boxblur=luma_radius=8:luma_power=2:chroma_radius=8:enable='{on}'"
     if kind == "moved":
@@ -61,10 +59,12 @@ def tamper_filter(kind: str, at: float) -> str:
     raise ValueError(f"unknown tamper kind {kind!r}")
 
 
-def make_clip(source: Path, out: Path, kind: str, at: float, duration: float, fps: int = 10) -> Path:
-    """Write `source` with `kind` applied from `at` s, `duration` s long, 320 px wide, `fps` fps."""
+def make_clip(
+    source: Path, out: Path, kind: str, at: float, duration: float, fps: int = 10, until: float | None = None
+) -> Path:
+    """Write `source` with `kind` applied from `at` s (to `until`), `duration` s long, 320 px wide."""
     graph = f"[0:v]fps={fps},scale={WIDTH}:-2,setsar=1"
-    filt = tamper_filter(kind, at)
+    filt = tamper_filter(kind, at, until)
     graph += filt if filt.startswith("[v]") else f",{filt}"
     subprocess.run(
         [FFMPEG, "-v", "error", "-y", "-stream_loop", "-1", "-i", str(source), "-t", str(duration),
