@@ -72,11 +72,13 @@ LOST_DROP = 0.6
 STAYING = 0.25
 ORB_FEATURES = 500
 MIN_INLIERS = 12
+REF_VIEW_EVERY_S = 10.0  # how often the good colour view is renewed (a resize of the whole frame)
 MAX_TURNS = 1000  # turns kept per suspect span for the alert's median
 CENTRE_BLUR = 2.0  # σ in px of the 160 px frame
 TILE_BLUR = 1.0
 # A shifted tile must beat its unshifted match by this much.
 SHIFT_GAIN = 0.1
+CENTRE_GAIN = 0.05  # the blurred centre correlates in place too, a little less
 # Good checks inside a suspect span shorter than this do not end the span (a flicker, a blink).
 MIN_GRACE_S = 5.0
 
@@ -85,7 +87,10 @@ def small_grey(image: np.ndarray) -> np.ndarray:
     """The check's frame: WIDTH px wide, grey, float32."""
     h, w = image.shape[:2]
     size = (WIDTH, max(8, round(h * WIDTH / w)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    # Every n-th pixel first (a view, no copy), keeping two per output pixel for the area average:
+    # a 1080p frame costs what a 320 px one does.
+    step = max(1, w // (2 * WIDTH))
+    small = cv2.resize(image[::step, ::step], size, interpolation=cv2.INTER_AREA)
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
     return np.asarray(grey, dtype=np.float32)
 
@@ -253,7 +258,7 @@ def judge(config: TamperConfig, ref: Reference | None, grey: np.ndarray, m: Meas
     # the scene is found nowhere.
     lost = min(LOST_MATCH, LOST_DROP * ref.match)
     far = max(abs(a.dx), abs(a.dy)) >= config.min_shift
-    centre_moved = far and a.match >= TILE_MATCH and a.match - a.still >= SHIFT_GAIN
+    centre_moved = far and a.match >= TILE_SHIFTED and a.match - a.still >= CENTRE_GAIN
     if kind is None and (
         (a.shifted >= 2 and a.shifted > a.staying * a.textured)
         or (a.staying < STAYING and (centre_moved or a.match < lost))
@@ -333,7 +338,8 @@ class TamperWatch:
         self.check_ms: float | None = None
         self.checks = 0
         self.cpu_s = 0.0  # summed process CPU of the checks (the benchmark reads it)
-        self._ref_view: np.ndarray | None = None  # the last good colour view, for the snapshot
+        self._ref_view: np.ndarray | None = None  # a recent good colour view, for the snapshot and turn
+        self._ref_view_at: datetime | None = None
         self._confirm = threading.Event()
 
     @property
@@ -426,7 +432,8 @@ class TamperWatch:
             assert self.last is not None
             alpha = None if learning else self.config.check_every_s / self.config.adapt_s
             self.ref.learn(grey, m, self.last.scores.match, alpha)
-        self._ref_view = _shrink(frame.image)
+        if self._ref_view_at is None or (now - self._ref_view_at).total_seconds() >= REF_VIEW_EVERY_S:
+            self._ref_view, self._ref_view_at = _shrink(frame.image), now
 
     def _bad(self, frame: Frame, kind: TamperKind) -> None:
         now = frame.ts
@@ -493,7 +500,7 @@ class TamperWatch:
         self.good_since = frame.ts
         self.ref = Reference(grey.copy(), m.std, m.sharpness, m.detail)
         self.learn_until = frame.ts + timedelta(seconds=self.config.learn_s)
-        self._ref_view = _shrink(frame.image)
+        self._ref_view, self._ref_view_at = _shrink(frame.image), frame.ts
         self.last = None
         log.info("tamper reference relearned device=%s camera=%s (%s)", self.device.id, self.camera.id, why)
 
@@ -574,7 +581,9 @@ def _shrink(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     if w <= SNAPSHOT_WIDTH:
         return image.copy()
-    return cv2.resize(image, (SNAPSHOT_WIDTH, round(h * SNAPSHOT_WIDTH / w)), interpolation=cv2.INTER_AREA)
+    step = max(1, w // (2 * SNAPSHOT_WIDTH))
+    size = (SNAPSHOT_WIDTH, round(h * SNAPSHOT_WIDTH / w))
+    return cv2.resize(image[::step, ::step], size, interpolation=cv2.INTER_AREA)
 
 
 def before_after_jpeg(
