@@ -554,7 +554,7 @@ class TamperWatch:
             camera_id=self.camera.id,
             ward=self.device.ward,
             zone=None,
-            rule=RULE,
+            rule=f"{RULE}.{kind}",  # the kind shows wherever the rule does (cards, reports, ward)
             type="camera_tamper",
             category=CATEGORY_OF["camera_tamper"],
             labels=[],
