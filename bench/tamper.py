@@ -57,6 +57,21 @@ def cam(
     return CameraConfig.model_validate({"id": "bench", "source": source, "tamper": tamper, **fields})
 
 
+def streamed(clip: Path) -> Iterator[tuple[int, np.ndarray, float]]:
+    cap = cv2.VideoCapture(str(clip))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    i = 0
+    try:
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                return
+            yield i, image, i / fps
+            i += 1
+    finally:
+        cap.release()
+
+
 def decoded(clip: Path) -> tuple[list[np.ndarray], float]:
     cap = cv2.VideoCapture(str(clip))
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -192,11 +207,11 @@ def delays(work: Path) -> tuple[list[str], list[str]]:
     for name in TAMPERED:
         for kind in (*KINDS, *BENIGN):
             clip = make_clip(asset(f"video/{name}"), work / f"{name}-{kind}.mp4", kind, at, at + 75.0, fps=5)
-            images, fps = decoded(clip)
-            for label, config in CONFIGS.items():
-                fed = Fed(config)
-                for i, image in enumerate(images):
-                    fed.feed(image, i / fps, i)
+            feds = {label: Fed(config) for label, config in CONFIGS.items()}
+            for i, image, t in streamed(clip):  # both configs see each frame; none is held
+                for fed in feds.values():
+                    fed.feed(image, t, i)
+            for label, fed in feds.items():
                 starts = fed.starts()
                 if kind in BENIGN:
                     benign.append(

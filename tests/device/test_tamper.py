@@ -116,6 +116,7 @@ def test_each_kind_is_raised_within_the_persistence_time_with_the_right_kind(
     start = starts[0]
     alert = start.event.alert
     assert alert.type == "camera_tamper" and alert.category == "security_order" and alert.zone is None
+    assert alert.rule == f"camera_tamper.{kind}"
     assert alert.tamper is not None and alert.tamper.kind == kind
     delay = start.at - AT
     print(f"{kind} on {source}: raised {delay:.1f} s after the tampering started (persist {PERSIST} s)")
