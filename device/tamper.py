@@ -5,11 +5,12 @@ A tampered camera still streams, so `camera_offline` never fires, yet every zone
 shrinks it to a 160 px grey frame and compares it with a reference learned from this camera's own
 recent normal frames (a running mean: people and cars passing average out):
 
-- covered / blinded: the grey-level spread collapses against the reference's (a bag, paint, a
-  hand; or a light flooding the lens, told apart by brightness and blown-out pixels). An almost
-  uniform or mostly blown-out frame counts whatever the reference, so a camera covered before the
-  agent started is caught too.
-- defocused: the variance of the Laplacian, per unit of contrast, drops against the reference's.
+- covered / blinded: the grey-level spread collapses against the reference's and, when dark, the
+  scene no longer matches it (a bag, paint, a hand; dusk lowers the spread but keeps the scene), or
+  the view is bright (a light flooding the lens). An almost uniform or mostly blown-out frame counts
+  whatever the reference, so a camera covered before the agent started is caught too.
+- defocused: the variance of the Laplacian drops against the reference's, both per unit of
+  contrast and per unit of the frame's coarser detail.
 - moved: the reference's central 70 % is searched for in the view (normalised cross-correlation,
   so a change of light does not matter), as a whole and as a 3 × 3 grid of tiles: the scene is
   found shifted, or nowhere any more, while a bus in front hides some tiles and leaves the others
@@ -59,10 +60,14 @@ BRIGHT = 0.62  # mean grey (0..1) above which a collapsed view is blinded rather
 SATURATED_LEVEL = 245
 # moved: the search window is ±MARGIN of the frame around the reference's centre (and each tile's).
 MARGIN = 0.18
+CENTRE_BLUR = 2.0  # σ in px of the 160 px frame: the centre is matched on coarse structure
+TILE_BLUR = 1.0  # the tiles on finer detail
 TILES = 3
 TILE_TEXTURE = 3.0  # grey-level spread below which a tile has nothing to match on
 TILE_MATCH = 0.5  # a tile matches in place at this correlation
 TILE_SHIFTED = 0.6  # and shifted at this one
+SHIFT_GAIN = 0.1  # a shifted tile must beat its unshifted match by this much
+CENTRE_GAIN = 0.05  # the blurred centre correlates in place too, a little less
 AGREE = 0.06  # tiles whose shifts differ by at most this (fraction of the frame; a turn spreads them) agree
 # The view matches nothing any more (turned away): the centre's best correlation below this, or
 # below this fraction of what good views score.
@@ -70,15 +75,10 @@ LOST_MATCH = 0.5
 LOST_DROP = 0.6
 # Fewer tiles than this fraction still in place: the scene itself has gone (not a bus hiding part).
 STAYING = 0.25
-ORB_FEATURES = 500
+ORB_FEATURES = 500  # the turn: ORB on the 480 px colour views
 MIN_INLIERS = 12
-REF_VIEW_EVERY_S = 10.0  # how often the good colour view is renewed (a resize of the whole frame)
 MAX_TURNS = 1000  # turns kept per suspect span for the alert's median
-CENTRE_BLUR = 2.0  # σ in px of the 160 px frame
-TILE_BLUR = 1.0
-# A shifted tile must beat its unshifted match by this much.
-SHIFT_GAIN = 0.1
-CENTRE_GAIN = 0.05  # the blurred centre correlates in place too, a little less
+REF_VIEW_EVERY_S = 10.0  # how often the good colour view is renewed (a resize of the whole frame)
 # Good checks inside a suspect span shorter than this do not end the span (a flicker, a blink).
 MIN_GRACE_S = 5.0
 
@@ -133,7 +133,10 @@ class Alignment:
 
 def _best(window: np.ndarray, template: np.ndarray, at: tuple[int, int]) -> tuple[float, float, int, int]:
     """(best score, score at `at`, best x, best y) of `template` searched in `window`."""
-    scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+    # A flat template or window (a covered lens) has no defined correlation: count it as none.
+    scores = np.nan_to_num(
+        cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED), nan=0.0, posinf=0.0, neginf=0.0
+    )
     _, best, _, (bx, by) = cv2.minMaxLoc(scores)
     return float(best), float(scores[at[1], at[0]]), bx, by
 
