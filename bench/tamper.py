@@ -1,8 +1,9 @@
 """Camera tamper benchmark: `python -m bench.tamper` prints a Markdown section.
 
 Measured in one run, on the real clips (tampering applied by ffmpeg filters, tests/support/tamper_clips.py):
-- CPU per camera per check (process CPU time of `TamperWatch.observe`) for the frame sizes a detect
-  loop hands over, for a normal view and for a moved one (which also fits the turn with ORB);
+- CPU per camera per check (the detect thread's CPU time in `TamperWatch.observe`) for the frame
+  sizes a detect loop hands over, for a normal view and for a moved one (which also fits the turn
+  with ORB);
 - the detect loop's rate on the same frames with the check off, on at its default period (1 s) and
   on at every frame (its upper bound), interleaved frame by frame so the three see the same load;
 - detection delay per kind with the default config (learn 60 s, persist 60 s) and with the tests'
@@ -284,7 +285,7 @@ def main() -> int:
     out = [
         "## tamper: camera covered, blinded, defocused, moved (`python -m bench.tamper`)",
         "",
-        "CPU per camera per check (process CPU of `TamperWatch.observe`: shrink to a 160 px grey frame, "
+        "CPU per camera per check (thread CPU of `TamperWatch.observe`: shrink to a 160 px grey frame, "
         "measures, template matches; a moved view also fits the turn with ORB on a 480 px view):",
         "",
         *cpu,
