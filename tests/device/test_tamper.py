@@ -183,6 +183,15 @@ def test_the_view_coming_back_ends_the_alert(clips: Callable[..., Path]) -> None
     assert w.watch.status().state == "ok"
 
 
+@pytest.mark.parametrize("kind", ["blinded", "covered"])
+def test_a_burst_shorter_than_the_persistence_raises_nothing(clips: Callable[..., Path], kind: str) -> None:
+    """Headlights sweeping the lens, a hand waved in front: 6 s against a persistence of 10 s."""
+    w = Watch(tamper_camera()).play(clips(SOURCES[0], kind, AT + 20, until=AT + 6))
+    assert w.raised == []
+    assert w.bad_checks >= 5  # it was seen, and let go
+    assert w.watch.status().state == "ok"
+
+
 def test_a_camera_covered_before_it_started_is_still_raised(clips: Callable[..., Path]) -> None:
     """No reference yet: the absolute floor (an almost uniform frame) counts on its own."""
     w = Watch(tamper_camera()).play(clips(SOURCES[0], "covered", PERSIST + 6, at=0.0))
@@ -236,6 +245,24 @@ def test_confirming_the_view_relearns_it_and_ends_the_alert(clips: Callable[...,
     assert confirm_at <= end.at <= confirm_at + 0.5
     assert not w.watch.zones_suspended
     assert w.watch.status().state in ("learning", "ok")  # the moved view is the reference now
+
+
+def test_zones_redrawn_while_suspended_accept_the_new_view(clips: Callable[..., Path]) -> None:
+    clip = clips(SOURCES[0], "moved", AT + PERSIST + 20)
+    cam = tamper_camera()
+    w = Watch(cam)
+    redraw_at = AT + PERSIST + 5
+    zone = {"name": "lawn", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}
+
+    def redraw(frame: Frame) -> None:
+        if w.now >= redraw_at and w.watch.zones_suspended:
+            w.watch.set_camera(camera("unused.mp4", tamper=TAMPER, zones=[zone]))
+
+    w.play(clip, redraw)
+    (end,) = w.ends()
+    assert end.event.alert.tamper is not None and end.event.alert.tamper.ended_by == "confirmed"
+    assert redraw_at <= end.at <= redraw_at + 0.5
+    assert not w.watch.zones_suspended
 
 
 def test_a_moved_camera_stops_raising_zone_events_until_confirmed(
