@@ -385,8 +385,9 @@ class Agent:
         # A Pi or USB camera can be opened by one process only: its frames are what gets recorded.
         hook = self.media.frame_hook(cam.id) if self.media is not None else None
         worker = CameraWorker(
-            self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook
-        )
+            self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook,
+            tamper_dir=self.storage / "tamper",
+        )  # fmt: skip
         worker.start()
         self._worker_started[cam.id] = time.monotonic()
         return worker

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from device.capture import READ_TIMEOUT_S, Capture, redact
 from device.detector import Detection, Detector, load_detector
@@ -84,6 +85,7 @@ class Pipeline:
         detector: Detector,
         on_event: Callable[[DetectedEvent], None],
         next_seq: Callable[[], int],
+        tamper_dir: Path | None = None,
     ) -> None:
         self.device = device
         self.camera = camera
@@ -93,7 +95,7 @@ class Pipeline:
         self.gate = MotionGate(camera.motion)
         self.tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
         self.rules = RuleEngine(camera, device.timezone)
-        self.tamper = TamperWatch(device, camera, on_event, next_seq)
+        self.tamper = TamperWatch(device, camera, on_event, next_seq, tamper_dir)
         self.times = StageTimes()
         self.detector_runs = 0
         self.detector_runs_saved = 0
@@ -188,6 +190,7 @@ class CameraWorker:
         paced: bool = True,
         start_time: datetime | None = None,
         on_frame: FrameHook | None = None,
+        tamper_dir: Path | None = None,
     ) -> None:
         self.device = device
         self.camera = camera
@@ -197,6 +200,7 @@ class CameraWorker:
         self.paced = paced
         self.start_time = start_time
         self.on_frame = on_frame
+        self.tamper_dir = tamper_dir  # where the tamper reference survives a restart
         self._stop = threading.Event()
         self._capture = Capture(
             camera.source, camera.detect.fps, self._stop, paced=paced, loop=camera.loop, start_time=start_time
@@ -353,7 +357,7 @@ class CameraWorker:
             self.error = exc
             loaded.set()
             return
-        pipeline = Pipeline(self.device, self.camera, detector, self.on_event, self.next_seq)
+        pipeline = Pipeline(self.device, self.camera, detector, self.on_event, self.next_seq, self.tamper_dir)
         self._pipeline = pipeline
         loaded.set()
         try:

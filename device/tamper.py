@@ -28,13 +28,15 @@ current view the reference.
 """
 
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -79,6 +81,8 @@ ORB_FEATURES = 500  # the turn: ORB on the 480 px colour views
 MIN_INLIERS = 12
 MAX_TURNS = 1000  # turns kept per suspect span for the alert's median
 REF_VIEW_EVERY_S = 10.0  # how often the good colour view is renewed (a resize of the whole frame)
+SAVE_EVERY_S = 600.0  # how often a learned reference is written to disk (it survives a restart)
+_LEARNED = datetime(2000, 1, 1, tzinfo=UTC)  # learn_until of a reference restored from disk
 # Good checks inside a suspect span shorter than this do not end the span (a flicker, a blink).
 MIN_GRACE_S = 5.0
 
@@ -326,11 +330,16 @@ class TamperWatch:
         camera: CameraConfig,
         on_event: Callable[[DetectedEvent], None],
         next_seq: Callable[[], int],
+        state_dir: Path | None = None,
     ) -> None:
         self.device = device
         self.camera = camera
         self.on_event = on_event
         self.next_seq = next_seq
+        # The learned reference is kept on disk: a camera turned while the agent was down (or turned,
+        # then the box power-cycled) must not become the new normal at the next start.
+        self.state_path = state_dir / f"tamper-{camera.id}.npz" if state_dir is not None else None
+        self._saved_at: datetime | None = None
         self.ref: Reference | None = None
         self.learn_until: datetime | None = None
         self.span: _Span | None = None
@@ -344,6 +353,7 @@ class TamperWatch:
         self._ref_view: np.ndarray | None = None  # a recent good colour view, for the snapshot and turn
         self._ref_view_at: datetime | None = None
         self._confirm = threading.Event()
+        self._restore()
 
     @property
     def config(self) -> TamperConfig:
@@ -392,6 +402,9 @@ class TamperWatch:
 
     def _step(self, frame: Frame, grey: np.ndarray, m: Measures) -> None:
         now = frame.ts
+        if self.ref is not None and self.ref.image.shape != grey.shape:
+            log.info("tamper reference dropped (the frame changed shape) camera=%s", self.camera.id)
+            self.ref, self.learn_until, self._ref_view = None, None, None
         learning = self.learn_until is None or now < self.learn_until
         check = judge(self.config, None if learning and self.ref is None else self.ref, grey, m)
         if learning and check.kind not in (None, "covered", "blinded"):
@@ -437,6 +450,42 @@ class TamperWatch:
             self.ref.learn(grey, m, self.last.scores.match, alpha)
         if self._ref_view_at is None or (now - self._ref_view_at).total_seconds() >= REF_VIEW_EVERY_S:
             self._ref_view, self._ref_view_at = _shrink(frame.image), now
+        if not learning and (
+            self._saved_at is None or (now - self._saved_at).total_seconds() >= SAVE_EVERY_S
+        ):
+            self._save(now)
+
+    def _save(self, now: datetime) -> None:
+        self._saved_at = now
+        if self.state_path is None or self.ref is None:
+            return
+        r = self.ref
+        view = self._ref_view if self._ref_view is not None else np.zeros((0,), np.uint8)
+        tmp = self.state_path.with_suffix(".tmp")
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as f:
+                np.savez(f, image=r.image.astype(np.float16), view=view,
+                         stats=np.array([r.std, r.sharpness, r.detail, r.match], np.float64))  # fmt: skip
+            os.replace(tmp, self.state_path)
+        except OSError as exc:  # a full or failing card: the check goes on from memory
+            log.warning("tamper reference not saved camera=%s path=%s error=%s", self.camera.id, tmp, exc)
+
+    def _restore(self) -> None:
+        if self.state_path is None or not self.state_path.exists():
+            return
+        try:
+            with np.load(self.state_path) as data:
+                image = np.asarray(data["image"], dtype=np.float32)
+                std, sharpness, detail, match = (float(x) for x in data["stats"])
+                view = np.asarray(data["view"], dtype=np.uint8)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("tamper reference unreadable, learning anew camera=%s error=%s", self.camera.id, exc)
+            return
+        self.ref = Reference(image, std, sharpness, detail, match, checks=1_000_000)
+        self.learn_until = _LEARNED
+        self._ref_view = view if view.ndim == 3 else None
+        log.info("tamper reference restored camera=%s path=%s", self.camera.id, self.state_path)
 
     def _bad(self, frame: Frame, kind: TamperKind) -> None:
         now = frame.ts
@@ -504,6 +553,7 @@ class TamperWatch:
         self.ref = Reference(grey.copy(), m.std, m.sharpness, m.detail)
         self.learn_until = frame.ts + timedelta(seconds=self.config.learn_s)
         self._ref_view, self._ref_view_at = _shrink(frame.image), frame.ts
+        self._saved_at = None  # written again once learned
         self.last = None
         log.info("tamper reference relearned device=%s camera=%s (%s)", self.device.id, self.camera.id, why)
 

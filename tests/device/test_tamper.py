@@ -43,11 +43,11 @@ class Raised:
 class Watch:
     """A TamperWatch fed every frame of a clip, as the detect loop feeds it."""
 
-    def __init__(self, cam: CameraConfig) -> None:
+    def __init__(self, cam: CameraConfig, state_dir: Path | None = None) -> None:
         self.raised: list[Raised] = []
         self.now = 0.0
         seq = iter(range(1, 10**9))
-        self.watch = TamperWatch(DEVICE, cam, self._on_event, lambda: next(seq))
+        self.watch = TamperWatch(DEVICE, cam, self._on_event, lambda: next(seq), state_dir)
         self.bad_checks = 0
         self.checks = 0
 
@@ -198,6 +198,23 @@ def test_a_camera_covered_before_it_started_is_still_raised(clips: Callable[...,
     (start,) = w.starts()
     assert start.event.alert.tamper is not None and start.event.alert.tamper.kind == "covered"
     assert start.at <= PERSIST + 2
+
+
+def test_a_camera_turned_while_the_agent_was_down_is_raised_after_the_restart(
+    clips: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The reference is kept on disk: the turned view met at the next start is judged against it,
+    not learned as the new normal (which is what happens without the saved reference)."""
+    before = clips(SOURCES[0], "moved", 20.0, at=100.0)  # the view before the turn, all along
+    turned = clips(SOURCES[0], "moved", PERSIST + 6, at=0.0)  # the turned view from the first frame
+    first = Watch(tamper_camera(), tmp_path).play(before)
+    assert first.raised == [] and (tmp_path / "tamper-cam.npz").exists()
+    again = Watch(tamper_camera(), tmp_path).play(turned)
+    (start,) = again.starts()
+    assert start.event.alert.tamper is not None and start.event.alert.tamper.kind == "moved"
+    assert start.at <= PERSIST + 2
+    forgetful = Watch(tamper_camera()).play(turned)
+    assert forgetful.raised == []  # without it, the turned view is simply learned
 
 
 def test_the_reference_follows_slow_change_and_stands_still_while_suspect(
