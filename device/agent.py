@@ -131,6 +131,7 @@ class Agent:
                 restart_camera=self.restart_camera,
                 resync_config=self._resync_config,
                 publish=lambda topic, payload: self.link.publish(topic, payload, qos=1) is not None,
+                confirm_view=self._confirm_view,
             ),
         )
         self.health = HealthMonitor(
@@ -384,8 +385,9 @@ class Agent:
         # A Pi or USB camera can be opened by one process only: its frames are what gets recorded.
         hook = self.media.frame_hook(cam.id) if self.media is not None else None
         worker = CameraWorker(
-            self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook
-        )
+            self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook,
+            tamper_dir=self.storage / "tamper",
+        )  # fmt: skip
         worker.start()
         self._worker_started[cam.id] = time.monotonic()
         return worker
@@ -402,6 +404,13 @@ class Agent:
         with self._lock:
             w = self._workers.get(camera_id)
         return w.latest_frame() if w is not None else None
+
+    def _confirm_view(self, camera_id: str) -> str:
+        with self._lock:
+            w = self._workers.get(camera_id)
+        if w is None:
+            raise DeviceError(f"camera {camera_id} is not running")
+        return w.confirm_view()
 
     def camera_stats(self) -> dict[str, CameraStats]:
         with self._lock:

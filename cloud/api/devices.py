@@ -1,10 +1,12 @@
 """The fleet: devices (filter by ward and online), one device with its health history, cameras,
 wards, revocation. Every query is scoped to the caller's ward."""
 
+import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Integer, func
 from sqlmodel import Session, col, select
@@ -12,8 +14,13 @@ from sqlmodel import Session, col, select
 from cloud import audit
 from cloud.auth import Admin, AnyUser, DbSession, Staff, require_ward, scope_ward
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
+from matthan_wire import Command, Kind, encode
 from matthan_wire.ids import INT32_MAX, Id, is_id
+from matthan_wire.payloads import CONFIRM_VIEW
 from matthan_wire.timeutil import utc_now
+from matthan_wire.topics import device_topic
+
+log = logging.getLogger("matthan.cloud.devices")
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -194,6 +201,37 @@ class WardOut(BaseModel):
     name: str | None
     devices: int
     online: int
+
+
+class CommandSent(BaseModel):
+    command_id: str
+    # False: the cloud has no broker connection now; nothing was sent, try again.
+    published: bool
+
+
+@router.post(
+    "/devices/{device_id}/cameras/{camera_id}/confirm-view",
+    summary="Accept a camera's current view as its tamper reference",
+    description="Sends the `confirm-view` command: the device makes the camera's current view its "
+    "reference, ends an open camera_tamper alert and lifts the zone suspension of a moved camera. "
+    "The device answers on cmd/result; its health shows the camera learning its new reference.",
+)
+def confirm_view(
+    device_id: str, camera_id: Id, request: Request, principal: Staff, session: DbSession
+) -> CommandSent:
+    d = get_device(session, principal, device_id)
+    if d.revoked_at is not None:
+        raise HTTPException(409, f"device {device_id} is revoked")
+    cmd = Command(id=str(uuid.uuid4()), name=CONFIRM_VIEW, camera_id=camera_id, at=utc_now())
+    audit.record(session, principal.label(), "camera.confirm_view", f"{d.id}/{camera_id}", command=cmd.id)
+    session.commit()
+    link = request.app.state.mqtt
+    published = link is not None and link.publish(device_topic(Kind.CMD, d.ward, d.id), encode(cmd), qos=1)
+    log.info(
+        "event=confirm_view device=%s camera=%s command=%s by=%s published=%s",
+        d.id, camera_id, cmd.id, principal.name, published,
+    )  # fmt: skip
+    return CommandSent(command_id=cmd.id, published=published)
 
 
 @router.get("/wards", summary="Wards with device counts")

@@ -522,6 +522,8 @@ def device_page(
     v: ViewerDep,
     session: DbSession,
     hours: Annotated[int, Query(ge=1, le=24 * 14)] = HEALTH_HOURS,
+    confirm: Annotated[str | None, Query(pattern="^(sent|unsent)$")] = None,
+    camera: Annotated[str | None, Query(max_length=63)] = None,
 ) -> HTMLResponse:
     device = _device_or_404(session, v, device_id)
     # Judged among the visible fleet: "model in sync" compares with what the others run.
@@ -546,6 +548,8 @@ def device_page(
         hours=hours,
         alerts=recent,
         can_edit=v.can_edit_config,
+        confirm=confirm,
+        confirm_camera=camera,
     )
 
 
@@ -587,6 +591,28 @@ def camera_place(
         raise HTTPException(400, "give both latitude and longitude, or neither")
     devices_api.put_camera(device_id, camera_id, body, v.principal, session)
     return RedirectResponse(f"/console/devices/{device_id}#cam-{camera_id}", 303)
+
+
+@router.post("/console/devices/{device_id}/cameras/{camera_id}/confirm-view")
+def camera_confirm_view(
+    request: Request,
+    device_id: str,
+    camera_id: str,
+    v: ViewerDep,
+    session: DbSession,
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """An operator accepts a tampered (moved) camera's new view, through the API's own handler."""
+    _check_csrf(v, csrf_token)
+    if not v.can_edit_config:
+        raise HTTPException(403, "a camera's new view is confirmed by the operations centre")
+    if not is_id(camera_id):
+        raise HTTPException(404, f"no camera {camera_id!r}")
+    sent = devices_api.confirm_view(device_id, camera_id, request, v.principal, session)
+    done = "sent" if sent.published else "unsent"
+    return RedirectResponse(
+        f"/console/devices/{device_id}?confirm={done}&camera={camera_id}#cam-{camera_id}", 303
+    )
 
 
 # --- alerts --------------------------------------------------------------------------------------
