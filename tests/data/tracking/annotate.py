@@ -135,8 +135,8 @@ def apply(clip: Clip) -> list[Box]:
         k = (b.frame, b.id)
         if k not in best or b.w * b.h > best[k].w * best[k].h:
             best[k] = b
-    boxes = list(best.values())
-    return _interpolate(clip, boxes, gaps)
+    boxes = [b for b in best.values() if clip.scored(b.x, b.y, b.w, b.h)]
+    return [b for b in _interpolate(clip, boxes, gaps) if clip.scored(b.x, b.y, b.w, b.h)]
 
 
 def _interpolate(clip: Clip, boxes: list[Box], gaps: dict[int, list[tuple[int, int]]]) -> list[Box]:
@@ -158,7 +158,9 @@ def _interpolate(clip: Clip, boxes: list[Box], gaps: dict[int, list[tuple[int, i
     return out
 
 
-def sheets(clip: Clip, csv_name: str, out: Path, per_sheet: int, first: int, last: int) -> None:
+def sheets(
+    clip: Clip, csv_name: str, out: Path, per_sheet: int, first: int, last: int, crop: list[int] | None, scale: float
+) -> None:
     import cv2
     import numpy as np
 
@@ -185,6 +187,9 @@ def sheets(clip: Clip, csv_name: str, out: Path, per_sheet: int, first: int, las
             cv2.rectangle(image, p1, p2, colour, 1)
             cv2.putText(image, str(b.id), (p1[0], p1[1] - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4)
             cv2.putText(image, str(b.id), (p1[0], p1[1] - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+        if crop:  # the part where people walk, enlarged so small ids can be read
+            x0, y0, x1, y1 = crop
+            image = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         cv2.putText(image, f"f{n}", (5, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2)
         tiles.append(image)
         if len(tiles) == per_sheet:
@@ -216,6 +221,8 @@ def main() -> None:
     p.add_argument("--per-sheet", type=int, default=4)
     p.add_argument("--first", type=int, default=1)
     p.add_argument("--last", type=int, default=10**9)
+    p.add_argument("--crop", type=int, nargs=4, default=None, help="sheets: x0 y0 x1 y1 in pixels")
+    p.add_argument("--scale", type=float, default=1.5)
     a = p.parse_args()
     clip = CLIPS[a.clip]
     if a.command == "propose":
@@ -223,7 +230,7 @@ def main() -> None:
     elif a.command == "apply":
         write_mot(HERE / f"{clip.name}.gt.csv", apply(clip))
     else:
-        sheets(clip, a.csv or f"{clip.name}.gt.csv", a.out, a.per_sheet, a.first, a.last)
+        sheets(clip, a.csv or f"{clip.name}.gt.csv", a.out, a.per_sheet, a.first, a.last, a.crop, a.scale)
 
 
 if __name__ == "__main__":
