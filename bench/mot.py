@@ -65,7 +65,9 @@ def _model_digest(model: ModelConfig) -> str:
     return hashlib.sha256(Path(model.path).read_bytes()).hexdigest()[:16]
 
 
-def cached_detections(clip: Clip, video: Path, model: ModelConfig, cache_dir: Path | None = None) -> list[DetFrame]:
+def cached_detections(
+    clip: Clip, video: Path, model: ModelConfig, cache_dir: Path | None = None
+) -> list[DetFrame]:
     """The model's detections on every sampled frame of the clip, computed once and cached."""
     cache_dir = cache_dir or Path(tempfile.gettempdir()) / "matthan-detections"
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -75,12 +75,34 @@ def _frames(clip_name: str) -> Any:
     return clip, cached_detections(clip, asset(f"video/{clip.video}"), _model())
 
 
+def _takes_image(tracker: Any) -> bool:
+    import inspect
+
+    return "image" in inspect.signature(tracker.update).parameters
+
+
+def _images(clip_name: str) -> Any:
+    """The clip's frames as the device samples them (decoded again: cheap next to the model)."""
+    import threading
+
+    from bench.mot import CLIPS, FPS, T0
+    from bench.pipeline import asset
+    from device.capture import Capture
+
+    clip = CLIPS[clip_name]
+    for f in Capture(
+        str(asset(f"video/{clip.video}")), FPS, threading.Event(), paced=False, start_time=T0
+    ).frames():
+        yield f.image
+
+
 # Device trackers (this tree's device package) ----------------------------------------------------
 def run_device(clip_name: str) -> dict[str, Any]:
     """The device tracker and rules of whatever `device` package is importable: MOT output on the
     person tracks, seconds per frame, and rule events on the regression configuration."""
     from datetime import timedelta
 
+    from bench.mot import DEVICE_MIN_SCORE
     from device.rules import RuleEngine
     from device.tracker import Tracker
     from matthan_wire.config import CameraConfig
@@ -89,14 +111,16 @@ def run_device(clip_name: str) -> dict[str, Any]:
     camera = CameraConfig.model_validate({"id": "bench", "source": clip.video} | REGRESSION[clip_name])
     tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
     engine = RuleEngine(camera, "UTC")
-    floor = getattr(Tracker, "INPUT_MIN_SCORE", 0.5)
+    floor = DEVICE_MIN_SCORE  # what the device detector lets through by default
     output: dict[int, list[tuple[int, list[float]]]] = {}
     events: list[tuple[str, str, float]] = []
     spent = 0.0
+    images = _images(clip_name) if _takes_image(tracker) else iter(lambda: None, 0)
     for f in frames:
         dets = [d for d in f.detections if d.score >= floor]
+        image = next(images)
         t0 = time.perf_counter()
-        tracks = tracker.update(f.ts, dets)
+        tracks = tracker.update(f.ts, dets, image) if image is not None else tracker.update(f.ts, dets)
         spent += time.perf_counter() - t0
         output[f.frame] = [
             (t.id, list(t.box)) for t in tracks if t.seen_now and t.confirmed and t.label == "person"
@@ -115,7 +139,9 @@ def run_bytetrack(clip_name: str) -> dict[str, Any]:
     import trackers
 
     _, frames = _frames(clip_name)
-    tracker = trackers.ByteTrackTracker(frame_rate=5.0, track_activation_threshold=0.5, high_conf_det_threshold=0.5)
+    tracker = trackers.ByteTrackTracker(
+        frame_rate=5.0, track_activation_threshold=0.5, high_conf_det_threshold=0.5
+    )
     output: dict[int, list[tuple[int, list[float]]]] = {}
     spent = 0.0
     for f in frames:
@@ -129,13 +155,15 @@ def run_bytetrack(clip_name: str) -> dict[str, Any]:
         res = tracker.update(dets)
         spent += time.perf_counter() - t0
         output[f.frame] = [
-            (int(i), [float(v) for v in box]) for box, i in zip(res.xyxy, res.tracker_id, strict=True) if i >= 0
+            (int(i), [float(v) for v in box])
+            for box, i in zip(res.xyxy, [] if res.tracker_id is None else res.tracker_id, strict=True)
+            if i >= 0
         ]
     return {"output": output, "ms_per_frame": 1000.0 * spent / len(frames)}
 
 
 def run_norfair(clip_name: str) -> dict[str, Any]:
-    import norfair
+    import norfair  # type: ignore[import-untyped]
     import numpy as np
 
     _, frames = _frames(clip_name)
@@ -146,7 +174,9 @@ def run_norfair(clip_name: str) -> dict[str, Any]:
     for f in frames:
         people = [d for d in f.detections if d.label == "person" and d.score >= 0.5]
         dets = [
-            norfair.Detection(np.array([[d.bbox[0], d.bbox[1]], [d.bbox[2], d.bbox[3]]]), scores=np.array([d.score] * 2))
+            norfair.Detection(
+                np.array([[d.bbox[0], d.bbox[1]], [d.bbox[2], d.bbox[3]]]), scores=np.array([d.score] * 2)
+            )
             for d in people
         ]
         t0 = time.perf_counter()
@@ -214,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.mot import CLIPS, ground_truth, score
 
     rev = subprocess.run(
-        ["git", "-C", str(ROOT), "merge-base", "HEAD", args.before], capture_output=True, text=True, check=True
+        ["git", "-C", str(ROOT), "merge-base", "HEAD", args.before],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     rows: list[str] = []
     rule_rows: list[str] = []
@@ -227,16 +260,21 @@ def main(argv: list[str] | None = None) -> int:
             runs = {
                 f"before ({rev[:7]})": before,
                 "this branch": after,
-                "ByteTrack (trackers 2.6)": run_bytetrack(name),
                 "Norfair 2.1 (IoU)": run_norfair(name),
             }
+            try:
+                runs["ByteTrack (trackers 2.6)"] = run_bytetrack(name)
+            except ImportError:
+                print("ByteTrack skipped: pip install --no-deps trackers==2.6.1", file=sys.stderr)
             for label, r in runs.items():
                 s = score(clip, truth, _as_output(r))
                 rows.append(
-                    f"| {name} | {label} | {s.mota:.3f} | {s.idf1:.3f} | {s.id_switches} | {s.fragmentations} "
-                    f"| {s.ids} | {s.precision:.3f} | {s.recall:.3f} | {r['ms_per_frame']:.3f} |"
+                    f"| {name} | {label} | {s.mota:.3f} | {s.idf1:.3f} | {s.id_switches} "
+                    f"| {s.fragmentations} | {s.ids} | {s.precision:.3f} | {s.recall:.3f} "
+                    f"| {r['ms_per_frame']:.3f} |"
                 )
-            rule_rows += [f"| {name} {line[2:]}" for line in _events_table(before["events"], after["events"])]
+            table = _events_table(before["events"], after["events"])
+            rule_rows += [f"| {name} {line[2:]}" for line in table]
     print("## Tracking: one identity per person (issue #15)\n")
     print(
         "Same cached detections of the real model (SSD MobileNet v1, 5 fps) for every tracker; scored "
@@ -244,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         "person tracks only. ids: distinct tracker ids matched to people. ms/frame: the tracker's "
         "update alone.\n"
     )
-    print("| clip | tracker | MOTA | IDF1 | ID switches | fragmentations | ids | precision | recall | ms/frame |")
+    print(
+        "| clip | tracker | MOTA | IDF1 | ID switches | fragmentations | ids | precision | recall "
+        "| ms/frame |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
     print("\nRule level: events started per rule on the regression clips, device tracker + rules before and "

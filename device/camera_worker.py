@@ -128,7 +128,7 @@ class Pipeline:
         t2 = time.perf_counter()
         if detections is not None:
             self.last_detect_ms = (t2 - t1) * 1000.0
-        tracks = self.tracker.update(frame.ts, detections)
+        tracks = self.tracker.update(frame.ts, detections, frame.image)
         t3 = time.perf_counter()
         changes = self.rules.update(frame.ts, tracks)
         t4 = time.perf_counter()

@@ -182,10 +182,11 @@ def test_a_removed_rule_ends_its_open_violation() -> None:
 
 
 def test_wrong_way_survives_an_id_switch() -> None:
-    # Walks up to just below the line, is missed for 2 s (its track expires), and is seen again
-    # above it under a new id: still one wrong-way crossing.
+    # Walks up to just below the line, is missed for 2.8 s (longer than the tracker re-finds a
+    # lost person: its track expires), and is seen again above it under a new id: still one
+    # wrong-way crossing.
     path: list[float | None] = [0.7 - 0.02 * i for i in range(8)]  # to 0.56
-    path += [None] * 10
+    path += [None] * 13
     path += [0.42 - 0.02 * i for i in range(8)]
 
     def script(i: int) -> list[Detection]:
@@ -196,7 +197,7 @@ def test_wrong_way_survives_an_id_switch() -> None:
     assert [p for _, p in phases(changes)] == ["start", "end"]
     assert changes[0][1].violation.track_ids == (2,)  # reported under the new id
     # Someone appearing far away from where a track was lost takes nothing over.
-    far = [0.7 - 0.02 * i for i in range(8)] + [None] * 10 + [0.2 - 0.02 * i for i in range(5)]
+    far = [0.7 - 0.02 * i for i in range(8)] + [None] * 13 + [0.2 - 0.02 * i for i in range(5)]
     assert run(_line("down"), lambda i: [person(0.5, y=far[i])] if i < len(far) and far[i] else [], 40) == []
 
 

@@ -82,9 +82,9 @@ def test_a_lost_person_is_forgotten_soon() -> None:
     tr = Tracker()
     for i in range(5):
         tr.update(at(i), [person(0.1 + 0.02 * i)])
-    tr.update(at(10), [])  # 1 s unseen: kept for re-matching
+    tr.update(at(12), [])  # 1.6 s unseen: kept for re-matching
     assert len(tr.tracks) == 1
-    tr.update(at(13), [])  # 1.6 s: gone
+    tr.update(at(15), [])  # 2.2 s: gone
     assert tr.tracks == []
 
 

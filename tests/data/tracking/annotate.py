@@ -42,7 +42,8 @@ def _model():  # type: ignore[no-untyped-def]
 
     root = Path(os.environ.get("MATTHAN_ASSETS_DIR", HERE.parents[2] / ".assets"))
     return ModelConfig(
-        path=str(root / "models/ssd_mobilenet_v1_coco_quant.tflite"), labels=str(root / "models/coco_labels.txt")
+        path=str(root / "models/ssd_mobilenet_v1_coco_quant.tflite"),
+        labels=str(root / "models/coco_labels.txt"),
     ), root / "video"
 
 
@@ -154,12 +155,21 @@ def _interpolate(clip: Clip, boxes: list[Box], gaps: dict[int, list[tuple[int, i
                     continue
                 w = (f - a) / (b - a)
                 p, q = seen[a], seen[b]
-                out.append(Box(f, tid, *(p.__dict__[k] * (1 - w) + q.__dict__[k] * w for k in ("x", "y", "w", "h"))))
+                out.append(
+                    Box(f, tid, *(p.__dict__[k] * (1 - w) + q.__dict__[k] * w for k in ("x", "y", "w", "h")))
+                )
     return out
 
 
 def sheets(
-    clip: Clip, csv_name: str, out: Path, per_sheet: int, first: int, last: int, crop: list[int] | None, scale: float
+    clip: Clip,
+    csv_name: str,
+    out: Path,
+    per_sheet: int,
+    first: int,
+    last: int,
+    crop: list[int] | None,
+    scale: float,
 ) -> None:
     import cv2
     import numpy as np
