@@ -50,6 +50,16 @@ class TrackerConfig:
     park_after_s: float = 20.0  # stationary this long → parked
     still_fraction: float = 0.3  # moved less than this × box size counts as standing still
     zone_inertia: int = 2  # consecutive observations to enter or leave a zone
+    # A box whose height jumps by more than this factor against the track's own (a man and a
+    # tripod in one box, a person half hidden) still keeps the track alive, but its foot is not
+    # where the object stands: it moves neither the motion model nor the zone membership.
+    max_jump: float = 1.4
+    # Static clutter (cones, poles, signs read as "person"): its centre never moved more than
+    # `clutter_travel` × its width since first seen, for `clutter_after_s`. Its place is
+    # remembered, so a cone that blinks back under a new id is clutter at once, until it moves.
+    clutter_after_s: float = 10.0
+    clutter_travel: float = 1.0
+    clutter_memory_s: float = 600.0
     recent_s: float = 0.3  # unseen longer (more than one 5 fps detector run): "lost", matched last
     appearance_weight: float = 2.0  # how much colours count against position and overlap
 
@@ -151,6 +161,11 @@ class Track:
     # How far the object has ever been from where it was first seen (× its size): clutter that
     # never moved stays near 0, a person who walked in and stopped does not.
     travelled: float = 0.0
+    zone_hits: dict[str, int] = field(default_factory=dict)  # zone → observations inside since entering
+    reliable: bool = True  # the latest box is consistent with the object's size (see max_jump)
+    born_on_clutter: bool = False  # first seen where static clutter was
+    _origin: Point | None = None
+    _jumps: int = 0
     _kf: _Kalman | None = None
     _kf_at: datetime | None = None
     _look: np.ndarray | None = None  # appearance signature, averaged over clean sightings
@@ -166,6 +181,13 @@ class Track:
     @property
     def point(self) -> Point:
         return bottom_centre(self.box)
+
+    def is_clutter(self, now: datetime) -> bool:
+        """Static clutter: it has never moved, and either stood long enough to tell or stands where
+        clutter stood before. A person who walked in and stopped has moved: never clutter."""
+        if self.travelled >= self.config.clutter_travel:
+            return False
+        return self.born_on_clutter or (now - self.first_seen).total_seconds() >= self.config.clutter_after_s
 
     def stationary_s(self, now: datetime) -> float:
         return (now - self.still_since).total_seconds() if self.still_since is not None else 0.0
@@ -225,6 +247,7 @@ class Tracker:
         self.zones = dict(zones or {})
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
+        self.clutter_spots: list[tuple[str, Box, datetime]] = []  # label, box, last seen there
 
     def set_zones(self, zones: dict[str, Sequence[Point]]) -> None:
         self.zones = dict(zones)
@@ -232,6 +255,7 @@ class Tracker:
             for name in list(t.zones):
                 if name not in self.zones:
                     del t.zones[name]
+                    t.zone_hits.pop(name, None)
 
     def update(
         self, now: datetime, detections: Iterable[Detection] | None, image: np.ndarray | None = None
@@ -271,13 +295,27 @@ class Tracker:
             t.path.append((now, bottom_centre(d.bbox)))
             t.anchor, t.still_since = d.bbox, now
             t.seen_now = True
+            t._origin = centre(d.bbox)
+            t.born_on_clutter = any(
+                label == d.label and iou(box, d.bbox) >= 0.5 for label, box, _ in self.clutter_spots
+            )
             t._kf, t._kf_at = _Kalman(d.bbox), now
             t._look = looks[i][0]
             self._update_zones(t, now)
             self.tracks.append(t)
             matched_tracks.add(id(t))
         self.tracks = [t for t in self.tracks if id(t) in matched_tracks or not self._expired(t, now)]
+        self._remember_clutter(now)
         return self.tracks
+
+    def _remember_clutter(self, now: datetime) -> None:
+        keep = self.config.clutter_memory_s
+        spots = [s for s in self.clutter_spots if (now - s[2]).total_seconds() <= keep]
+        for t in self.tracks:
+            if t.seen_now and t.is_clutter(now):
+                spots = [s for s in spots if not (s[0] == t.label and iou(s[1], t.box) >= 0.5)]
+                spots.append((t.label, t.box, now))
+        self.clutter_spots = spots[-256:]  # bounded: a camera sees a handful
 
     @staticmethod
     def _looks(dets: list[Detection], image: np.ndarray | None) -> list[tuple[np.ndarray | None, bool]]:
@@ -354,7 +392,11 @@ class Tracker:
             t._look = f if t._look is None else 0.8 * t._look + 0.2 * f
         if t._kf is None:
             t._kf, t._kf_at = _Kalman(d.bbox), now
-        else:
+        jump = (d.bbox[3] - d.bbox[1]) / max(float(t._kf.x[3]), 1e-6)
+        # Three odd boxes in a row are no glitch: the object changed (sat down, came closer).
+        t.reliable = 1.0 / self.config.max_jump <= jump <= self.config.max_jump or t._jumps >= 2
+        t._jumps = 0 if t.reliable else t._jumps + 1
+        if t.reliable:
             t._kf.update(d.bbox)
         t.velocity = (float(t._kf.x[4]), float(t._kf.x[5]))
         t.box = d.bbox
@@ -364,11 +406,15 @@ class Tracker:
         t.labels_seen[d.label] = t.labels_seen.get(d.label, 0) + 1
         t.label = max(sorted(t.labels_seen), key=lambda k: t.labels_seen[k])
         t.path.append((now, bottom_centre(d.bbox)))
-        first = t.path[0][1]
-        size = max(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1], 1e-6)
-        p = bottom_centre(d.bbox)
-        t.travelled = max(t.travelled, ((p[0] - first[0]) ** 2 + (p[1] - first[1]) ** 2) ** 0.5 / size)
         t.seen_now = True
+        if not t.reliable:
+            return
+        # In widths of the object, from the centre (a foot cut off by the frame edge moves little
+        # while its owner walks in): a cone jitters a tenth of its width, a person walks metres.
+        origin = t._origin or centre(d.bbox)
+        c = centre(d.bbox)
+        width = max(d.bbox[2] - d.bbox[0], 1e-6)
+        t.travelled = max(t.travelled, ((c[0] - origin[0]) ** 2 + (c[1] - origin[1]) ** 2) ** 0.5 / width)
         self._update_still(t, now)
         self._update_zones(t, now)
 
@@ -391,6 +437,8 @@ class Tracker:
             inside = point_in_polygon(p, polygon)
             if inside == (name in t.zones):
                 t._zone_streak[name] = 0
+                if inside:
+                    t.zone_hits[name] = t.zone_hits.get(name, 0) + 1
                 continue
             streak = t._zone_streak.get(name, 0) + 1
             # A new track decides at once: it has no membership to keep yet.
@@ -398,7 +446,9 @@ class Tracker:
                 t._zone_streak[name] = 0
                 if inside:
                     t.zones[name] = now
+                    t.zone_hits[name] = streak
                 else:
                     del t.zones[name]
+                    t.zone_hits.pop(name, None)
             else:
                 t._zone_streak[name] = streak

@@ -53,7 +53,9 @@ def test_crowd_starts_after_its_duration_and_ends_once_despite_blinks() -> None:
     def script(i: int) -> list[Detection]:
         if i >= 150:  # 30 s: they leave
             return []
-        people = [person(0.1), person(0.4), person(0.7)]
+        # They walk up (a step of 0.12 in the first second) and stand: people, not clutter.
+        step = 0.024 * min(i, 5) - 0.12
+        people = [person(0.1 + step), person(0.4 + step), person(0.7 + step)]
         return people[:2] if i % 10 == 5 else people  # one of them blinks out every 2 s
 
     changes = run(crowd_zone(), script, 250)
@@ -113,7 +115,7 @@ def test_loitering_is_per_person_and_needs_the_full_duration() -> None:
              "rules": [{"type": "loitering", "labels": ["person"], "min_duration_s": 10}]}]  # fmt: skip
 
     def script(i: int) -> list[Detection]:
-        out = [person(0.2)] if i < 100 else []  # stays 20 s
+        out = [person(0.08 + 0.024 * min(i, 5))] if i < 100 else []  # walks up to 0.2, stays 20 s
         if 20 <= i < 60:
             out.append(person(0.1 + 0.02 * (i - 20)))  # walks through in 8 s
         return out
