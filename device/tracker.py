@@ -163,7 +163,10 @@ class Track:
     travelled: float = 0.0
     zone_hits: dict[str, int] = field(default_factory=dict)  # zone → observations inside since entering
     reliable: bool = True  # the latest box is consistent with the object's size (see max_jump)
-    born_on_clutter: bool = False  # first seen where static clutter was
+    # Since when something that never moved has stood here: this track's first sighting, or
+    # earlier when an unmoving object was seen at this very spot before (a cone's detections
+    # blink, each blink a new track).
+    static_since: datetime | None = None
     _origin: Point | None = None
     _jumps: int = 0
     _kf: _Kalman | None = None
@@ -187,7 +190,8 @@ class Track:
         clutter stood before. A person who walked in and stopped has moved: never clutter."""
         if self.travelled >= self.config.clutter_travel:
             return False
-        return self.born_on_clutter or (now - self.first_seen).total_seconds() >= self.config.clutter_after_s
+        since = self.static_since or self.first_seen
+        return (now - since).total_seconds() >= self.config.clutter_after_s
 
     def stationary_s(self, now: datetime) -> float:
         return (now - self.still_since).total_seconds() if self.still_since is not None else 0.0
@@ -231,6 +235,15 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0)
 
 
+def _same_spot(a: Box, b: Box) -> bool:
+    """The same small thing at the same place: centres within a width (at least 2 % of the frame;
+    the boxes of a far cone jitter by pixels, which is a lot of overlap) and similar heights."""
+    (ax, ay), (bx, by) = centre(a), centre(b)
+    reach = max(a[2] - a[0], b[2] - b[0], 0.02)
+    ratio = (b[3] - b[1]) / max(a[3] - a[1], 1e-6)
+    return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5 <= reach and 1 / 1.5 <= ratio <= 1.5
+
+
 def dedupe(dets: list[Detection]) -> list[Detection]:
     """Drop a box mostly inside a better one of the same object: SSD's NMS lets a person's
     upper body through beside the whole person, which would become a second track."""
@@ -247,7 +260,8 @@ class Tracker:
         self.zones = dict(zones or {})
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
-        self.clutter_spots: list[tuple[str, Box, datetime]] = []  # label, box, last seen there
+        # Where unmoving objects were seen: label, box, seen there since, last seen there.
+        self.static_spots: list[tuple[str, Box, datetime, datetime]] = []
 
     def set_zones(self, zones: dict[str, Sequence[Point]]) -> None:
         self.zones = dict(zones)
@@ -296,9 +310,7 @@ class Tracker:
             t.anchor, t.still_since = d.bbox, now
             t.seen_now = True
             t._origin = centre(d.bbox)
-            t.born_on_clutter = any(
-                label == d.label and iou(box, d.bbox) >= 0.5 for label, box, _ in self.clutter_spots
-            )
+            self._born(t, now)
             t._kf, t._kf_at = _Kalman(d.bbox), now
             t._look = looks[i][0]
             self._update_zones(t, now)
@@ -308,14 +320,37 @@ class Tracker:
         self._remember_clutter(now)
         return self.tracks
 
+    def _born(self, t: Track, now: datetime) -> None:
+        """A new track where a person who had walked was just lost is that person (it keeps
+        having moved); one where unmoving things stood keeps their standing time."""
+        for old in self.tracks:
+            if (
+                not old.seen_now
+                and old.travelled >= self.config.clutter_travel
+                and _same_spot(old.box, t.box)
+            ):
+                t.travelled = old.travelled
+                return
+        for label, box, since, last in self.static_spots:
+            # A thing that blinks is back within seconds; a spot empty for longer starts afresh.
+            fresh = (now - last).total_seconds() <= self.config.clutter_after_s
+            if label == t.label and fresh and _same_spot(box, t.box):
+                t.static_since = min(since, now)
+                return
+
     def _remember_clutter(self, now: datetime) -> None:
         keep = self.config.clutter_memory_s
-        spots = [s for s in self.clutter_spots if (now - s[2]).total_seconds() <= keep]
+        spots = [s for s in self.static_spots if (now - s[3]).total_seconds() <= keep]
         for t in self.tracks:
-            if t.seen_now and t.is_clutter(now):
-                spots = [s for s in spots if not (s[0] == t.label and iou(s[1], t.box) >= 0.5)]
-                spots.append((t.label, t.box, now))
-        self.clutter_spots = spots[-256:]  # bounded: a camera sees a handful
+            if not t.seen_now or t.travelled >= self.config.clutter_travel:
+                continue
+            since = t.static_since or t.first_seen
+            same = [s for s in spots if s[0] == t.label and _same_spot(s[1], t.box)]
+            gap = self.config.clutter_after_s
+            since = min([since, *(s[2] for s in same if (t.first_seen - s[3]).total_seconds() <= gap)])
+            spots = [s for s in spots if s not in same]
+            spots.append((t.label, t.box, since, now))
+        self.static_spots = spots[-256:]  # bounded: a camera sees a handful of such things
 
     @staticmethod
     def _looks(dets: list[Detection], image: np.ndarray | None) -> list[tuple[np.ndarray | None, bool]]:
@@ -413,7 +448,8 @@ class Tracker:
         # while its owner walks in): a cone jitters a tenth of its width, a person walks metres.
         origin = t._origin or centre(d.bbox)
         c = centre(d.bbox)
-        width = max(d.bbox[2] - d.bbox[0], 1e-6)
+        # A few pixels of jitter are a whole width of a far cone: never less than 2 % of the frame.
+        width = max(d.bbox[2] - d.bbox[0], 0.02)
         t.travelled = max(t.travelled, ((c[0] - origin[0]) ** 2 + (c[1] - origin[1]) ** 2) ** 0.5 / width)
         self._update_still(t, now)
         self._update_zones(t, now)
