@@ -204,7 +204,9 @@ def test_wrong_way_survives_an_id_switch() -> None:
     assert changes[0][1].violation.track_ids == (2,)  # reported under the new id
     # Someone appearing far away from where a track was lost takes nothing over.
     far = [0.7 - 0.02 * i for i in range(8)] + [None] * 13 + [0.2 - 0.02 * i for i in range(5)]
-    assert run(_line("down"), lambda i: [person(0.5, y=y)] if i < len(far) and (y := far[i]) else [], 40) == []
+    assert (
+        run(_line("down"), lambda i: [person(0.5, y=y)] if i < len(far) and (y := far[i]) else [], 40) == []
+    )
 
 
 def test_encroachment_needs_standing_still_not_just_being_there() -> None:
