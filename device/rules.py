@@ -116,7 +116,7 @@ class _Rule:
         self.crossed: dict[int, datetime] = {}
         # loitering: each track's dwell (entered at, where last seen inside, when), kept a moment
         # after the track is lost so a new id for the same person continues the dwell.
-        self.dwell: dict[int, tuple[datetime, Point, datetime]] = {}
+        self.dwell: dict[int, tuple[datetime, Point, datetime, bool]] = {}  # …, standing
         self.alias: dict[int, int] = {}  # new track id → the key of the track it continues
 
     @property
@@ -180,15 +180,17 @@ class _Rule:
         """When this person's stay began: their entry, or that of the standing person whose track
         was lost a moment ago right where this new track appeared (the same person, new id)."""
         zone = self.place.name
-        for tid in [k for k, (_, _, at) in self.dwell.items() if _age(now, at) > HANDOVER_S]:
+        for tid in [k for k, (_, _, at, _) in self.dwell.items() if _age(now, at) > HANDOVER_S]:
             del self.dwell[tid]
         since = t.zones[zone]
         if t.id in self.dwell:
             since = min(since, self.dwell[t.id][0])
         elif _age(now, t.first_seen) <= HANDOVER_S:
             near: tuple[float, int] | None = None
-            for tid, (_, point, at) in self.dwell.items():
-                if tid in seen or at > t.first_seen:
+            for tid, (_, point, at, standing) in self.dwell.items():
+                # Only someone standing leaves a stay to take over; a walker's place is soon
+                # someone else's.
+                if tid in seen or at > t.first_seen or not standing:
                     continue
                 d = ((point[0] - t.point[0]) ** 2 + (point[1] - t.point[1]) ** 2) ** 0.5
                 # Where they stood, within half a body height: a passer-by is elsewhere.
@@ -197,11 +199,8 @@ class _Rule:
             if near is not None:
                 since = min(since, self.dwell.pop(near[1])[0])
                 self.alias[t.id] = self.alias.pop(near[1], near[1])
-        # Only someone standing leaves a stay to take over; a walker's place is soon someone else's.
-        if t.seen_now and t.state(now) != "moving":
-            self.dwell[t.id] = (since, t.point, now)
-        elif t.seen_now:
-            self.dwell.pop(t.id, None)
+        if t.seen_now:
+            self.dwell[t.id] = (since, t.point, now, t.state(now) != "moving")
         return since
 
     def _wrong_way(self, now: datetime, tracks: list[Track]) -> dict[object, list[Track]]:

@@ -244,6 +244,12 @@ def _same_spot(a: Box, b: Box) -> bool:
     return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5 <= reach and 1 / 1.5 <= ratio <= 1.5
 
 
+def _same_place(a: Box, b: Box) -> bool:
+    """Standing on the same spot: feet within a width (whatever the boxes' heights)."""
+    (ax, ay), (bx, by) = bottom_centre(a), bottom_centre(b)
+    return bool(((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5 <= max(a[2] - a[0], b[2] - b[0], 0.02))
+
+
 def dedupe(dets: list[Detection]) -> list[Detection]:
     """Drop a box mostly inside a better one of the same object: SSD's NMS lets a person's
     upper body through beside the whole person, which would become a second track."""
@@ -327,7 +333,7 @@ class Tracker:
             if (
                 not old.seen_now
                 and old.travelled >= self.config.clutter_travel
-                and _same_spot(old.box, t.box)
+                and _same_place(old.box, t.box)
             ):
                 t.travelled = old.travelled
                 return

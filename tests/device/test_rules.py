@@ -233,6 +233,37 @@ def test_intrusion_with_a_minimum_duration() -> None:
     assert phases(longer) == [(3.4, "start"), (9.0, "end")]
 
 
+
+def test_a_foot_in_the_zone_for_two_runs_is_no_entry() -> None:
+    zone = [{"name": "gate", "polygon": ZONE, "rules": [{"type": "intrusion", "labels": ["person"]}]}]
+
+    def dip(runs: int) -> Callable[[int], list[Detection]]:
+        # Walks along just above the zone (feet at 0.45); for `runs` detector runs the feet dip in.
+        return lambda i: [person(0.1 + 0.01 * i, y=0.55 if 10 <= i < 10 + runs else 0.45)]
+
+    assert run(cam(zones=zone), dip(2), 30) == []
+    assert [p for _, p in phases(run(cam(zones=zone), dip(4), 40))] == ["start", "end"]
+    # The number of runs is the zone's to choose.
+    strict = [dict(zone[0], min_inside_frames=6)]
+    assert run(cam(zones=strict), dip(4), 40) == []
+
+
+def test_dwell_continues_when_the_tracker_loses_a_standing_person_and_finds_a_new_id() -> None:
+    zone = [{"name": "plaza", "polygon": ZONE,
+             "rules": [{"type": "loitering", "labels": ["person"], "min_duration_s": 10}]}]  # fmt: skip
+
+    def script(i: int) -> list[Detection]:
+        if i < 30:  # walks up to 0.3 and stands
+            return [person(0.2 + 0.02 * min(i, 5))]
+        # From 6 s the model boxes them much taller (an arm raised, a bag): the tracker cannot
+        # take that box as the same person and starts a new id where they stand.
+        return [Detection("person", 0.7, (0.3, 0.4, 0.35, 0.8))]
+
+    changes = run(cam(zones=zone), script, 80)
+    # Entered at 0 s: loitering at 10 s (not 16 s), once, though the id changed at 6 s.
+    assert phases(changes) == [(10.0, "start"), (16.0, "end")]
+    assert changes[1][1].violation.track_ids == (2,)  # the id that stands there now
+
 # On the real clips, with the real model -------------------------------------------------------
 # Places chosen by looking at vtest (see tests/data/tracking for who is where and when): the foot of
 # the lamp post where two men stand talking from about 2 s to 16 s, the tripod on the lawn whose
