@@ -244,6 +244,10 @@ def _same_spot(a: Box, b: Box) -> bool:
     return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5 <= reach and 1 / 1.5 <= ratio <= 1.5
 
 
+def _at_edge(box: Box) -> bool:
+    return box[0] <= 0.01 or box[1] <= 0.01 or box[2] >= 0.99 or box[3] >= 0.99
+
+
 def _same_place(a: Box, b: Box) -> bool:
     """Standing on the same spot: feet within a width (whatever the boxes' heights)."""
     (ax, ay), (bx, by) = bottom_centre(a), bottom_centre(b)
@@ -434,8 +438,14 @@ class Tracker:
         if t._kf is None:
             t._kf, t._kf_at = _Kalman(d.bbox), now
         jump = (d.bbox[3] - d.bbox[1]) / max(float(t._kf.x[3]), 1e-6)
-        # Three odd boxes in a row are no glitch: the object changed (sat down, came closer).
-        t.reliable = 1.0 / self.config.max_jump <= jump <= self.config.max_jump or t._jumps >= 2
+        # Three odd boxes in a row are no glitch: the object changed (sat down, came closer). A box
+        # cut by the frame's edge grows and shrinks as its owner walks in or out: no glitch either.
+        t.reliable = (
+            1.0 / self.config.max_jump <= jump <= self.config.max_jump
+            or t._jumps >= 2
+            or _at_edge(d.bbox)
+            or _at_edge(t.box)
+        )
         t._jumps = 0 if t.reliable else t._jumps + 1
         if t.reliable:
             t._kf.update(d.bbox)
