@@ -493,6 +493,7 @@ def run_agent(config_path: Path) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+
     def media(cfg: DeviceConfig, version: Callable[[], int | None]) -> DeviceMedia:
         return DeviceMedia(cfg, model=Path(model_of(cfg).path).name, config_version=version)
 
