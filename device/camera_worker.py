@@ -189,7 +189,14 @@ class CameraWorker:
         self.on_frame = on_frame
         self._stop = threading.Event()
         self._capture = Capture(
-            camera.source, camera.detect.fps, self._stop, paced=paced, loop=camera.loop, start_time=start_time
+            camera.detect_source,
+            camera.detect.fps,
+            self._stop,
+            paced=paced,
+            loop=camera.loop,
+            start_time=start_time,
+            hwaccel=camera.hwaccel,
+            camera_id=camera.id,
         )
         # Unpaced files: every sampled frame matters, the capture waits for the detector.
         # Live (and paced files): the newest frame wins, older ones are dropped and counted.
@@ -227,7 +234,7 @@ class CameraWorker:
         log.info(
             "camera started camera=%s source=%s paced=%s",
             self.camera.id,
-            redact(self.camera.source),
+            redact(self.camera.detect_source),
             self.paced,
         )
 
@@ -243,7 +250,7 @@ class CameraWorker:
         return self._finished.wait(timeout)
 
     def update_camera(self, camera: CameraConfig) -> None:
-        if camera.source != self.camera.source:
+        if camera.detect_source != self.camera.detect_source:
             raise DeviceError(f"camera {camera.id}: a new source needs a new worker, not a reload")
         with self._lock:
             self._pending = camera

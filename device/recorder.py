@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -157,6 +158,32 @@ def probe_codec(source: str, timeout: float = 15.0) -> str:
     return codec
 
 
+_HW_DEVICES = (("cuda", "/dev/nvidia0"), ("vaapi", "/dev/dri/renderD128"), ("drm", "/dev/dri/card0"))
+
+
+@functools.cache
+def _ffmpeg_hwaccels() -> frozenset[str]:
+    try:
+        out = subprocess.run(
+            [FFMPEG, "-hide_banner", "-hwaccels"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(line.strip() for line in out.stdout.splitlines()[1:] if line.strip())
+
+
+def ffmpeg_hwaccel(mode: str) -> str | None:
+    """The `-hwaccel` ffmpeg decodes with on this device, None for software.
+
+    Only with `hwaccel: auto`, only a method this ffmpeg was built with, only when its device node
+    exists (a build with vaapi on a box without a GPU would try, log errors and fall back anyway).
+    """
+    if mode != "auto":
+        return None
+    built = _ffmpeg_hwaccels()
+    return next((name for name, node in _HW_DEVICES if name in built and Path(node).exists()), None)
+
+
 class Recorder:
     """One camera's ffmpeg segmenter, restarted with backoff when it dies or stalls."""
 
@@ -173,7 +200,7 @@ class Recorder:
         hold_head_s: float = 180.0,
         backoff: Backoff | None = None,
     ) -> None:
-        kind = source_kind(camera.source)
+        kind = source_kind(camera.record_source)
         # The capture holds a Pi or USB camera (a second opener gets EBUSY or nothing): those are
         # recorded from the frames the capture hands over (feed()), with one cheap encode.
         self.frames = kind in ("picamera2", "device")
@@ -200,6 +227,9 @@ class Recorder:
         self._last_scan: datetime | None = None
         self._longest_segment_s = self.segment_s
         self._codec: str | None = None
+        # Hardware decoding (only when re-encoding: a copy decodes nothing); dropped for good when
+        # an ffmpeg using it produced nothing.
+        self.hwaccel = ffmpeg_hwaccel(camera.hwaccel)
         # Frames from the capture, for cameras only it can open; bounded, newest dropped when full.
         self._feed: queue.Queue[np.ndarray] = queue.Queue(maxsize=FEED_FRAMES)
 
@@ -296,7 +326,7 @@ class Recorder:
         return self.cache_dir / f"{self.camera.id}-{session:013d}-%06d.ts"
 
     def command(self, codec: str, session: int) -> list[str]:
-        src = self.camera.source
+        src = self.camera.record_source
         cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin"]
         if self.kind == "file":
             # Under `device run` a file plays at its own rate, on the same clock as capture.
@@ -306,6 +336,8 @@ class Recorder:
                 cmd += ["-stream_loop", "-1"]
         elif self.kind == "stream" and src.startswith("rtsp://"):
             cmd += ["-rtsp_transport", "tcp"]
+        if codec not in COPYABLE and self.hwaccel is not None:
+            cmd += ["-hwaccel", self.hwaccel]
         cmd += ["-i", src, "-map", "0:v:0"]
         # Audio is left out: street evidence is the picture, and recording speech needs a legal basis.
         if codec in COPYABLE:
@@ -357,7 +389,7 @@ class Recorder:
             else:
                 try:
                     # Probed once: every probe of a network camera is one more connection to it.
-                    codec = self._codec = self._codec or probe_codec(self.camera.source)
+                    codec = self._codec = self._codec or probe_codec(self.camera.record_source)
                 except RecorderError as exc:
                     self._set(recording=False, last_error=str(exc))
                     delay = self._backoff.next()
@@ -386,8 +418,18 @@ class Recorder:
                     target=self._write_frames, args=(proc, first), daemon=True, name=f"ffmpeg-in-{cam}"
                 ).start()
             self._set(recording=True, mode=mode)
-            log.info("recording started camera=%s mode=%s codec=%s pid=%d", cam, mode, codec, proc.pid)
+            decoder = "none" if mode == "copy" else (self.hwaccel if mode == "encode" else None) or "software"
+            log.info(
+                "recording started camera=%s mode=%s codec=%s decoder=%s source=%s pid=%d",
+                cam, mode, codec, decoder, redact(self.camera.record_source), proc.pid,
+            )  # fmt: skip
             reason, produced = self._watch(proc, session)
+            if produced == 0 and mode == "encode" and self.hwaccel is not None:
+                log.warning(
+                    "hardware decoding failed camera=%s hwaccel=%s: decoding in software from now on",
+                    cam, self.hwaccel,
+                )  # fmt: skip
+                self.hwaccel = None
             self._end(proc)
             self._proc = None
             self._scan()
@@ -486,7 +528,7 @@ class Recorder:
         assert proc.stderr is not None
         self._stderr.clear()
         for raw in proc.stderr:
-            line = _hide_password(raw.decode("utf-8", "replace").strip(), self.camera.source)
+            line = _hide_password(raw.decode("utf-8", "replace").strip(), self.camera.record_source)
             if line:
                 self._stderr.append(line)
                 log.debug("ffmpeg camera=%s %s", self.camera.id, line)
@@ -594,6 +636,11 @@ class Recorder:
                 self._state.segments_pruned += 1
 
 
+def _recording_of(cam: CameraConfig) -> tuple[object, ...]:
+    """What a recorder is started with: a change in any of it restarts the recorder."""
+    return (cam.record_source, cam.loop, cam.record, cam.hwaccel)
+
+
 class Recording:
     """Every recorded camera of a device: one Recorder each, following config changes.
 
@@ -614,7 +661,7 @@ class Recording:
             for cid in list(self._recorders):
                 old = self._recorders[cid].camera
                 new = wanted.get(cid)
-                if new is None or (old.source, old.loop, old.record) != (new.source, new.loop, new.record):
+                if new is None or _recording_of(old) != _recording_of(new):
                     gone = self._recorders.pop(cid)
                     # Events open across the restart still need the segments already in the cache.
                     held[cid] = gone.holds()
