@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import logging
 import os
 import queue
@@ -182,6 +183,72 @@ def ffmpeg_hwaccel(mode: str) -> str | None:
         return None
     built = _ffmpeg_hwaccels()
     return next((name for name, node in _HW_DEVICES if name in built and Path(node).exists()), None)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What ffprobe reads from a stream's first seconds, without decoding a picture."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    # Between the first two keyframes seen; None when the sample held fewer than two.
+    keyframe_interval_s: float | None
+    sampled_s: float
+
+
+def _rate(text: str | None) -> float | None:
+    num, _, den = (text or "").partition("/")
+    try:
+        value = float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if 0.0 < value <= 240.0 else None
+
+
+def probe_stream(source: str, sample_s: float = 6.0, timeout: float = 25.0) -> StreamInfo:
+    """Codec, resolution, frame rate and keyframe interval of the source's first video stream.
+
+    The packets of `sample_s` seconds are read (their keyframe flags): no decoding, so it costs
+    nothing on a 4 MP main stream. RecorderError when the source cannot be read.
+    """
+    cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0"]
+    cmd += ["-show_entries", "stream=codec_name,width,height,avg_frame_rate,r_frame_rate"]
+    cmd += ["-show_entries", "packet=pts_time,flags", "-read_intervals", f"%+{sample_s:g}"]
+    if source.startswith("rtsp://"):
+        cmd += ["-rtsp_transport", "tcp"]
+    cmd += ["-of", "json", source]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise RecorderError(f"source {redact(source)}: no answer within {timeout:.0f}s") from None
+    try:
+        info = json.loads(out.stdout or "{}")
+        stream = info["streams"][0]
+    except (ValueError, KeyError, IndexError):
+        reason = _hide_password((out.stderr.strip().splitlines() or ["no video stream"])[-1], source)
+        raise RecorderError(f"source {redact(source)}: cannot read video ({reason})") from None
+    times: list[float] = []
+    keys: list[float] = []
+    for pkt in info.get("packets", []):
+        try:
+            t = float(pkt["pts_time"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        times.append(t)
+        if "K" in str(pkt.get("flags", "")):
+            keys.append(t)
+    keys.sort()
+    gaps = [b - a for a, b in zip(keys, keys[1:], strict=False) if b > a]
+    return StreamInfo(
+        codec=str(stream.get("codec_name") or "unknown"),
+        width=int(stream.get("width") or 0),
+        height=int(stream.get("height") or 0),
+        fps=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
+        keyframe_interval_s=round(max(gaps), 3) if gaps else None,
+        sampled_s=round(max(times) - min(times), 3) if times else 0.0,
+    )
 
 
 class Recorder:
