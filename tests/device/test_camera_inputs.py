@@ -136,6 +136,7 @@ def test_detect_on_the_sub_stream_clip_from_the_main_stream(
         assert cam.worker.wait_finished(SECONDS * 4), "the sub-stream did not play to its end"
         assert cam.media.clips.wait_idle(60), "the clip was not cut"
         stats = cam.worker.stats()
+        crops = [e.alert.event_id for e in cam.events if cam.media.uploads.get(e.alert.event_id, "crop")]
     finally:
         cam.stop()
     # Detection ran on the 360p sub-stream at the configured 5 fps (the file has 10).
@@ -156,6 +157,12 @@ def test_detect_on_the_sub_stream_clip_from_the_main_stream(
     assert info == "1920,1080"
     duration, codec = probe_media(clip)
     assert codec == "h264" and duration >= 2.0
+    # The crop of the violating object is cut from the 1080p picture: three times the detail.
+    crop = cv2.imread(str(Path(media) / f"{first.event_id}-crop.jpg"))
+    assert crop is not None and first.bbox is not None
+    x1, y1, x2, y2 = first.bbox
+    assert crop.shape[0] >= 1080 * (y2 - y1) and crop.shape[1] >= 1920 * (x2 - x1)
+    assert first.event_id in crops  # queued for upload
     # Time alignment: the frame the rule fired on, found in the clip, at clip start + its position.
     # (The alert carries milliseconds; the frame's stamp has microseconds.)
     at = min(frames, key=lambda ts: abs((ts - first.started_at).total_seconds()))
