@@ -28,6 +28,7 @@ from device.clips import DeviceMedia
 from device.commands import CommandHandler, CommandTargets
 from device.config_file import model_of
 from device.config_sync import STATE_FILE, ConfigSync, load_applied
+from device.detector import NotShareable, SharedDetector
 from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.frames import Frame
@@ -36,7 +37,7 @@ from device.mqtt_link import MqttLink
 from device.offline import OfflineWatch
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
 from matthan_wire import Alert, Health, Kind, ReportedConfig, encode
-from matthan_wire.config import CameraConfig, DeviceConfig, SiteConfig
+from matthan_wire.config import CameraConfig, DeviceConfig, ModelConfig, SiteConfig
 from matthan_wire.topics import device_topic
 
 log = logging.getLogger("matthan.device.agent")
@@ -79,6 +80,7 @@ class Agent:
         self.config = config
         self.device = config.device
         self.model = model_of(config)
+        self.detector: SharedDetector | None = None  # one interpreter for every camera, from start()
         # Recording, clips and uploads follow the effective config (the last applied one), and
         # report the config version their sidecars carry.
         self.media = media(config, lambda: self.config_sync.version) if media is not None else None
@@ -192,6 +194,7 @@ class Agent:
             # Recording before the cameras: an event's pre-capture must already be on disk.
             if self.media is not None:
                 self.media.start()
+            self.detector = shared_detector(self.model)
             for cam in self.config.cameras:
                 self._workers[cam.id] = self._start_worker(cam)
         except BaseException:
@@ -217,6 +220,9 @@ class Agent:
                 worker.stop()
                 log.info("camera stopped device=%s camera=%s", self.device.id, cam_id)
             self._workers.clear()
+        if self.detector is not None:
+            self.detector.stop()
+            self.detector = None
         if self.media is not None:
             self.media.stop()
         self.publisher.stop()
@@ -384,7 +390,13 @@ class Agent:
         # A Pi or USB camera can be opened by one process only: its frames are what gets recorded.
         hook = self.media.frame_hook(cam.id) if self.media is not None else None
         worker = CameraWorker(
-            self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook
+            self.device,
+            cam,
+            self.model,
+            self._on_event,
+            self.outbox.next_seq,
+            on_frame=hook,
+            shared=self.detector,
         )
         worker.start()
         self._worker_started[cam.id] = time.monotonic()
@@ -423,6 +435,17 @@ class Agent:
     def _publish_health(self, health: Health) -> bool:
         # QoS 0, latest wins: nothing is queued while the link is down.
         return self.link.publish(self._topics[Kind.HEALTH], encode(health), qos=0) is not None
+
+
+def shared_detector(model: ModelConfig) -> SharedDetector | None:
+    """The device's one detector; None for a recurrent model (each camera then loads its own)."""
+    try:
+        shared = SharedDetector(model)
+    except NotShareable:
+        log.info("detector per camera model=%s reason=recurrent model", Path(model.path).name)
+        return None
+    shared.start()
+    return shared
 
 
 def _needs_restart(old: CameraConfig, new: CameraConfig) -> bool:
@@ -486,6 +509,7 @@ def run_agent(config_path: Path) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+
     def media(cfg: DeviceConfig, version: Callable[[], int | None]) -> DeviceMedia:
         return DeviceMedia(cfg, model=Path(model_of(cfg).path).name, config_version=version)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from device.capture import READ_TIMEOUT_S, Capture, redact
-from device.detector import Detection, Detector, load_detector
+from device.detector import Detection, ObjectDetector, SharedDetector, load_detector
 from device.errors import DeviceError
 from device.events import DetectedEvent, to_event
 from device.frames import Frame
@@ -78,7 +78,7 @@ class Pipeline:
         self,
         device: DeviceIdentity,
         camera: CameraConfig,
-        detector: Detector,
+        detector: ObjectDetector,
         on_event: Callable[[DetectedEvent], None],
         next_seq: Callable[[], int],
     ) -> None:
@@ -178,8 +178,11 @@ class CameraWorker:
         paced: bool = True,
         start_time: datetime | None = None,
         on_frame: FrameHook | None = None,
+        shared: SharedDetector | None = None,
     ) -> None:
         self.device = device
+        # One detector for every camera (the agent's), or an interpreter of this camera's own.
+        self.shared = shared
         self.camera = camera
         self.model = model
         self.on_event = on_event
@@ -336,7 +339,11 @@ class CameraWorker:
 
     def _detect_main(self, loaded: threading.Event) -> None:
         try:
-            detector = load_detector(self.model, self.camera.detect)
+            detector: ObjectDetector = (
+                self.shared.seat(self.camera.detect)
+                if self.shared is not None
+                else load_detector(self.model, self.camera.detect)
+            )
         except DeviceError as exc:
             self.error = exc
             loaded.set()
