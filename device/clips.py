@@ -145,7 +145,8 @@ def frame_at(segment: Segment, at: datetime, hwaccel: str | None = None) -> np.n
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0 or not out.stdout:
-        return None
+        # A hardware decoder that refuses this stream: once more in software.
+        return frame_at(segment, at) if hwaccel is not None else None
     image = cv2.imdecode(np.frombuffer(out.stdout, np.uint8), cv2.IMREAD_COLOR)
     return image if image is not None and image.size else None
 

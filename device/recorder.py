@@ -484,7 +484,9 @@ class Recorder:
                 threading.Thread(
                     target=self._write_frames, args=(proc, first), daemon=True, name=f"ffmpeg-in-{cam}"
                 ).start()
-            self._set(recording=True, mode=mode)
+            # "recording" only once this ffmpeg writes segments (see _scan): a started ffmpeg whose
+            # camera does not answer is not recording, and health must not flicker to true.
+            self._set(mode=mode)
             decoder = "none" if mode == "copy" else (self.hwaccel if mode == "encode" else None) or "software"
             log.info(
                 "recording started camera=%s mode=%s codec=%s decoder=%s source=%s pid=%d",
@@ -641,6 +643,7 @@ class Recorder:
                     if live:
                         new += 1
                         self._state.segments_written += 1
+                        self._state.recording = True
                 seg.size = st.st_size
                 seg.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
             self._last_scan = began

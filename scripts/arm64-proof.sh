@@ -45,13 +45,22 @@ if [ ! -e "$ROOT/.matthan-root-ok" ]; then
   touch "$ROOT/.matthan-root-ok"
 fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# A network that inspects TLS has its own CA in the host's bundle: pip in the root needs it too.
+HOST_CA=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
+ca_env=()
+if [ -f "$HOST_CA" ]; then
+  cp "$HOST_CA" "$ROOT/etc/matthan-host-ca.crt"
+  ca_env=(PIP_CERT=/etc/matthan-host-ca.crt SSL_CERT_FILE=/etc/matthan-host-ca.crt)
+fi
 mounted=()
 cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }
 trap cleanup EXIT
 for fs in proc sys dev; do
   mount --bind "/$fs" "$ROOT/$fs"; mounted+=("$ROOT/$fs")
 done
-in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/opt/matthan/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+in_root() {
+  chroot "$ROOT" /usr/bin/env -i PATH=/opt/matthan/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "${ca_env[@]}" "$@"
+}
 stamp "arm64 root: $(in_root uname -m), $(in_root python3 --version), $(in_root ffmpeg -version | head -1 | cut -c1-40)"
 
 # 2. The device, as Dockerfile.device installs it: this checkout with the pinned versions.
