@@ -5,8 +5,8 @@ low-resolution clip played at its own rate (paced, 10 fps, detect at 5 fps, moti
 records a looped 1080p H.264 clip of the same footage by stream copy (ffmpeg, 2 s segments).
 For each N: the slowest camera's detect rate, the frames dropped (a frame replaced before the
 detector took it), CPU of the process and its ffmpeg children against the machine's cores, RSS
-(process + children) and per added camera, threads, and the detector runs per second of all
-cameras against one interpreter invoking alone in the same run.
+of the process and per added camera, memory of the ffmpeg recorders (USS), threads, and the
+detector runs per second of all cameras against one interpreter invoking alone in the same run.
 
 Two scenes: busy (vtest, a walkway with 3–9 people: the detector runs on most frames) and mostly
 static (the empty first 4 s of car-detection, looped: the motion gate skips most frames).
@@ -17,7 +17,8 @@ The capacity of a scene and a way is the largest N at which every camera holds i
 (≥ 95 % of it) with no frame dropped. Goals (issue #18, 2 cores): ≥ 16 cameras busy at ≤ 70 % CPU,
 ≥ 32 static, ≤ 12 MB RSS per added camera, detect throughput at saturation ≥ 0.85 × invoke alone.
 
-Options: --seconds (measured window per N, default 20), --scenes, --modes, --busy-n, --static-n.
+Options: --seconds (measured window per N, default 20), --scenes, --modes, --busy-n, --static-n,
+--past-saturation (throughput beyond the capacity).
 """
 
 import argparse
@@ -100,12 +101,13 @@ def cpu_s(procs: list[psutil.Process]) -> float:
 
 
 def rss_mb() -> tuple[float, float]:
-    """(this process, its ffmpeg children) in MB."""
+    """(RSS of this process, USS of its ffmpeg children) in MB: the children share their libraries,
+    so only what each holds alone is added up."""
     me, *children = tree()
     kids = 0
     for p in children:
         try:
-            kids += p.memory_info().rss
+            kids += p.memory_full_info().uss
         except psutil.Error:
             continue
     return me.memory_info().rss / 2**20, kids / 2**20
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["shared", "own"])
     parser.add_argument("--busy-n", type=int, nargs="+", default=[8, 12, 16, 20, 24])
     parser.add_argument("--static-n", type=int, nargs="+", default=[16, 24, 32, 40, 48])
+    parser.add_argument("--past-saturation", action="store_true", help="run every N, also after one fails")
     args = parser.parse_args(argv)
     model = ModelConfig(path=str(asset(assets.DEFAULT_MODEL)), labels=str(asset(assets.DEFAULT_LABELS)))
     load0 = os.getloadavg()[0]
@@ -231,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         alone = invoke_alone(model, frame.image)
         for scene in args.scenes:
-            for mode in args.modes:
-                for n in args.busy_n if scene == "busy" else args.static_n:
+            # The two ways alternate at each N: a machine whose load drifts cannot favour one.
+            saturated: set[str] = set()
+            for n in args.busy_n if scene == "busy" else args.static_n:
+                for mode in args.modes:
+                    if mode in saturated:
+                        continue
                     row = run(n, scene, mode, streams[scene], model, args.seconds, tmp)
                     rows.append(row)
                     print(
@@ -242,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"threads={row.threads} runs/s={row.runs_per_s:.1f}",
                         file=sys.stderr, flush=True,
                     )  # fmt: skip
-                    if not row.held:
-                        break  # saturated: larger N only fail slower
+                    if not row.held and not args.past_saturation:
+                        saturated.add(mode)  # larger N only fail slower
         alone_after = invoke_alone(model, frame.image)
     load1 = os.getloadavg()[0]
 
@@ -257,11 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{model.threads} threads, same run): {alone:.1f}/s before the sweep, {alone_after:.1f}/s after.\n"
     )
     head = "| scene | detector | cameras | slowest camera fps | dropped | CPU % | machine % | RSS MB "
-    print(head + "| MB/added camera | ffmpeg RSS MB | threads | detector runs/s | × invoke alone | holds |")
+    print(head + "| MB/added camera | ffmpeg USS MB | threads | detector runs/s | × invoke alone | holds |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     alone_ref = max(alone, alone_after)
     prev: dict[tuple[str, str], Row] = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (args.scenes.index(r.scene), args.modes.index(r.mode), r.n)):
         p = prev.get((r.scene, r.mode))
         per = f"{(r.rss_mb - p.rss_mb) / (r.n - p.n):.1f}" if p is not None else "—"
         prev[(r.scene, r.mode)] = r

@@ -200,6 +200,9 @@ class CameraWorker:
             start_time=start_time,
             hwaccel=camera.hwaccel,
             camera_id=camera.id,
+            # A separate detect input is a sub-stream: one decoder thread is plenty (and 3 fewer
+            # threads per camera). A single stream may be 4 MP: FFmpeg's own threading then.
+            decode_threads=1 if camera.detect_source != camera.record_source else None,
         )
         # Unpaced files: every sampled frame matters, the capture waits for the detector.
         # Live (and paced files): the newest frame wins, older ones are dropped and counted.

@@ -66,7 +66,7 @@ _HW_NAMES = {
 
 
 class OpenCVSource:
-    def __init__(self, source: str, hwaccel: str = "off") -> None:
+    def __init__(self, source: str, hwaccel: str = "off", decode_threads: int | None = None) -> None:
         self.source = source
         self.live = not _is_file(source)
         self.decoder = "software"
@@ -76,6 +76,8 @@ class OpenCVSource:
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(READ_TIMEOUT_S * 1000),
         ]
+        if decode_threads is not None:
+            params += [cv2.CAP_PROP_N_THREADS, decode_threads]
         if source.startswith(("rtsp://", "rtsps://")):
             # RTSP over UDP smears frames when packets are lost on a busy link; TCP, as NVRs and
             # Frigate use. The operator's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
@@ -143,7 +145,7 @@ def redact(source: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-def open_source(source: str, hwaccel: str = "off") -> VideoSource:
+def open_source(source: str, hwaccel: str = "off", decode_threads: int | None = None) -> VideoSource:
     if source.startswith("picamera2:"):
         from device.picamera import PiCameraSource
 
@@ -159,7 +161,7 @@ def open_source(source: str, hwaccel: str = "off") -> VideoSource:
             opened.close()
             raise SourceError(f"video file {source}: no frame can be decoded (not a video?)")
         opened.close()
-    return OpenCVSource(source, hwaccel)
+    return OpenCVSource(source, hwaccel, decode_threads)
 
 
 @dataclass
@@ -192,9 +194,13 @@ class Capture:
         backoff: Backoff | None = None,
         hwaccel: str = "off",
         camera_id: str | None = None,
+        decode_threads: int | None = None,
     ) -> None:
         self.source = source
         self.hwaccel = hwaccel
+        # FFmpeg's default is a frame-threaded decoder (cores + 1 threads, a frame buffer each);
+        # a sub-stream decodes in a millisecond or two on one thread.
+        self.decode_threads = decode_threads
         self.camera_id = camera_id
         self._decoder_logged: str | None = None
         self.sample_fps = sample_fps
@@ -210,7 +216,7 @@ class Capture:
         return self._live() if self.live else self._file()
 
     def _open(self) -> VideoSource:
-        src = open_source(self.source, self.hwaccel)
+        src = open_source(self.source, self.hwaccel, self.decode_threads)
         decoder = getattr(src, "decoder", None)
         if decoder is not None and decoder != self._decoder_logged:
             # Once per camera (and again only if a reconnect lands on another decoder).
