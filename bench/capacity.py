@@ -1,8 +1,9 @@
 """Device capacity: `python -m bench.capacity` prints a Markdown section.
 
-N cameras in one process, as the agent runs them, for real time: each detects on a looped
-low-resolution clip played at its own rate (paced, 10 fps, detect at 5 fps, motion gate on) and
-records a looped 1080p H.264 clip of the same footage by stream copy (ffmpeg, 2 s segments).
+N cameras in one process (a fresh one for each N), as the agent runs them, for real time: each
+detects on a looped low-resolution clip played at its own rate (paced, 10 fps, detect at 5 fps,
+motion gate on) and records a looped 1080p H.264 clip of the same footage by stream copy (ffmpeg,
+2 s segments).
 For each N: the slowest camera's detect rate, the frames dropped (a frame replaced before the
 detector took it), CPU of the process and its ffmpeg children against the machine's cores, RSS
 of the process and per added camera, memory of the ffmpeg recorders (USS), threads, and the
@@ -22,6 +23,7 @@ Options: --seconds (measured window per N, default 20), --scenes, --modes, --bus
 """
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +216,17 @@ def run(
                min(fps) >= HOLD * DETECT_FPS and dropped == 0)  # fmt: skip
 
 
+def child(scene: str, mode: str, n: int, clips: tuple[Path, Path], seconds: float) -> Row | None:
+    """One run in its own process; None (and its error on stderr) if it crashed."""
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "bench.capacity", "--seconds", str(seconds),
+           "--one", scene, mode, str(n), str(clips[0]), str(clips[1])]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    if proc.returncode != 0:
+        print(f"{scene} {mode} n={n} FAILED exit={proc.returncode}\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return Row(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity")
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -222,13 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-n", type=int, nargs="+", default=[8, 12, 16, 20, 24])
     parser.add_argument("--static-n", type=int, nargs="+", default=[16, 24, 32, 40, 48])
     parser.add_argument("--past-saturation", action="store_true", help="run every N, also after one fails")
+    parser.add_argument(
+        "--one", nargs=5, metavar=("SCENE", "MODE", "N", "DETECT", "RECORD"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     model = ModelConfig(path=str(asset(assets.DEFAULT_MODEL)), labels=str(asset(assets.DEFAULT_LABELS)))
+    if args.one:
+        # A child: one (scene, way, N) in a fresh process, so no run inherits another's heap.
+        scene, mode, n, detect, record = args.one
+        with tempfile.TemporaryDirectory() as work:
+            one = run(int(n), scene, mode, (Path(detect), Path(record)), model, args.seconds, Path(work))
+        print(json.dumps(asdict(one)))
+        return 0
     load0 = os.getloadavg()[0]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp_:
-        tmp = Path(tmp_)
-        streams = make_streams(tmp)
+        streams = make_streams(Path(tmp_))
         frame = next(
             iter(Capture(str(streams["busy"][0]), DETECT_FPS, threading.Event(), paced=False).frames())
         )
@@ -240,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                 for mode in args.modes:
                     if mode in saturated:
                         continue
-                    row = run(n, scene, mode, streams[scene], model, args.seconds, tmp)
+                    row = child(scene, mode, n, streams[scene], args.seconds)
+                    if row is None:
+                        saturated.add(mode)
+                        continue
                     rows.append(row)
                     print(
                         f"{scene} {mode} n={n} min_fps={row.min_fps:.2f} dropped={row.dropped} "

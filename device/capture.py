@@ -8,9 +8,9 @@ the detector can use are converted. A stream that drops or stalls is reopened wi
 jitter, and counted.
 
 Hardware decoding: with `hwaccel: auto` OpenCV is asked for any hardware decoder
-(CAP_PROP_HW_ACCELERATION = VIDEO_ACCELERATION_ANY: VAAPI, DRM, MFX); without one it decodes in
-software, and a source that will not open with it is opened again without. One log line per camera
-says which is used. (OpenCV's pip wheels know no V4L2-M2M or NVDEC: on a Pi or a Jetson the
+(CAP_PROP_HW_ACCELERATION = VIDEO_ACCELERATION_ANY: VAAPI, DRM, MFX); without one OpenCV decodes
+in software, and a file that will not open with it is opened again without. One log line per
+camera says which is used. (OpenCV's pip wheels know no V4L2-M2M or NVDEC: on a Pi or a Jetson the
 detect sub-stream is decoded in software — at 640×360 that is a few ms a frame.)
 """
 
@@ -101,7 +101,12 @@ class OpenCVSource:
                 used = int(cap.get(cv2.CAP_PROP_HW_ACCELERATION) or 0)
                 self.decoder = _HW_NAMES.get(used, f"hw{used}")
                 return cap
-            # A hardware decoder that accepts the device but not this stream: software, same source.
+            if self.live:
+                # OpenCV itself falls back to software when there is no hardware decoder; a live
+                # source that does not open is most likely down, and a second try would double
+                # every reconnect's wait.
+                return None
+            # A file that opens in software but not with a hardware decoder (a codec it lacks).
         return self._try(source, params)
 
     @staticmethod
