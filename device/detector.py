@@ -9,8 +9,8 @@ A Detector is owned by one thread: LiteRT interpreters are not thread-safe. A Sh
 one Detector for every camera of a device, fed through a queue by its own thread (as Frigate
 does): each camera resizes its frame in its own thread and waits for the detections of its
 tensor. `python -m bench.capacity` measured it against one interpreter per camera: the same
-throughput or better, and about 14 MB less per camera (an interpreter with XNNPACK's packed
-weights), with one thread pool instead of one per camera. Recurrent models carry state from
+detector throughput (within a loaded machine's noise), 13–14 MB less RSS per camera (an
+interpreter with XNNPACK's packed weights) and one thread pool instead of one per camera. Recurrent models carry state from
 frame to frame of one stream, so they keep one interpreter per camera.
 """
 

@@ -53,24 +53,36 @@ if [ -f "$HOST_CA" ]; then
   ca_env=(PIP_CERT=/etc/matthan-host-ca.crt SSL_CERT_FILE=/etc/matthan-host-ca.crt)
 fi
 mounted=()
-cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }
+cleanup() {
+  for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+  rm -f "${cpuinfo:-}"
+}
 trap cleanup EXIT
 for fs in proc sys dev; do
   mount --bind "/$fs" "$ROOT/$fs"; mounted+=("$ROOT/$fs")
 done
+# qemu-user 7.2 passes the host's x86 /proc/cpuinfo through; LiteRT's CPU detection (cpuinfo, for
+# XNNPACK and ruy) finds no ARM core in it and crashes in the first invoke. A Pi 4's (4 × Cortex-A72).
+cpuinfo=$(mktemp)
+for i in 0 1 2 3; do
+  printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$i"
+  printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+done >"$cpuinfo"
+mount --bind "$cpuinfo" "$ROOT/proc/cpuinfo"; mounted+=("$ROOT/proc/cpuinfo")
 in_root() {
   chroot "$ROOT" /usr/bin/env -i PATH=/opt/matthan/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 "${ca_env[@]}" "$@"
 }
 stamp "arm64 root: $(in_root uname -m), $(in_root python3 --version), $(in_root ffmpeg -version | head -1 | cut -c1-40)"
 
-# 2. The device, as Dockerfile.device installs it: this checkout with the pinned versions.
+# 2. The device, as Dockerfile.device installs it: this checkout with the pinned versions (wheels
+#    where PyPI has them; filterpy, which norfair needs, is a pure-Python sdist).
 rm -rf "$ROOT/src" && mkdir -p "$ROOT/src"
 git ls-files -z | grep -zv '^tests/\|^bench/\|^docs/' | xargs -0 cp --parents -t "$ROOT/src"
 if [ ! -x "$ROOT/opt/matthan/bin/python" ]; then
   in_root python3 -m venv /opt/matthan
 fi
-stamp "pip install the device with constraints.txt (wheels only)"
-in_root /opt/matthan/bin/pip install -q --disable-pip-version-check --only-binary=:all: \
+stamp "pip install the device with constraints.txt"
+in_root /opt/matthan/bin/pip install -q --disable-pip-version-check --prefer-binary \
   -c /src/constraints.txt /src >"$OUT.pip.log" 2>&1 || { tail -20 "$OUT.pip.log"; exit 1; }
 in_root /opt/matthan/bin/pip freeze | grep -iE '^(ai-edge-litert|numpy|opencv-python-headless|pydantic|paho-mqtt|norfair)=' \
   | sed 's/^/  arm64 /'
