@@ -10,8 +10,9 @@ one Detector for every camera of a device, fed through a queue by its own thread
 does): each camera resizes its frame in its own thread and waits for the detections of its
 tensor. `python -m bench.capacity` measured it against one interpreter per camera: the same
 detector throughput (within a loaded machine's noise), 13–14 MB less RSS per camera (an
-interpreter with XNNPACK's packed weights) and one thread pool instead of one per camera. Recurrent models carry state from
-frame to frame of one stream, so they keep one interpreter per camera.
+interpreter with XNNPACK's packed weights) and one thread pool instead of one per camera.
+Recurrent models carry state from frame to frame of one stream, so they keep one interpreter per
+camera.
 """
 
 import ctypes.util
