@@ -92,6 +92,10 @@ class Camera:
 
     def start(self) -> "Camera":
         self.media.start()
+        # As with a live camera, the main stream is being recorded when detection begins. (Two files
+        # played by two players start when each opens its own; on a loaded machine ffmpeg may open
+        # its copy seconds late, and the event's first moment would then precede every segment.)
+        wait_until(lambda: self.media.recording_up(self.cam.id) is True, timeout=60, what="recording")
         self.worker.start()
         return self
 
@@ -139,9 +143,11 @@ def test_detect_on_the_sub_stream_clip_from_the_main_stream(
         crops = [e.alert.event_id for e in cam.events if cam.media.uploads.get(e.alert.event_id, "crop")]
     finally:
         cam.stop()
-    # Detection ran on the 360p sub-stream at the configured 5 fps (the file has 10).
+    # Detection ran on the 360p sub-stream, sampled at the configured 5 fps (the file has 10); on a
+    # loaded machine the detector may skip a sampled frame (counted as dropped), never fall behind.
     assert shapes == {(360, 480, 3)}
-    assert SECONDS * 5 * 0.9 <= stats.frames_processed <= SECONDS * 5 + 1
+    sampled = stats.frames_processed + stats.frames_dropped
+    assert SECONDS * 5 * 0.9 <= sampled <= SECONDS * 5 + 1 and stats.frames_in >= SECONDS * 10 * 0.9
     starts = [e for e in cam.events if e.alert.phase == "start"]
     assert starts, "no intrusion on the walkway"
     first = starts[0].alert
