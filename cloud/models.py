@@ -15,7 +15,7 @@ from matthan_wire.timeutil import utc_now
 
 ROLES = ("admin", "operator", "ward_officer")
 ALERT_STATES = ("new", "delivered", "acknowledged", "resolved", "false_alarm")
-MEDIA_KINDS = ("clip", "snapshot", "sidecar")
+MEDIA_KINDS = ("clip", "snapshot", "sidecar", "crop")
 
 
 def _time(**kw: Any) -> Any:

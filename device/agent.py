@@ -28,6 +28,7 @@ from device.clips import DeviceMedia
 from device.commands import CommandHandler, CommandTargets
 from device.config_file import model_of
 from device.config_sync import STATE_FILE, ConfigSync, load_applied
+from device.detector import NotShareable, SharedDetector
 from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.frames import Frame
@@ -36,7 +37,7 @@ from device.mqtt_link import MqttLink
 from device.offline import OfflineWatch
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
 from matthan_wire import Alert, Health, Kind, ReportedConfig, encode
-from matthan_wire.config import CameraConfig, DeviceConfig, SiteConfig
+from matthan_wire.config import CameraConfig, DeviceConfig, ModelConfig, SiteConfig
 from matthan_wire.topics import device_topic
 
 log = logging.getLogger("matthan.device.agent")
@@ -79,6 +80,7 @@ class Agent:
         self.config = config
         self.device = config.device
         self.model = model_of(config)
+        self.detector: SharedDetector | None = None  # one interpreter for every camera, from start()
         # Recording, clips and uploads follow the effective config (the last applied one), and
         # report the config version their sidecars carry.
         self.media = media(config, lambda: self.config_sync.version) if media is not None else None
@@ -193,6 +195,7 @@ class Agent:
             # Recording before the cameras: an event's pre-capture must already be on disk.
             if self.media is not None:
                 self.media.start()
+            self.detector = shared_detector(self.model)
             for cam in self.config.cameras:
                 self._workers[cam.id] = self._start_worker(cam)
         except BaseException:
@@ -218,6 +221,9 @@ class Agent:
                 worker.stop()
                 log.info("camera stopped device=%s camera=%s", self.device.id, cam_id)
             self._workers.clear()
+        if self.detector is not None:
+            self.detector.stop()
+            self.detector = None
         if self.media is not None:
             self.media.stop()
         self.publisher.stop()
@@ -386,7 +392,7 @@ class Agent:
         hook = self.media.frame_hook(cam.id) if self.media is not None else None
         worker = CameraWorker(
             self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook,
-            tamper_dir=self.storage / "tamper",
+            tamper_dir=self.storage / "tamper", shared=self.detector,
         )  # fmt: skip
         worker.start()
         self._worker_started[cam.id] = time.monotonic()
@@ -434,22 +440,35 @@ class Agent:
         return self.link.publish(self._topics[Kind.HEALTH], encode(health), qos=0) is not None
 
 
+def shared_detector(model: ModelConfig) -> SharedDetector | None:
+    """The device's one detector; None for a recurrent model (each camera then loads its own)."""
+    try:
+        shared = SharedDetector(model)
+    except NotShareable:
+        log.info("detector per camera model=%s reason=recurrent model", Path(model.path).name)
+        return None
+    shared.start()
+    return shared
+
+
 def _needs_restart(old: CameraConfig, new: CameraConfig) -> bool:
     # Capture is opened with these; everything else (zones, lines, rules, detect, motion) reloads hot.
-    return (old.source, old.loop) != (new.source, new.loop)
+    return (old.detect_source, old.loop, old.hwaccel) != (new.detect_source, new.loop, new.hwaccel)
 
 
 def check_site(site: SiteConfig) -> None:
     """What the wire model cannot know: whether this device can open each camera's source."""
     for cam in site.cameras:
-        src = cam.source
-        if "://" in src or src.startswith(("picamera2:", "/dev/")) or src.isdigit():
-            continue
-        p = Path(src)
-        if not p.is_absolute():
-            raise DeviceError(f"camera {cam.id}: file source {src!r} must be an absolute path on the device")
-        if not p.is_file():
-            raise DeviceError(f"camera {cam.id}: source file {src} not found on the device")
+        for src in cam.sources:
+            if "://" in src or src.startswith(("picamera2:", "/dev/")) or src.isdigit():
+                continue
+            p = Path(src)
+            if not p.is_absolute():
+                raise DeviceError(
+                    f"camera {cam.id}: file source {src!r} must be an absolute path on the device"
+                )
+            if not p.is_file():
+                raise DeviceError(f"camera {cam.id}: source file {src} not found on the device")
 
 
 class SdNotify:
