@@ -31,10 +31,7 @@ from cloud.auth import Admin, DbSession, DeviceCaller, Staff, issue_device_token
 from cloud.models import Camera, ClaimToken, DesiredConfigRow, Device, Ward
 from matthan_wire.codec import describe
 from matthan_wire.config import CameraConfig, SiteConfig
-from matthan_wire.timeutil import utc_now
-from provisioning import pki
-from provisioning.errors import ProvisionError
-from provisioning.protocol import (
+from matthan_wire.enrollment import (
     CLAIM_PREFIX,
     ClaimInfo,
     ClaimIssued,
@@ -48,6 +45,9 @@ from provisioning.protocol import (
     RevokeResult,
     status_of,
 )
+from matthan_wire.timeutil import utc_now
+from provisioning import pki
+from provisioning.errors import ProvisionError
 from provisioning.qr import qr_text
 from provisioning.revoke import revoke_device, sync_broker
 

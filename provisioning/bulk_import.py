@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from sqlmodel import Session
 
 from matthan_wire.config import CameraConfig, SiteConfig
+from matthan_wire.enrollment import ImportResult
 from matthan_wire.ids import is_id
 from provisioning.errors import ProvisionError
-from provisioning.protocol import ImportResult
 
 COLUMNS = ("site", "ward", "lat", "lon", "source", "device")
 MAX_ROWS = 20_000
