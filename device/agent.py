@@ -32,9 +32,9 @@ from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.frames import Frame
 from device.health import CameraView, HealthMonitor, UploadView
-from device.mqtt_link import MqttLink
 from device.offline import OfflineWatch
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Health, Kind, ReportedConfig, encode
 from matthan_wire.config import CameraConfig, DeviceConfig, SiteConfig
 from matthan_wire.topics import device_topic
