@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException, Request, Response
 from sqlmodel import Session, select
 
-from cloud.errors import CloudError
+from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import ROLES, Device, User
 from cloud.settings import Settings
 from matthan_wire.ids import is_id
@@ -145,14 +145,14 @@ def scope_ward(principal: Principal, requested: str | None) -> str | None:
     if own is None:
         return requested
     if requested is not None and requested != own:
-        raise HTTPException(403, f"you may only see ward {own}")
+        raise Forbidden(f"you may only see ward {own}")
     return own
 
 
 def require_ward(principal: Principal, ward: str) -> None:
     """For one object: another ward's object is 'not found', so ids do not leak across wards."""
     if not principal.may_see(ward):
-        raise HTTPException(404, "not found")
+        raise NotFound("not found")
 
 
 # --- sessions ------------------------------------------------------------------------------------

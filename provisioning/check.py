@@ -32,9 +32,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from matthan_wire.config import DeviceConfig
 from matthan_wire.enrollment import CheckItem, CommissioningReport
+from matthan_wire.identities import check_topic
 from matthan_wire.timeutil import utc_now
 from provisioning import pki
-from provisioning.broker_config import check_topic
 from provisioning.errors import ProvisionError
 
 CLOCK_WARN_S = 2.0

@@ -62,7 +62,7 @@ def test_trouble_comes_first_then_warnings_then_the_rest() -> None:
 def test_config_not_applied_or_rejected_and_an_odd_model_are_flagged() -> None:
     pending, rejected, odd, same = _view("p"), _view("r"), _view("o", model="other.tflite"), _view("s")
     pending.desired_version, pending.reported_version = 4, 3
-    rejected.desired_version, rejected.reported_version, rejected.config_status = 2, 1, "rejected"
+    rejected.desired_version, rejected.reported_version, rejected.reported_status = 2, 1, "rejected"
     views.judge([pending, rejected, odd, same])
     assert pending.trouble == ["config v4 not applied yet"] and pending.severity == 1
     assert rejected.trouble == ["config v2 rejected"] and rejected.severity == 2

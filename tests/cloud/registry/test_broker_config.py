@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from cloud.registry import broker_config as bc
 from matthan_wire import Kind
+from matthan_wire.identities import CLOUD_USER, station_user
 from matthan_wire.topics import device_topic, ward_topic
-from provisioning import broker_config as bc
 from provisioning import pki
 from provisioning.files import user_exists
 from tests.provisioning.conftest import MakeBroker, connect, issue
@@ -67,7 +68,7 @@ def test_device_cannot_publish_as_another_device(
     secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path
 ) -> None:
     broker = secure_broker(REGISTRY)
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
     try:
         cloud.subscribe("matthan/v1/#")
@@ -87,7 +88,7 @@ def test_device_cannot_publish_as_another_device(
 
 def test_device_reads_only_its_own_commands(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path) -> None:
     broker = secure_broker(REGISTRY)
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
     try:
         cam_a.subscribe("matthan/v1/#")  # granted in the SUBACK, filtered at delivery
@@ -105,10 +106,10 @@ def test_device_reads_only_its_own_commands(secure_broker: MakeBroker, ca_dir: P
 
 def test_ward_station_receives_only_its_ward(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path) -> None:
     broker = secure_broker(REGISTRY)
-    station_x = connect(broker, issue(ca_dir, bc.station_user("ward-x"), tmp_path / "id", device=False))
+    station_x = connect(broker, issue(ca_dir, station_user("ward-x"), tmp_path / "id", device=False))
     cam_y = connect(broker, issue(ca_dir, "cam-y", tmp_path / "id"))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     try:
         station_x.subscribe("matthan/v1/#")
         # Its own ward's device config carries camera passwords: not for the station either.
@@ -150,7 +151,7 @@ def test_revoked_device_cannot_connect_after_reload(
 ) -> None:
     broker = secure_broker(REGISTRY)
     cam_a_id = issue(ca_dir, "cam-a", tmp_path / "id")
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     still_open = connect(broker, cam_a_id)
     try:
         cloud.subscribe("matthan/v1/#")
