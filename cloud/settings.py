@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cloud.errors import CloudError
 from matthan_wire.codec import describe
-from provisioning.pki import DEVICE_DAYS
 
 ENV_PREFIX = "MATTHAN_CLOUD_"
 ENROLLMENT_ENV_PREFIX = "MATTHAN_PROVISION_"
@@ -36,7 +35,7 @@ class EnrollmentSettings(BaseModel):
     ca_dir: Path | None = None
     broker_url: str | None = None
     broker_dir: Path | None = None
-    device_cert_days: int = Field(default=DEVICE_DAYS, ge=1)
+    device_cert_days: int | None = Field(default=None, ge=1)  # None: the CA's default (90 days)
 
     @classmethod
     def from_env(cls, source: Mapping[str, str]) -> "EnrollmentSettings":

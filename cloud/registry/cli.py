@@ -1,6 +1,9 @@
 """`matthan cloud claim|import|revoke|broker-config`: the fleet registry, straight on the cloud's
 database (the operations centre's machine). The same names under `matthan provision` still work
-for one release, with a one-line notice."""
+for one release, with a one-line notice.
+
+The handlers import the database and the CA only when they run: `matthan --help` and the device's
+and ward station's commands must work on an install without the cloud's dependencies."""
 
 import argparse
 import csv
@@ -8,18 +11,13 @@ import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-
-from cloud.db import make_engine, migrate, session_scope
 from cloud.errors import CloudError
-from cloud.registry import broker_config as bc
-from cloud.registry.bulk_import import import_csv
-from cloud.registry.claims import issue_claim
-from cloud.registry.revoke import revoke_device, sync_broker
 from matthan_wire.ids import is_id
-from provisioning import pki
-from provisioning.files import write_file
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS = ("claim", "import", "revoke", "broker-config")
@@ -90,13 +88,18 @@ def _add(
     p.set_defaults(handler=handler)
 
 
-def _engine(db: str) -> Engine:
+def _engine(db: str) -> "Engine":
+    from cloud.db import make_engine, migrate
+
     engine = make_engine(db)
     migrate(engine)
     return engine
 
 
 def _claim(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope
+    from cloud.registry.claims import issue_claim
+
     for what, value in (("ward", args.ward), ("device id", args.device_id)):
         if value is not None and not is_id(value):
             raise CloudError(f"{what} {value!r} is not an id ([a-z0-9-])")
@@ -116,6 +119,10 @@ def _claim(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope
+    from cloud.registry.bulk_import import import_csv
+    from provisioning.files import write_file
+
     if not 0 < args.ttl_hours <= 720:
         raise CloudError("--ttl-hours: between 0 and 720")
     try:
@@ -141,6 +148,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
+    from cloud.registry import broker_config as bc
+
     registry = bc.load_registry(args.db) if args.db else bc.load_registry_file(args.registry)
     site = bc.BrokerSite(port=args.port, bind=args.bind, **({"names": args.name} if args.name else {}))
     conf = bc.write_broker_config(registry, args.ca_dir, args.out, site)
@@ -153,6 +162,10 @@ def _broker_config(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope
+    from cloud.registry.revoke import revoke_device, sync_broker
+    from provisioning import pki
+
     ca = pki.Authority(args.ca_dir)
     engine = _engine(args.db)
     with session_scope(engine) as session:

@@ -108,7 +108,7 @@ def enroll(
         session.rollback()
         raise Conflict("claim token already used")
     try:
-        cert = ca.sign_csr(body.csr.encode(), body.device_id, days=conf.device_cert_days)
+        cert = ca.sign_csr(body.csr.encode(), body.device_id, days=conf.device_cert_days or pki.DEVICE_DAYS)
     except ProvisionError as exc:
         session.rollback()  # the token stays unused: the technician can retry with a good CSR
         raise BadCsr(str(exc)) from None
@@ -178,7 +178,7 @@ def renew(
 ) -> RenewResponse:
     ca = authority(conf)
     try:
-        cert = ca.sign_csr(body.csr.encode(), device_id, days=conf.device_cert_days)
+        cert = ca.sign_csr(body.csr.encode(), device_id, days=conf.device_cert_days or pki.DEVICE_DAYS)
     except ProvisionError as exc:
         raise BadCsr(str(exc)) from None
     device = session.get(Device, device_id)
