@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from cloud.auth import AnyCaller, DbSession, DeviceCaller, Principal, require_ward
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key, partial_path
+from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import AlertRow, Device, MediaObject
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
@@ -56,9 +57,9 @@ UPLOAD_HEADERS = {
 
 def _check(event_id: str, kind: str) -> None:
     if not is_id(event_id):
-        raise HTTPException(400, f"event id {event_id!r} is not an id ([a-z0-9-], at most 63 characters)")
+        raise CloudError(f"event id {event_id!r} is not an id ([a-z0-9-], at most 63 characters)")
     if kind not in MEDIA_KINDS:
-        raise HTTPException(400, f"kind {kind!r}: one of {', '.join(MEDIA_KINDS)}")
+        raise CloudError(f"kind {kind!r}: one of {', '.join(MEDIA_KINDS)}")
 
 
 def _owner_check(session: Session, principal: Principal, event_id: str, media: MediaObject | None) -> None:
@@ -67,7 +68,7 @@ def _owner_check(session: Session, principal: Principal, event_id: str, media: M
     owner = alert.device_id if alert else (media.device_id if media else None)
     if principal.kind == "device":
         if owner is not None and owner != principal.name:
-            raise HTTPException(403, f"event {event_id} belongs to another device")
+            raise Forbidden(f"event {event_id} belongs to another device")
         return
     ward = alert.ward if alert else None
     if ward is None and owner is not None:
@@ -76,7 +77,7 @@ def _owner_check(session: Session, principal: Principal, event_id: str, media: M
     if ward is not None:
         require_ward(principal, ward)
     elif principal.ward_scope is not None:
-        raise HTTPException(404, "not found")
+        raise NotFound("not found")
 
 
 def _state_headers(media: MediaObject) -> dict[str, str]:
@@ -281,7 +282,7 @@ def download(
     media = session.get(MediaObject, (event_id, kind))
     _owner_check(session, principal, event_id, media)
     if media is None or not media.complete:
-        raise HTTPException(404, "not stored (yet)")
+        raise NotFound("not stored (yet)")
     store: ClipStore = request.app.state.clip_store
     ctype = CONTENT_TYPES[kind]
     local = store.local_path(media.key)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Depends, Form, HTTPException, Query, Request
+from fastapi import Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col
@@ -25,6 +25,7 @@ from cloud.console.pages import (
     ward_choices,
     zone_of,
 )
+from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import AlertRow
 from cloud.services import alerts
 from matthan_wire.codec import describe
@@ -63,7 +64,7 @@ def _local_input(text: str | None, what: str, zone: tzinfo) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise HTTPException(400, f"{what}: {text!r} is not a date and time like 2026-11-24T08:30") from None
+        raise CloudError(f"{what}: {text!r} is not a date and time like 2026-11-24T08:30") from None
     return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 
@@ -165,7 +166,7 @@ def alert_card(request: Request, event_id: str, v: ViewerDep, session: DbSession
     if row is None:
         exists = session.get(AlertRow, event_id)
         if exists is None or not v.principal.may_see(exists.ward):
-            raise HTTPException(404, "not found")
+            raise NotFound("not found")
         return Response(status_code=204)
     return _card(request, v, session, row, "/console/alerts")
 
@@ -183,11 +184,11 @@ def alert_action(
 ) -> Response:
     check_csrf(v, csrf_token)
     if not v.can_act:
-        raise HTTPException(403, "your role may not act on alerts")
+        raise Forbidden("your role may not act on alerts")
     try:
         body = alerts.ActionIn.model_validate({"action": action, "note": note.strip() or None})
     except ValidationError as exc:
-        raise HTTPException(400, describe(exc)) from None
+        raise CloudError(describe(exc)) from None
     state = request.app.state
     row = alerts.act(session, v.principal, event_id, body, state.mqtt, state.notifier)
     if request.headers.get("x-requested-with") == "fetch":

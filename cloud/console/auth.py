@@ -5,12 +5,13 @@ import logging
 import secrets
 from typing import Annotated
 
-from fastapi import Form, HTTPException, Request
+from fastapi import Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from cloud import audit, auth
 from cloud.auth import DbSession
 from cloud.console.pages import STATIC, ViewerDep, check_csrf, page, page_router, safe_next
+from cloud.errors import NotFound
 from cloud.settings import Settings
 
 log = logging.getLogger("matthan.cloud.console")
@@ -32,7 +33,7 @@ def console_home() -> RedirectResponse:
 def static(name: str) -> FileResponse:
     path = STATIC / name
     if "/" in name or name.startswith(".") or not path.is_file():
-        raise HTTPException(404, "not found")
+        raise NotFound("not found")
     return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
 

@@ -4,7 +4,7 @@ setting a camera's name and map position."""
 from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
-from fastapi import Form, HTTPException, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
@@ -13,6 +13,7 @@ from cloud.auth import DbSession
 from cloud.console import svg
 from cloud.console.fleet import device_views
 from cloud.console.pages import ViewerDep, check_csrf, page, page_router, zone_of
+from cloud.errors import CloudError, Forbidden
 from cloud.models import AlertRow, Device, HealthSample
 from cloud.services import devices
 from cloud.settings import Settings
@@ -127,9 +128,7 @@ def _optional_float(text: str, what: str) -> float | None:
     try:
         return float(text.replace(",", "."))
     except ValueError:
-        raise HTTPException(
-            400, f"{what}: {text!r} is not a number (decimal degrees, e.g. 10.7764)"
-        ) from None
+        raise CloudError(f"{what}: {text!r} is not a number (decimal degrees, e.g. 10.7764)") from None
 
 
 @router.post("/console/devices/{device_id}/cameras/{camera_id}/place")
@@ -146,7 +145,7 @@ def camera_place(
     """A camera's name and map position, through the same service as the API (validation, audit)."""
     check_csrf(v, csrf_token)
     if not v.can_edit_config:
-        raise HTTPException(403, "camera positions are set by the operations centre")
+        raise Forbidden("camera positions are set by the operations centre")
     try:
         body = devices.CameraIn(
             site_name=site_name.strip() or None,
@@ -154,8 +153,8 @@ def camera_place(
             lon=_optional_float(lon, "longitude"),
         )
     except ValidationError as exc:
-        raise HTTPException(400, describe(exc)) from None
+        raise CloudError(describe(exc)) from None
     if (body.lat is None) != (body.lon is None):
-        raise HTTPException(400, "give both latitude and longitude, or neither")
+        raise CloudError("give both latitude and longitude, or neither")
     devices.set_camera(session, v.principal, device_id, camera_id, body)
     return RedirectResponse(f"/console/devices/{device_id}#cam-{camera_id}", 303)

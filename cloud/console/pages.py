@@ -35,7 +35,7 @@ from sqlmodel import Session, select
 from cloud import auth
 from cloud.auth import SESSION_COOKIE, DbSession, Principal
 from cloud.console import views
-from cloud.errors import CloudError
+from cloud.errors import CloudError, Forbidden
 from cloud.models import Device, User
 from cloud.settings import Settings
 from matthan_wire.timeutil import utc_now
@@ -194,7 +194,7 @@ ViewerDep = Annotated[Viewer, Depends(viewer)]
 
 def check_csrf(v: Viewer, sent: str | None) -> None:
     if not sent or not hmac.compare_digest(sent, v.csrf):
-        raise HTTPException(403, "the form has expired (CSRF check failed); reload the page and try again")
+        raise Forbidden("the form has expired (CSRF check failed); reload the page and try again")
 
 
 def safe_next(target: str | None) -> str:

@@ -5,14 +5,14 @@ import json
 import logging
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 
 from cloud.auth import CSRF_HEADER, DbSession
 from cloud.console.pages import ViewerDep, check_csrf, page, page_router, templates
-from cloud.errors import Conflict, Invalid, NotFound
+from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.models import AlertRow, Device, MediaObject
 from cloud.services import config, devices
 from matthan_wire.codec import describe
@@ -50,7 +50,7 @@ def zone_editor(
 ) -> HTMLResponse:
     device = devices.get_device(session, v.principal, device_id)
     if not v.can_edit_config:
-        raise HTTPException(403, "zones are edited by the operations centre")
+        raise Forbidden("zones are edited by the operations centre")
     camera = _camera_config(config.current_site_config(session, device), device_id, camera_id)
     snap = session.exec(
         select(AlertRow.event_id, AlertRow.started_at)
@@ -112,7 +112,7 @@ def zone_save(
     check_csrf(v, request.headers.get(CSRF_HEADER))
     device = devices.get_device(session, v.principal, device_id)
     if not v.can_edit_config:
-        raise HTTPException(403, "zones are edited by the operations centre")
+        raise Forbidden("zones are edited by the operations centre")
     if body.base_version is not None and device.desired_version not in (None, body.base_version):
         raise Conflict(
             f"someone saved version {device.desired_version} while you edited version {body.base_version}; "
