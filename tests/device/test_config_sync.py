@@ -158,6 +158,7 @@ def test_device_starts_from_last_applied_config_without_broker(
         assert not again.link.connected
         assert again.config_sync.version == 7
         assert [z.name for z in again.config.camera("rex-north").zones] == ["plaza", "curb"]
-        wait_for(lambda: again.cameras.workers["rex-north"].stats().frames_in > 3, 20, "capture without a broker")
+        north = again.cameras.workers["rex-north"]
+        wait_for(lambda: north.stats().frames_in > 3, 20, "capture without a broker")
     finally:
         again.stop()
