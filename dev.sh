@@ -79,6 +79,7 @@ python_deps() {
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     say "installing Python packages into .venv"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    # .[dev] is everything: the device and cloud sets, both database drivers and the test tools.
     "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]"
     touch "$stamp"
   fi

@@ -39,9 +39,9 @@ import yaml
 from device.agent import Agent
 from device.config_file import parse_config
 from device.events import DetectedEvent
-from device.mqtt_link import MqttLink
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
 from matthan import assets
+from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, encode, utc_now
 from matthan_wire.config import BrokerConfig
 from matthan_wire.topics import device_topic

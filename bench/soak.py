@@ -35,9 +35,9 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import yaml
 
-from device.mqtt_link import MqttLink
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
 from matthan import assets
+from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, encode, utc_now
 from matthan_wire.config import BrokerConfig, OutboxConfig
 from matthan_wire.topics import device_topic

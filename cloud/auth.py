@@ -26,7 +26,7 @@ from fastapi import Depends, HTTPException, Request, Response
 from sqlmodel import Session, select
 
 from cloud import audit
-from cloud.errors import CloudError
+from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import ROLES, Device, User, Ward
 from cloud.settings import Settings
 from cloud.throttle import LoginThrottle
@@ -208,14 +208,14 @@ def scope_ward(principal: Principal, requested: str | None) -> str | None:
     if own is None:
         return requested
     if requested is not None and requested != own:
-        raise HTTPException(403, f"you may only see ward {own}")
+        raise Forbidden(f"you may only see ward {own}")
     return own
 
 
 def require_ward(principal: Principal, ward: str) -> None:
     """For one object: another ward's object is 'not found', so ids do not leak across wards."""
     if not principal.may_see(ward):
-        raise HTTPException(404, "not found")
+        raise NotFound("not found")
 
 
 # --- sessions ------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ log = logging.getLogger("matthan.cloud")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("cloud", help="the cloud service: API, MQTT ingest, console")
+    p = sub.add_parser(
+        "cloud", help="the cloud service: API, MQTT ingest, console; the fleet registry (claim, import, …)"
+    )
     csub = p.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
 
     s = csub.add_parser("serve", help="serve the API and console, and ingest MQTT")
@@ -44,6 +46,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     a.add_argument("--api-key", action="store_true", help="also issue an API key (printed once)")
     a.set_defaults(handler=_user_add)
+
+    from cloud.registry import cli as registry_cli
+
+    registry_cli.register(csub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

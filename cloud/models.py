@@ -15,7 +15,6 @@ from matthan_wire.timeutil import utc_now
 
 ROLES = ("admin", "operator", "ward_officer")
 ALERT_STATES = ("new", "delivered", "acknowledged", "resolved", "false_alarm")
-MEDIA_KINDS = ("clip", "snapshot", "sidecar", "crop")
 
 
 def _time(**kw: Any) -> Any:
@@ -200,7 +199,6 @@ def table(model: type[SQLModel]) -> Any:
 
 __all__ = [
     "ALERT_STATES",
-    "MEDIA_KINDS",
     "ROLES",
     "AlertRow",
     "AuditLog",

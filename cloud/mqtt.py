@@ -1,5 +1,8 @@
 """The cloud's MQTT connection: MQTT 5, clean start, reconnect with backoff and jitter.
 
+The broker address and TLS set-up are the shared ones (matthan/mqtt.py); the session is not: the
+device's and station's link keeps a persistent session, the cloud's starts clean every time.
+
 paho's network thread only calls `on_message` (which must just enqueue) and re-subscribes on every
 connect; publishing is thread-safe (paho's own locks) and may be called from the writer thread or
 the API. A clean session per connection, always: with shared subscriptions a persistent member
@@ -13,7 +16,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -23,6 +25,7 @@ from cloud.errors import CloudError
 from cloud.settings import Settings
 from matthan.backoff import Backoff
 from matthan.identity import certificate_name
+from matthan.mqtt import MqttError, endpoint, use_tls
 
 log = logging.getLogger("matthan.cloud.mqtt")
 
@@ -33,12 +36,11 @@ class MqttLink:
     def __init__(self, settings: Settings, client_prefix: str = "matthan-cloud") -> None:
         if settings.broker_url is None:
             raise CloudError("no broker URL configured")
-        url = urlsplit(settings.broker_url)
-        if not url.hostname:
-            raise CloudError(f"broker URL {settings.broker_url!r} has no host")
-        self.host = url.hostname
-        self.tls = url.scheme == "mqtts"
-        self.port = url.port or (8883 if self.tls else 1883)
+        try:
+            where = endpoint(settings.broker_url)
+        except MqttError as exc:
+            raise CloudError(str(exc)) from None
+        self.host, self.port, self.tls = where.host, where.port, where.tls
         # Unique per process: a second connection with the same id kicks the first off (docs/lessons.md).
         # Behind the generated broker config the id is the certificate's name whatever we ask for,
         # so ask for that: each ingest worker then needs its own certificate (cloud:ingest-2, …).
@@ -66,14 +68,9 @@ class MqttLink:
             client.username_pw_set(settings.broker_username, settings.broker_password)
         if self.tls:
             try:
-                client.tls_set(
-                    ca_certs=settings.broker_ca,
-                    certfile=settings.broker_cert,
-                    keyfile=settings.broker_key,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError) as exc:
-                raise CloudError(f"broker TLS files: {exc}") from None
+                use_tls(client, settings.broker_ca, settings.broker_cert, settings.broker_key)
+            except MqttError as exc:
+                raise CloudError(str(exc)) from None
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.on_connect = self._handle_connect

@@ -1,11 +1,17 @@
 """Settings of the cloud service, from flags over environment (MATTHAN_CLOUD_*) over defaults.
 
 A plain pydantic model: `Settings.from_env(db_url=…)` reads the environment and lets explicit
-values (the CLI's flags, a test's arguments) win. Nothing here opens a connection.
+values (the CLI's flags, a test's arguments) win. It is built once, by the composition root, and
+passed down (`app.state.settings`, the `AppSettings` dependency): nothing reads the environment
+while serving a request. Nothing here opens a connection.
+
+Two groups keep their older environment names: enrollment (MATTHAN_PROVISION_CA_DIR, _BROKER_URL,
+_BROKER_DIR) and the console's time zone (MATTHAN_CONSOLE_TZ).
 """
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,29 @@ from cloud.errors import CloudError
 from matthan_wire.codec import describe
 
 ENV_PREFIX = "MATTHAN_CLOUD_"
+ENROLLMENT_ENV_PREFIX = "MATTHAN_PROVISION_"
+CONSOLE_TZ_ENV = "MATTHAN_CONSOLE_TZ"
+
+
+class EnrollmentSettings(BaseModel):
+    """What enrollment needs: the CA (required to enroll), the broker URL devices dial, and the
+    broker-config folder (when set, the ACL and CRL are regenerated and the broker reloaded on
+    every enrollment and revocation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_dir: Path | None = None
+    broker_url: str | None = None
+    broker_dir: Path | None = None
+    device_cert_days: int | None = Field(default=None, ge=1)  # None: the CA's default (90 days)
+
+    @classmethod
+    def from_env(cls, source: Mapping[str, str]) -> "EnrollmentSettings":
+        return cls(
+            ca_dir=source.get(f"{ENROLLMENT_ENV_PREFIX}CA_DIR") or None,
+            broker_url=source.get(f"{ENROLLMENT_ENV_PREFIX}BROKER_URL") or None,
+            broker_dir=source.get(f"{ENROLLMENT_ENV_PREFIX}BROKER_DIR") or None,
+        )
 
 
 class Settings(BaseModel):
@@ -70,6 +99,10 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     session_hours: float = Field(default=12.0, gt=0.0)
 
+    # The district's clock for the console's pages and per-day counts (an IANA zone name).
+    console_tz: str = "Asia/Ho_Chi_Minh"
+    enrollment: EnrollmentSettings = Field(default_factory=EnrollmentSettings)
+
     @field_validator("db_url")
     @classmethod
     def _db_scheme(cls, url: str) -> str:
@@ -117,8 +150,12 @@ class Settings(BaseModel):
             key = ENV_PREFIX + name.upper()
             if key in source:
                 values[name] = source[key]
+        if CONSOLE_TZ_ENV in source:
+            values.setdefault("console_tz", source[CONSOLE_TZ_ENV])
+        values.pop("enrollment", None)
         values.update({k: v for k, v in explicit.items() if v is not None})
         try:
+            values.setdefault("enrollment", EnrollmentSettings.from_env(source))
             return cls.model_validate(values)
         except ValidationError as exc:
             raise CloudError(f"cloud settings: {describe(exc)}") from None

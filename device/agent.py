@@ -6,15 +6,14 @@ detect → rules → events into the outbox), camera-offline watch, config sync 
 crash: it is committed to the outbox before it is logged, published or handed to the clip maker, and
 the outbox replays it on the next start.
 
-Hooks for recording and uploads (device/clips.py, device/uploader.py): `clip_sink` receives every event
-start and end after it is in the outbox; `uploads` tells health the upload backlog.
+Hooks for recording and uploads (device/media.py): `clip_sink` receives every event start and end
+after it is in the outbox; `uploads` tells health the upload backlog.
 """
 
 import fcntl
 import logging
 import os
 import queue
-import socket
 import sqlite3
 import threading
 import time
@@ -23,21 +22,22 @@ from pathlib import Path
 from typing import Protocol
 
 from device import heartbeat
-from device.camera_worker import CameraStats, CameraWorker
-from device.clips import DeviceMedia
+from device.camera_worker import CameraStats
+from device.cameras import Cameras, FrameHook
 from device.commands import CommandHandler, CommandTargets
 from device.config_file import model_of
 from device.config_sync import STATE_FILE, ConfigSync, load_applied
-from device.detector import NotShareable, SharedDetector
 from device.errors import DeviceError
 from device.events import DetectedEvent
-from device.frames import Frame
 from device.health import CameraView, HealthMonitor, UploadView
-from device.mqtt_link import MqttLink
+from device.media import DeviceMedia
 from device.offline import OfflineWatch
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from device.sd_notify import SdNotify
+from device.site_check import check_site
+from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Health, Kind, ReportedConfig, encode
-from matthan_wire.config import CameraConfig, DeviceConfig, ModelConfig, SiteConfig
+from matthan_wire.config import DeviceConfig, SiteConfig
 from matthan_wire.topics import device_topic
 
 log = logging.getLogger("matthan.device.agent")
@@ -63,60 +63,22 @@ class Agent:
         media: Callable[[DeviceConfig, Callable[[], int | None]], DeviceMedia] | None = None,
         publish_window: int = 100,
     ) -> None:
-        self.storage = Path(config.storage.path)
-        try:
-            self.storage.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DeviceError(f"storage.path {self.storage}: {exc.strerror}") from None
+        # In dependency order; every callback below is a method, so nothing refers to a part that
+        # is not built yet. Nothing connects or starts here: start() does, in the order it says.
+        self.storage = _storage_folder(config)
         self.state_path = self.storage / STATE_FILE
-        applied = load_applied(self.state_path)
-        version: int | None = None
-        if applied is not None:
-            version, site = applied
-            # The last config the cloud set wins over the file's cameras: the device must come back
-            # as it was, even with no broker to ask.
-            config = config.with_site(site)
-            log.info("starting from applied config version=%d cameras=%d", version, len(site.cameras))
+        config, version = _effective_config(config, self.state_path)
         self.config = config
         self.device = config.device
         self.model = model_of(config)
-        self.detector: SharedDetector | None = None  # one interpreter for every camera, from start()
-        # Recording, clips and uploads follow the effective config (the last applied one), and
-        # report the config version their sidecars carry.
-        self.media = media(config, lambda: self.config_sync.version) if media is not None else None
-        if self.media is not None:
-            clip_sink = clip_sink or self.media
-            uploads = uploads or self.media.upload_view
-        self.clip_sink = clip_sink
-        # The outbox may hold at most a quarter of the storage budget; recordings and clips (the
-        # retention part) have the rest.
-        self.outbox = Outbox(
-            self.storage / "outbox.db", config.outbox, max_bytes=config.storage.budget_mb * 2**20 // 4
-        )
-        ward, dev = self.device.ward, self.device.id
-        self._topics = {
-            k: device_topic(k, ward, dev)
-            for k in (Kind.ALERT, Kind.EVENT, Kind.HEALTH, Kind.STATUS, Kind.RECEIPT, Kind.CONFIG_DESIRED)
-            + (Kind.CONFIG_REPORTED, Kind.CMD)
-        }
+        self._stop = threading.Event()
         self._control: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
-        self.link = MqttLink(
-            config.broker,
-            dev,
-            subscriptions=[
-                (self._topics[Kind.RECEIPT], 1),
-                (self._topics[Kind.CONFIG_DESIRED], 1),
-                (self._topics[Kind.CMD], 1),
-            ],
-            on_message=self._on_message,
-            on_published=lambda mid, ok: self.publisher.on_published(mid, ok),
-            on_connected=lambda: self._control.put(("connected", b"")),
-            status_topic=self._topics[Kind.STATUS],
-            # Room beyond the outbox window for status, reports, results and health.
-            max_inflight=publish_window + 20,
-        )
-        self.publisher = OutboxPublisher(self.outbox, self.link, window=publish_window)
-        self.offline = OfflineWatch(self.device, self.outbox.next_seq, self._on_event)
+        self._control_thread: threading.Thread | None = None
+        self._notify = SdNotify.from_env()
+        self._lock_fd: int | None = None
+        self.unstored_total = 0
+
+        # 1. The desired-config state (applied, reported), which the media's sidecars quote.
         self.config_sync = ConfigSync(
             self.state_path,
             apply=self._apply_site,
@@ -124,38 +86,93 @@ class Agent:
             check=check_site,
             version=version,
         )
+        # 2. Recording, clips and uploads follow the effective config (the last applied one).
+        self.media = media(config, self._config_version) if media is not None else None
+        if self.media is not None:
+            clip_sink = clip_sink or self.media
+            uploads = uploads or self.media.upload_view
+        self.clip_sink = clip_sink
+        # 3. The outbox may hold at most a quarter of the storage budget; recordings and clips (the
+        # retention part) have the rest.
+        self.outbox = Outbox(
+            self.storage / "outbox.db", config.outbox, max_bytes=config.storage.budget_mb * 2**20 // 4
+        )
+        # 4. The MQTT link and the publisher that feeds it from the outbox.
+        self._topics = _topics(config)
+        self.link = MqttLink(
+            config.broker,
+            self.device.id,
+            subscriptions=[(self._topics[k], 1) for k in (Kind.RECEIPT, Kind.CONFIG_DESIRED, Kind.CMD)],
+            on_message=self._on_message,
+            on_published=self._on_published,
+            on_connected=self._on_connected,
+            status_topic=self._topics[Kind.STATUS],
+            # Room beyond the outbox window for status, reports, results and health.
+            max_inflight=publish_window + 20,
+        )
+        self.publisher = OutboxPublisher(self.outbox, self.link, window=publish_window)
+        # 5. What acts on the cameras' state and the cloud's commands.
+        self.offline = OfflineWatch(self.device, self.outbox.next_seq, self._on_event)
+        self.cameras = Cameras(
+            self.device,
+            self.model,
+            self._on_event,
+            self.outbox.next_seq,
+            self._frame_hook,
+            self.offline,
+            tamper_dir=self.storage / "tamper",
+        )
         self.commands = CommandHandler(
-            dev,
-            ward,
+            self.device.id,
+            self.device.ward,
             CommandTargets(
-                cameras=lambda: [c.id for c in self.config.cameras],
-                latest_frame=self._latest_frame,
+                cameras=self._camera_ids,
+                latest_frame=self.cameras.latest_frame,
                 restart_camera=self.restart_camera,
                 resync_config=self._resync_config,
-                publish=lambda topic, payload: self.link.publish(topic, payload, qos=1) is not None,
-                confirm_view=self._confirm_view,
+                publish=self._publish_result,
+                confirm_view=self.cameras.confirm_view,
             ),
         )
+        # 6. Health, last: it reads every part above.
         self.health = HealthMonitor(
-            dev,
-            ward,
+            self.device.id,
+            self.device.ward,
             self.storage,
             outbox=self.publisher.stats,
             cameras=self._camera_views,
-            config_version=lambda: self.config_sync.version,
+            config_version=self._config_version,
             model=Path(self.model.path).name,
             publish=self._publish_health,
             interval_s=config.health.interval_s,
             uploads=uploads,
         )
-        self.unstored_total = 0
-        self._workers: dict[str, CameraWorker] = {}
-        self._worker_started: dict[str, float] = {}
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._control_thread: threading.Thread | None = None
-        self._notify = SdNotify.from_env()
-        self._lock_fd: int | None = None
+
+    # ---- callbacks the parts above call (after start) -----------------------------------------------
+
+    def _config_version(self) -> int | None:
+        return self.config_sync.version
+
+    def _on_published(self, mid: int, ok: bool) -> None:
+        self.publisher.on_published(mid, ok)
+
+    def _on_connected(self) -> None:
+        self._control.put(("connected", b""))
+
+    def _frame_hook(self, camera_id: str) -> FrameHook | None:
+        return self.media.frame_hook(camera_id) if self.media is not None else None
+
+    def _camera_views(self) -> list[CameraView]:
+        return self.cameras.views(self.config.cameras, self._recording_up)
+
+    def _recording_up(self, camera_id: str) -> bool | None:
+        return self.media.recording_up(camera_id) if self.media is not None else None
+
+    def _camera_ids(self) -> list[str]:
+        return [c.id for c in self.config.cameras]
+
+    def _publish_result(self, topic: str, payload: bytes) -> bool:
+        return self.link.publish(topic, payload, qos=1) is not None
 
     def _take_lock(self) -> None:
         """One agent per storage folder: a second one would share the outbox and, with the same
@@ -195,9 +212,7 @@ class Agent:
             # Recording before the cameras: an event's pre-capture must already be on disk.
             if self.media is not None:
                 self.media.start()
-            self.detector = shared_detector(self.model)
-            for cam in self.config.cameras:
-                self._workers[cam.id] = self._start_worker(cam)
+            self.cameras.start(self.config.cameras)
         except BaseException:
             self.stop()
             raise
@@ -216,14 +231,7 @@ class Agent:
         self.health.stop()
         if self._control_thread is not None:
             self._control_thread.join(10)
-        with self._lock:
-            for cam_id, worker in reversed(list(self._workers.items())):
-                worker.stop()
-                log.info("camera stopped device=%s camera=%s", self.device.id, cam_id)
-            self._workers.clear()
-        if self.detector is not None:
-            self.detector.stop()
-            self.detector = None
+        self.cameras.stop()
         if self.media is not None:
             self.media.stop()
         self.publisher.stop()
@@ -321,7 +329,7 @@ class Agent:
                     self.health.send_now()
                 now = time.monotonic()
                 if now >= next_check:
-                    self._check_offline(now)
+                    self.cameras.check_offline(self.config.camera, now)
                     next_check = now + OFFLINE_CHECK_S
                 if now >= next_watchdog:
                     # Only this loop pets the watchdog: if it wedges, systemd restarts the agent.
@@ -331,45 +339,13 @@ class Agent:
             except Exception:
                 log.exception("control step failed what=%s", what or "tick")
 
-    def _check_offline(self, now: float) -> None:
-        with self._lock:
-            items = [(self.config.camera(cid), w) for cid, w in self._workers.items()]
-        for cam, worker in items:
-            if worker.wait_finished(0):
-                continue  # a file that has played to its end is not a lost stream
-            self.offline.check(cam, worker.stats(), now)
-
     # ---- config ----------------------------------------------------------------------------------
 
     def _apply_site(self, site: SiteConfig) -> None:
-        """Switch to `site` as one step: start what is new first; if anything fails, stop those and
-        raise, having changed nothing; then retire what is replaced and hot-reload the rest."""
-        with self._lock:
-            old = {c.id: c for c in self.config.cameras}
-            new = {c.id: c for c in site.cameras}
-            fresh: dict[str, CameraWorker] = {}
-            try:
-                for cid, cam in new.items():
-                    if cid not in old or _needs_restart(old[cid], cam):
-                        fresh[cid] = self._start_worker(cam)
-            except DeviceError:
-                for w in fresh.values():
-                    w.stop()
-                raise
-            for cid in old:
-                if cid not in new:
-                    self._workers.pop(cid).stop()
-                    self.offline.forget(cid)
-                    log.info("camera removed device=%s camera=%s", self.device.id, cid)
-                elif cid in fresh:
-                    self._workers.pop(cid).stop()
-                    log.info("camera restarted for a new source device=%s camera=%s", self.device.id, cid)
-            for cid, cam in new.items():
-                if cid in fresh:
-                    self._workers[cid] = fresh[cid]
-                elif cam != old[cid]:
-                    self._workers[cid].update_camera(cam)
-                    log.info("camera reloaded (zones/rules) device=%s camera=%s", self.device.id, cid)
+        """Switch to `site` as one step: the cameras first (which raise having changed nothing
+        when one cannot start), then the config, health and media follow."""
+        with self.cameras.lock:
+            self.cameras.apply(self.config.cameras, site.cameras)
             self.config = self.config.with_site(site)
             self.health.interval_s = site.health.interval_s
             if self.media is not None:
@@ -387,114 +363,42 @@ class Agent:
 
     # ---- cameras ---------------------------------------------------------------------------------
 
-    def _start_worker(self, cam: CameraConfig) -> CameraWorker:
-        # A Pi or USB camera can be opened by one process only: its frames are what gets recorded.
-        hook = self.media.frame_hook(cam.id) if self.media is not None else None
-        worker = CameraWorker(
-            self.device, cam, self.model, self._on_event, self.outbox.next_seq, on_frame=hook,
-            tamper_dir=self.storage / "tamper", shared=self.detector,
-        )  # fmt: skip
-        worker.start()
-        self._worker_started[cam.id] = time.monotonic()
-        return worker
-
     def restart_camera(self, camera_id: str) -> None:
-        with self._lock:
-            cam = self.config.camera(camera_id)
-            fresh = self._start_worker(cam)
-            self._workers.pop(camera_id).stop()
-            self._workers[camera_id] = fresh
-        log.info("camera restarted device=%s camera=%s", self.device.id, camera_id)
-
-    def _latest_frame(self, camera_id: str) -> Frame | None:
-        with self._lock:
-            w = self._workers.get(camera_id)
-        return w.latest_frame() if w is not None else None
-
-    def _confirm_view(self, camera_id: str) -> str:
-        with self._lock:
-            w = self._workers.get(camera_id)
-        if w is None:
-            raise DeviceError(f"camera {camera_id} is not running")
-        return w.confirm_view()
+        with self.cameras.lock:
+            self.cameras.restart(self.config.camera(camera_id))
 
     def camera_stats(self) -> dict[str, CameraStats]:
-        with self._lock:
-            return {cid: w.stats() for cid, w in self._workers.items()}
-
-    def _camera_views(self) -> list[CameraView]:
-        now = time.monotonic()
-        with self._lock:
-            return [
-                CameraView(
-                    c.id,
-                    self._workers[c.id].stats() if c.id in self._workers else None,
-                    now - self._worker_started.get(c.id, now),
-                    self.media.recording_up(c.id) if self.media is not None else None,
-                )
-                for c in self.config.cameras
-            ]
+        return self.cameras.stats()
 
     def _publish_health(self, health: Health) -> bool:
         # QoS 0, latest wins: nothing is queued while the link is down.
         return self.link.publish(self._topics[Kind.HEALTH], encode(health), qos=0) is not None
 
 
-def shared_detector(model: ModelConfig) -> SharedDetector | None:
-    """The device's one detector; None for a recurrent model (each camera then loads its own)."""
+def _storage_folder(config: DeviceConfig) -> Path:
+    storage = Path(config.storage.path)
     try:
-        shared = SharedDetector(model)
-    except NotShareable:
-        log.info("detector per camera model=%s reason=recurrent model", Path(model.path).name)
-        return None
-    shared.start()
-    return shared
+        storage.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeviceError(f"storage.path {storage}: {exc.strerror}") from None
+    return storage
 
 
-def _needs_restart(old: CameraConfig, new: CameraConfig) -> bool:
-    # Capture is opened with these; everything else (zones, lines, rules, detect, motion) reloads hot.
-    return (old.detect_source, old.loop, old.hwaccel) != (new.detect_source, new.loop, new.hwaccel)
+def _effective_config(config: DeviceConfig, state_path: Path) -> tuple[DeviceConfig, int | None]:
+    """The last config the cloud set wins over the file's cameras: the device must come back as it
+    was, even with no broker to ask. Returns the config and its version (None: the file's own)."""
+    applied = load_applied(state_path)
+    if applied is None:
+        return config, None
+    version, site = applied
+    log.info("starting from applied config version=%d cameras=%d", version, len(site.cameras))
+    return config.with_site(site), version
 
 
-def check_site(site: SiteConfig) -> None:
-    """What the wire model cannot know: whether this device can open each camera's source."""
-    for cam in site.cameras:
-        for src in cam.sources:
-            if "://" in src or src.startswith(("picamera2:", "/dev/")) or src.isdigit():
-                continue
-            p = Path(src)
-            if not p.is_absolute():
-                raise DeviceError(
-                    f"camera {cam.id}: file source {src!r} must be an absolute path on the device"
-                )
-            if not p.is_file():
-                raise DeviceError(f"camera {cam.id}: source file {src} not found on the device")
-
-
-class SdNotify:
-    """systemd's notify protocol over a plain unix datagram socket (no dependency)."""
-
-    def __init__(self, address: str | None, watchdog_usec: int | None) -> None:
-        self.address = address
-        # Pet at half the watchdog period, as sd_watchdog_enabled(3) advises.
-        self.watchdog_every_s = watchdog_usec / 2e6 if watchdog_usec else 10.0
-
-    @classmethod
-    def from_env(cls) -> "SdNotify":
-        usec = os.environ.get("WATCHDOG_USEC")
-        return cls(os.environ.get("NOTIFY_SOCKET"), int(usec) if usec and usec.isdigit() else None)
-
-    def send(self, message: str) -> bool:
-        if not self.address:
-            return False
-        addr = "\0" + self.address[1:] if self.address.startswith("@") else self.address
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-                s.sendto(message.encode(), addr)
-            return True
-        except OSError as exc:
-            log.warning("sd_notify %s failed: %s", message, exc)
-            return False
+def _topics(config: DeviceConfig) -> dict[Kind, str]:
+    ward, dev = config.device.ward, config.device.id
+    kinds = (Kind.ALERT, Kind.EVENT, Kind.HEALTH, Kind.STATUS, Kind.RECEIPT, Kind.CONFIG_DESIRED)
+    return {k: device_topic(k, ward, dev) for k in (*kinds, Kind.CONFIG_REPORTED, Kind.CMD)}
 
 
 def run_agent(config_path: Path) -> int:

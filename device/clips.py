@@ -34,23 +34,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from device.errors import DeviceError
-from device.recorder import FFMPEG, FFPROBE, Recorder, Recording, Segment
+from device.recorder import FFMPEG, FFPROBE, Recorder, Segment
 from device.retention import Retention
-from device.uploader import Uploader, UploadQueue, queue_path, sha256_file, token_from_file
-from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity, StorageConfig
+from device.uploader import UploadQueue, sha256_file
+from matthan_wire.config import DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import UtcDateTime, utc_now
-
-if TYPE_CHECKING:
-    from device.frames import Frame
-    from device.health import UploadView
 
 log = logging.getLogger(__name__)
 
@@ -573,107 +569,3 @@ class ClipMaker:
     def _enforce_budget(self) -> None:
         if self._retention is not None:
             self._retention.enforce()
-
-
-class DeviceMedia:
-    """Recording, clips, uploads and the disk budget of one device, wired from its configuration.
-
-    What the agent uses: start() and stop(); event_started / event_ended (its clip sink);
-    apply_cameras() after a config change; upload_view() and recording_up() for health.
-    Without a `cloud` section clips are still cut and kept, within the budget, for a later upload.
-    """
-
-    def __init__(
-        self,
-        config: DeviceConfig,
-        *,
-        model: str | None = None,
-        config_version: Callable[[], int | None] = lambda: None,
-        paced: bool = True,
-    ) -> None:
-        storage = config.storage
-        self._cameras = list(config.cameras)
-        self.uploads = UploadQueue(queue_path(storage))
-        self.recording = Recording(storage, paced=paced)
-        # The segment cache counts against the budget only when it lives on the same storage.
-        cache_on_storage = storage.cache_path is None
-        self.retention = Retention.from_config(
-            storage,
-            self.uploads,
-            media_dir(storage),
-            extra_usage=self.recording.cache_bytes if cache_on_storage else lambda: 0,
-        )
-        self.clips = ClipMaker(
-            config.device,
-            media_dir(storage),
-            self.recording.get,
-            self.uploads,
-            model=model,
-            config_version=config_version,
-            retention=self.retention,
-        )
-        self.uploader: Uploader | None = None
-        if config.cloud is not None:
-            token = token_from_file(config.cloud.token_file) if config.cloud.token_file else None
-            self.uploader = Uploader(
-                self.uploads,
-                config.cloud.url,
-                token,
-                ca=config.cloud.ca,
-                max_bytes_per_s=config.cloud.upload_max_bytes_per_s,
-            )
-
-    def start(self) -> None:
-        self.clips.start()  # first: saved clip jobs hold their segments before any recorder prunes
-        self.recording.apply(self._cameras)
-        if self.uploader is not None:
-            self.uploader.start()
-        else:
-            log.warning("no cloud section: clips stay on the device, within the disk budget")
-
-    def stop(self) -> None:
-        if self.uploader is not None:
-            self.uploader.stop()
-        self.recording.stop()
-        self.clips.stop()
-        self.uploads.close()
-
-    def apply_cameras(self, cameras: list[CameraConfig]) -> None:
-        self._cameras = list(cameras)
-        self.recording.apply(self._cameras)
-
-    def event_started(self, alert: Alert, snapshot_jpeg: bytes | None) -> None:
-        self.clips.event_started(alert, snapshot_jpeg)
-
-    def event_ended(self, alert: Alert) -> None:
-        self.clips.event_ended(alert)
-
-    def frame_hook(self, camera_id: str) -> Callable[..., None] | None:
-        """CameraWorker's on_frame for a camera only the capture can open (Pi, USB): its frames are
-        what gets recorded. None for cameras the recorder reads itself."""
-        rec = self.recording.get(camera_id)
-        if rec is None or not rec.frames:
-            return None
-
-        def hook(frame: Frame, *_: object) -> None:
-            current = self.recording.get(camera_id)  # the recorder may have been replaced since
-            if current is not None:
-                current.feed(frame.image)
-
-        return hook
-
-    def recording_up(self, camera_id: str) -> bool | None:
-        """None when the camera is not recorded (record.enabled: false, or it could not start)."""
-        rec = self.recording.get(camera_id)
-        return rec.state().recording if rec is not None else None
-
-    def upload_view(self) -> UploadView:
-        from device.health import UploadView
-
-        backlog = self.uploads.backlog()
-        return UploadView(
-            backlog=backlog.count,
-            backlog_bytes=backlog.bytes,
-            oldest_age_s=backlog.oldest_age_s,
-            evicted_unconfirmed_total=self.retention.evicted_unconfirmed_total(),
-        )

@@ -435,7 +435,7 @@ def _chunks(items: Sequence[str] | list[int], size: int) -> Iterable[list]:  # t
 
 
 class Link(Protocol):
-    """What the publisher needs of an MQTT link (device.mqtt_link.MqttLink)."""
+    """What the publisher needs of an MQTT link (matthan.mqtt.MqttLink)."""
 
     @property
     def connected(self) -> bool: ...

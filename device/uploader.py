@@ -32,6 +32,15 @@ import httpx
 from device.errors import DeviceError
 from matthan.backoff import Backoff
 from matthan_wire.config import StorageConfig
+from matthan_wire.upload import (
+    CHUNK_SHA256,
+    CONTENT_TYPE,
+    UPLOAD_COMPLETE,
+    UPLOAD_LENGTH,
+    UPLOAD_OFFSET,
+    UPLOAD_SHA256,
+    UploadStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -474,10 +483,10 @@ class Uploader:
             )
             return False
         head = self._call("HEAD", url, headers=self._headers())
-        if head.status_code == 404:
+        if head.status_code == UploadStatus.NOT_FOUND:
             offset = 0
-        elif head.status_code == 200:
-            offset = int(head.headers.get("Upload-Offset", "0"))
+        elif head.status_code == UploadStatus.ALREADY_COMPLETE:
+            offset = int(head.headers.get(UPLOAD_OFFSET, "0"))
             if offset > 0 and offset != item.sent_offset:
                 log.info("upload resume event=%s kind=%s offset=%d", item.event_id, item.kind, offset)
             if offset > 0:
@@ -504,16 +513,16 @@ class Uploader:
                 self._pace(len(body))
                 headers = {
                     **self._headers(),
-                    "Upload-Offset": str(offset),
-                    "Upload-Length": str(item.size),
-                    "Upload-Sha256": item.sha256,
-                    "Chunk-Sha256": hashlib.sha256(body).hexdigest(),
-                    "Content-Type": "application/offset+octet-stream",
+                    UPLOAD_OFFSET: str(offset),
+                    UPLOAD_LENGTH: str(item.size),
+                    UPLOAD_SHA256: item.sha256,
+                    CHUNK_SHA256: hashlib.sha256(body).hexdigest(),
+                    "Content-Type": CONTENT_TYPE,
                 }
                 resp = self._call("PATCH", url, content=body, headers=headers)
                 code = resp.status_code
-                if code in (200, 201):
-                    if resp.headers.get("Upload-Complete", "1") != "1":
+                if code in (UploadStatus.ALREADY_COMPLETE, UploadStatus.COMPLETED):
+                    if resp.headers.get(UPLOAD_COMPLETE, "1") != "1":
                         raise _Retry(f"PATCH answered {code} without Upload-Complete: 1")
                     self.stats.bytes_sent += len(body)
                     self.stats.chunks_sent += 1
@@ -521,16 +530,16 @@ class Uploader:
                     self.uploads.mark_uploaded(item)
                     log.info("upload done event=%s kind=%s size=%d", item.event_id, item.kind, item.size)
                     return True
-                if code == 204:
+                if code == UploadStatus.CHUNK_STORED:
                     self.stats.bytes_sent += len(body)
                     self.stats.chunks_sent += 1
                     rejects = 0
-                    offset = int(resp.headers.get("Upload-Offset", offset + len(body)))
+                    offset = int(resp.headers.get(UPLOAD_OFFSET, offset + len(body)))
                     self.uploads.set_offset(item, offset)
                     continue
-                if code == 409:
-                    server = resp.headers.get("Upload-Offset")
-                    if resp.headers.get("Upload-Complete") == "1" or server is None:
+                if code == UploadStatus.WRONG_OFFSET:
+                    server = resp.headers.get(UPLOAD_OFFSET)
+                    if resp.headers.get(UPLOAD_COMPLETE) == "1" or server is None:
                         # A completed upload with another checksum: the cloud will never take this one.
                         self.uploads.mark_failed(
                             item, f"409: the cloud holds a different file: {resp.text[:200]}"
@@ -552,7 +561,7 @@ class Uploader:
                     )
                     offset = int(server)
                     continue
-                if code == 400:
+                if code == UploadStatus.BAD_CHUNK:
                     self.stats.chunks_rejected += 1
                     rejects += 1
                     log.warning(
@@ -566,7 +575,7 @@ class Uploader:
                             f"{rejects} chunks in a row rejected at offset {offset}: {resp.text[:200]}"
                         )
                     continue
-                if code == 422:
+                if code == UploadStatus.CHECKSUM_MISMATCH:
                     restarts += 1
                     self.stats.restarts_from_zero += 1
                     if sha256_file(item.path) != item.sha256:
@@ -586,7 +595,7 @@ class Uploader:
                         raise _Retry("whole-file checksum refused three times")
                     offset = 0
                     continue
-                if code == 413:
+                if code == UploadStatus.TOO_LARGE:
                     self.uploads.mark_failed(item, f"413: over the cloud's size limit ({item.size} bytes)")
                     log.error(
                         "upload failed event=%s kind=%s reason=over the cloud's size limit size=%d",

@@ -80,6 +80,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from cloud import cli as cloud_cli
+    from cloud.registry import cli as registry_cli
     from device import cli as device_cli
     from matthan import assets_cli, demo_cli
     from provisioning import cli as provision_cli
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     device_cli.register(sub)
     cloud_cli.register(sub)
     ward_cli.register(sub)
-    provision_cli.register(sub)
+    registry_cli.register_deprecated(provision_cli.register(sub))
     assets_cli.register(sub)
     return parser
 

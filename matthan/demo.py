@@ -1,6 +1,6 @@
 """`matthan demo`: a whole site on this machine, built through the real flows.
 
-A project CA, a Mosquitto broker with mTLS and per-device ACLs (as `provision broker-config`
+A project CA, a Mosquitto broker with mTLS and per-device ACLs (as `cloud broker-config`
 writes it), the cloud service on SQLite with a local clip store, device agents enrolled with
 claim tokens and running on the sample clips (looping), zones set as desired config through the
 API, and a ward police station's subscriber whose alerts are shown on this terminal. Every part
@@ -171,7 +171,7 @@ class Demo:
         self.ids = ids
 
     def _broker(self, mosquitto: str) -> None:
-        from provisioning import broker_config as bc
+        from cloud.registry import broker_config as bc
 
         site = bc.BrokerSite(port=self.ports.broker, bind="127.0.0.1", names=["localhost", "127.0.0.1"])
         bc.write_broker_config(bc.Registry(wards=[WARD]), self.ca_dir, self.broker_dir, site)

@@ -32,11 +32,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from matthan_wire.config import CameraConfig, DeviceConfig
+from matthan_wire.enrollment import CheckItem, CommissioningReport
+from matthan_wire.identities import check_topic
 from matthan_wire.timeutil import utc_now
 from provisioning import pki
-from provisioning.broker_config import check_topic
 from provisioning.errors import ProvisionError
-from provisioning.protocol import CheckItem, CommissioningReport
 
 CLOCK_WARN_S = 2.0
 # Past this the device's evidence timestamps are worthless and TLS validity checks misfire.

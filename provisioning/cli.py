@@ -1,21 +1,19 @@
-"""`matthan provision …`: what a field technician and the operations centre run."""
+"""`matthan provision …`: what a field technician runs on their machine or the device: the CA,
+enrollment, renewal and the commissioning check. The registry commands that work on the cloud's
+database are `matthan cloud claim|import|revoke|broker-config` (cloud/registry/cli.py)."""
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from matthan_wire.codec import describe
 from provisioning.errors import ProvisionError
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
-
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("provision", help="CA, enrollment, site checks, bulk import, broker config")
+def register(
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+    """`matthan provision …`; returns its sub-commands, where the deprecated registry names go."""
+    p = sub.add_parser("provision", help="on the technician's machine: CA, enrollment, renewal, site checks")
     psub = p.add_subparsers(dest="provision_command", metavar="ACTION", required=True)
 
     ca = psub.add_parser("ca", help="create and manage the project CA")
@@ -42,13 +40,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     crl = casub.add_parser("crl", help="re-sign the CRL (the broker refuses everyone once it is stale)")
     crl.add_argument("--dir", type=Path, required=True)
     crl.set_defaults(handler=_crl)
-
-    claim = psub.add_parser("claim", help="issue a claim token for a ward (printed with its QR code)")
-    claim.add_argument("--db", required=True, help="the cloud's database URL")
-    claim.add_argument("--ward", required=True)
-    claim.add_argument("--device-id", help="bind the token to one device id")
-    claim.add_argument("--ttl-hours", type=float, default=72.0)
-    claim.set_defaults(handler=_claim)
 
     e = psub.add_parser("enroll", help="enroll this device with a claim token")
     e.add_argument("--cloud", required=True, help="the cloud's URL, e.g. https://cloud.q1.example")
@@ -78,46 +69,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     c.add_argument("--by", help="technician's name for the report (default $MATTHAN_TECHNICIAN or $USER)")
     c.add_argument("--no-report", action="store_true", help="do not send the report to the cloud")
     c.set_defaults(handler=_check)
-
-    i = psub.add_parser("import", help="bulk import cameras from CSV (site, ward, lat, lon, source, device)")
-    i.add_argument("csv", type=Path)
-    i.add_argument("--db", required=True, help="the cloud's database URL")
-    i.add_argument("--ttl-hours", type=float, default=72.0, help="claim tokens' lifetime")
-    i.add_argument("--tokens", type=Path, help="write the claim tokens to this CSV (0600) instead of stdout")
-    i.set_defaults(handler=_import)
-
-    b = psub.add_parser("broker-config", help="write the Mosquitto configuration and ACLs")
-    src = b.add_mutually_exclusive_group(required=True)
-    src.add_argument("--db", help="the cloud's database URL (the registry)")
-    src.add_argument("--registry", type=Path, help="a registry YAML file (devices, wards)")
-    b.add_argument("--ca-dir", type=Path, required=True)
-    b.add_argument("--out", type=Path, required=True, help="folder for mosquitto.conf, acl, certificates")
-    b.add_argument("--port", type=int, default=8883)
-    b.add_argument("--bind", default="0.0.0.0")
-    b.add_argument(
-        "--name", action="append", help="the broker's DNS names / IPs for its certificate (repeat)"
-    )
-    b.add_argument(
-        "--cloud-user",
-        action="append",
-        help="another cloud identity besides cloud:ingest, e.g. cloud:ingest-2: one certificate per "
-        "cloud process on the broker (repeat; kept for later regenerations)",
-    )
-    b.add_argument(
-        "--station-user",
-        action="append",
-        help="another screen of a ward, station:WARD:NAME, with the ward station's rules "
-        "(repeat; kept for later regenerations)",
-    )
-    b.add_argument("--reload", action="store_true", help="SIGHUP the broker running from --out")
-    b.set_defaults(handler=_broker_config)
-
-    v = psub.add_parser("revoke", help="revoke a device: CRL, broker reload, uploads refused")
-    v.add_argument("device")
-    v.add_argument("--db", required=True, help="the cloud's database URL")
-    v.add_argument("--ca-dir", type=Path, required=True)
-    v.add_argument("--broker-dir", type=Path, help="the broker-config folder to regenerate and reload")
-    v.set_defaults(handler=_revoke)
+    return psub
 
 
 def _ca_init(args: argparse.Namespace) -> int:
@@ -152,37 +104,6 @@ def _crl(args: argparse.Namespace) -> int:
     from provisioning import pki
 
     print(pki.Authority(args.dir).write_crl())
-    return 0
-
-
-def _engine(db: str) -> "Engine":
-    from cloud.db import make_engine, migrate
-
-    engine = make_engine(db)
-    migrate(engine)
-    return engine
-
-
-def _claim(args: argparse.Namespace) -> int:
-    from cloud.db import session_scope
-    from cloud.enrollment import issue_claim
-    from matthan_wire.ids import is_id
-
-    for what, value in (("ward", args.ward), ("device id", args.device_id)):
-        if value is not None and not is_id(value):
-            raise ProvisionError(f"{what} {value!r} is not an id ([a-z0-9-])")
-    if not 0 < args.ttl_hours <= 720:
-        raise ProvisionError("--ttl-hours: between 0 and 720")
-    engine = _engine(args.db)
-    with session_scope(engine) as session:
-        issued = issue_claim(session, args.ward, args.device_id, args.ttl_hours, by="cli")
-    engine.dispose()
-    print(issued.qr)
-    print(
-        f"claim token for ward {issued.ward}" + (f", device {issued.device_id}" if issued.device_id else "")
-    )
-    print(f"  {issued.token}")
-    print(f"  expires {issued.expires_at:%Y-%m-%d %H:%M} UTC; single use")
     return 0
 
 
@@ -236,74 +157,3 @@ def _check(args: argparse.Namespace) -> int:
             print(f"matthan: {exc}", file=sys.stderr)
             return 1
     return 1 if failed else 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    import csv
-    import io
-
-    from cloud.db import session_scope
-    from provisioning.bulk_import import import_csv
-    from provisioning.files import write_file
-
-    if not 0 < args.ttl_hours <= 720:
-        raise ProvisionError("--ttl-hours: between 0 and 720")
-    try:
-        text = args.csv.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ProvisionError(f"{args.csv}: not UTF-8 text") from None
-    engine = _engine(args.db)
-    # All or nothing: import_csv raises before anything is committed, and the scope rolls back.
-    with session_scope(engine) as session:
-        result = import_csv(session, text, by="cli", ttl_hours=args.ttl_hours)
-    engine.dispose()
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["device", "ward", "token", "expires_at"])
-    for t in result.tokens:
-        w.writerow([t.device_id, t.ward, t.token, f"{t.expires_at:%Y-%m-%dT%H:%MZ}"])
-    if args.tokens:
-        write_file(args.tokens, out.getvalue(), mode=0o600)
-    else:
-        sys.stdout.write(out.getvalue())
-    print(f"imported {result.devices} device(s), {result.cameras} camera(s)", file=sys.stderr)
-    return 0
-
-
-def _broker_config(args: argparse.Namespace) -> int:
-    from provisioning import broker_config as bc
-
-    registry = bc.load_registry(args.db) if args.db else bc.load_registry_file(args.registry)
-    try:
-        site = bc.BrokerSite(
-            port=args.port,
-            bind=args.bind,
-            cloud_users=args.cloud_user or [],
-            station_users=args.station_user or [],
-            **({"names": args.name} if args.name else {}),
-        )
-    except ValidationError as exc:
-        raise ProvisionError(f"--cloud-user/--station-user/--port: {describe(exc)}") from None
-    conf = bc.write_broker_config(registry, args.ca_dir, args.out, site)
-    live = sum(not d.revoked for d in registry.devices)
-    print(f"{conf}: {live} device(s), {len(registry.station_wards())} ward station(s)")
-    if args.reload:
-        pid = bc.reload_broker(args.out)
-        print(f"broker pid {pid} reloaded" if pid else "no broker running from this folder; nothing reloaded")
-    return 0
-
-
-def _revoke(args: argparse.Namespace) -> int:
-    from cloud.db import session_scope
-    from provisioning import pki
-    from provisioning.revoke import revoke_device, sync_broker
-
-    ca = pki.Authority(args.ca_dir)
-    engine = _engine(args.db)
-    with session_scope(engine) as session:
-        _, serials = revoke_device(session, ca, args.device, by="cli")
-    with session_scope(engine) as session:
-        reloaded = sync_broker(session, args.ca_dir, args.broker_dir)
-    engine.dispose()
-    print(f"revoked {args.device}: {len(serials)} certificate(s) in the CRL; broker reloaded: {reloaded}")
-    return 0

@@ -27,11 +27,11 @@ from pydantic import ValidationError
 
 from matthan_wire.codec import describe
 from matthan_wire.config import DeviceConfig
+from matthan_wire.enrollment import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse
 from matthan_wire.ids import is_id
 from provisioning import pki
 from provisioning.errors import ProvisionError
 from provisioning.files import write_file
-from provisioning.protocol import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse
 
 TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 FILES = ("device.key", "device.pem", "ca.pem", "device.token", "device.yaml")

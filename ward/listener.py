@@ -32,10 +32,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from device.errors import DeviceError
-from device.mqtt_link import MqttLink
 from matthan.backoff import Backoff
 from matthan.identity import certificate_name
+from matthan.mqtt import MqttError, MqttLink
 from matthan_wire import (
     Alert,
     AlertAction,
@@ -152,7 +151,7 @@ class WardListener:
                 # One station per ward, no thundering herd: come back quickly after a broker restart.
                 backoff=Backoff(initial=0.5, maximum=10.0),
             )
-        except DeviceError as exc:
+        except MqttError as exc:
             raise WardError(str(exc)) from None
 
     def start(self) -> None:

@@ -1,124 +1,22 @@
-"""The fleet: devices (filter by ward and online), one device with its health history, cameras,
-wards, revocation. Every query is scoped to the caller's ward."""
+"""The fleet over HTTP: devices, one device with its health history, cameras, wards."""
 
-import logging
-import uuid
-from datetime import datetime, timedelta
-from typing import Any
+from fastapi import APIRouter, Query
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel, Field
-from sqlalchemy import Integer, func
-from sqlmodel import Session, col, select
-
-from cloud import audit
-from cloud.auth import Admin, AnyUser, DbSession, Staff, require_ward, scope_ward
-from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
-from matthan_wire import Command, Kind, encode
-from matthan_wire.ids import INT32_MAX, Id, is_id
-from matthan_wire.payloads import CONFIRM_VIEW
-from matthan_wire.timeutil import utc_now
-from matthan_wire.topics import device_topic
-
-log = logging.getLogger("matthan.cloud.devices")
+from cloud.api.deps import Mqtt
+from cloud.auth import Admin, AnyUser, DbSession, Staff
+from cloud.services import devices
+from cloud.services.devices import (
+    CameraIn,
+    CameraOut,
+    CommandSent,
+    DeviceDetail,
+    DeviceList,
+    WardIn,
+    WardOut,
+)
+from matthan_wire.ids import INT32_MAX, Id
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
-
-
-class HealthSummary(BaseModel):
-    at: datetime
-    cpu_pct: float
-    mem_mb: float
-    disk_free_mb: float
-    temp_c: float | None
-    outbox_depth: int
-    upload_backlog: int
-    cameras_up: int
-    cameras_total: int
-
-
-class DeviceOut(BaseModel):
-    id: str
-    ward: str
-    online: bool
-    last_seen: datetime | None
-    status_at: datetime | None
-    enrolled: bool
-    revoked_at: datetime | None
-    commissioned_by: str | None
-    commissioned_at: datetime | None
-    desired_version: int | None
-    reported_version: int | None
-    reported_status: str | None
-    reported_error: str | None
-    in_sync: bool | None  # None while no desired config was ever set
-    agent_version: str | None
-    health: HealthSummary | None = None
-
-
-class DeviceList(BaseModel):
-    items: list[DeviceOut]
-    total: int
-
-
-class CameraOut(BaseModel):
-    id: str
-    site_name: str | None
-    lat: float | None
-    lon: float | None
-    source_redacted: str | None
-
-
-class DeviceDetail(DeviceOut):
-    health_latest: dict[str, Any] | None
-    health_history: list[HealthSummary]
-    cameras: list[CameraOut]
-    check_report: dict[str, Any] | None
-
-
-def device_out(d: Device, latest: HealthLatest | None) -> DeviceOut:
-    return DeviceOut(
-        id=d.id,
-        ward=d.ward,
-        online=d.online,
-        last_seen=d.last_seen,
-        status_at=d.status_at,
-        enrolled=d.api_token_hash is not None,
-        revoked_at=d.revoked_at,
-        commissioned_by=d.commissioned_by,
-        commissioned_at=d.commissioned_at,
-        desired_version=d.desired_version,
-        reported_version=d.reported_version,
-        reported_status=d.reported_status,
-        reported_error=d.reported_error,
-        in_sync=None if d.desired_version is None else d.desired_version == d.reported_version,
-        agent_version=d.agent_version,
-        health=_summary(latest.body) if latest else None,
-    )
-
-
-def _summary(body: dict[str, Any]) -> HealthSummary:
-    cams = body.get("cameras") or []
-    return HealthSummary(
-        at=body["at"],
-        cpu_pct=body["cpu_pct"],
-        mem_mb=body["mem_mb"],
-        disk_free_mb=body["disk_free_mb"],
-        temp_c=body.get("temp_c"),
-        outbox_depth=body["outbox_depth"],
-        upload_backlog=body["upload_backlog"],
-        cameras_up=sum(1 for c in cams if c.get("stream_up")),
-        cameras_total=len(cams),
-    )
-
-
-def get_device(session: Session, principal: Any, device_id: str) -> Device:
-    # Not an id is not a device; and PostgreSQL refuses a NUL in a key with an error, not a miss.
-    device = session.get(Device, device_id) if is_id(device_id) else None
-    if device is None:
-        raise HTTPException(404, f"no device {device_id[:64]}")
-    require_ward(principal, device.ward)
-    return device
 
 
 @router.get("/devices", summary="Devices, filtered by ward and online state")
@@ -130,21 +28,7 @@ def list_devices(
     limit: int = Query(200, ge=1, le=5000),
     offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> DeviceList:
-    ward = scope_ward(principal, ward)
-    q = select(Device)
-    if ward is not None:
-        q = q.where(Device.ward == ward)
-    if online is not None:
-        q = q.where(Device.online == online)
-    total = session.exec(select(func.count()).select_from(q.subquery())).one()
-    rows = session.exec(q.order_by(Device.ward, Device.id).offset(offset).limit(limit)).all()
-    latest = {
-        h.device_id: h
-        for h in session.exec(
-            select(HealthLatest).where(col(HealthLatest.device_id).in_([d.id for d in rows]))
-        )
-    }
-    return DeviceList(items=[device_out(d, latest.get(d.id)) for d in rows], total=int(total))
+    return devices.list_devices(session, principal, ward, online, limit, offset)
 
 
 @router.get("/devices/{device_id}", summary="One device: state, latest health, health history, cameras")
@@ -155,58 +39,14 @@ def device_detail(
     hours: float = Query(24.0, gt=0, le=24 * 90, description="how much health history"),
     max_points: int = Query(2000, ge=1, le=20000),
 ) -> DeviceDetail:
-    d = get_device(session, principal, device_id)
-    latest = session.get(HealthLatest, d.id)
-    since = utc_now() - timedelta(hours=hours)
-    samples = session.exec(
-        select(HealthSample)
-        .where(HealthSample.device_id == d.id, col(HealthSample.at) >= since)
-        .order_by(col(HealthSample.at).desc())
-        .limit(max_points)
-    ).all()
-    cams = session.exec(select(Camera).where(Camera.device_id == d.id).order_by(Camera.id)).all()
-    base = device_out(d, latest)
-    return DeviceDetail(
-        **base.model_dump(),
-        health_latest=latest.body if latest else None,
-        health_history=[
-            HealthSummary(**s.model_dump(exclude={"id", "device_id"})) for s in reversed(samples)
-        ],
-        cameras=[CameraOut(**c.model_dump(exclude={"device_id"})) for c in cams],
-        check_report=d.check_report,
-    )
-
-
-class CameraIn(BaseModel):
-    site_name: str | None = Field(default=None, max_length=200)
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
+    return devices.device_detail(session, principal, device_id, hours, max_points)
 
 
 @router.put("/devices/{device_id}/cameras/{camera_id}", summary="Set a camera's site name and position")
 def put_camera(
     device_id: str, camera_id: Id, body: CameraIn, principal: Staff, session: DbSession
 ) -> CameraOut:
-    get_device(session, principal, device_id)
-    cam = session.get(Camera, (device_id, camera_id)) or Camera(device_id=device_id, id=camera_id)
-    cam.site_name, cam.lat, cam.lon = body.site_name, body.lat, body.lon
-    session.add(cam)
-    audit.record(session, principal.label(), "camera.set", f"{device_id}/{camera_id}", **body.model_dump())
-    session.commit()
-    return CameraOut(**cam.model_dump(exclude={"device_id"}))
-
-
-class WardOut(BaseModel):
-    id: str
-    name: str | None
-    devices: int
-    online: int
-
-
-class CommandSent(BaseModel):
-    command_id: str
-    # False: the cloud has no broker connection now; nothing was sent, try again.
-    published: bool
+    return devices.set_camera(session, principal, device_id, camera_id, body)
 
 
 @router.post(
@@ -217,50 +57,16 @@ class CommandSent(BaseModel):
     "The device answers on cmd/result; its health shows the camera learning its new reference.",
 )
 def confirm_view(
-    device_id: str, camera_id: Id, request: Request, principal: Staff, session: DbSession
+    device_id: str, camera_id: Id, principal: Staff, session: DbSession, link: Mqtt
 ) -> CommandSent:
-    d = get_device(session, principal, device_id)
-    if d.revoked_at is not None:
-        raise HTTPException(409, f"device {device_id} is revoked")
-    cmd = Command(id=str(uuid.uuid4()), name=CONFIRM_VIEW, camera_id=camera_id, at=utc_now())
-    audit.record(session, principal.label(), "camera.confirm_view", f"{d.id}/{camera_id}", command=cmd.id)
-    session.commit()
-    link = request.app.state.mqtt
-    published = link is not None and link.publish(device_topic(Kind.CMD, d.ward, d.id), encode(cmd), qos=1)
-    log.info(
-        "event=confirm_view device=%s camera=%s command=%s by=%s published=%s",
-        d.id, camera_id, cmd.id, principal.name, published,
-    )  # fmt: skip
-    return CommandSent(command_id=cmd.id, published=published)
+    return devices.confirm_view(session, principal, device_id, camera_id, link)
 
 
 @router.get("/wards", summary="Wards with device counts")
 def wards(principal: AnyUser, session: DbSession) -> list[WardOut]:
-    own = scope_ward(principal, None)
-    q = select(Device.ward, func.count(), func.sum(func.cast(col(Device.online), Integer))).group_by(
-        Device.ward
-    )
-    if own is not None:
-        q = q.where(Device.ward == own)
-    counts = {w: (int(n), int(on or 0)) for w, n, on in session.exec(q).all()}
-    names = {w.id: w.name for w in session.exec(select(Ward)).all()}
-    ids = sorted(set(counts) | ({own} & set(names) if own else set(names)))
-    return [
-        WardOut(id=w, name=names.get(w), devices=counts.get(w, (0, 0))[0], online=counts.get(w, (0, 0))[1])
-        for w in ids
-    ]
-
-
-class WardIn(BaseModel):
-    id: Id
-    name: str | None = Field(default=None, max_length=200)
+    return devices.wards(session, principal)
 
 
 @router.post("/wards", summary="Add or rename a ward", status_code=201)
 def put_ward(body: WardIn, principal: Admin, session: DbSession) -> WardOut:
-    ward = session.get(Ward, body.id) or Ward(id=body.id)
-    ward.name = body.name
-    session.add(ward)
-    audit.record(session, principal.label(), "ward.set", body.id, name=body.name)
-    session.commit()
-    return WardOut(id=ward.id, name=ward.name, devices=0, online=0)
+    return devices.set_ward(session, principal, body)

@@ -26,18 +26,29 @@ from sqlmodel import Session
 
 from cloud.auth import AnyCaller, DbSession, DeviceCaller, Principal, require_ward
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key, partial_path
-from cloud.models import MEDIA_KINDS, AlertRow, Device, MediaObject
+from cloud.errors import CloudError, Forbidden, NotFound
+from cloud.models import AlertRow, Device, MediaObject
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
+from matthan_wire.upload import (
+    CHUNK_SHA256,
+    CONTENT_TYPE,
+    MEDIA_KINDS,
+    UPLOAD_COMPLETE,
+    UPLOAD_LENGTH,
+    UPLOAD_OFFSET,
+    UPLOAD_SHA256,
+    UploadStatus,
+)
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 UPLOAD_HEADERS = {
-    "Upload-Offset": {"description": "bytes the server holds", "schema": {"type": "integer"}},
-    "Upload-Length": {"description": "the whole file's size", "schema": {"type": "integer"}},
-    "Upload-Complete": {
+    UPLOAD_OFFSET: {"description": "bytes the server holds", "schema": {"type": "integer"}},
+    UPLOAD_LENGTH: {"description": "the whole file's size", "schema": {"type": "integer"}},
+    UPLOAD_COMPLETE: {
         "description": "1 when the file is complete and verified",
         "schema": {"type": "string"},
     },
@@ -46,9 +57,9 @@ UPLOAD_HEADERS = {
 
 def _check(event_id: str, kind: str) -> None:
     if not is_id(event_id):
-        raise HTTPException(400, f"event id {event_id!r} is not an id ([a-z0-9-], at most 63 characters)")
+        raise CloudError(f"event id {event_id!r} is not an id ([a-z0-9-], at most 63 characters)")
     if kind not in MEDIA_KINDS:
-        raise HTTPException(400, f"kind {kind!r}: one of {', '.join(MEDIA_KINDS)}")
+        raise CloudError(f"kind {kind!r}: one of {', '.join(MEDIA_KINDS)}")
 
 
 def _owner_check(session: Session, principal: Principal, event_id: str, media: MediaObject | None) -> None:
@@ -57,7 +68,7 @@ def _owner_check(session: Session, principal: Principal, event_id: str, media: M
     owner = alert.device_id if alert else (media.device_id if media else None)
     if principal.kind == "device":
         if owner is not None and owner != principal.name:
-            raise HTTPException(403, f"event {event_id} belongs to another device")
+            raise Forbidden(f"event {event_id} belongs to another device")
         return
     ward = alert.ward if alert else None
     if ward is None and owner is not None:
@@ -66,14 +77,14 @@ def _owner_check(session: Session, principal: Principal, event_id: str, media: M
     if ward is not None:
         require_ward(principal, ward)
     elif principal.ward_scope is not None:
-        raise HTTPException(404, "not found")
+        raise NotFound("not found")
 
 
 def _state_headers(media: MediaObject) -> dict[str, str]:
     return {
-        "Upload-Offset": str(media.size if media.complete else media.offset),
-        "Upload-Length": str(media.size),
-        "Upload-Complete": "1" if media.complete else "0",
+        UPLOAD_OFFSET: str(media.size if media.complete else media.offset),
+        UPLOAD_LENGTH: str(media.size),
+        UPLOAD_COMPLETE: "1" if media.complete else "0",
         "Cache-Control": "no-store",
     }
 
@@ -91,8 +102,8 @@ def upload_state(event_id: str, kind: str, principal: AnyCaller, session: DbSess
     media = session.get(MediaObject, (event_id, kind))
     _owner_check(session, principal, event_id, media)
     if media is None:
-        return Response(status_code=404)
-    return Response(status_code=200, headers=_state_headers(media))
+        return Response(status_code=UploadStatus.NOT_FOUND)
+    return Response(status_code=UploadStatus.ALREADY_COMPLETE, headers=_state_headers(media))
 
 
 def _int_header(name: str, value: str | None) -> int:
@@ -107,9 +118,7 @@ def _int_header(name: str, value: str | None) -> int:
     summary="Append a chunk at Upload-Offset",
     status_code=204,
     openapi_extra={
-        "requestBody": {
-            "content": {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-        }
+        "requestBody": {"content": {CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}
     },
     responses={
         201: {"description": "complete and verified", "headers": UPLOAD_HEADERS},
@@ -133,14 +142,16 @@ async def upload_chunk(
     chunk_sha256: Annotated[str | None, Header()] = None,
 ) -> Response:
     _check(event_id, kind)
-    offset = _int_header("Upload-Offset", upload_offset)
-    length = _int_header("Upload-Length", upload_length)
+    offset = _int_header(UPLOAD_OFFSET, upload_offset)
+    length = _int_header(UPLOAD_LENGTH, upload_length)
     whole_sha = (upload_sha256 or "").lower()
     if not SHA_RE.match(whole_sha):
-        raise HTTPException(400, "Upload-Sha256 header: the whole file's SHA-256 as 64 hex digits")
+        raise HTTPException(
+            UploadStatus.BAD_CHUNK, f"{UPLOAD_SHA256} header: the whole file's SHA-256 as 64 hex digits"
+        )
     chunk_sha = chunk_sha256.lower() if chunk_sha256 else None
     if chunk_sha is not None and not SHA_RE.match(chunk_sha):
-        raise HTTPException(400, "Chunk-Sha256 header: 64 hex digits")
+        raise HTTPException(UploadStatus.BAD_CHUNK, f"{CHUNK_SHA256} header: 64 hex digits")
     settings = request.app.state.settings
     if length > settings.max_upload_bytes:
         raise HTTPException(
@@ -160,8 +171,10 @@ async def upload_chunk(
         part = partial_path(store, event_id, kind)
         if media is not None and media.complete:
             if media.sha256 == whole_sha and media.size == length:
-                return Response(status_code=200, headers=_state_headers(media))
-            raise HTTPException(409, "a different file was already completed for this event and kind")
+                return Response(status_code=UploadStatus.ALREADY_COMPLETE, headers=_state_headers(media))
+            raise HTTPException(
+                UploadStatus.WRONG_OFFSET, "a different file was already completed for this event and kind"
+            )
         if media is not None and (media.sha256 != whole_sha or media.size != length):
             # The device now has a different file than the one it started with: start over.
             media.sha256, media.size, media.offset = whole_sha, length, 0
@@ -180,7 +193,7 @@ async def upload_chunk(
             session.add(media)
             session.commit()
             return Response(
-                status_code=409,
+                status_code=UploadStatus.WRONG_OFFSET,
                 content=f"offset {offset} is not where the upload stands",
                 headers=_state_headers(media),
             )
@@ -190,20 +203,24 @@ async def upload_chunk(
             raise HTTPException(413, f"the body runs past Upload-Length ({length - offset} bytes left)")
         if chunk_sha is not None and digest != chunk_sha:
             _truncate(part, offset)
-            raise HTTPException(400, "Chunk-Sha256 does not match the body; nothing stored, send it again")
+            raise HTTPException(
+                UploadStatus.BAD_CHUNK,
+                f"{CHUNK_SHA256} does not match the body; nothing stored, send it again",
+            )
         request.app.state.metrics.upload_bytes.labels(kind).inc(written)
         media.offset = offset + written
         if media.offset < length:
             session.add(media)
             session.commit()
-            return Response(status_code=204, headers=_state_headers(media))
+            return Response(status_code=UploadStatus.CHUNK_STORED, headers=_state_headers(media))
         if _sha256_file(part) != whole_sha:
             part.unlink(missing_ok=True)
             if session.get(MediaObject, (event_id, kind)) is not None:
                 session.delete(media)
             session.commit()
             raise HTTPException(
-                422, "the whole file's SHA-256 does not match Upload-Sha256; upload it again from 0"
+                UploadStatus.CHECKSUM_MISMATCH,
+                f"the whole file's SHA-256 does not match {UPLOAD_SHA256}; upload it again from 0",
             )
         await asyncio.to_thread(store.put_file, part, media.key, CONTENT_TYPES[kind])
         media.complete, media.completed_at = True, utc_now()
@@ -211,7 +228,7 @@ async def upload_chunk(
         session.commit()
         # Complete uploads answer from the row alone; the lock is not needed any more.
         _locks.pop((event_id, kind), None)
-        return Response(status_code=201, headers=_state_headers(media))
+        return Response(status_code=UploadStatus.COMPLETED, headers=_state_headers(media))
 
 
 async def _append(request: Request, part: Path, offset: int, room: int) -> tuple[int, str, bool]:
@@ -266,7 +283,7 @@ def download(
     media = session.get(MediaObject, (event_id, kind))
     _owner_check(session, principal, event_id, media)
     if media is None or not media.complete:
-        raise HTTPException(404, "not stored (yet)")
+        raise NotFound("not stored (yet)")
     store: ClipStore = request.app.state.clip_store
     ctype = CONTENT_TYPES[kind]
     local = store.local_path(media.key)

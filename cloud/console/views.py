@@ -1,17 +1,22 @@
-"""What the console's pages show, built from the cloud's rows: fleet rows, alert cards, reports.
+"""What the console's pages show, built from the cloud's rows and the services' read models: fleet
+rows (the device read model plus the console's judgement) and alert-card helpers. The district's
+figures are in figures.py.
 
 Pure functions over model objects (no queries, no HTTP) so the judgement calls — what counts as
-trouble, how a response time is measured — are in one place and testable without a browser.
+trouble, what a card offers — are in one place and testable without a browser.
 """
 
-import statistics
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from cloud.models import AlertRow, Device, HealthLatest
+from pydantic import ConfigDict, Field
+
+from cloud.models import Device, HealthLatest
+from cloud.services.alerts import AlertOut
+from cloud.services.devices import DeviceOut, device_fields
 from matthan_wire.timeutil import utc_now
 
 # Thresholds for "needs attention"; a warning is worth a look, trouble is worth a technician.
@@ -91,34 +96,51 @@ class CameraView:
 CAMERA_ROWS_MAX = 4
 
 
-@dataclass
-class DeviceView:
-    id: str
-    ward: str
-    state: str  # online | offline | never | revoked
-    last_seen: datetime | None
-    commissioned_by: str | None
-    commissioned_at: datetime | None
-    desired_version: int | None
-    reported_version: int | None
-    config_status: str | None
-    config_error: str | None
-    model: str | None = None
-    model_expected: str | None = None
-    temp_c: float | None = None
-    disk_free_mb: float | None = None
-    outbox_depth: int | None = None
-    upload_backlog: int | None = None
-    outbox_oldest_age_s: int | None = None
-    outbox_resends_1h: int | None = None
-    cameras: list[CameraView] = field(default_factory=list)
-    trouble: list[str] = field(default_factory=list)
+class DeviceView(DeviceOut):
+    """The API's device read model with the fleet table's judgement: its cameras merged with their
+    reported health, what is wrong (worst first) and how bad. Built without validation (from rows
+    the database already checked): a district page has 128 of them every 5 s."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    latest: dict[str, Any] = Field(default_factory=dict)  # the raw latest health body
+    cameras: list[CameraView] = Field(default_factory=list)
+    trouble: list[str] = Field(default_factory=list)
     severity: int = 0  # 0 fine, 1 warning, 2 trouble
+    model_expected: str | None = None
+
+    @property
+    def model(self) -> str | None:
+        return self.latest.get("model")
+
+    @property
+    def temp_c(self) -> float | None:
+        return self.latest.get("temp_c")
+
+    @property
+    def disk_free_mb(self) -> float | None:
+        return self.latest.get("disk_free_mb")
+
+    @property
+    def outbox_depth(self) -> int | None:
+        return self.latest.get("outbox_depth")
+
+    @property
+    def upload_backlog(self) -> int | None:
+        return self.latest.get("upload_backlog")
+
+    @property
+    def outbox_oldest_age_s(self) -> int | None:
+        return self.latest.get("outbox_oldest_age_s")
+
+    @property
+    def outbox_resends_1h(self) -> int | None:
+        return self.latest.get("outbox_resends_1h")
 
     @property
     def config_in_sync(self) -> bool:
         return self.desired_version is None or (
-            self.reported_version == self.desired_version and self.config_status != "rejected"
+            self.reported_version == self.desired_version and self.reported_status != "rejected"
         )
 
     @property
@@ -177,29 +199,9 @@ def device_view(
 ) -> DeviceView:
     """One device as the fleet table shows it; `online` is the cloud's verdict (status + health age)."""
     body: dict[str, Any] = latest.body if latest is not None else {}
-    if device.revoked_at is not None:
-        state = "revoked"
-    else:
-        state = "online" if online else ("never" if device.last_seen is None else "offline")
-    view = DeviceView(
-        id=device.id,
-        ward=device.ward,
-        state=state,
-        last_seen=device.last_seen,
-        commissioned_by=device.commissioned_by,
-        commissioned_at=device.commissioned_at,
-        desired_version=device.desired_version,
-        reported_version=device.reported_version,
-        config_status=device.reported_status,
-        config_error=device.reported_error,
-        model=body.get("model"),
-        temp_c=body.get("temp_c"),
-        disk_free_mb=body.get("disk_free_mb"),
-        outbox_depth=body.get("outbox_depth"),
-        upload_backlog=body.get("upload_backlog"),
-        outbox_oldest_age_s=body.get("outbox_oldest_age_s"),
-        outbox_resends_1h=body.get("outbox_resends_1h"),
-    )
+    # The raw body, not the API's health summary: the table needs the per-camera figures.
+    fields = {**device_fields(device, None), "online": online}
+    view = DeviceView.model_construct(**fields, latest=body, cameras=[], trouble=[], severity=0)
     known = {c.id: c for c in cameras}
     reported = {c["id"]: c for c in body.get("cameras", []) if isinstance(c, dict) and "id" in c}
     for cam_id in sorted(set(known) | set(reported)):
@@ -279,7 +281,7 @@ def judge(views: Sequence[DeviceView]) -> None:
             (bad if oldest >= CLOUD_STALE_BAD_S else warn).append(
                 f"cloud link stale: no receipt for {age}, {v.outbox_resends_1h or 0} resends in 1 h"
             )
-        if v.config_status == "rejected" and v.desired_version is not None:
+        if v.reported_status == "rejected" and v.desired_version is not None:
             bad.append(f"config v{v.desired_version} rejected")
         elif not v.config_in_sync:
             warn.append(f"config v{v.desired_version} not applied yet")
@@ -328,69 +330,21 @@ def map_state(v: DeviceView, camera: CameraView) -> str:
 # --- alerts --------------------------------------------------------------------------------------
 
 
-@dataclass
-class AlertView:
-    event_id: str
-    device_id: str
-    camera_id: str
-    ward: str
-    zone: str | None
-    rule: str
-    type: str
-    category: str
-    labels: list[str]
-    object_count: int
-    score: float
-    started_at: datetime
-    ended_at: datetime | None
-    state: str
-    handled_by: str | None
-    handled_at: datetime | None
-    note: str | None
-    has_snapshot: bool
-    has_clip: bool
-
-    @property
-    def actions(self) -> list[tuple[str, str]]:
-        return ACTIONS.get(self.state, [])
-
-    @property
-    def clip_note(self) -> str:
-        """Why there is no player: a clip is on its way for a while after the end, then it is missing."""
-        if self.ended_at is None or self.has_clip:
-            return ""
-        recent = utc_now() - self.ended_at < CLIP_GRACE
-        return "clip not uploaded yet" if recent else "no clip was uploaded"
-
-    @property
-    def duration(self) -> str:
-        if self.ended_at is None:
-            return ""
-        return human_duration(self.ended_at - self.started_at)
+def actions_for(a: AlertOut) -> list[tuple[str, str]]:
+    """The buttons an alert offers in its state."""
+    return ACTIONS.get(a.state, [])
 
 
-def alert_view(row: AlertRow, media_kinds: set[str]) -> AlertView:
-    return AlertView(
-        event_id=row.event_id,
-        device_id=row.device_id,
-        camera_id=row.camera_id,
-        ward=row.ward,
-        zone=row.zone,
-        rule=row.rule,
-        type=row.type,
-        category=row.category,
-        labels=list(row.labels or []),
-        object_count=row.object_count,
-        score=row.score,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        state=row.state,
-        handled_by=row.state_by,
-        handled_at=row.state_at,
-        note=row.note,
-        has_snapshot="snapshot" in media_kinds,
-        has_clip="clip" in media_kinds,
-    )
+def clip_note(a: AlertOut) -> str:
+    """Why there is no player: a clip is on its way for a while after the end, then it is missing."""
+    if a.ended_at is None or a.clip_url is not None:
+        return ""
+    recent = utc_now() - a.ended_at < CLIP_GRACE
+    return "clip not uploaded yet" if recent else "no clip was uploaded"
+
+
+def alert_duration(a: AlertOut) -> str:
+    return "" if a.ended_at is None else human_duration(a.ended_at - a.started_at)
 
 
 def human_duration(span: timedelta | None) -> str:
@@ -402,107 +356,3 @@ def human_duration(span: timedelta | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
-def response_time(row: AlertRow) -> timedelta | None:
-    """From the alert's start to the first human action on it (acknowledge, resolve or dismiss)."""
-    firsts = [t for t in (row.acknowledged_at, row.resolved_at) if t is not None]
-    if row.state in ("resolved", "false_alarm", "acknowledged") and row.state_at is not None:
-        firsts.append(row.state_at)
-    return min(firsts) - row.started_at if firsts else None
-
-
-@dataclass
-class RuleStats:
-    rule: str
-    type: str
-    total: int = 0
-    judged: int = 0
-    false_alarms: int = 0
-
-    @property
-    def rate(self) -> float | None:
-        return self.false_alarms / self.judged if self.judged else None
-
-    @property
-    def rate_pct(self) -> str:
-        return "–" if self.rate is None else f"{self.rate * 100:.0f} %"
-
-
-@dataclass
-class Stats:
-    days: int
-    total: int
-    handled: int
-    false_alarms: int
-    judged: int
-    median_response: str | None
-    categories: list[str]
-    per_day_category: list[tuple[str, dict[str, int]]]
-    per_day_ward: list[tuple[str, dict[str, int]]]
-    wards: list[dict[str, Any]]
-    rules: list[RuleStats]
-
-    @property
-    def per_day(self) -> float:
-        return self.total / self.days if self.days else 0.0
-
-    @property
-    def false_rate_pct(self) -> str:
-        return "–" if not self.judged else f"{self.false_alarms / self.judged * 100:.0f} %"
-
-
-def stats(rows: Sequence[AlertRow], days: int, zone: tzinfo) -> Stats:
-    """The district's figures: alerts per day by category and ward, response time, false-alarm rate.
-
-    Days are calendar days where the district is (an alert at 23:30 local belongs to that day,
-    not to the next UTC one). camera_offline is a technical alert, counted like the others.
-    """
-    categories = ["security_order", "urban_order"]
-    per_day: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(categories, 0))
-    per_day_ward: dict[str, dict[str, int]] = defaultdict(dict)
-    wards: dict[str, dict[str, Any]] = {}
-    rules: dict[str, RuleStats] = {}
-    responses: list[timedelta] = []
-    ward_responses: dict[str, list[timedelta]] = defaultdict(list)
-    for r in rows:
-        day = r.started_at.astimezone(zone).date().isoformat()
-        per_day[day][r.category] = per_day[day].get(r.category, 0) + 1
-        per_day_ward[day][r.ward] = per_day_ward[day].get(r.ward, 0) + 1
-        w = wards.setdefault(
-            r.ward, {"ward": r.ward, "total": 0, "security_order": 0, "urban_order": 0, "open": 0}
-        )
-        w["total"] += 1
-        w[r.category] = w.get(r.category, 0) + 1
-        w["open"] += r.state in OPEN_STATES and r.state != "acknowledged"
-        rs = rules.setdefault(r.rule, RuleStats(r.rule, r.type))
-        rs.total += 1
-        if r.state in ("resolved", "false_alarm"):
-            rs.judged += 1
-            rs.false_alarms += r.state == "false_alarm"
-        rt = response_time(r)
-        if rt is not None:
-            responses.append(rt)
-            ward_responses[r.ward].append(rt)
-    for ward, w in wards.items():
-        w["median_response"] = _median(ward_responses[ward])
-    rule_list = sorted(rules.values(), key=lambda s: (-(s.rate or 0.0), -s.total, s.rule))
-    return Stats(
-        days=days,
-        total=len(rows),
-        handled=len(responses),
-        false_alarms=sum(s.false_alarms for s in rules.values()),
-        judged=sum(s.judged for s in rules.values()),
-        median_response=_median(responses),
-        categories=categories,
-        per_day_category=sorted(per_day.items(), reverse=True),
-        per_day_ward=sorted(per_day_ward.items(), reverse=True),
-        wards=sorted(wards.values(), key=lambda w: (-w["total"], w["ward"])),
-        rules=rule_list,
-    )
-
-
-def _median(spans: list[timedelta]) -> str | None:
-    if not spans:
-        return None
-    return human_duration(timedelta(seconds=statistics.median(s.total_seconds() for s in spans)))

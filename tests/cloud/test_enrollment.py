@@ -11,8 +11,8 @@ from cryptography import x509
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from cloud.enrollment import EnrollmentSettings
 from cloud.models import ClaimToken, Device
+from cloud.settings import EnrollmentSettings
 from matthan_wire.timeutil import utc_now
 from provisioning import pki
 from tests.provisioning.conftest import CloudServer
@@ -102,7 +102,7 @@ def test_reenrolling_a_replaced_box_revokes_the_old_certificate(cloud: CloudServ
     resp = httpx.post(f"{cloud.url}/api/v1/enroll", json=body)
     assert resp.status_code == 200
     new = x509.load_pem_x509_certificate(resp.json()["certificate"].encode())
-    ca = pki.Authority(cloud.app.state.enrollment.ca_dir)
+    ca = pki.Authority(cloud.app.state.settings.enrollment.ca_dir)
     crl = x509.load_pem_x509_crl(ca.crl_path.read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(old.serial_number) is not None
     assert crl.get_revoked_certificate_by_serial_number(new.serial_number) is None
@@ -163,7 +163,8 @@ def test_commissioning_report_is_the_devices_own(cloud: CloudServer) -> None:
 
 
 def test_enrollment_without_a_ca_is_a_clear_503(cloud: CloudServer) -> None:
-    cloud.app.state.enrollment = EnrollmentSettings()
+    settings = cloud.app.state.settings
+    cloud.app.state.settings = settings.model_copy(update={"enrollment": EnrollmentSettings()})
     body, _ = enroll_body("mct_whatever-token", "dev-1")
     resp = httpx.post(f"{cloud.url}/api/v1/enroll", json=body)
     assert resp.status_code == 503 and "MATTHAN_PROVISION_CA_DIR" in resp.json()["detail"]

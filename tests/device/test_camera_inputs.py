@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from device.camera_worker import CameraWorker
-from device.clips import DeviceMedia, probe_media
+from device.clips import probe_media
 from device.events import DetectedEvent
 from device.frames import Frame
 from device.health import CameraView, camera_health
+from device.media import DeviceMedia
 from device.offline import OfflineWatch
 from matthan_wire.config import CameraConfig, DeviceConfig, ModelConfig
 from tests.device.conftest import DEVICE

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from device.clips import ClipMaker, ClipSidecar, DeviceMedia, probe_media, sha256_file
+from device.clips import ClipMaker, ClipSidecar, probe_media, sha256_file
 from device.frames import Frame
+from device.media import DeviceMedia
 from device.recorder import Recorder
 from device.uploader import UploadQueue
 from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity

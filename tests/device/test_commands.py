@@ -43,7 +43,7 @@ def _cmd(cid: str, name: str, camera: str | None = "rex-north") -> bytes:
 
 def test_snapshot_publishes_a_jpeg_of_the_camera(running: tuple[Agent, Probe]) -> None:
     agent, probe = running
-    wait_for(lambda: agent._latest_frame("rex-north") is not None, 20, "a frame")
+    wait_for(lambda: agent.cameras.latest_frame("rex-north") is not None, 20, "a frame")
     r = _send(probe, _cmd("snap-1", "snapshot"))
     assert r.ok and r.command_id == "snap-1", r.error
     topic = device_topic(Kind.SNAPSHOT, WARD, DEVICE, "snap-1")
@@ -73,9 +73,9 @@ def test_unknown_and_bad_commands_are_answered_with_an_error(running: tuple[Agen
 
 def test_restart_camera_replaces_only_its_worker(running: tuple[Agent, Probe]) -> None:
     agent, probe = running
-    old = agent._workers["rex-north"]
+    old = agent.cameras.workers["rex-north"]
     r = _send(probe, _cmd("c-7", "restart-camera"))
     assert r.ok, r.error
-    new = agent._workers["rex-north"]
+    new = agent.cameras.workers["rex-north"]
     assert new is not old
     wait_for(lambda: new.stats().frames_in > 3, 20, "frames from the restarted camera")

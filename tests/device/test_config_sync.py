@@ -64,13 +64,13 @@ def _with_zone(site: SiteConfig) -> SiteConfig:
 
 def test_new_zone_applied_without_restarting_capture(running: tuple[Agent, Probe], tmp_path: Path) -> None:
     agent, probe = running
-    worker = agent._workers["rex-north"]
+    worker = agent.cameras.workers["rex-north"]
     wait_for(lambda: worker.stats().frames_in > 5, 20, "frames")
     frames_before = worker.stats().frames_in
     desired = _with_zone(agent.config.site())
     report = _desire(probe, 1, desired)
     assert (report.status, report.version, report.error) == ("applied", 1, None)
-    assert agent._workers["rex-north"] is worker, "capture must not restart for a zone change"
+    assert agent.cameras.workers["rex-north"] is worker, "capture must not restart for a zone change"
     assert [z.name for z in agent.config.camera("rex-north").zones] == ["plaza", "curb"]
     wait_for(lambda: worker.stats().frames_in > frames_before + 5, 10, "capture goes on")
     assert worker.stats().reconnects_1h == 0
@@ -85,7 +85,7 @@ def test_invalid_desired_is_rejected_with_reason_and_old_keeps_running(
     running: tuple[Agent, Probe],
 ) -> None:
     agent, probe = running
-    worker = agent._workers["rex-north"]
+    worker = agent.cameras.workers["rex-north"]
     assert _desire(probe, 1, _with_zone(agent.config.site())).status == "applied"
     # Fails the wire model: a zone without area.
     bad = agent.config.site().model_dump(mode="json")
@@ -106,7 +106,7 @@ def test_invalid_desired_is_rejected_with_reason_and_old_keeps_running(
     assert decode(ReportedConfig, probe.on(REPORTED)[-1]).status == "rejected"
     # The old config still runs, on the same capture.
     assert agent.config_sync.version == 1
-    assert agent._workers["rex-north"] is worker
+    assert agent.cameras.workers["rex-north"] is worker
     assert [z.name for z in agent.config.camera("rex-north").zones] == ["plaza", "curb"]
     assert agent._control_thread is not None and agent._control_thread.is_alive()
 
@@ -121,18 +121,18 @@ def test_changed_source_restarts_only_that_camera(
     agent.start()
     try:
         assert agent.link.wait_connected(10)
-        north, south = agent._workers["rex-north"], agent._workers["rex-south"]
+        north, south = agent.cameras.workers["rex-north"], agent.cameras.workers["rex-south"]
         site = agent.config.site().model_dump(mode="json")
         site["cameras"][1]["source"] = str(assets_dir / "video" / "car-detection.mp4")
         r = _desire(probe, 5, site)
         assert (r.status, r.version) == ("applied", 5)
-        assert agent._workers["rex-north"] is north
-        assert agent._workers["rex-south"] is not south
+        assert agent.cameras.workers["rex-north"] is north
+        assert agent.cameras.workers["rex-south"] is not south
         assert agent.config.camera("rex-south").source.endswith("car-detection.mp4")
         # Removing a camera stops it; the other keeps running.
         site["cameras"] = site["cameras"][:1]
         assert _desire(probe, 6, site).status == "applied"
-        assert list(agent._workers) == ["rex-north"] and agent._workers["rex-north"] is north
+        assert list(agent.cameras.workers) == ["rex-north"] and agent.cameras.workers["rex-north"] is north
     finally:
         agent.stop()
         probe.stop()
@@ -158,6 +158,7 @@ def test_device_starts_from_last_applied_config_without_broker(
         assert not again.link.connected
         assert again.config_sync.version == 7
         assert [z.name for z in again.config.camera("rex-north").zones] == ["plaza", "curb"]
-        wait_for(lambda: again._workers["rex-north"].stats().frames_in > 3, 20, "capture without a broker")
+        north = again.cameras.workers["rex-north"]
+        wait_for(lambda: north.stats().frames_in > 3, 20, "capture without a broker")
     finally:
         again.stop()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from device.mqtt_link import MqttLink
 from device.outbox import REPLAY_GRACE_S, MessageKind, NewMessage, Outbox, OutboxPublisher
 from matthan.backoff import Backoff
+from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, decode, encode
 from matthan_wire.config import BrokerConfig, OutboxConfig
 from matthan_wire.topics import device_topic

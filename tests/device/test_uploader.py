@@ -24,9 +24,10 @@ from cloud.db import make_engine, migrate
 from cloud.models import Device
 from device.agent import Agent
 from device.camera_worker import CameraWorker
-from device.clips import ClipSidecar, DeviceMedia, probe_media
+from device.clips import ClipSidecar, probe_media
 from device.errors import DeviceError
 from device.events import DetectedEvent
+from device.media import DeviceMedia
 from device.recorder import FFMPEG
 from device.uploader import Uploader, UploadQueue
 from matthan.backoff import Backoff

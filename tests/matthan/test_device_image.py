@@ -1,6 +1,7 @@
 """Dockerfile.device: no Docker engine runs on CI, so lint it and run its install step for real."""
 
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def test_image_install_step_works_in_a_clean_venv(tmp_path: Path) -> None:
     )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    cmd = line.removeprefix("RUN ").replace("/opt/matthan", str(venv)).split()
+    cmd = shlex.split(line.removeprefix("RUN ").replace("/opt/matthan", str(venv)))
     subprocess.run([*cmd, "-q"], check=True, cwd=src, timeout=900)
     matthan = venv / "bin" / "matthan"
     assert subprocess.run([str(matthan), "--help"], capture_output=True, text=True).returncode == 0
@@ -53,3 +54,7 @@ def test_image_install_step_works_in_a_clean_venv(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     probe = "import ai_edge_litert.interpreter, cv2, paho.mqtt.client, numpy; print(cv2.__version__)"
     assert subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True).returncode == 0
+    # The device set only: none of the cloud's dependencies, nor norfair/SciPy.
+    for absent in ("fastapi", "sqlalchemy", "alembic", "jinja2", "uvicorn", "norfair", "scipy"):
+        found = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {absent}"], capture_output=True)
+        assert found.returncode != 0, f"{absent} is installed on the device"

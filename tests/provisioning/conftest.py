@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 
-from provisioning import broker_config as bc
+from cloud.registry import broker_config as bc
 from provisioning import pki
 from tests.support.broker import MOSQUITTO
 from tests.support.net import free_port, wait_port
@@ -226,8 +226,7 @@ class CloudServer:
         import uvicorn
 
         from cloud.app import create_app
-        from cloud.enrollment import EnrollmentSettings
-        from cloud.settings import Settings
+        from cloud.settings import EnrollmentSettings, Settings
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -238,12 +237,10 @@ class CloudServer:
             public_url=self.url,
             port=self.port,
             secret_key="x" * 32,
+            enrollment=EnrollmentSettings(ca_dir=ca_dir, broker_url=device_broker, broker_dir=broker_dir),
             **{"broker_url": None, **overrides},
         )
         self.app = create_app(settings)
-        self.app.state.enrollment = EnrollmentSettings(
-            ca_dir=ca_dir, broker_url=device_broker, broker_dir=broker_dir
-        )
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         )

@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives import hashes
 from sqlmodel import Session
 
 from cloud.models import Device
+from cloud.registry import broker_config as bc
 from device.config_file import load_config
 from matthan.cli import main
 from matthan_wire.config import DeviceConfig
 from matthan_wire.timeutil import utc_now
-from provisioning import broker_config as bc
 from provisioning import pki
 from provisioning.check import Checklist
 from tests.provisioning.conftest import CloudServer, MakeBroker, SecureBroker

@@ -13,11 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import update
 
 from cloud.models import ClaimToken, Device
+from cloud.registry import broker_config as bc
 from matthan.cli import main
 from matthan_wire import Kind
+from matthan_wire.identities import CLOUD_USER
 from matthan_wire.timeutil import utc_now
 from matthan_wire.topics import device_topic
-from provisioning import broker_config as bc
 from provisioning import pki
 from tests.provisioning.conftest import CloudServer, Identity, MakeBroker, SecureBroker, connect, issue
 
@@ -70,7 +71,7 @@ def test_enroll_end_to_end(capsys: pytest.CaptureFixture[str], site: Site, tmp_p
 
     # The cloud regenerated the ACL and reloaded the broker: the new device may publish at once.
     broker.wait_reloads(1)
-    cloud_id = issue(broker.ca_dir, bc.CLOUD_USER, tmp_path / "ids", device=False)
+    cloud_id = issue(broker.ca_dir, CLOUD_USER, tmp_path / "ids", device=False)
     listener = connect(broker, cloud_id)
     device = connect(broker, Identity("q1-rex-01", dest / "device.key", dest / "device.pem"))
     try:
@@ -121,7 +122,7 @@ def test_expired_wrong_ward_and_wrong_device_tokens_are_refused(
     assert "claim token unknown" in capsys.readouterr().err
 
     # A device registered in one ward cannot be claimed with another ward's token.
-    main(["provision", "import", str(_csv(tmp_path, "s,da-kao,10.78,106.70,rtsp://10.9.9.9/a,dk-01")),
+    main(["cloud", "import", str(_csv(tmp_path, "s,da-kao,10.78,106.70,rtsp://10.9.9.9/a,dk-01")),
           "--db", cloud.db_url, "--tokens", str(tmp_path / "tokens.csv")])  # fmt: skip
     assert enroll(cloud, ward_token, "dk-01", tmp_path / "e") == 1
     assert "device dk-01 belongs to ward da-kao" in capsys.readouterr().err
@@ -139,7 +140,7 @@ def test_imported_device_enrolls_with_its_token_and_config(site: Site, tmp_path:
         "Rex corner,ben-nghe,10.7770,106.7010,rtsp://u:p@10.1.2.4/a,rex-01",
     )
     tokens = tmp_path / "tokens.csv"
-    assert main(["provision", "import", str(csv_file), "--db", cloud.db_url, "--tokens", str(tokens)]) == 0
+    assert main(["cloud", "import", str(csv_file), "--db", cloud.db_url, "--tokens", str(tokens)]) == 0
     assert tokens.stat().st_mode & 0o777 == 0o600
     token = tokens.read_text().splitlines()[1].split(",")[2]
     dest = tmp_path / "dev"
@@ -213,7 +214,7 @@ def test_cloud_ingest_and_device_talk_through_the_acl(
     from cloud.models import AlertRow
 
     broker = secure_broker(bc.Registry())
-    cloud_id = issue(ca_dir, bc.CLOUD_USER, tmp_path / "ids", device=False)
+    cloud_id = issue(ca_dir, CLOUD_USER, tmp_path / "ids", device=False)
     cloud = CloudServer(
         tmp_path / "cloud",
         ca_dir,

@@ -12,9 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
-from device.mqtt_link import MqttLink
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
 from matthan.backoff import Backoff
+from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, encode
 from matthan_wire.config import BrokerConfig, OutboxConfig
 from matthan_wire.topics import device_topic

@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from cloud.models import AlertRow
+from cloud.registry import broker_config as bc
 from cloud.settings import Settings
 from matthan_wire import Alert, decode
 from matthan_wire.config import BrokerConfig
-from provisioning import broker_config as bc
+from matthan_wire.identities import CLOUD_USER, station_user
 from provisioning import pki
 from tests.cloud.conftest import running
 from tests.provisioning.conftest import SecureBroker, issue
@@ -90,8 +91,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
     broker = SecureBroker(ca_dir, registry).start()
     ids = tmp_path / "ids"
     device_id = issue(ca_dir, DEVICE, ids)
-    station_id = issue(ca_dir, bc.station_user(WARD), ids, device=False)
-    cloud_id = issue(ca_dir, bc.CLOUD_USER, ids, device=False)
+    station_id = issue(ca_dir, station_user(WARD), ids, device=False)
+    cloud_id = issue(ca_dir, CLOUD_USER, ids, device=False)
     url = f"mqtts://127.0.0.1:{broker.port}"
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'cloud.db'}",

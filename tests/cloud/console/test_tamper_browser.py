@@ -32,9 +32,10 @@ MOVED_AT = 10.0  # s into the clip: the camera is pushed aside
 def agent(site: Site, assets_dir: Path) -> Iterator[dict[str, Any]]:
     """Users, the device in the cloud, and the real agent running the turned-camera clip."""
     with Session(site.engine) as s:
+        # The device first: an officer's ward must be known (auth.create_user refuses a typo).
+        s.add(Device(id=DEVICE, ward=WARD, commissioned_by="tech-minh", commissioned_at=utc_now()))
         auth.create_user(s, "lan", "operator", "correct horse battery")
         auth.create_user(s, "officer", "ward_officer", "correct horse battery", ward=WARD)
-        s.add(Device(id=DEVICE, ward=WARD, commissioned_by="tech-minh", commissioned_at=utc_now()))
         s.commit()
     clip = make_clip(
         assets_dir / "video/vtest_480x360.mp4", site.workdir / "moved.mp4", "moved", MOVED_AT, 240.0

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cloud.console import views
+from cloud.console import figures, views
 from cloud.models import AlertRow, Camera, Device, HealthLatest
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -90,7 +90,7 @@ def test_a_device_whose_cloud_link_is_stale_is_flagged() -> None:
 def test_config_not_applied_or_rejected_and_an_odd_model_are_flagged() -> None:
     pending, rejected, odd, same = _view("p"), _view("r"), _view("o", model="other.tflite"), _view("s")
     pending.desired_version, pending.reported_version = 4, 3
-    rejected.desired_version, rejected.reported_version, rejected.config_status = 2, 1, "rejected"
+    rejected.desired_version, rejected.reported_version, rejected.reported_status = 2, 1, "rejected"
     views.judge([pending, rejected, odd, same])
     assert pending.trouble == ["config v4 not applied yet"] and pending.severity == 1
     assert rejected.trouble == ["config v2 rejected"] and rejected.severity == 2
@@ -121,7 +121,7 @@ def test_figures_per_local_day_response_time_and_false_alarm_rate() -> None:
                state_at=t + timedelta(hours=3)),
         _alert("a4", "da-kao", "curb.illegal_parking", t + timedelta(hours=3)),
     ]  # fmt: skip
-    s = views.stats(rows, 7, ZoneInfo("Asia/Ho_Chi_Minh"))
+    s = figures.stats(rows, 7, ZoneInfo("Asia/Ho_Chi_Minh"))
     assert s.per_day_category == [
         ("2026-11-24", {"security_order": 1, "urban_order": 2}),
         ("2026-11-23", {"security_order": 1, "urban_order": 0}),

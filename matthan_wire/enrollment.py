@@ -1,4 +1,5 @@
-"""The provisioning HTTP API's bodies, shared by the cloud's router and the technician's CLI."""
+"""The enrollment HTTP API's bodies (claim tokens, enroll, renew, revoke, import, commissioning),
+shared by the cloud's router and the technician's tools."""
 
 from datetime import datetime
 from typing import Any, Literal

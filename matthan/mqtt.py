@@ -1,5 +1,8 @@
 """One MQTT 5 connection per identity (paho-mqtt 2.x, callback API v2), kept up for as long as it runs.
 
+Shared by every process that speaks MQTT: the device agent (its outbox publisher), the ward station
+and the cloud (which uses the URL and TLS helpers for its clean-session link, cloud/mqtt.py).
+
 MQTT 5 because under 3.1.1 a publish the broker's ACL refuses still looks successful (docs/lessons.md);
 under 5 the PUBACK carries reason 135, which is counted and logged here. The session is persistent
 (clean_start False with a session expiry) so the broker keeps subscriptions and queued messages while
@@ -28,8 +31,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from device.errors import DeviceError
 from matthan.backoff import Backoff
+from matthan.errors import UserError
 from matthan_wire import Status, encode, utc_now
 from matthan_wire.config import BrokerConfig
 
@@ -40,6 +43,10 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 
 MessageHandler = Callable[[str, bytes], None]
 PublishedHandler = Callable[[int, bool], None]
+
+
+class MqttError(UserError):
+    """A broker address or TLS file that cannot be used; each part re-raises it as its own error."""
 
 
 @dataclass
@@ -59,15 +66,24 @@ class Endpoint:
 
 
 def endpoint(url: str) -> Endpoint:
+    """mqtt://host[:port] (1883) or mqtts://host[:port] (8883)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise DeviceError(f"broker url {url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+        raise MqttError(f"broker url {url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
     tls = parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError:
-        raise DeviceError(f"broker url {url!r}: bad port") from None
+        raise MqttError(f"broker url {url!r}: bad port") from None
     return Endpoint(parts.hostname, port, tls)
+
+
+def use_tls(client: mqtt.Client, ca: str | None, cert: str | None, key: str | None) -> None:
+    """Verify the broker against `ca` and present `cert`/`key` (mutual TLS when given)."""
+    try:
+        client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
+    except (OSError, ssl.SSLError) as exc:
+        raise MqttError(f"broker TLS files (ca={ca}, cert={cert}): {exc}") from None
 
 
 class MqttLink:
@@ -113,12 +129,7 @@ class MqttLink:
         if broker.username is not None:
             c.username_pw_set(broker.username, broker.password)
         if self.endpoint.tls:
-            try:
-                c.tls_set(
-                    ca_certs=broker.ca, certfile=broker.cert, keyfile=broker.key, cert_reqs=ssl.CERT_REQUIRED
-                )
-            except (OSError, ssl.SSLError) as exc:
-                raise DeviceError(f"broker TLS files (ca={broker.ca}, cert={broker.cert}): {exc}") from None
+            use_tls(c, broker.ca, broker.cert, broker.key)
         elif broker.cert or broker.ca:
             log.warning("broker url %s is not mqtts://; ca/cert/key are ignored", broker.url)
         if status_topic is not None:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from cloud.registry import broker_config as bc
 from matthan_wire import Kind
+from matthan_wire.identities import CLOUD_USER, station_user
 from matthan_wire.topics import device_filter, device_topic, ward_topic
-from provisioning import broker_config as bc
 from provisioning import pki
 from provisioning.files import user_exists
 from tests.provisioning.conftest import MakeBroker, connect, issue
@@ -73,7 +74,7 @@ def test_device_cannot_publish_as_another_device(
     secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path
 ) -> None:
     broker = secure_broker(REGISTRY)
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
     try:
         cloud.subscribe("matthan/v1/#")
@@ -93,7 +94,7 @@ def test_device_cannot_publish_as_another_device(
 
 def test_device_reads_only_its_own_commands(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path) -> None:
     broker = secure_broker(REGISTRY)
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
     try:
         cam_a.subscribe("matthan/v1/#")  # granted in the SUBACK, filtered at delivery
@@ -111,10 +112,10 @@ def test_device_reads_only_its_own_commands(secure_broker: MakeBroker, ca_dir: P
 
 def test_ward_station_receives_only_its_ward(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path) -> None:
     broker = secure_broker(REGISTRY)
-    station_x = connect(broker, issue(ca_dir, bc.station_user("ward-x"), tmp_path / "id", device=False))
+    station_x = connect(broker, issue(ca_dir, station_user("ward-x"), tmp_path / "id", device=False))
     cam_y = connect(broker, issue(ca_dir, "cam-y", tmp_path / "id"))
     cam_a = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"))
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     try:
         station_x.subscribe("matthan/v1/#")
         # Its own ward's device config carries camera passwords: not for the station either.
@@ -156,7 +157,7 @@ def test_revoked_device_cannot_connect_after_reload(
 ) -> None:
     broker = secure_broker(REGISTRY)
     cam_a_id = issue(ca_dir, "cam-a", tmp_path / "id")
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     assert pki.Authority(ca_dir).revoke("cam-a")
     revoked = [d.model_copy(update={"revoked": d.id == "cam-a"}) for d in REGISTRY.devices]
     broker.regenerate(REGISTRY.model_copy(update={"devices": revoked}))
@@ -183,14 +184,14 @@ def test_revoked_device_cannot_connect_after_reload(
         cloud.close()
 
 
-@pytest.mark.parametrize("victim", [bc.station_user("ward-x"), "cam-b"])
+@pytest.mark.parametrize("victim", [station_user("ward-x"), "cam-b"])
 def test_a_client_id_cannot_take_over_another_clients_session(
     victim: str, secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path
 ) -> None:
     """The client id is the certificate's name: cam-a asking for the station's (or cam-b's) client
     id gets its own, and the victim stays connected and keeps receiving."""
     broker = secure_broker(REGISTRY)
-    cloud = connect(broker, issue(ca_dir, bc.CLOUD_USER, tmp_path / "id", device=False))
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
     target = connect(broker, issue(ca_dir, victim, tmp_path / "id", device=victim == "cam-b"))
     dropped = threading.Event()
     target.client.on_disconnect = lambda *a: dropped.set()
@@ -223,7 +224,7 @@ def test_every_cloud_process_and_screen_gets_its_own_identity_kept_across_regene
     bc.write_broker_config(REGISTRY, ca_dir, out, site)
     bc.regenerate(REGISTRY, ca_dir, out)  # as the cloud does on an enrollment
     acl = (out / "acl").read_text()
-    for user in (bc.CLOUD_USER, "cloud:ingest-2"):
+    for user in (CLOUD_USER, "cloud:ingest-2"):
         block = acl.split(f"user {user}\n", 1)[1].split("\n\n", 1)[0]
         assert "topic read matthan/v1/#" in block and "station-alert" in block
     screen = acl.split("user station:ward-x:screen-2\n", 1)[1].split("\n\n", 1)[0]

@@ -1,36 +1,32 @@
 """Revocation: the device's certificates into the CRL, its upload token refused, the broker reloaded.
 
-Used by `matthan provision revoke DEVICE` (straight on the registry database) and by the cloud's
+Used by `matthan cloud revoke DEVICE` (straight on the registry database) and by the cloud's
 `POST /api/v1/devices/{id}/revoke`.
 """
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
-from provisioning import broker_config, pki
-from provisioning.errors import ProvisionError
+from cloud.audit import record
+from cloud.errors import NotFound
+from cloud.models import Device
+from cloud.registry import broker_config
+from matthan_wire.timeutil import utc_now
+from provisioning import pki
 
-if TYPE_CHECKING:
-    from cloud.models import Device
-
-log = logging.getLogger("matthan.provisioning")
+log = logging.getLogger("matthan.cloud.registry")
 
 
-def revoke_device(session: Session, ca: pki.Authority, device_id: str, by: str) -> tuple["Device", list[str]]:
+def revoke_device(session: Session, ca: pki.Authority, device_id: str, by: str) -> tuple[Device, list[str]]:
     """Mark the device revoked and its certificates in the CRL; the caller commits.
 
     Returns the device row and the revoked serials. Revoking twice is harmless.
     """
-    from cloud.audit import record
-    from cloud.models import Device
-    from matthan_wire.timeutil import utc_now
-
     device = session.get(Device, device_id)
     if device is None:
-        raise ProvisionError(f"no device {device_id!r} in the registry")
+        raise NotFound(f"no device {device_id!r} in the registry")
     if device.revoked_at is None:
         device.revoked_at = utc_now()
     # The token's hash stays: the API then answers "device … is revoked" (403) rather than a vague 401,

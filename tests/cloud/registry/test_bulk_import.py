@@ -7,10 +7,10 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cloud.db import make_engine, migrate
+from cloud.errors import Invalid
 from cloud.models import Camera, ClaimToken, DesiredConfigRow, Device
+from cloud.registry.bulk_import import parse_csv
 from matthan.cli import main
-from provisioning.bulk_import import parse_csv
-from provisioning.errors import ProvisionError
 
 HEADER = "site,ward,lat,lon,source,device\n"
 
@@ -41,7 +41,7 @@ def test_rows_group_by_device_in_file_order() -> None:
     ],
 )
 def test_bad_input_is_named(body: str, message: str) -> None:
-    with pytest.raises(ProvisionError) as err:
+    with pytest.raises(Invalid) as err:
         parse_csv(body)
     assert message in str(err.value)
 
@@ -53,7 +53,7 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
         HEADER
         + "Rex,ben-nghe,10.77,106.70,rtsp://u:p@10.0.0.1/a,rex-01\nOpera,ben-nghe,10.77,106.70,,opera-01\n"
     )
-    assert main(["provision", "import", str(csv_file), "--db", db]) == 1
+    assert main(["cloud", "import", str(csv_file), "--db", db]) == 1
     err = capsys.readouterr().err
     assert "nothing imported: line 3: source is empty" in err and err.count("\n") == 1
     engine = make_engine(db)
@@ -64,7 +64,7 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
     csv_file.write_text(HEADER + "Rex,ben-nghe,10.77,106.70,rtsp://u:p@10.0.0.1/a,rex-01\n"
                         "Rex 2,ben-nghe,10.78,106.71,rtsp://u:p@10.0.0.2/a,rex-01\n"
                         "Opera,ben-nghe,10.776,106.703,rtsp://10.0.0.3/a,opera-01\n")  # fmt: skip
-    assert main(["provision", "import", str(csv_file), "--db", db]) == 0
+    assert main(["cloud", "import", str(csv_file), "--db", db]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == "device,ward,token,expires_at"
     assert {line.split(",")[0] for line in out.splitlines()[1:]} == {"rex-01", "opera-01"}
@@ -84,7 +84,7 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
 
     # The same device again in another ward is refused, naming the line; nothing changes.
     csv_file.write_text(HEADER + "Rex,da-kao,10.77,106.70,rtsp://10.0.0.9/a,rex-01\n")
-    assert main(["provision", "import", str(csv_file), "--db", db]) == 1
+    assert main(["cloud", "import", str(csv_file), "--db", db]) == 1
     assert "line 2: device rex-01 is registered in ward ben-nghe" in capsys.readouterr().err
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(ClaimToken)).one() == 2

@@ -7,10 +7,10 @@ from sqlmodel import Session
 
 from cloud.db import make_engine, migrate, session_scope
 from cloud.models import Device, Ward
+from cloud.registry import broker_config as bc
 from matthan.cli import main
 from matthan_wire import Kind
 from matthan_wire.topics import device_topic
-from provisioning import broker_config as bc
 from tests.provisioning.conftest import SecureBroker, connect, issue
 
 
@@ -36,7 +36,7 @@ def test_revoke_cli_cuts_the_device_off(
             "--bind",
             "127.0.0.1",
         ]
-        assert main(["provision", "broker-config", "--db", db, *args]) == 0
+        assert main(["cloud", "broker-config", "--db", db, *args]) == 0
         assert "2 device(s), 1 ward station(s)" in capsys.readouterr().out
         broker.start()
         cam_a = issue(ca_dir, "cam-a", tmp_path / "ids")
@@ -46,7 +46,7 @@ def test_revoke_cli_cuts_the_device_off(
         client.close()
 
         cmd = [
-            "provision",
+            "cloud",
             "revoke",
             "cam-a",
             "--db",
@@ -68,7 +68,7 @@ def test_revoke_cli_cuts_the_device_off(
         # cam-b is untouched.
         connect(broker, issue(ca_dir, "cam-b", tmp_path / "ids")).close()
 
-        assert main(["provision", "revoke", "nobody", "--db", db, "--ca-dir", str(ca_dir)]) == 1
+        assert main(["cloud", "revoke", "nobody", "--db", db, "--ca-dir", str(ca_dir)]) == 1
         assert "no device 'nobody' in the registry" in capsys.readouterr().err
     finally:
         broker.cleanup()
@@ -85,18 +85,14 @@ def test_broker_config_from_a_registry_file(
     )
     out = tmp_path / "broker"
     assert (
-        main(
-            ["provision", "broker-config", "--registry", str(reg), "--ca-dir", str(ca_dir), "--out", str(out)]
-        )
+        main(["cloud", "broker-config", "--registry", str(reg), "--ca-dir", str(ca_dir), "--out", str(out)])
         == 0
     )
     acl = (out / "acl").read_text()
     assert "user cam-a" in acl and "user old" not in acl and "user station:ward-z" in acl
     reg.write_text("devices:\n  - {id: Cam A, ward: ward-x}\n")
     assert (
-        main(
-            ["provision", "broker-config", "--registry", str(reg), "--ca-dir", str(ca_dir), "--out", str(out)]
-        )
+        main(["cloud", "broker-config", "--registry", str(reg), "--ca-dir", str(ca_dir), "--out", str(out)])
         == 1
     )
     err = capsys.readouterr().err

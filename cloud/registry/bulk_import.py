@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session
 
+from cloud.errors import Invalid
+from cloud.models import Device
+from cloud.registry.claims import issue_claim
+from cloud.registry.sites import store_site
 from matthan_wire.config import CameraConfig, SiteConfig
+from matthan_wire.enrollment import ImportResult
 from matthan_wire.ids import is_id
-from provisioning.errors import ProvisionError
-from provisioning.protocol import ImportResult
 
 COLUMNS = ("site", "ward", "lat", "lon", "source", "device")
 MAX_ROWS = 20_000
@@ -40,12 +43,12 @@ class _Plan:
 
 
 def parse_csv(text: str) -> dict[str, _Plan]:
-    """Rows grouped by device, or ProvisionError listing every bad line."""
+    """Rows grouped by device, or Invalid listing every bad line."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise ProvisionError(f"line 1: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+        raise Invalid(f"line 1: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
     reader.fieldnames = header
     errors: list[str] = []
     plans: dict[str, _Plan] = {}
@@ -54,7 +57,7 @@ def parse_csv(text: str) -> dict[str, _Plan]:
         line = reader.line_num
         count += 1
         if count > MAX_ROWS:
-            raise ProvisionError(f"more than {MAX_ROWS} rows; split the file")
+            raise Invalid(f"more than {MAX_ROWS} rows; split the file")
         cells = {k: (v or "").strip() for k, v in raw.items() if k is not None}
         if not any(cells.values()):
             continue
@@ -81,9 +84,9 @@ def parse_csv(text: str) -> dict[str, _Plan]:
         row = _Row(line, cells["site"], ward, lat, lon, cells["source"], device)
         plans.setdefault(device, _Plan(ward)).rows.append(row)
     if errors:
-        raise ProvisionError("nothing imported: " + " | ".join(errors))
+        raise Invalid("nothing imported: " + " | ".join(errors))
     if not plans:
-        raise ProvisionError("no rows to import")
+        raise Invalid("no rows to import")
     return plans
 
 
@@ -100,9 +103,6 @@ def _number(text: str, low: float, high: float, name: str, problems: list[str]) 
 
 def import_csv(session: Session, text: str, by: str, ttl_hours: float = 72.0) -> ImportResult:
     """Add the devices, cameras and desired configs, and issue claim tokens (the caller commits)."""
-    from cloud.enrollment import _store_site, issue_claim
-    from cloud.models import Device
-
     plans = parse_csv(text)
     errors = []
     for device_id, plan in plans.items():
@@ -115,7 +115,7 @@ def import_csv(session: Session, text: str, by: str, ttl_hours: float = 72.0) ->
         elif existing.cert_serial is not None or existing.revoked_at is not None:
             errors.append(f"{where}: device {device_id} is already enrolled; change it in the console")
     if errors:
-        raise ProvisionError("nothing imported: " + " | ".join(errors))
+        raise Invalid("nothing imported: " + " | ".join(errors))
     tokens = []
     cameras = 0
     for device_id, plan in plans.items():
@@ -124,7 +124,7 @@ def import_csv(session: Session, text: str, by: str, ttl_hours: float = 72.0) ->
             cameras=[CameraConfig(id=f"cam-{i}", source=row.source) for i, row in enumerate(plan.rows, 1)]
         )
         session.add(device)
-        for cam, row in zip(_store_site(session, device, site, by=by)[0], plan.rows, strict=True):
+        for cam, row in zip(store_site(session, device, site, by=by)[0], plan.rows, strict=True):
             cam.site_name, cam.lat, cam.lon = row.site, row.lat, row.lon
             cameras += 1
         tokens.append(issue_claim(session, plan.ward, device_id, ttl_hours, by))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from device.mqtt_link import MqttLink
 from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
 from matthan.backoff import Backoff
+from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, Status, decode, encode
 from matthan_wire.config import BrokerConfig, OutboxConfig
 from matthan_wire.topics import device_topic
@@ -186,7 +186,7 @@ def test_status_online_retained_and_offline_as_will(tmp_path: Path, broker: Mosq
     code = textwrap.dedent(
         f"""
         import time
-        from device.mqtt_link import MqttLink
+        from matthan.mqtt import MqttLink
         from matthan_wire.config import BrokerConfig
         link = MqttLink(BrokerConfig(url={broker.url!r}, keepalive_s=5), {DEVICE!r}, subscriptions=[],
                         on_message=lambda t, p: None, status_topic={topic!r})

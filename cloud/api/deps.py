@@ -1,0 +1,30 @@
+"""What the composition root built, handed to request handlers: the one Settings object, the MQTT
+link (None without a broker) and the live-update notifier. Nothing here reads the environment."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from cloud.mqtt import MqttLink
+from cloud.notify import Notifier
+from cloud.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_mqtt(request: Request) -> MqttLink | None:
+    link: MqttLink | None = request.app.state.mqtt
+    return link
+
+
+def get_notifier(request: Request) -> Notifier:
+    notifier: Notifier = request.app.state.notifier
+    return notifier
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Mqtt = Annotated[MqttLink | None, Depends(get_mqtt)]
+LiveUpdates = Annotated[Notifier, Depends(get_notifier)]
