@@ -67,6 +67,7 @@ class TrackerConfig:
     # switches on vtest, this 46; 0.4-0.5 s and 0.8-1.1 s were no better. Set between run
     # multiples (0.6 and 0.8 s) so frame-time jitter cannot flip it.
     recent_s: float = 0.65
+    clutter_recent_s: float = 1.5  # the same for static clutter (see Tracker._recent)
     appearance_weight: float = 2.0  # how much colours count against position and overlap
 
 
@@ -305,8 +306,8 @@ class Tracker:
         for t in self.tracks:
             t.seen_now = False
             self._predict(t, now)
-        recent = [t for t in self.tracks if (now - t.last_seen).total_seconds() <= self.config.recent_s]
-        lost = [t for t in self.tracks if (now - t.last_seen).total_seconds() > self.config.recent_s]
+        recent = [t for t in self.tracks if self._recent(t, now)]
+        lost = [t for t in self.tracks if not self._recent(t, now)]
         # Tracks seen in the last detector run take their boxes first; lost tracks then get a
         # chance at the rest, re-identified where their motion predicts and by their colours.
         pairs = self._match(recent, list(range(len(dets))), dets, looks)
@@ -388,6 +389,13 @@ class Tracker:
             t._kf.x[4:] *= 0.5 ** max(dt, 0.0)
         t._kf.predict(dt)
         t._kf_at = now
+
+    def _recent(self, t: Track, now: datetime) -> bool:
+        """Matched in the first stage. Static clutter (a cone whose detections blink) stays there
+        through its blinks: otherwise a walker's track, still recent, takes the cone's box as the
+        walker passes it and stays on the cone (a new cone track then alerts again)."""
+        unseen = (now - t.last_seen).total_seconds()
+        return unseen <= (self.config.clutter_recent_s if t.is_clutter(now) else self.config.recent_s)
 
     def _expired(self, t: Track, now: datetime) -> bool:
         unseen = (now - t.last_seen).total_seconds()
