@@ -4,10 +4,12 @@ A small SORT/ByteTrack-style tracker in code we own, chosen by measurement (benc
 the annotated ground truth in tests/data/tracking): a Kalman filter per track (constant velocity
 of the box centre and size), matching by Mahalanobis distance and overlap with an optimal
 assignment, and colour signatures of the boxes (torso and legs) when the frame is given, in a
-cascade — the tracks seen in the last detector run first, then the lost ones (re-found near where
-their motion says they should be, within a window). Stationary objects are held through misses
-(a parked car hidden by a bus is the same car). Measured and not kept: ByteTrack's second stage
-on low-score boxes (no gain on the ground truth, lower precision).
+cascade — the tracks seen in the last three detector runs (`recent_s`) first, then the lost ones
+(re-found near where their motion says they should be, within a window). Stationary objects are
+held through misses (a parked car hidden by a bus is the same car). Measured and not kept:
+ByteTrack's second stage on low-score boxes (no gain on the ground truth, lower precision); a
+gallery of recent looks instead of one averaged look, OC-SORT's re-update and direction cost, an
+appearance gate on re-finding, no filter update while boxes overlap (bench/RESULTS.md).
 
 Times are the frames' timestamps, so a file processed faster than real time behaves exactly as
 the live camera would. Ties never depend on the order the model lists its boxes: detections are
@@ -308,7 +310,7 @@ class Tracker:
             self._predict(t, now)
         recent = [t for t in self.tracks if self._recent(t, now)]
         lost = [t for t in self.tracks if not self._recent(t, now)]
-        # Tracks seen in the last detector run take their boxes first; lost tracks then get a
+        # Tracks seen within recent_s take their boxes first; lost tracks then get a
         # chance at the rest, re-identified where their motion predicts and by their colours.
         pairs = self._match(recent, list(range(len(dets))), dets, looks)
         taken = {i for _, i in pairs}
