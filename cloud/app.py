@@ -15,7 +15,8 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cloud import console
-from cloud.api import alerts, config, devices, enrollment, health, media, session
+from cloud.api import alerts, attention, config, devices, enrollment, health, media, session
+from cloud.attention.worker import AttentionWorker
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
 from cloud.errors import CloudError
@@ -38,6 +39,7 @@ ROUTERS = [
     config.router,
     alerts.router,
     media.router,
+    attention.router,  # escalation policies, notification endpoints and queue
     enrollment.router,  # claim tokens, enrollment, revocation, bulk import
     console.router,  # the HTML console
 ]
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.notifier = Notifier()
     app.state.mqtt = None
     app.state.ingest = None
+    app.state.attention = None
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)
@@ -88,6 +91,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         republish_on_connect(link, engine)
         link.start()
     app.state.mqtt, app.state.ingest = link, ingest
+    attention: AttentionWorker | None = None
+    if settings.attention.enabled:
+        attention = AttentionWorker(settings, engine, app.state.clip_store, app.state.notifier)
+        attention.start()
+    app.state.attention = attention
     log.info(
         "cloud up db=%s broker=%s clips=%s ingest=%s",
         engine.url.render_as_string(hide_password=True),
@@ -98,6 +106,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if attention is not None:
+            attention.stop()
         if ingest is not None:
             ingest.stop()
         if link is not None:
