@@ -161,7 +161,8 @@ def test_gateway_template_fills_placeholders(sqlite_url: str, tmp_path: Path, re
             "url": f"http://127.0.0.1:{receiver.port}/gateway?to=%2B84901234567",
             "headers": {"Authorization": "Bearer gw-key"},
             "body": '{"phone": "84901234567", "template_id": "248761", '
-            '"template_data": {"site": "{{site}}", "time": "{{time}}", "rule": "{{rule}}", "url": "{{url}}"}}',
+            '"template_data": {"site": "{{site}}", "time": "{{time}}", '
+            '"rule": "{{rule}}", "url": "{{url}}"}}',
         },
     )
     set_policy(engine, "*", "security_order", [(0, [gw])])
