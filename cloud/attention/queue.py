@@ -142,7 +142,7 @@ class Sender:
                     error = SendError(f"{type(exc).__name__}: {exc}", permanent=True)
             now = self.clock.now()
             row.attempts += 1
-            row.claimed_by, row.claimed_until = None, None
+            row.claimed_until = None  # claimed_by stays: which process sent it (or tried last)
             if error is None:
                 row.status, row.sent_at, row.last_error = "sent", now, None
                 self.sent += 1
@@ -184,6 +184,6 @@ def retry_now(session: Session, row_id: int, now: datetime) -> Notification | No
     row = session.get(Notification, row_id)
     if row is None:
         return None
-    row.status, row.attempts, row.next_at, row.claimed_by, row.claimed_until = "pending", 0, now, None, None
+    row.status, row.attempts, row.next_at, row.claimed_until = "pending", 0, now, None
     session.add(row)
     return row

@@ -60,7 +60,7 @@ class Receiver:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
     def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(r["body"]) for r in self.requests() if r["path"] == "/hook"]
+        return [json.loads(r["body"]) for r in self.requests() if r["path"].startswith("/hook")]
 
 
 @pytest.fixture
