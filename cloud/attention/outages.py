@@ -37,11 +37,13 @@ class OutageWatch:
         self.debounce = timedelta(seconds=debounce_s)
         self.opened = 0
         self.ended = 0
+        self.ticks = 0
 
     def tick(self) -> bool:
         """One look at every device; True when an outage alert opened or ended."""
         now = self.clock.now()
         changed = False
+        self.ticks += 1
         with Session(self.engine) as s:
             devices = {
                 d.id: d
