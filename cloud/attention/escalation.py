@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col, select
 
 from cloud import audit
@@ -218,6 +218,8 @@ def save_policy(session: Session, who: str, body: PolicyIn, now: datetime) -> Es
     p.levels = [lv.model_dump() for lv in body.levels]
     p.updated_by, p.updated_at = who, now
     session.add(p)
+    # Alerts that found no policy are looked at again: a policy added now covers them too.
+    session.execute(delete(table(Escalation)).where(table(Escalation).c.state == "none"))
     audit.record(session, who, "escalation.policy.set", f"{body.ward}/{body.category}", levels=p.levels)
     return p
 
