@@ -146,7 +146,7 @@ def test_escalation_editor_and_handover(site: Site, people: None, new_page: Any,
     new.locator("button[type=submit]").first.click()
     saved = page.locator("form[data-policy='*/security_order']")
     saved.wait_for()
-    assert saved.locator("input[name=after_1]").input_value() == "10.0"
+    assert saved.locator("input[name=after_1]").input_value() == "10"
     policies = ops.get("/api/v1/escalation/policies").json()
     assert [lv["endpoints"] for lv in policies[0]["levels"]] == [[1], [2], [3]]
     # The unacknowledged alerts reach level 1 at once (after 0 min); the channels point nowhere.
