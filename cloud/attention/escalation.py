@@ -103,6 +103,8 @@ class Escalator:
                 select(AlertRow)
                 .where(
                     col(AlertRow.state).in_(UNACKNOWLEDGED),
+                    # updated_at >= received_at always, and it is indexed: the old rows stay unread.
+                    col(AlertRow.updated_at) >= now - self.max_age,
                     col(AlertRow.received_at) >= now - self.max_age,
                     col(AlertRow.event_id).not_in(known),
                 )

@@ -84,7 +84,8 @@ def add_snapshot(engine: Engine, store_root: Path, event_id: str) -> None:
 
 def add_endpoint(engine: Engine, name: str, kind: str, config: dict[str, Any]) -> int:
     with Session(engine) as s:
-        e = admin.save_endpoint(s, "admin", admin.EndpointIn(name=name, kind=kind, config=config), utc_now())  # type: ignore[arg-type]
+        body = admin.EndpointIn.model_validate({"name": name, "kind": kind, "config": config})
+        e = admin.save_endpoint(s, "admin", body, utc_now())
         s.commit()
         assert e.id is not None
         return e.id

@@ -143,7 +143,9 @@ def test_email_reaches_a_real_smtp_server_with_the_snapshot(
     assert msg["To"] == "chihuy@phuong1.example.vn"
     assert "Chợ Bến Thành" in str(email.header.make_header(email.header.decode_header(msg["Subject"])))
     parts = list(msg.walk())
-    text = next(p for p in parts if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+    payload = next(p for p in parts if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode()
     assert "https://matthan.example.vn/console/alerts/ev-4" in text and "(Asia/Ho_Chi_Minh)" in text
     jpeg = next(p for p in parts if p.get_content_type() == "image/jpeg")
     assert jpeg.get_filename() == "ev-4.jpg" and jpeg.get_payload(decode=True) == JPEG

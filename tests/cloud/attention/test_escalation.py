@@ -82,9 +82,13 @@ def test_two_levels_at_their_times_and_a_stop_at_acknowledgement(
     clock.advance(60)
     run()
     assert _levels(receiver, "ev-a") == [1, 2] and _levels(receiver, "ev-b") == [1]
-    a, b = escalation(engine, "ev-a"), escalation(engine, "ev-b")
-    assert a is not None and (a.state, a.level) == ("done", 2)
-    assert b is not None and (b.state, b.level, b.stopped_reason) == ("stopped", 1, "acknowledged")
+    esc_a, esc_b = escalation(engine, "ev-a"), escalation(engine, "ev-b")
+    assert esc_a is not None and (esc_a.state, esc_a.level) == ("done", 2)
+    assert esc_b is not None and (esc_b.state, esc_b.level, esc_b.stopped_reason) == (
+        "stopped",
+        1,
+        "acknowledged",
+    )
     audits = escalate_audits(engine, "ev-a")
     assert [x.detail["level"] for x in audits] == [1, 2]  # type: ignore[index]
     assert audits[1].detail["notified"] == [  # type: ignore[index]
