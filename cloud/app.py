@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from cloud import console
 from cloud.api import alerts, attention, config, devices, enrollment, health, media, session
-from cloud.attention.worker import AttentionWorker
+from cloud.attention.worker import AttentionWorker, attention_counts
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
 from cloud.errors import CloudError
@@ -79,6 +79,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.clip_store = open_store(settings.clips, settings.clips_dir, settings.s3_endpoint_url)
     app.state.metrics.watch_devices(lambda: _count_online(app))
+    app.state.metrics.watch_attention(lambda: attention_counts(engine))
     link: MqttLink | None = None
     ingest: IngestWorker | None = None
     if settings.broker_url is not None:

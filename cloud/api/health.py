@@ -18,9 +18,13 @@ def healthz(request: Request, response: Response) -> dict[str, object]:
         db_ok, ping = False, None
     link = request.app.state.mqtt
     broker = None if link is None else link.connected
-    if not db_ok:
+    # The escalation worker's threads dying would silence every notification: that is not "ok".
+    worker = request.app.state.attention
+    attention = None if worker is None else worker.alive
+    ok = db_ok and attention is not False
+    if not ok:
         response.status_code = 503
-    return {"ok": db_ok, "db": db_ok, "db_ping_s": ping, "broker_connected": broker}
+    return {"ok": ok, "db": db_ok, "db_ping_s": ping, "broker_connected": broker, "attention": attention}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

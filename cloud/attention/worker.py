@@ -102,3 +102,28 @@ class AttentionWorker:
                 log.exception("notification sender failed")
             self._wake_sender.wait(self.settings.tick_s)
             self._wake_sender.clear()
+
+
+def attention_counts(engine: Engine) -> dict[str, int]:
+    """For the metrics: the figures every cloud process agrees on (read from the database)."""
+    from sqlalchemy import func
+    from sqlmodel import Session, col, select
+
+    from cloud.models import Escalation, Notification, Outage
+
+    with Session(engine) as s:
+        by_status = dict(
+            s.exec(select(Notification.status, func.count()).group_by(col(Notification.status))).all()
+        )
+        outages = s.exec(
+            select(func.count()).select_from(Outage).where(col(Outage.event_id).is_not(None))
+        ).one()
+        active = s.exec(
+            select(func.count()).select_from(Escalation).where(Escalation.state == "active")
+        ).one()
+    return {
+        "notifications_pending": int(by_status.get("pending", 0)),
+        "notifications_failed": int(by_status.get("failed", 0)),
+        "outages_open": int(outages),
+        "escalations_active": int(active),
+    }

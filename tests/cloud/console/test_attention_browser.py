@@ -195,4 +195,7 @@ def test_escalation_editor_and_handover(site: Site, people: None, new_page: Any,
     sections = {(row[0], row[1]) for row in rows[1:]}
     assert ("open", "rex-att-0001") in sections and ("false_alarm", "rex-att-0002") in sections
     assert ("outage", "outage-demo-1") in sections and ("escalation", "rex-att-0001") in sections
+    metrics = ops.get("/metrics").text
+    assert 'matthan_attention{what="escalations_active"} 2.0' in metrics  # both wait for level 2
+    assert ops.get("/healthz").json()["attention"] is True
     ops.close()
