@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.attention.channels import sign, verify
+from cloud.attention.queue import claim
 from cloud.attention.worker import AttentionWorker
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
@@ -175,4 +176,23 @@ def test_gateway_template_fills_placeholders(sqlite_url: str, tmp_path: Path, re
     assert req["path"].startswith("/gateway") and req["headers"]["Authorization"] == "Bearer gw-key"
     data = json.loads(req["body"])["template_data"]  # valid JSON: values were escaped
     assert data["site"] == "Chợ Bến Thành, cổng Nam" and data["url"].endswith("/console/alerts/ev-5")
+    engine.dispose()
+
+
+def test_a_sender_that_died_holding_a_lease_lets_go_when_it_ends(
+    sqlite_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    worker, clock, engine = _worker(sqlite_url, tmp_path, lease_s=60)
+    hook = add_endpoint(engine, "centre", "webhook", {"url": receiver.url, "secret": SECRET})
+    set_policy(engine, "*", "security_order", [(0, [hook])])
+    add_alert(engine, "ev-6")
+    worker.tick_once()
+    # Another process claims the row and is SIGKILLed before sending: nobody else may take it...
+    assert claim(engine, "dead-process", clock.now(), 60) == [notifications(engine)[0].id]
+    assert claim(engine, "other", clock.now(), 60) == []
+    assert worker.sender.drain() == 0 and receiver.requests() == []
+    clock.advance(1.1)  # ...until its lease ends; then it is sent, once.
+    assert worker.sender.drain() == 1
+    assert [b["event_id"] for b in receiver.bodies()] == ["ev-6"]
+    assert notifications(engine)[0].status == "sent"
     engine.dispose()
