@@ -115,8 +115,8 @@ def _http_outcome(resp: httpx.Response) -> None:
 
 
 class WebhookChannel:
-    def __init__(self, settings: AttentionSettings) -> None:
-        self.timeout = settings.send_timeout_s
+    def __init__(self, settings: AttentionSettings, client: httpx.Client) -> None:
+        self.client = client
 
     def send(self, config: dict[str, Any], message: Message, delivery: int, snapshot: bytes | None) -> None:
         cfg = WebhookConfig.model_validate(config)
@@ -131,7 +131,7 @@ class WebhookChannel:
             "User-Agent": "matthan-cloud",
         }
         try:
-            resp = httpx.post(cfg.url, content=body, headers=headers, timeout=self.timeout)
+            resp = self.client.post(cfg.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from None
         _http_outcome(resp)
@@ -188,8 +188,8 @@ def render(template: str, fields: dict[str, Any], escape: str = "none") -> str:
 
 
 class GatewayChannel:
-    def __init__(self, settings: AttentionSettings) -> None:
-        self.timeout = settings.send_timeout_s
+    def __init__(self, settings: AttentionSettings, client: httpx.Client) -> None:
+        self.client = client
 
     def send(self, config: dict[str, Any], message: Message, delivery: int, snapshot: bytes | None) -> None:
         cfg = GatewayConfig.model_validate(config)
@@ -200,21 +200,27 @@ class GatewayChannel:
         headers = {k: render(v, fields) for k, v in cfg.headers.items()}
         headers.setdefault("Content-Type", cfg.content_type)
         try:
-            resp = httpx.request(
+            resp = self.client.request(
                 cfg.method,
                 render(cfg.url, fields, "url"),
                 content=render(cfg.body, fields, body_escape).encode() if cfg.method != "GET" else None,
                 headers=headers,
-                timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from None
         _http_outcome(resp)
 
 
-def channels(settings: AttentionSettings) -> dict[str, Channel]:
+def channels(settings: AttentionSettings, client: httpx.Client | None = None) -> dict[str, Channel]:
+    """The channels sharing one HTTP client: its connection pool and TLS context are made once
+    (a client per message spent most of a send building its TLS context)."""
+    client = client or http_client(settings)
     return {
-        "webhook": WebhookChannel(settings),
+        "webhook": WebhookChannel(settings, client),
         "email": EmailChannel(settings),
-        "gateway": GatewayChannel(settings),
+        "gateway": GatewayChannel(settings, client),
     }
+
+
+def http_client(settings: AttentionSettings) -> httpx.Client:
+    return httpx.Client(timeout=settings.send_timeout_s, follow_redirects=False)

@@ -11,7 +11,7 @@ import uuid
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.attention.channels import Channel, channels
+from cloud.attention.channels import Channel, channels, http_client
 from cloud.attention.clock import Clock, make_clock
 from cloud.attention.escalation import Escalator
 from cloud.attention.outages import OutageWatch
@@ -43,7 +43,8 @@ class AttentionWorker:
             engine, self.clock, public_url=settings.public_url, tz_name=settings.console_tz,
             max_age_h=a.escalate_max_age_h,
         )  # fmt: skip
-        self.sender = Sender(engine, a, channel_map or channels(a), store, self.clock, self.name)
+        self._http = http_client(a)
+        self.sender = Sender(engine, a, channel_map or channels(a, self._http), store, self.clock, self.name)
         self._stop = threading.Event()
         self._wake_sender = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -66,6 +67,7 @@ class AttentionWorker:
         self._wake_sender.set()
         for t in self._threads:
             t.join(timeout)
+        self._http.close()
 
     @property
     def alive(self) -> bool:
