@@ -1,6 +1,6 @@
 """The cloud service's composition root: `create_app(settings)` builds the FastAPI app; its
-lifespan starts the parts in order (database + migrations, clip store, MQTT link, ingest) and
-stops them in reverse. Nothing connects before the lifespan starts.
+lifespan starts the parts in order (database + migrations, clip store, MQTT link, ingest, station
+delivery, the attention worker) and stops them in reverse. Nothing connects before the lifespan starts.
 
 Use the app inside its lifespan, e.g. `with TestClient(create_app(settings)) as client: …`.
 """
@@ -27,6 +27,7 @@ from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from cloud.services.config import republish_on_connect
 from cloud.settings import Settings
+from cloud.station_delivery import StationDelivery
 from matthan import __version__
 
 log = logging.getLogger("matthan.cloud")
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.mqtt = None
     app.state.ingest = None
     app.state.attention = None
+    app.state.station_delivery = None
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)
@@ -82,6 +84,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.metrics.watch_attention(lambda: attention_counts(engine))
     link: MqttLink | None = None
     ingest: IngestWorker | None = None
+    delivery: StationDelivery | None = None
     if settings.broker_url is not None:
         link = MqttLink(settings, "matthan-cloud")
         if settings.ingest:
@@ -89,14 +92,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 settings, engine, link, app.state.clip_store, app.state.metrics, app.state.notifier
             )
             ingest.start()
+        if settings.station_delivery:
+            delivery = StationDelivery(settings, engine, link, app.state.metrics)
+            delivery.start()
         republish_on_connect(link, engine)
         link.start()
-    app.state.mqtt, app.state.ingest = link, ingest
-    attention: AttentionWorker | None = None
+    app.state.mqtt, app.state.ingest, app.state.station_delivery = link, ingest, delivery
+    watcher: AttentionWorker | None = None
     if settings.attention.enabled:
-        attention = AttentionWorker(settings, engine, app.state.clip_store, app.state.notifier)
-        attention.start()
-    app.state.attention = attention
+        watcher = AttentionWorker(settings, engine, app.state.clip_store, app.state.notifier)
+        watcher.start()
+    app.state.attention = watcher
     log.info(
         "cloud up db=%s broker=%s clips=%s ingest=%s",
         engine.url.render_as_string(hide_password=True),
@@ -107,8 +113,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if attention is not None:
-            attention.stop()
+        if watcher is not None:
+            watcher.stop()
+        if delivery is not None:
+            delivery.stop()
         if ingest is not None:
             ingest.stop()
         if link is not None:
