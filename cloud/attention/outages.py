@@ -31,10 +31,13 @@ RULE = "device.offline"
 
 
 class OutageWatch:
-    def __init__(self, engine: Engine, clock: Clock, debounce_s: float) -> None:
+    def __init__(self, engine: Engine, clock: Clock, debounce_s: float, max_age_h: float = 24.0) -> None:
         self.engine = engine
         self.clock = clock
         self.debounce = timedelta(seconds=debounce_s)
+        # A device last heard of longer ago than this is a known dead box, not news: when the
+        # cloud is first deployed (or restarted after days), it opens no outage for it.
+        self.max_age = timedelta(hours=max_age_h)
         self.opened = 0
         self.ended = 0
         self.ticks = 0
@@ -55,7 +58,8 @@ class OutageWatch:
         for device_id, d in devices.items():
             o = outages.get(device_id)
             if not d.online and o is None:
-                self._suspect(d, now)
+                if d.last_seen is not None and now - d.last_seen <= self.max_age:
+                    self._suspect(d, now)
             elif not d.online and o is not None and o.event_id is None:
                 if o.status_at != d.status_at:
                     self._restart(o, d)

@@ -38,7 +38,7 @@ class AttentionWorker:
         self.clock = clock or make_clock(a.clock_file)
         self.notifier = notifier
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.outages = OutageWatch(engine, self.clock, a.outage_debounce_s)
+        self.outages = OutageWatch(engine, self.clock, a.outage_debounce_s, a.escalate_max_age_h)
         self.escalator = Escalator(
             engine, self.clock, public_url=settings.public_url, tz_name=settings.console_tz,
             max_age_h=a.escalate_max_age_h,

@@ -127,3 +127,35 @@ def test_ten_rapid_disconnects_give_at_most_one_alert(
         ticks = watch.ticks
         wait_until(lambda: watch.ticks >= ticks + 5, timeout=10, what="five more looks")
         assert len(_outages(engine, "pi-9")) == 1 and watch.opened == 1
+
+
+def test_long_dead_devices_open_nothing_recent_ones_do(sqlite_url: str) -> None:
+    from datetime import timedelta
+
+    from cloud.attention.clock import SystemClock
+    from cloud.attention.outages import OutageWatch
+    from cloud.db import make_engine, migrate
+
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    now = utc_now()
+    with Session(engine) as s:
+        s.add(Device(id="dead-box", ward="w1", online=False, last_seen=now - timedelta(days=3)))
+        s.add(Device(id="just-lost", ward="w1", online=False, last_seen=now - timedelta(minutes=1)))
+        s.add(Device(id="fine", ward="w1", online=True, last_seen=now))
+        s.commit()
+    watch = OutageWatch(engine, SystemClock(), debounce_s=0, max_age_h=24)
+    watch.tick()  # suspected
+    watch.tick()  # past the (zero) debounce: opened
+    assert [a.device_id for a in _outages(engine, "just-lost")] == ["just-lost"]
+    assert _outages(engine, "dead-box") == [] and _outages(engine, "fine") == []
+    with Session(engine) as s:
+        d = s.get(Device, "just-lost")
+        assert d is not None
+        d.online = True
+        s.add(d)
+        s.commit()
+    watch.tick()
+    (ended,) = _outages(engine, "just-lost")
+    assert ended.ended_at is not None and watch.ended == 1
+    engine.dispose()

@@ -155,6 +155,7 @@ def test_escalation_editor_and_handover(site: Site, people: None, new_page: Any,
         timeout=20,
         what="level 1 on the alert page",
     )
+    shot(page, test_output, "alert-page")
     page.goto("/console/escalation")
     shot(page, test_output, "escalation-editor")
     phone = new_page(PHONE)
