@@ -129,14 +129,14 @@ def test_ten_rapid_disconnects_give_at_most_one_alert(
         assert len(_outages(engine, "pi-9")) == 1 and watch.opened == 1
 
 
-def test_long_dead_devices_open_nothing_recent_ones_do(sqlite_url: str) -> None:
+def test_long_dead_devices_open_nothing_recent_ones_do(db_url: str) -> None:
     from datetime import timedelta
 
     from cloud.attention.clock import SystemClock
     from cloud.attention.outages import OutageWatch
     from cloud.db import make_engine, migrate
 
-    engine = make_engine(sqlite_url)
+    engine = make_engine(db_url)
     migrate(engine)
     now = utc_now()
     with Session(engine) as s:
