@@ -28,6 +28,7 @@ from cloud.notify import Notifier
 from cloud.services.config import republish_on_connect
 from cloud.settings import Settings
 from cloud.station_delivery import StationDelivery
+from cloud.throttle import LoginThrottle
 from matthan import __version__
 
 log = logging.getLogger("matthan.cloud")
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ingest = None
     app.state.attention = None
     app.state.station_delivery = None
+    app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)

@@ -198,5 +198,5 @@ def test_escalation_editor_and_handover(site: Site, people: None, new_page: Any,
     assert ("outage", "outage-demo-1") in sections and ("escalation", "rex-att-0001") in sections
     metrics = ops.get("/metrics").text
     assert 'matthan_attention{what="escalations_active"} 2.0' in metrics  # both wait for level 2
-    assert ops.get("/healthz").json()["attention"] is True
+    assert ops.get("/healthz").json()["dead_workers"] == []
     ops.close()
