@@ -15,7 +15,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ["pipeline", "alert_latency", "soak", "recording", "ingest", "console", "tamper", "escalation"]
+BENCHES = [
+    "pipeline",
+    "alert_latency",
+    "soak",
+    "recording",
+    "ingest",
+    "console",
+    "tamper",
+    "tracking",
+    "escalation",
+]
 HERE = Path(__file__).resolve().parent
 
 
