@@ -25,6 +25,7 @@ BENCHES = [
     "console",
     "tamper",
     "tracking",
+    "escalation",
 ]
 HERE = Path(__file__).resolve().parent
 
