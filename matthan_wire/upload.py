@@ -13,7 +13,8 @@ UPLOAD_SHA256 = "Upload-Sha256"  # hex SHA-256 of the whole file
 CHUNK_SHA256 = "Chunk-Sha256"  # hex SHA-256 of this PATCH body
 CONTENT_TYPE = "application/offset+octet-stream"
 
-MEDIA_KINDS = ("clip", "snapshot", "sidecar")
+# manifest: the event's signed evidence manifest, a compact JWS (matthan_wire/evidence.py).
+MEDIA_KINDS = ("clip", "snapshot", "sidecar", "manifest")
 
 
 class UploadStatus(IntEnum):
