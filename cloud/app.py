@@ -6,8 +6,9 @@ Use the app inside its lifespan, e.g. `with TestClient(create_app(settings)) as 
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -15,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cloud import console
-from cloud.api import alerts, config, devices, enrollment, health, media, session
+from cloud.api import alerts, config, devices, enrollment, evidence, health, media, session
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
 from cloud.errors import CloudError
@@ -24,9 +25,11 @@ from cloud.metrics import Metrics
 from cloud.models import Device
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
+from cloud.retention import RetentionJob
 from cloud.services.config import republish_on_connect
 from cloud.settings import Settings
 from matthan import __version__
+from matthan_wire.timeutil import utc_now
 
 log = logging.getLogger("matthan.cloud")
 
@@ -38,12 +41,14 @@ ROUTERS = [
     config.router,
     alerts.router,
     media.router,
+    evidence.router,  # evidence check and export, pins, the audit chain
     enrollment.router,  # claim tokens, enrollment, revocation, bulk import
     console.router,  # the HTML console
 ]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """`clock` drives the scheduled jobs (retention); tests pass one they control."""
     settings = settings or Settings.from_env()
     app = FastAPI(
         title="matthan cloud",
@@ -56,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.notifier = Notifier()
     app.state.mqtt = None
     app.state.ingest = None
+    app.state.clock = clock
+    app.state.retention = None
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)
@@ -88,6 +95,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         republish_on_connect(link, engine)
         link.start()
     app.state.mqtt, app.state.ingest = link, ingest
+    retention = RetentionJob(engine, app.state.clip_store, settings, clock=app.state.clock)
+    retention.start()
+    app.state.retention = retention
     log.info(
         "cloud up db=%s broker=%s clips=%s ingest=%s",
         engine.url.render_as_string(hide_password=True),
@@ -98,6 +108,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        retention.stop()
         if ingest is not None:
             ingest.stop()
         if link is not None:

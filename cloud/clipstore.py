@@ -33,6 +33,7 @@ class ClipStore(Protocol):
     def local_path(self, key: str) -> Path | None: ...
     def size(self, key: str) -> int | None: ...
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]: ...
+    def delete(self, key: str) -> bool: ...  # True when something was there
     def describe(self) -> str: ...
 
 
@@ -89,6 +90,12 @@ class LocalStore:
                 left -= len(chunk)
                 yield chunk
 
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        existed = path.is_file()
+        path.unlink(missing_ok=True)
+        return existed
+
     def describe(self) -> str:
         return str(self.root)
 
@@ -133,6 +140,11 @@ class S3Store:
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
         obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{end}")
         yield from obj["Body"].iter_chunks(256 * 1024)
+
+    def delete(self, key: str) -> bool:
+        existed = self.size(key) is not None
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        return existed
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

@@ -138,8 +138,8 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
             if r.hash != want:
                 return _broken(
                     count, head_seq, head_hash,
-                    f"entry #{r.seq} (id {r.id}, {r.action} by {r.who} at {r.at:%Y-%m-%d %H:%M:%S}) was altered:"
-                    " its content no longer matches its hash",
+                    f"entry #{r.seq} (id {r.id}, {r.action} by {r.who} at {r.at:%Y-%m-%d %H:%M:%S})"
+                    " was altered: its content no longer matches its hash",
                 )  # fmt: skip
             prev, expected, count, after = want, expected + 1, count + 1, r.seq
     if head_seq != count:

@@ -229,6 +229,8 @@ class AlertPin(SQLModel, table=True):
     pinned_by: str = Field(max_length=128)
     pinned_at: datetime = _time(default_factory=utc_now)
     reason: str = Field(max_length=2000)
+    # When retention first found it due and kept it (recorded once in the audit log).
+    kept_since: datetime | None = _time(default=None)
 
 
 class RetentionPurge(SQLModel, table=True):

@@ -53,6 +53,7 @@ class Verdict:
     serial: str | None = None  # hex
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # kinds the manifest names that are not at hand
 
     @property
     def valid(self) -> bool:
@@ -117,15 +118,16 @@ def verify_manifest(
     for kind, want in manifest.files.items():
         have = digests.get(kind)
         if have is None:
+            v.missing.append(kind)
             v.problems.append(f"{kind}: named in the manifest but missing")
         elif have != want.sha256:
             v.problems.append(
                 f"{kind}: SHA-256 {have[:16]}… does not match the signed {want.sha256[:16]}…"
                 " (the file was modified or swapped)"
             )
-    for kind, have in digests.items():
-        if have is not None and kind not in manifest.files:
-            v.problems.append(f"{kind}: present but not named in the signed manifest")
+    for other, present in digests.items():
+        if present is not None and other not in manifest.files:
+            v.problems.append(f"{other}: present but not named in the signed manifest")
     return v
 
 

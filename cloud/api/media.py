@@ -24,6 +24,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlmodel import Session
 
+from cloud import audit, evidence
 from cloud.auth import AnyCaller, DbSession, DeviceCaller, Principal, require_ward
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key, partial_path
 from cloud.errors import CloudError, Forbidden, NotFound
@@ -225,6 +226,9 @@ async def upload_chunk(
         media.complete, media.completed_at = True, utc_now()
         session.add(media)
         session.commit()
+        # A manifest, or a file it names, completed: (re)check the event's evidence.
+        evidence.check_event(session, settings, store, event_id)
+        session.commit()
         # Complete uploads answer from the row alone; the lock is not needed any more.
         _locks.pop((event_id, kind), None)
         return Response(status_code=UploadStatus.COMPLETED, headers=_state_headers(media))
@@ -283,6 +287,12 @@ def download(
     _owner_check(session, principal, event_id, media)
     if media is None or not media.complete:
         raise NotFound("not stored (yet)")
+    if principal.is_user:
+        # Chain of custody: every view and download of an alert's media, by whom (and which bytes).
+        audit.record(
+            session, principal.label(), "media.view", event_id, kind=kind, range=request.headers.get("range")
+        )
+        session.commit()
     store: ClipStore = request.app.state.clip_store
     ctype = CONTENT_TYPES[kind]
     local = store.local_path(media.key)

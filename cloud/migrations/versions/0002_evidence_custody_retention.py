@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("pinned_by", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("pinned_at", cloud.dbtypes.UtcTime(timezone=True), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+        sa.Column("kept_since", cloud.dbtypes.UtcTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("event_id"),
     )
     op.create_table(
