@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col
 
 from cloud.auth import DbSession
-from cloud.console import views
+from cloud.console import figures, views
 from cloud.console.pages import (
     Viewer,
     ViewerDep,
@@ -104,10 +104,10 @@ def alert_query(v: Viewer, f: AlertFilters) -> Any:
     )  # fmt: skip
 
 
-def stats(session: Session, v: Viewer, ward: str | None, days: int, zone: tzinfo) -> views.Stats:
+def stats(session: Session, v: Viewer, ward: str | None, days: int, zone: tzinfo) -> figures.Stats:
     since = utc_now() - timedelta(days=days)
     rows = session.exec(alert_query(v, AlertFilters(zone=zone, ward=ward, since=since))).all()
-    return views.stats(list(rows), days, zone)
+    return figures.stats(list(rows), days, zone)
 
 
 @router.get("/console/alerts")

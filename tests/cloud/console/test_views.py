@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cloud.console import views
+from cloud.console import figures, views
 from cloud.models import AlertRow, Camera, Device, HealthLatest
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -93,7 +93,7 @@ def test_figures_per_local_day_response_time_and_false_alarm_rate() -> None:
                state_at=t + timedelta(hours=3)),
         _alert("a4", "da-kao", "curb.illegal_parking", t + timedelta(hours=3)),
     ]  # fmt: skip
-    s = views.stats(rows, 7, ZoneInfo("Asia/Ho_Chi_Minh"))
+    s = figures.stats(rows, 7, ZoneInfo("Asia/Ho_Chi_Minh"))
     assert s.per_day_category == [
         ("2026-11-24", {"security_order": 1, "urban_order": 2}),
         ("2026-11-23", {"security_order": 1, "urban_order": 0}),
