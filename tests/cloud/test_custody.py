@@ -106,7 +106,8 @@ def test_entries_before_the_migration_are_chained_by_it(tmp_path) -> None:  # ty
         for i in range(3):
             c.execute(
                 text(
-                    "INSERT INTO audit_log (at, who, action, target, detail) VALUES (:at, 'cli', 'user.add', :t, :d)"
+                    "INSERT INTO audit_log (at, who, action, target, detail)"
+                    " VALUES (:at, 'cli', 'user.add', :t, :d)"
                 ),
                 {"at": f"2026-11-2{i} 08:00:00.000000", "t": f"u{i}", "d": '{"role": "admin"}'},
             )
