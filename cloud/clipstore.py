@@ -14,7 +14,10 @@ from cloud.errors import CloudError
 from matthan_wire.ids import is_id
 
 EXTENSIONS = {"clip": "mp4", "snapshot": "jpg", "sidecar": "json", "manifest": "jws"}
-CONTENT_TYPES = {"clip": "video/mp4", "snapshot": "image/jpeg", "sidecar": "application/json",
+CONTENT_TYPES = {
+    "clip": "video/mp4",
+    "snapshot": "image/jpeg",
+    "sidecar": "application/json",
     "manifest": "application/jose",
 }
 

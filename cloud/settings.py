@@ -107,7 +107,7 @@ class Settings(BaseModel):
             try:
                 return json.loads(value or "{}")
             except ValueError:
-                raise ValueError("retention_days_by_category: JSON like {\"traffic/resolved\": 30}") from None
+                raise ValueError('retention_days_by_category: JSON like {"traffic/resolved": 30}') from None
         return value
 
     def retention_days(self, category: str, outcome: str) -> float | None:

@@ -1,7 +1,7 @@
 """The alert card's evidence link and the admin's pin button, over HTTP (SQLite and PostgreSQL)."""
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from cloud.models import AlertPin, AuditLog, MediaObject
 from tests.cloud.console.test_pages import _csrf, _login, app  # noqa: F401  (a fixture)
@@ -38,7 +38,8 @@ def test_an_admin_pins_and_unpins_from_the_alert_card(app: TestClient) -> None: 
     assert r.status_code == 303
     with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
         assert s.get(AlertPin, "ev-dev-bn") is None
-        actions = [a.action for a in s.query(AuditLog).filter(AuditLog.target == "ev-dev-bn")]
+        rows = s.exec(select(AuditLog).where(AuditLog.target == "ev-dev-bn").order_by(col(AuditLog.seq)))
+        actions = [a.action for a in rows]
     assert actions == ["evidence.pin", "evidence.unpin"]
 
 
