@@ -24,7 +24,7 @@ from fastapi import Depends, HTTPException, Request, Response
 from sqlmodel import Session, select
 
 from cloud.errors import CloudError, Forbidden, NotFound
-from cloud.models import ROLES, Device, User
+from cloud.models import ROLES, Device, User, Ward
 from cloud.settings import Settings
 from matthan_wire.ids import is_id
 
@@ -93,6 +93,14 @@ def create_user(session: Session, name: str, role: str, password: str, ward: str
     if role == "ward_officer":
         if not ward or not is_id(ward):
             raise CloudError("a ward_officer needs --ward WARD (a ward id like ben-nghe)")
+        known = known_wards(session)
+        if ward not in known:
+            # A typo here would give an officer who silently sees nothing.
+            listed = ", ".join(known[:10]) + (", …" if len(known) > 10 else "") if known else "none yet"
+            raise CloudError(
+                f"unknown ward {ward!r} (known: {listed}); add the ward first "
+                "(POST /api/v1/wards, or issue a claim token for it)"
+            )
     elif ward is not None:
         raise CloudError(f"--ward applies to ward_officer only, not {role}")
     if session.exec(select(User).where(User.name == name)).first() is not None:
@@ -100,6 +108,13 @@ def create_user(session: Session, name: str, role: str, password: str, ward: str
     user = User(name=name, role=role, ward=ward, password_hash=hash_password(password))
     session.add(user)
     return user
+
+
+def known_wards(session: Session) -> list[str]:
+    """Wards added by an admin or by a claim token, and those a device belongs to."""
+    added = set(session.exec(select(Ward.id)).all())
+    with_devices = set(session.exec(select(Device.ward).distinct()).all())
+    return sorted(added | with_devices)
 
 
 def authenticate(session: Session, name: str, password: str) -> User | None:

@@ -551,7 +551,7 @@ class IngestWorker:
         conn = s.connection()
         if conn.dialect.name == "postgresql":
             # The bulk of all traffic: COPY is several times faster than a multi-row INSERT here
-            # (LESSONS.md: 175k rows/s against 90k), and runs in the same transaction.
+            # (docs/lessons.md: 175k rows/s against 90k), and runs in the same transaction.
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(f"COPY health_sample ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN") as copy:
                 for row in b.samples:

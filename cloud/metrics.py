@@ -34,6 +34,14 @@ class Metrics:
         self.db_ping_seconds = Gauge("matthan_db_ping_seconds", "last SELECT 1 round trip", registry=r)
         self.queue_depth = Gauge("matthan_ingest_queue_depth", "messages waiting for the writer", registry=r)
         self.receipts = Counter("matthan_receipts_published", "receipt messages published", registry=r)
+        self.station_resends = Counter(
+            "matthan_station_alert_resends",
+            "alerts sent again to a ward's stations because none confirmed delivery yet",
+            registry=r,
+        )
+        self.station_syncs = Counter(
+            "matthan_station_syncs", "catch-up requests from ward stations", registry=r
+        )
         self.upload_bytes = Counter(
             "matthan_upload_bytes", "bytes accepted by the media upload endpoint", ["kind"], registry=r
         )

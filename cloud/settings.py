@@ -82,6 +82,14 @@ class Settings(BaseModel):
     offline_factor: float = Field(default=3.0, ge=1.0)
     health_retention_days: float = Field(default=14.0, gt=0.0)
 
+    # Ward stations: an alert no station has confirmed is sent again on the ward's station-alert
+    # topic, first after station_resend_first_s, then with doubling gaps up to station_resend_max_s,
+    # for alerts received within station_resend_window_h; a station's sync gets them all at once.
+    station_delivery: bool = True
+    station_resend_first_s: float = Field(default=5.0, gt=0.0)
+    station_resend_max_s: float = Field(default=300.0, gt=0.0)
+    station_resend_window_h: float = Field(default=24.0, gt=0.0)
+
     # Uploads
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     session_hours: float = Field(default=12.0, gt=0.0)

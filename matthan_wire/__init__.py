@@ -18,6 +18,7 @@ from matthan_wire.payloads import (
     Health,
     Receipt,
     ReportedConfig,
+    StationSync,
     Status,
 )
 from matthan_wire.timeutil import format_ts, parse_ts, utc_now
@@ -39,6 +40,7 @@ __all__ = [
     "Kind",
     "Receipt",
     "ReportedConfig",
+    "StationSync",
     "Status",
     "Topic",
     "WireError",

@@ -5,6 +5,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from matthan_wire.messages import message
+
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,7 +36,7 @@ def describe(exc: ValidationError, limit: int = 3) -> str:
     parts = []
     for err in exc.errors()[:limit]:
         where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg']}")
+        parts.append(f"{where}: {message(err)}")
     more = len(exc.errors()) - limit
     if more > 0:
         parts.append(f"and {more} more")

@@ -228,7 +228,14 @@ class StorageConfig(_Strict):
 class OutboxConfig(_Strict):
     max_messages: int = Field(default=100_000, ge=100)
     max_age_h: float = Field(default=168.0, gt=0.0)
-    resend_after_s: float = Field(default=30.0, gt=0.0)
+    # A message without a receipt is sent again after resend_after_s, then after each delay times
+    # resend_factor, at most resend_max_s, each lengthened by up to resend_jitter (a fraction) so a
+    # fleet that lost the cloud together does not resend together. The defaults allow ≤ 3 copies in
+    # a message's first 10 minutes (docs/architecture.md, "Resends during a cloud outage").
+    resend_after_s: float = Field(default=30.0, gt=0.0, le=86_400.0)
+    resend_factor: float = Field(default=4.0, ge=1.0, le=16.0)
+    resend_max_s: float = Field(default=600.0, gt=0.0, le=86_400.0)
+    resend_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
 
 
 class HealthConfig(_Strict):

@@ -113,6 +113,10 @@ class Health(_Payload):
     upload_oldest_age_s: float | None = Field(default=None, ge=0.0)
     clips_evicted_unconfirmed_total: Count = 0
     agent_version: str | None = None
+    # The cloud link as the device sees it: copies of unreceipted messages sent again in the last
+    # hour, and the age of the oldest message still without a receipt (0 when none).
+    outbox_resends_1h: int = Field(default=0, ge=0, le=2**63 - 1)
+    outbox_oldest_age_s: int = Field(default=0, ge=0, le=2**63 - 1)
 
 
 class Status(_Payload):
@@ -199,4 +203,12 @@ class AlertAction(_Payload):
     action: Literal["deliver", "acknowledge", "resolve", "false_alarm"]
     by: str = Field(min_length=1, max_length=128)
     note: str | None = Field(default=None, max_length=2000)
+    at: UtcDateTime
+
+
+class StationSync(_Payload):
+    """A ward station has subscribed (after a start or a reconnect): the cloud sends it again, on
+    the ward's station-alert topic, every alert of the ward no station has confirmed yet."""
+
+    station: str = Field(min_length=1, max_length=128)
     at: UtcDateTime

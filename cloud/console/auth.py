@@ -99,9 +99,10 @@ def login_submit(
         return again("The sign-in form expired; please try again.", 403)
     user = auth.authenticate(session, username.strip(), password)
     if user is None:
-        audit.record(session, f"user:{username.strip()[:64]}", "login_failed", target="console")
+        client = request.client.host if request.client else None
+        tried = audit.login_failed(session, username, client, via="console")
         session.commit()
-        log.info("event=login_failed user=%s", username.strip()[:64])
+        log.info("event=login_failed user=%s client=%s", tried, client)
         return again("Wrong user name or password.", 401)
     resp = RedirectResponse(target, 303)
     auth.login(resp, request.app.state.settings, user)

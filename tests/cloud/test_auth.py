@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from cloud.auth import CSRF_COOKIE, SESSION_COOKIE, hash_password, verify_password
-from cloud.models import AuditLog, User
+from cloud.models import AuditLog, Device, User, Ward
 from tests.cloud.conftest import add_user, bearer
 
 MATTHAN = [sys.executable, "-m", "matthan"]
@@ -147,3 +147,33 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
         [*MATTHAN, "cloud", "serve", "--broker", "http://x"], capture_output=True, text=True, timeout=60
     )
     assert r.returncode != 0 and "broker URL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_ward_officer_of_an_unknown_ward_is_refused(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+
+    def add(name: str, ward: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*MATTHAN, "cloud", "user", "add", "--db", db, "--password-stdin", "--name", name,
+             "--role", "ward_officer", "--ward", ward],
+            input="a long enough password\n", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = add("officer", "no-such-ward")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "unknown ward 'no-such-ward' (known: none yet)" in refused.stderr
+    from cloud.db import make_engine
+
+    engine = make_engine(db)
+    with Session(engine) as s:
+        s.add(Ward(id="da-kao"))  # added by an admin
+        s.add(Device(id="q1-bn-01", ward="ben-nghe"))  # or known because a device is there
+        s.commit()
+    typo = add("officer", "da-ka0")
+    assert typo.returncode == 1 and "unknown ward 'da-ka0' (known: ben-nghe, da-kao)" in typo.stderr
+    assert add("officer-dk", "da-kao").returncode == 0
+    assert add("officer-bn", "ben-nghe").returncode == 0
+    with Session(engine) as s:
+        assert sorted(u.name for u in s.exec(select(User)).all()) == ["officer-bn", "officer-dk"]
+    engine.dispose()

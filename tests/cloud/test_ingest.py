@@ -32,8 +32,8 @@ def live(
     make_settings: Callable[..., Settings], db_url: str, broker: Mosquitto, **kw: Any
 ) -> Iterator[TestClient]:
     with running(make_settings(db_url, broker.url, **kw)) as client:
-        assert client.app.state.mqtt.wait_connected(10)  # type: ignore[attr-defined]
-        time.sleep(0.2)  # let the SUBACK land before devices publish
+        # The SUBACK, not just the connection: devices publish right after.
+        assert client.app.state.mqtt.wait_subscribed(10)  # type: ignore[attr-defined]
         yield client
 
 
@@ -304,7 +304,9 @@ def test_health_history_and_metrics(make_settings, db_url, broker) -> None:  # t
             detail = cloud.get(f"/api/v1/devices/{DEV}", headers=bearer(key)).json()
             assert detail["health_latest"]["cpu_pct"] == make_health(DEV, WARD).cpu_pct
             assert detail["health"]["cameras_up"] == 1 and detail["online"] is True
-            upgraded = make_health(DEV, WARD).model_copy(update={"agent_version": "0.2.0"})
+            upgraded = make_health(DEV, WARD).model_copy(
+                update={"agent_version": "0.2.0", "outbox_resends_1h": 41, "outbox_oldest_age_s": 720}
+            )
             dev.client.publish(device_topic(Kind.HEALTH, WARD, DEV), encode(upgraded), 0)
             wait_until(
                 lambda: (
@@ -314,6 +316,8 @@ def test_health_history_and_metrics(make_settings, db_url, broker) -> None:  # t
                 5,
                 what="agent version from health",
             )
+            latest = cloud.get(f"/api/v1/devices/{DEV}", headers=bearer(key)).json()["health_latest"]
+            assert (latest["outbox_resends_1h"], latest["outbox_oldest_age_s"]) == (41, 720)
             listed = cloud.get(
                 "/api/v1/devices", params={"ward": WARD, "online": True}, headers=bearer(key)
             ).json()
