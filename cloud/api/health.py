@@ -18,9 +18,15 @@ def healthz(request: Request, response: Response) -> dict[str, object]:
         db_ok, ping = False, None
     link = request.app.state.mqtt
     broker = None if link is None else link.connected
-    if not db_ok:
+    dead: list[str] = []
+    # A dead retention job deletes nothing any more: personal data kept past its purpose. Red.
+    retention = request.app.state.retention
+    if retention is not None and not retention.alive:
+        dead.append("retention")
+    ok = db_ok and not dead
+    if not ok:
         response.status_code = 503
-    return {"ok": db_ok, "db": db_ok, "db_ping_s": ping, "broker_connected": broker}
+    return {"ok": ok, "db": db_ok, "db_ping_s": ping, "broker_connected": broker, "dead_workers": dead}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

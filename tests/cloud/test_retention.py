@@ -4,8 +4,8 @@ resolved alert's stay longer; every deletion and every keep is in the audit log.
 
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 
 import boto3  # type: ignore[import-untyped]
 import pytest
@@ -155,3 +155,13 @@ def test_retention_periods_are_configurable_per_category_and_outcome() -> None:
     assert s.retention_days("security_order", "resolved") == 90
     assert s.retention_days("traffic", "false_alarm") == 3
     assert s.retention_days("traffic", "acknowledged") is None  # purpose not served yet: kept
+
+
+def test_a_dead_retention_job_turns_health_red(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    with TestClient(create_app(make_settings(sqlite_url))) as client:
+        assert client.get("/healthz").json()["dead_workers"] == []
+        client.app.state.retention.stop()  # type: ignore[attr-defined]
+        r = client.get("/healthz")
+        assert r.status_code == 503 and r.json()["dead_workers"] == ["retention"]
