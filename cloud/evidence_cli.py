@@ -70,7 +70,7 @@ def _export(args: argparse.Namespace) -> int:
     store = open_store(settings.clips, settings.clips_dir, settings.s3_endpoint_url)
     out = args.output or Path(f"evidence-{args.event_id}.zip")
     tmp = out.with_suffix(out.suffix + ".part")
-    with _engine(settings) as engine, Session(engine) as session:
+    with _engine(settings) as engine, Session(engine, expire_on_commit=False) as session:
         try:
             with tmp.open("wb") as f:
                 check = write_bundle(session, settings, store, args.event_id, f"cli:{args.by}", f)

@@ -4,33 +4,34 @@ offline; then each tampering an investigator must catch, caught with its reason.
 
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from cloud.auth import create_user, issue_api_key, issue_device_token
 from cloud.db import make_engine, migrate
 from cloud.models import AlertRow, Device, EvidenceCheck
 from cloud.settings import EnrollmentSettings, Settings
-from device.camera_worker import CameraWorker
-from device.events import DetectedEvent
-from device.evidence import EvidenceSigner
+from device.agent import Agent
+from device.evidence import EvidenceSigner, config_digest
 from device.media import DeviceMedia
 from device.uploader import Uploader, UploadQueue
 from matthan import jws
 from matthan.cli import main as matthan_main
-from matthan.evidence import verify_bundle
+from matthan.evidence import sha256_hex, verify_bundle
 from matthan_wire import Alert
-from matthan_wire.config import DeviceConfig, DeviceIdentity, ModelConfig
+from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity, ModelConfig
 from matthan_wire.evidence import MANIFEST_TYP, EvidenceManifest
 from matthan_wire.timeutil import utc_now
 from provisioning import pki
 from tests.cloud.conftest import served
 from tests.device.test_uploader import FAST, walk_in_walk_out  # noqa: F401  (a fixture)
+from tests.support.broker import Mosquitto
 from tests.support.net import wait_until
 
 DEVICE = DeviceIdentity(id="dev-1", ward="ben-nghe")
@@ -44,6 +45,7 @@ class Site:
     device_token: str
     admin_key: str
     keys: Path
+    clips: Path
 
     def api(self, method: str, path: str, **kw: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.admin_key}"}
@@ -60,8 +62,15 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """A project CA, a cloud that trusts it (no broker), dev-1 with its token, an admin with a key."""
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    b = Mosquitto(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto) -> Iterator[Site]:
+    """A project CA, a cloud that trusts it and ingests from the broker, dev-1 with its token, an admin."""
     d = tmp_path_factory.mktemp("evidence")
     pki.init_ca(d / "ca")
     db_url = f"sqlite:///{d / 'cloud.db'}"
@@ -75,39 +84,52 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     (d / "keys").mkdir()
     settings = Settings(
         db_url=db_url,
-        broker_url=None,
+        broker_url=mosquitto.url,
         clips=str(d / "clips"),
         secret_key="t" * 32,
         enrollment=EnrollmentSettings(ca_dir=d / "ca"),
     )
     with served(settings) as url:
-        yield Site(pki.Authority(d / "ca"), url, db_url, token, key, d / "keys")
+        yield Site(pki.Authority(d / "ca"), url, db_url, token, key, d / "keys", d / "clips")
 
 
 @dataclass
 class Recorded:
-    alert: Alert
+    alert: AlertRow
     bundle: bytes
     zip_path: Path
+    camera: CameraConfig
+
+
+def _cloud_row(site: Site, model: type[Any], key: str) -> Any:
+    engine = make_engine(site.db_url)
+    with Session(engine) as s:
+        row = s.get(model, key)
+    engine.dispose()
+    return row
 
 
 @pytest.fixture(scope="module")
 def recorded(
     site: Site,
+    mosquitto: Mosquitto,
     walk_in_walk_out: Path,  # noqa: F811
     model_config: ModelConfig,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Recorded:
-    """One real event: detected, cut, signed and uploaded by the device, then exported by the cloud."""
+    """One real event: the real agent detects it, publishes it over MQTT (the cloud's ingest stores
+    the alert) and cuts, signs and uploads its media; then the cloud exports it."""
     tmp = tmp_path_factory.mktemp("device")
     key, cert = site.device_files(DEVICE.id)
     (tmp / "device.token").write_text(site.device_token)
     config = DeviceConfig.model_validate(
         {
             "device": DEVICE.model_dump(),
-            "broker": {"url": "mqtts://127.0.0.1:8883", "cert": str(cert), "key": str(key)},  # MQTT unused
+            # A plain broker here: the agent ignores the key for MQTT, and signs with it.
+            "broker": {"url": mosquitto.url, "cert": str(cert), "key": str(key)},
             "cloud": {"url": site.url, "token_file": str(tmp / "device.token")},
             "storage": {"path": str(tmp / "storage")},
+            "model": model_config.model_dump(),
             "cameras": [
                 {"id": "cam-1", "name": "Nguyễn Huệ / Lê Lợi", "source": str(walk_in_walk_out),
                  "detect": {"fps": 5}, "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
@@ -116,38 +138,36 @@ def recorded(
             ],
         }
     )  # fmt: skip
-    media = DeviceMedia(config, model="ssd", model_path=model_config.path, config_version=lambda: 4)
-    events: list[DetectedEvent] = []
+    built: list[DeviceMedia] = []
 
-    def on_event(ev: DetectedEvent) -> None:
-        events.append(ev)
-        media.clips.handle(ev.alert, ev.snapshot_jpeg)
+    def media(cfg: DeviceConfig, version: Callable[[], int | None]) -> DeviceMedia:  # as `device run` does
+        built.append(DeviceMedia(cfg, model="ssd", model_path=model_config.path, config_version=version))
+        return built[0]
 
-    seq = iter(range(1, 1000))
-    worker = CameraWorker(DEVICE, config.cameras[0], model_config, on_event, lambda: next(seq), paced=True)
-    media.start()
-    worker.start()
+    agent = Agent(config, media=media)
+    agent.start()
     try:
-        assert worker.wait_finished(30)
-        assert media.clips.wait_idle(30)
-        wait_until(lambda: media.upload_view().backlog == 0, timeout=60, what="everything uploaded")
+
+        def ended() -> str | None:
+            engine = make_engine(site.db_url)
+            with Session(engine) as s:
+                row = s.exec(select(AlertRow).where(col(AlertRow.ended_at).is_not(None))).first()
+            engine.dispose()
+            return row.event_id if row else None
+
+        event_id = wait_until(ended, timeout=60, what="an ended alert ingested by the cloud")
+        assert built[0].clips.wait_idle(30)
+        wait_until(lambda: built[0].upload_view().backlog == 0, timeout=60, what="everything uploaded")
     finally:
-        worker.stop()
-        media.stop()
-    assert media.clips.stats().manifests_signed >= 1 and media.clips.stats().manifests_failed == 0
-    end = next(e.alert for e in events if e.alert.phase == "end")
-    # What the MQTT ingest would have written for the event (the broker is not under test here).
-    engine = make_engine(site.db_url)
-    with Session(engine) as s:
-        fields = set(AlertRow.model_fields) & set(Alert.model_fields) - {"clip"}
-        s.add(AlertRow(**{f: getattr(end, f) for f in fields}, state="new"))
-        s.commit()
-    engine.dispose()
-    r = site.api("GET", f"/api/v1/alerts/{end.event_id}/evidence.zip")
+        agent.stop()
+    stats = built[0].clips.stats()
+    assert stats.manifests_signed >= 1 and stats.manifests_failed == 0
+    alert = _cloud_row(site, AlertRow, event_id)
+    r = site.api("GET", f"/api/v1/alerts/{event_id}/evidence.zip")
     assert r.status_code == 200, r.text
     zip_path = tmp / "evidence.zip"
     zip_path.write_bytes(r.content)
-    return Recorded(end, r.content, zip_path)
+    return Recorded(alert, r.content, zip_path, config.cameras[0])
 
 
 def rewrite(bundle: bytes, **replace: bytes) -> bytes:
@@ -167,10 +187,7 @@ def member(bundle: bytes, name: str) -> bytes:
 
 
 def test_the_cloud_verified_the_devices_manifest_on_arrival(site: Site, recorded: Recorded) -> None:
-    engine = make_engine(site.db_url)
-    with Session(engine) as s:
-        check = s.get(EvidenceCheck, recorded.alert.event_id)
-    engine.dispose()
+    check = _cloud_row(site, EvidenceCheck, recorded.alert.event_id)
     assert check is not None and check.status == "valid", check
     assert check.signer == DEVICE.id
     state = site.api("GET", f"/api/v1/alerts/{recorded.alert.event_id}/evidence").json()
@@ -183,7 +200,8 @@ def test_the_export_verifies_offline_with_only_the_ca(site: Site, recorded: Reco
     m = verdict.manifest
     assert m is not None and m.event_id == recorded.alert.event_id and m.camera_id == "cam-1"
     assert set(m.files) == {"clip", "snapshot", "sidecar"}
-    assert m.rule.config_version == 4 and m.rule.zone == "room" and m.site.name == "Nguyễn Huệ / Lê Lợi"
+    assert m.rule.config_sha256 == config_digest(recorded.camera) and m.rule.zone == "room"
+    assert m.site.name == "Nguyễn Huệ / Lê Lợi" and m.rule.rule == recorded.alert.rule
     assert m.model.name == "ssd_mobilenet_v1_coco_quant.tflite" and m.model.sha256 is not None
     with zipfile.ZipFile(io.BytesIO(recorded.bundle)) as zf:
         names = set(zf.namelist())
@@ -251,6 +269,21 @@ def test_a_manifest_signed_by_another_device_fails(site: Site, recorded: Recorde
     assert any("does not verify against this CA" in p for p in verdict.problems), verdict.problems
 
 
+def test_the_command_line_export_is_the_same_evidence_and_is_audited(
+    site: Site, recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MATTHAN_PROVISION_CA_DIR", str(site.ca.dir))
+    out = tmp_path / "cli.zip"
+    argv = ["cloud", "evidence", "export", recorded.alert.event_id, "--db", site.db_url,
+            "--clips", str(site.clips), "-o", str(out), "--by", "inspector-lan"]  # fmt: skip
+    assert matthan_main(argv) == 0
+    bundle = out.read_bytes()
+    assert verify_bundle(bundle, site.ca.cert).valid
+    assert member(bundle, "manifest.jws") == member(recorded.bundle, "manifest.jws")
+    custody = member(bundle, "custody.json").decode()
+    assert custody.count('"evidence.export"') == 2 and "cli:inspector-lan" in custody
+
+
 def test_a_certificate_revoked_before_the_event_fails_and_the_cloud_flags_it(
     site: Site, recorded: Recorded, tmp_path: Path
 ) -> None:
@@ -263,11 +296,14 @@ def test_a_certificate_revoked_before_the_event_fails_and_the_cloud_flags_it(
     # A new event signed with the revoked key.
     key, cert = site.device_files(DEVICE.id)
     signer = EvidenceSigner(DEVICE, key, cert, camera_for=lambda _: None)
-    after = recorded.alert.model_copy(
-        update={"event_id": "dev-1-late", "started_at": utc_now(), "ended_at": utc_now()}
-    )
+    a = recorded.alert
+    after = Alert(
+        event_id="dev-1-late", phase="end", device_id=a.device_id, camera_id=a.camera_id, ward=a.ward,
+        zone=a.zone, rule=a.rule, type="intrusion", category="security_order", labels=a.labels,
+        object_count=a.object_count, score=a.score, bbox=None, started_at=utc_now(), ended_at=utc_now(),
+        seq=999, snapshot=None, clip=None,
+    )  # fmt: skip
     snapshot = member(recorded.bundle, "snapshot.jpg")
-    from matthan.evidence import sha256_hex
 
     manifest = signer.manifest(after, {"snapshot": (sha256_hex(snapshot), len(snapshot))})
     token = signer.sign(manifest)
@@ -289,8 +325,5 @@ def test_a_certificate_revoked_before_the_event_fails_and_the_cloud_flags_it(
         wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="uploaded")
     finally:
         up.stop()
-    engine = make_engine(site.db_url)
-    with Session(engine) as s:
-        check = s.get(EvidenceCheck, "dev-1-late")
-    engine.dispose()
+    check = _cloud_row(site, EvidenceCheck, "dev-1-late")
     assert check is not None and check.status == "invalid" and "before the event" in check.reason
