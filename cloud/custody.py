@@ -80,6 +80,9 @@ def append(
     """Chain one entry onto the log in the session's transaction (the caller commits)."""
     at = at.replace(microsecond=at.microsecond)  # the database keeps microseconds; so do we
     detail = normalise_detail(detail)
+    # The change this entry records is written first, so every transaction takes its row locks
+    # before the head's, in the same order: no deadlock between an audited change and the ingest.
+    session.flush()
     row = session.execute(
         text("UPDATE audit_head SET seq = seq + 1 WHERE id = :id RETURNING seq, hash"), {"id": HEAD_ID}
     ).one()
