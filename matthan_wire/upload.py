@@ -28,3 +28,4 @@ class UploadStatus(IntEnum):
     WRONG_OFFSET = 409  # continue from the answer's Upload-Offset (or a different file is complete)
     TOO_LARGE = 413  # over the server's size limit: never retried as is
     CHECKSUM_MISMATCH = 422  # the whole file did not match Upload-Sha256; the partial is gone, start at 0
+    GONE = 410  # the event's media were deleted by the cloud's retention: never retried

@@ -28,7 +28,7 @@ from cloud import audit, evidence
 from cloud.auth import AnyCaller, DbSession, DeviceCaller, Principal, require_ward
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key, partial_path
 from cloud.errors import CloudError, Forbidden, NotFound
-from cloud.models import AlertRow, Device, MediaObject
+from cloud.models import AlertRow, Device, MediaObject, RetentionPurge
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 from matthan_wire.upload import (
@@ -128,6 +128,7 @@ def _int_header(name: str, value: str | None) -> int:
         409: {"description": "wrong offset (see Upload-Offset), or a different completed file"},
         413: {"description": "over the size limit"},
         422: {"description": "whole-file SHA-256 mismatch; partial discarded"},
+        410: {"description": "the event's media were deleted by retention; do not send again"},
     },
 )
 async def upload_chunk(
@@ -163,6 +164,9 @@ async def upload_chunk(
     if declared is not None and declared.isdigit() and int(declared) > length - offset:
         raise HTTPException(413, f"the body runs past Upload-Length ({length - offset} bytes left)")
 
+    if session.get(RetentionPurge, event_id) is not None:
+        # A late copy must not bring back what retention deleted once its purpose was served.
+        raise HTTPException(UploadStatus.GONE, f"event {event_id}: its media were deleted by retention")
     store: ClipStore = request.app.state.clip_store
     lock = _locks.setdefault((event_id, kind), asyncio.Lock())
     async with lock:

@@ -121,6 +121,12 @@ def test_retention_deletes_a_false_alarms_media_and_keeps_a_pinned_one(settings:
         ]
         assert [e.target for e in audit_of(client, "retention.keep")] == ["dev-a-pin"]
 
+        late = b"\xff\xd8 a face again"
+        headers = {**bearer(device), "Upload-Offset": "0", "Upload-Length": str(len(late)),
+                   "Upload-Sha256": hashlib.sha256(late).hexdigest()}  # fmt: skip
+        r = client.patch("/api/v1/media/dev-a-fa/snapshot", content=late, headers=headers)
+        assert r.status_code == 410  # a late copy does not bring deleted media back
+        assert store.size(media_key("dev-a", "dev-a-fa", "snapshot")) is None
         again = job.run_once()  # nothing new, and the keep is not logged twice
         assert again.purged == [] and again.kept_pinned == []
         assert len(audit_of(client, "retention.keep")) == 1

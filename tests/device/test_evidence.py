@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from cloud.auth import create_user, issue_api_key, issue_device_token
 from cloud.db import make_engine, migrate
-from cloud.models import AlertRow, Device, EvidenceCheck
+from cloud.models import AlertRow, Device, EvidenceCheck, RetentionPurge
 from cloud.settings import EnrollmentSettings, Settings
 from device.agent import Agent
 from device.evidence import EvidenceSigner, config_digest
@@ -282,6 +282,28 @@ def test_the_command_line_export_is_the_same_evidence_and_is_audited(
     assert member(bundle, "manifest.jws") == member(recorded.bundle, "manifest.jws")
     custody = member(bundle, "custody.json").decode()
     assert custody.count('"evidence.export"') == 2 and "cli:inspector-lan" in custody
+
+
+def test_the_device_stops_sending_media_the_cloud_deleted_by_retention(site: Site, tmp_path: Path) -> None:
+    engine = make_engine(site.db_url)
+    with Session(engine) as s:
+        s.add(
+            RetentionPurge(event_id="dev-1-purged", purged_at=utc_now(), rule="security_order/false_alarm 7d")
+        )
+        s.commit()
+    engine.dispose()
+    (tmp_path / "late.jpg").write_bytes(b"\xff\xd8 late copy")
+    uploads = UploadQueue(tmp_path / "q.db")
+    uploads.add("dev-1-purged", "snapshot", tmp_path / "late.jpg")
+    up = Uploader(uploads, site.url, site.device_token, backoff=FAST, timeout_s=5.0)
+    up.start()
+    try:
+        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="given up")
+    finally:
+        up.stop()
+    item = uploads.get("dev-1-purged", "snapshot")
+    assert item is not None and item.state == "failed" and item.attempts == 0
+    assert item.last_error is not None and item.last_error.startswith("410")
 
 
 def test_a_certificate_revoked_before_the_event_fails_and_the_cloud_flags_it(
