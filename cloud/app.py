@@ -29,6 +29,7 @@ from cloud.retention import RetentionJob
 from cloud.services.config import republish_on_connect
 from cloud.settings import Settings
 from cloud.station_delivery import StationDelivery
+from cloud.throttle import LoginThrottle
 from matthan import __version__
 from matthan_wire.timeutil import utc_now
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.clock = clock
     app.state.retention = None
     app.state.station_delivery = None
+    app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)

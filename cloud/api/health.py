@@ -8,7 +8,7 @@ from cloud.db import check_connection
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Service health: database reachable, broker connected")
+@router.get("/healthz", summary="Service health: database reachable, workers alive, broker connected")
 def healthz(request: Request, response: Response) -> dict[str, object]:
     try:
         ping = check_connection(request.app.state.engine)
@@ -18,7 +18,13 @@ def healthz(request: Request, response: Response) -> dict[str, object]:
         db_ok, ping = False, None
     link = request.app.state.mqtt
     broker = None if link is None else link.connected
-    dead: list[str] = []
+    ingest = request.app.state.ingest
+    # A dead writer means nothing is stored any more while the broker keeps delivering: red.
+    dead = [] if ingest is None else ingest.dead_workers()
+    # Without it a station that missed an alert in a broker crash never gets it: red as well.
+    delivery = request.app.state.station_delivery
+    if delivery is not None and not delivery.alive:
+        dead.append("station-delivery")
     # A dead retention job deletes nothing any more: personal data kept past its purpose. Red.
     retention = request.app.state.retention
     if retention is not None and not retention.alive:
