@@ -87,7 +87,7 @@ def parse(token: str, typ: str, max_bytes: int = 64 * 1024) -> Jws:
         raise JwsError("not a compact JWS (three base64url parts joined by dots)")
     try:
         header = json.loads(unb64url(parts[0]))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise JwsError("the JWS header is not JSON") from None
     if not isinstance(header, dict):
         raise JwsError("the JWS header is not a JSON object")

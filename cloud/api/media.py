@@ -16,6 +16,7 @@ where to resume, PATCH to append, GET to read back. Status codes:
 
 import asyncio
 import hashlib
+import logging
 import re
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,7 @@ from matthan_wire.upload import (
 )
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
+log = logging.getLogger("matthan.cloud.media")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -231,9 +233,14 @@ async def upload_chunk(
         media.complete, media.completed_at = True, utc_now()
         session.add(media)
         session.commit()
-        # A manifest, or a file it names, completed: (re)check the event's evidence.
-        evidence.check_event(session, settings, store, event_id)
-        session.commit()
+        # A manifest, or a file it names, completed: (re)check the event's evidence. The file is
+        # stored whatever happens here; a check that fails is redone with the next file or on demand.
+        try:
+            evidence.check_event(session, settings, store, event_id)
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("evidence check failed event=%s kind=%s", event_id, kind)
         # Complete uploads answer from the row alone; the lock is not needed any more.
         _locks.pop((event_id, kind), None)
         return Response(status_code=UploadStatus.COMPLETED, headers=_state_headers(media))
