@@ -15,7 +15,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ["pipeline", "alert_latency", "soak", "recording", "ingest", "console", "tamper", "evidence"]
+BENCHES = [
+    "pipeline", "alert_latency", "soak", "recording", "ingest", "console", "tamper", "tracking", "evidence",
+]  # fmt: skip
 HERE = Path(__file__).resolve().parent
 
 
