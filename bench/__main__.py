@@ -26,6 +26,7 @@ BENCHES = [
     "tamper",
     "tracking",
     "escalation",
+    "evidence",
 ]
 HERE = Path(__file__).resolve().parent
 

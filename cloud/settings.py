@@ -139,10 +139,38 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     session_hours: float = Field(default=12.0, gt=0.0)
 
+    # Retention by purpose (cloud/retention.py): days after an alert's outcome was decided that its
+    # clip, snapshot and personal data are kept; alerts pinned as evidence are never deleted.
+    retention_false_alarm_days: float = Field(default=7.0, gt=0.0)
+    retention_resolved_days: float = Field(default=90.0, gt=0.0)
+    # Per category and outcome, e.g. {"security_order/resolved": 180}; JSON in the environment.
+    retention_days_by_category: dict[str, float] = Field(default_factory=dict)
+    retention_interval_s: float = Field(default=3600.0, gt=0.0)
+
     # The district's clock for the console's pages and per-day counts (an IANA zone name).
     console_tz: str = "Asia/Ho_Chi_Minh"
     enrollment: EnrollmentSettings = Field(default_factory=EnrollmentSettings)
     attention: AttentionSettings = Field(default_factory=AttentionSettings)
+
+    @field_validator("retention_days_by_category", mode="before")
+    @classmethod
+    def _retention_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value or "{}")
+            except ValueError:
+                raise ValueError('retention_days_by_category: JSON like {"traffic/resolved": 30}') from None
+        return value
+
+    def retention_days(self, category: str, outcome: str) -> float | None:
+        """Days to keep an alert's media after `outcome`; None while the purpose is not served yet."""
+        specific = self.retention_days_by_category.get(f"{category}/{outcome}")
+        if specific is not None:
+            return specific
+        days = {"false_alarm": self.retention_false_alarm_days, "resolved": self.retention_resolved_days}
+        return days.get(outcome)
 
     @field_validator("db_url")
     @classmethod

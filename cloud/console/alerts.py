@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from cloud import retention
 from cloud.attention.escalation import UNACKNOWLEDGED
 from cloud.attention.escalation import history as escalation_history
 from cloud.auth import DbSession
@@ -160,6 +161,7 @@ def alerts_page(
         more_url=more_url,
         page_size=FEED_PAGE,
         can_act=v.can_act,
+        is_admin=v.principal.role == "admin",
         next_url=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     )
 
@@ -169,7 +171,13 @@ def _card(request: Request, v: Viewer, session: Session, row: AlertRow, next_url
     return templates.TemplateResponse(
         request,
         "console/alert_card.html",
-        {"a": a, "csrf": v.csrf, "can_act": v.can_act, "next_url": next_url},
+        {
+            "a": a,
+            "csrf": v.csrf,
+            "can_act": v.can_act,
+            "is_admin": v.principal.role == "admin",
+            "next_url": next_url,
+        },
     )
 
 
@@ -234,3 +242,23 @@ def alert_page(request: Request, event_id: str, v: ViewerDep, session: DbSession
         can_act=v.can_act,
         next_url=f"/console/alerts/{event_id}",
     )
+
+
+@router.post("/console/alerts/{event_id}/pin")
+def alert_pin(
+    event_id: str,
+    v: ViewerDep,
+    session: DbSession,
+    reason: Annotated[str, Form()] = "",
+    pin: Annotated[str, Form()] = "1",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """Pin as evidence (kept until unpinned) or unpin, by an admin, with a reason; audited."""
+    check_csrf(v, csrf_token)
+    if pin == "1":
+        retention.pin(session, v.principal, event_id, reason)
+    else:
+        retention.unpin(session, v.principal, event_id, reason)
+    session.commit()
+    return RedirectResponse(safe_next(next or "/console/alerts") + f"#{event_id}", 303)
