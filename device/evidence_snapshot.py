@@ -32,6 +32,8 @@ log = logging.getLogger("matthan.device.snapshot")
 RED = (40, 40, 230)  # BGR
 AMBER = (0, 190, 255)
 JPEG_QUALITY = 85
+# The cloud refuses a snapshot over 1 MiB (4 × MAX_PAYLOAD_BYTES); a busy 4K scene gets a lower quality.
+MAX_JPEG_BYTES = 900 * 1024
 FONT_PATHS = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",  # Debian/Ubuntu/Raspberry Pi OS: fonts-dejavu-core
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",  # Fedora, Alpine
@@ -139,9 +141,13 @@ def evidence_jpeg(
         )
         y += round(size * 1.35)
     caption = cv2.cvtColor(np.asarray(band), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", np.vstack([scene, caption]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
+    picture = np.vstack([scene, caption])
+    for quality in (JPEG_QUALITY, 70, 55, 40):
+        ok, buf = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        if len(buf) <= MAX_JPEG_BYTES:
+            break
     return buf.tobytes()
 
 
