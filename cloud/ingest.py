@@ -499,7 +499,8 @@ class IngestWorker:
                 self._reject("alert-action", ward, str(exc))
                 continue
             if changed:
-                audit.record(s, f"{ward}:{action.by}", f"alert.{action.action}", action.event_id, via="mqtt")
+                who = f"{ward}:{action.by}"
+                audit.record(s, who, f"alert.{action.action}", action.event_id, via="mqtt", note=action.note)
                 s.add(alert)
                 states.append(alert)
         return Committed(
@@ -684,6 +685,7 @@ _ALERT_START_COLUMNS = (
     ("snapshot_topic", "text[]"),
     ("clip", "text[]::json[]"),
     ("site", "text[]::json[]"),
+    ("site_name", "text[]"),
     ("zone_title", "text[]"),
     ("rule_title", "text[]"),
 )
@@ -744,6 +746,7 @@ def _alert_columns(alerts: Iterable[Alert], now: datetime, sites: dict[SiteKey, 
         snapshot_topic,
         clip,
         site,
+        site_name,
         zone_title,
         rule_title,
     ) = cols
@@ -768,6 +771,7 @@ def _alert_columns(alerts: Iterable[Alert], now: datetime, sites: dict[SiteKey, 
         clip.append(dumps(a.clip.model_dump(mode="json")) if a.clip else None)
         where = _site_of(a, sites)
         site.append(dumps(where, ensure_ascii=False) if where else None)
+        site_name.append(where["name"] if where else None)
         zone_title.append(a.zone_title)
         rule_title.append(a.rule_title)
     return [now, now, *cols]
@@ -803,7 +807,8 @@ def _alert_row(a: Alert, now: datetime, sites: dict[SiteKey, dict[str, Any]]) ->
         "seq": a.seq,
         "snapshot_topic": a.snapshot[:300] if a.snapshot else None,
         "clip": a.clip.model_dump(mode="json") if a.clip else None,
-        "site": _site_of(a, sites),
+        "site": (where := _site_of(a, sites)),
+        "site_name": where["name"] if where else None,
         "zone_title": a.zone_title,
         "rule_title": a.rule_title,
         "state": "new",

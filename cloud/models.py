@@ -129,6 +129,8 @@ class AlertRow(SQLModel, table=True):
     clip: dict[str, Any] | None = _json(default=None)
     # The camera's site {name, address, lat, lon} as the device sent it, else from the registry.
     site: dict[str, Any] | None = _json(default=None)
+    # The site's name again as a plain column: the feed filters and searches it on both databases.
+    site_name: str | None = Field(default=None, index=True, max_length=200)
     zone_title: str | None = Field(default=None, max_length=200)
     rule_title: str | None = Field(default=None, max_length=200)
     state: str = Field(default="new", index=True, max_length=16)

@@ -1,15 +1,16 @@
 """The operations centre's web console: server-rendered pages over the cloud's services, one module
-per page (auth, fleet, device, alerts, reports, audit, zones); `pages` holds what they share.
+per page (auth, fleet, device, alerts, alert_page, reports, audit, zones); `pages` holds what they share.
 
 `router` is what cloud/app.py includes.
 """
 
 from fastapi import APIRouter
 
-from cloud.console import alerts, audit, auth, device, fleet, reports, zones
+from cloud.console import alert_page, alerts, audit, auth, device, fleet, reports, zones
 
 router = APIRouter(include_in_schema=False)
-for _page in (auth, fleet, device, alerts, reports, audit, zones):
+# alerts before alert_page: its fixed paths (/console/alerts/card/…, /part/…) come first.
+for _page in (auth, fleet, device, alerts, alert_page, reports, audit, zones):
     router.include_router(_page.router)
 
 __all__ = ["router"]

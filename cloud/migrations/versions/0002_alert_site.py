@@ -23,6 +23,10 @@ def upgrade() -> None:
     with op.batch_alter_table("alert", schema=None) as batch_op:
         batch_op.add_column(sa.Column("site", sa.JSON(), nullable=True))
         batch_op.add_column(
+            sa.Column("site_name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
+        )
+        batch_op.create_index(batch_op.f("ix_alert_site_name"), ["site_name"], unique=False)
+        batch_op.add_column(
             sa.Column("zone_title", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
         )
         batch_op.add_column(
@@ -34,6 +38,8 @@ def downgrade() -> None:
     with op.batch_alter_table("alert", schema=None) as batch_op:
         batch_op.drop_column("rule_title")
         batch_op.drop_column("zone_title")
+        batch_op.drop_index(batch_op.f("ix_alert_site_name"))
+        batch_op.drop_column("site_name")
         batch_op.drop_column("site")
     with op.batch_alter_table("camera", schema=None) as batch_op:
         batch_op.drop_column("address")

@@ -227,11 +227,11 @@ def test_logout_needs_the_form_token_and_ends_the_session(app: TestClient) -> No
 def test_the_feed_pages_older_alerts_keeping_the_filters(app: TestClient) -> None:
     _login(app, "lan")
     page = app.get("/console/alerts?limit=1&category=security_order").text
-    assert page.count('class="alert-card') == 1
+    assert page.count('class="alert-row') == 1
     link = re.search(r'id="feed-more" href="([^"]+)"', page)
     assert link is not None and link.group(1) == "/console/alerts?category=security_order&amp;limit=21"
     page = app.get("/console/alerts?category=security_order&limit=21").text
-    assert page.count('class="alert-card') == 2 and 'id="feed-more"' not in page
+    assert page.count('class="alert-row') == 2 and 'id="feed-more"' not in page
 
 
 def test_what_people_type_is_shown_as_text_never_run(app: TestClient) -> None:

@@ -1,0 +1,62 @@
+// Street maps for the console (Leaflet, vendored in static/vendor/leaflet: no CDN at run time) and
+// the alert page's zoomable snapshot.
+//  - [data-map]: JSON {tiles, attribution, markers: [{lat, lon, state, label, url}]}. With no tile
+//    server configured (Settings.map_tile_url) the markers stand on a blank background.
+//  - .zoomable[data-zoom]: opens the picture at full size in the page's <dialog id="zoom">.
+(function () {
+  "use strict";
+  const COLOURS = {
+    new: "#dc2626", delivered: "#ea580c", acknowledged: "#2563eb", resolved: "#16a34a",
+    false_alarm: "#6b7280", online: "#16a34a", offline: "#dc2626", never: "#9ca3af", stale: "#ea580c",
+  };
+
+  function draw(elem) {
+    let cfg;
+    try {
+      cfg = JSON.parse(elem.dataset.map);
+    } catch (e) {
+      return;
+    }
+    const map = L.map(elem, { scrollWheelZoom: false, attributionControl: !!cfg.tiles });
+    if (cfg.tiles) {
+      L.tileLayer(cfg.tiles, { maxZoom: 19, attribution: cfg.attribution || "" }).addTo(map);
+    } else {
+      elem.classList.add("blank");
+    }
+    const points = [];
+    for (const m of cfg.markers || []) {
+      const colour = COLOURS[m.state] || "#6b7280";
+      const marker = L.circleMarker([m.lat, m.lon], {
+        radius: 9, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 0.95,
+      }).addTo(map);
+      marker.bindTooltip(m.label || "");
+      if (m.url) marker.on("click", () => (location.href = m.url));
+      // A handle for tests and for keyboard users: the marker's element gets its state and link.
+      const path = marker.getElement && marker.getElement();
+      if (path) {
+        path.setAttribute("data-state", m.state || "");
+        if (m.url) path.setAttribute("data-url", m.url);
+        path.classList.add("map-marker");
+      }
+      points.push([m.lat, m.lon]);
+    }
+    if (points.length > 1) map.fitBounds(points, { padding: [24, 24], maxZoom: 17 });
+    else if (points.length === 1) map.setView(points[0], 16);
+    else map.setView([10.7769, 106.7009], 13); // the district, until something has a position
+    elem.dataset.ready = "1";
+  }
+
+  function start() {
+    if (window.L) document.querySelectorAll("[data-map]").forEach(draw);
+    const dialog = document.getElementById("zoom");
+    document.addEventListener("click", (evt) => {
+      const z = evt.target.closest(".zoomable[data-zoom]");
+      if (!z || !dialog) return;
+      dialog.querySelector("img").src = z.dataset.zoom;
+      dialog.showModal();
+    });
+    if (dialog) dialog.addEventListener("click", (evt) => evt.target === dialog && dialog.close());
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
