@@ -283,3 +283,56 @@ def test_a_revoked_device_leaves_the_fleet_but_keeps_its_page(app: TestClient) -
     assert 'data-device="dev-dk"' not in app.get("/console/fleet/part").text
     page = app.get("/console/devices/dev-dk")
     assert page.status_code == 200 and 'data-state="revoked"' in page.text
+
+
+def _place(app: TestClient) -> None:
+    with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
+        a = s.get(AlertRow, "ev-dev-bn")
+        assert a is not None
+        a.site = {"name": "Ngã tư Bến Thành", "address": "Lê Lợi, Quận 1", "lat": 10.7725, "lon": 106.698}
+        a.site_name, a.rule_title = "Ngã tư Bến Thành", "Xâm nhập quảng trường"
+        s.add(a)
+        s.commit()
+
+
+def test_the_alert_page_is_the_wards_own_and_shows_place_and_history(app: TestClient) -> None:
+    _place(app)
+    _login(app, "officer")  # da-kao
+    assert app.get("/console/alerts/ev-dev-bn").status_code == 404  # another ward's alert: "not found"
+    assert app.get("/console/alerts/ev-dev-dk").status_code == 200
+    app.cookies.clear()
+    _login(app, "lan")
+    r = app.post(
+        "/console/alerts/ev-dev-bn/action",
+        data={"action": "acknowledge", "note": "tổ 2 đang đến", "csrf_token": _csrf(app),
+              "next": "/console/alerts/ev-dev-bn"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/alerts/ev-dev-bn")
+    page = app.get("/console/alerts/ev-dev-bn").text
+    for part in ("Xâm nhập quảng trường", "Ngã tư Bến Thành", "Lê Lợi, Quận 1", "10.77250, 106.69800",
+                 'data-step="received"', 'data-step="acknowledged"', "by <span class=\"who\">user:lan</span>",
+                 "tổ 2 đang đến", "data-map="):  # fmt: skip
+        assert part in page, part
+
+
+def test_the_feed_searches_filters_by_site_and_exports_what_it_shows(app: TestClient) -> None:
+    _place(app)
+    _login(app, "lan")
+    feed = app.get("/console/alerts?q=bến thành").text
+    assert 'id="ev-dev-bn"' in feed and 'id="ev-dev-dk"' not in feed
+    feed = app.get("/console/alerts", params={"site": "Ngã tư Bến Thành"}).text
+    assert 'id="ev-dev-bn"' in feed and 'id="ev-dev-dk"' not in feed
+    assert app.get("/console/alerts?q=100%25").text.count('class="alert-row') == 0  # % is literal
+    r = app.get("/console/alerts.csv", params={"q": "plaza"})
+    assert r.headers["content-type"].startswith("text/csv")
+    text = r.content.decode("utf-8-sig")
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("event_id,started_at_local") and len(lines) == 3
+    assert "Ngã tư Bến Thành" in text and "/console/alerts/ev-dev-bn" in text
+    only = app.get("/console/alerts.csv", params={"site": "Ngã tư Bến Thành"}).content.decode("utf-8-sig")
+    assert len(only.strip().splitlines()) == 2
+    app.cookies.clear()
+    _login(app, "officer")
+    mine = app.get("/console/alerts.csv").content.decode("utf-8-sig")
+    assert "ev-dev-dk" in mine and "ev-dev-bn" not in mine
