@@ -34,7 +34,9 @@ def device_views(session: Session, ward: str | None, revoked: bool = False) -> l
     # every 5 s per open page cost more than the rest of the page (bench.console).
     cams: dict[str, list[views.CameraRow]] = {}
     c_ = table(Camera).c
-    q_cams = sa_select(c_.device_id, c_.id, c_.site_name, c_.lat, c_.lon).where(c_.device_id.in_(ids))
+    q_cams = sa_select(c_.device_id, c_.id, c_.site_name, c_.address, c_.lat, c_.lon).where(
+        c_.device_id.in_(ids)
+    )
     for c in session.execute(q_cams):
         cams.setdefault(c.device_id, []).append(c)
     # `online` is the ingest's verdict: the status will, and its sweep of devices silent too long.
