@@ -197,12 +197,13 @@ def test_camera_position_is_set_from_the_device_page_through_the_api_rules(app: 
     r = app.post(url, data={"lat": "10.7764", "lon": "", "csrf_token": token})
     assert r.status_code == 400 and "both latitude and longitude" in r.text
     r = app.post(
-        url, data={"site_name": "Rex north", "lat": "10,7764", "lon": "106.7012", "csrf_token": token}
-    )
+        url, data={"site_name": "Rex north", "address": "Lê Lợi, Quận 1", "lat": "10,7764", "lon": "106.7012",
+                   "csrf_token": token},
+    )  # fmt: skip
     assert r.status_code == 200 and "10.77640, 106.70120" in r.text
     cams = app.get("/api/v1/devices/dev-bn").json()["cameras"]
-    assert cams == [{"id": "cam-a", "site_name": "Rex north", "lat": 10.7764, "lon": 106.7012,
-                     "source_redacted": None}]  # fmt: skip
+    assert cams == [{"id": "cam-a", "site_name": "Rex north", "address": "Lê Lợi, Quận 1", "lat": 10.7764,
+                     "lon": 106.7012, "source_redacted": None}]  # fmt: skip
     assert 'class="dot dot-' in app.get("/console/fleet").text  # and it is on the map
     app.cookies.clear()
     _login(app, "officer")
