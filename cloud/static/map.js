@@ -23,8 +23,13 @@
     } else {
       elem.classList.add("blank");
     }
-    const points = [];
-    for (const m of cfg.markers || []) {
+    // The view first: Leaflet projects a marker when it is added, which needs a centre and zoom.
+    const markers = (cfg.markers || []).filter((m) => typeof m.lat === "number" && typeof m.lon === "number");
+    const points = markers.map((m) => [m.lat, m.lon]);
+    if (points.length > 1) map.fitBounds(points, { padding: [24, 24], maxZoom: 17 });
+    else if (points.length === 1) map.setView(points[0], 16);
+    else map.setView([10.7769, 106.7009], 13); // the district, until something has a position
+    for (const m of markers) {
       const colour = COLOURS[m.state] || "#6b7280";
       const marker = L.circleMarker([m.lat, m.lon], {
         radius: 9, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 0.95,
@@ -38,11 +43,7 @@
         if (m.url) path.setAttribute("data-url", m.url);
         path.classList.add("map-marker");
       }
-      points.push([m.lat, m.lon]);
     }
-    if (points.length > 1) map.fitBounds(points, { padding: [24, 24], maxZoom: 17 });
-    else if (points.length === 1) map.setView(points[0], 16);
-    else map.setView([10.7769, 106.7009], 13); // the district, until something has a position
     elem.dataset.ready = "1";
   }
 

@@ -312,7 +312,7 @@ def test_the_alert_page_is_the_wards_own_and_shows_place_and_history(app: TestCl
     assert r.status_code == 303 and r.headers["location"].startswith("/console/alerts/ev-dev-bn")
     page = app.get("/console/alerts/ev-dev-bn").text
     for part in ("Xâm nhập quảng trường", "Ngã tư Bến Thành", "Lê Lợi, Quận 1", "10.77250, 106.69800",
-                 'data-step="received"', 'data-step="acknowledged"', "by <span class=\"who\">user:lan</span>",
+                 'data-step="received"', 'data-step="acknowledged"', "by <span class=\"actor\">user:lan</span>",
                  "tổ 2 đang đến", "data-map="):  # fmt: skip
         assert part in page, part
 
