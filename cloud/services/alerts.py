@@ -318,7 +318,8 @@ def history(session: Session, a: AlertRow) -> list[Step]:
 
 
 class HealthThen(BaseModel):
-    """The device's figures nearest before the alert, and the camera's state in its latest report."""
+    """The device's last figures at or before the alert's start (none older than an hour), and the
+    camera's state in the device's latest report (per-camera figures are not kept as history)."""
 
     sample_at: datetime | None = None
     cpu_pct: float | None = None
@@ -334,9 +335,7 @@ class HealthThen(BaseModel):
 def health_at(session: Session, a: AlertRow) -> HealthThen:
     q = (
         select(HealthSample)
-        .where(
-            HealthSample.device_id == a.device_id, col(HealthSample.at) <= a.started_at + timedelta(minutes=1)
-        )
+        .where(HealthSample.device_id == a.device_id, col(HealthSample.at) <= a.started_at)
         .order_by(col(HealthSample.at).desc())
         .limit(1)
     )
