@@ -7,10 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
 VENV=$ROOT/.venv
-export MATTHAN_ASSETS_DIR=${MATTHAN_ASSETS_DIR:-$ROOT/.assets}
-if [ -z "${MATTHAN_ASSETS_MIRROR:-}" ] && [ -d "$ROOT/../shared/assets" ]; then
-  export MATTHAN_ASSETS_MIRROR=$ROOT/../shared/assets
-fi
+# Assets go where every matthan command looks (matthan/assets.py, default_dir): MATTHAN_ASSETS_DIR
+# if set, else this checkout's .assets. MATTHAN_ASSETS_MIRROR, if set, names a local copy to use
+# instead of downloading.
 
 say() { printf '\033[1m[matthan]\033[0m %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -89,10 +88,15 @@ python_deps() {
 }
 
 assets_fetch() {
-  "$VENV/bin/matthan" assets fetch --dest "$MATTHAN_ASSETS_DIR" >/dev/null
+  "$VENV/bin/matthan" assets fetch >/dev/null
 }
 
-verb=${1:-help}
+usage() {
+  # The comment block under the shebang is the usage text: it ends at the first line that is not a comment.
+  awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"
+}
+
+verb=${1:-}
 shift || true
 case "$verb" in
   setup)
@@ -110,6 +114,10 @@ case "$verb" in
   bench)
     system_deps demo; python_deps; assets_fetch
     exec "$VENV/bin/python" -m bench "$@" ;;
+  help|-h|--help)
+    usage ;;
+  "")
+    usage; exit 2 ;;
   *)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    say "unknown verb: $verb"; usage >&2; exit 2 ;;
 esac

@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ["pipeline", "alert_latency", "recording", "ingest", "console", "snapshot"]
+BENCHES = ["pipeline", "alert_latency", "soak", "recording", "ingest", "console", "snapshot"]
 HERE = Path(__file__).resolve().parent
 
 

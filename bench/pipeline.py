@@ -10,7 +10,6 @@ Measured side by side in one run, on the same clip, with the same warm detector:
 Goals (issue #3): pipeline ≥ 0.9 × raw; the gate saves ≥ 3× on a static scene, losing no event.
 """
 
-import os
 import resource
 import subprocess
 import sys
@@ -58,10 +57,7 @@ LANE_ZONES: dict[str, Any] = {
 
 
 def asset(name: str) -> Path:
-    """An asset from MATTHAN_ASSETS_DIR, else the checkout's .assets (where the tests fetch them)."""
-    local = Path(__file__).resolve().parent.parent / ".assets"
-    use_local = not os.environ.get("MATTHAN_ASSETS_DIR") and local.is_dir()
-    return assets.path(name, local if use_local else None)
+    return assets.path(name)  # where the tests and the demo find them too (assets.default_dir)
 
 
 def camera(source: Path, places: dict[str, Any], gate: bool) -> CameraConfig:

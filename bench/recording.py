@@ -71,7 +71,7 @@ def main() -> int:
     rows = []
     cut_rows = []
     for name in CLIPS:
-        source = assets.path(name, _assets_dir())
+        source = assets.path(name)
         if not source.exists():
             print(f"missing asset {name}; run `matthan assets fetch`", file=sys.stderr)
             return 1
@@ -118,14 +118,6 @@ def main() -> int:
     for clip, n, cpu in cut_rows:
         print(f"| {clip} | {n} | {cpu:.3f} |")
     return 0
-
-
-def _assets_dir() -> Path | None:
-    """MATTHAN_ASSETS_DIR, else the checkout's .assets (where the tests fetch them), else the default."""
-    if os.environ.get("MATTHAN_ASSETS_DIR"):
-        return None
-    local = Path(__file__).resolve().parent.parent / ".assets"
-    return local if local.is_dir() else None
 
 
 def _segments_for(segs: list[Path], seconds: float) -> list[Path]:

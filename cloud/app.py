@@ -1,6 +1,6 @@
 """The cloud service's composition root: `create_app(settings)` builds the FastAPI app; its
-lifespan starts the parts in order (database + migrations, clip store, MQTT link, ingest) and
-stops them in reverse. Nothing connects before the lifespan starts.
+lifespan starts the parts in order (database + migrations, clip store, MQTT link, ingest, station
+delivery) and stops them in reverse. Nothing connects before the lifespan starts.
 
 Use the app inside its lifespan, e.g. `with TestClient(create_app(settings)) as client: …`.
 """
@@ -26,6 +26,8 @@ from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from cloud.services.config import republish_on_connect
 from cloud.settings import Settings
+from cloud.station_delivery import StationDelivery
+from cloud.throttle import LoginThrottle
 from matthan import __version__
 
 log = logging.getLogger("matthan.cloud")
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.notifier = Notifier()
     app.state.mqtt = None
     app.state.ingest = None
+    app.state.station_delivery = None
+    app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)
@@ -78,6 +82,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.metrics.watch_devices(lambda: _count_online(app))
     link: MqttLink | None = None
     ingest: IngestWorker | None = None
+    delivery: StationDelivery | None = None
     if settings.broker_url is not None:
         link = MqttLink(settings, "matthan-cloud")
         if settings.ingest:
@@ -85,9 +90,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 settings, engine, link, app.state.clip_store, app.state.metrics, app.state.notifier
             )
             ingest.start()
+        if settings.station_delivery:
+            delivery = StationDelivery(settings, engine, link, app.state.metrics)
+            delivery.start()
         republish_on_connect(link, engine)
         link.start()
-    app.state.mqtt, app.state.ingest = link, ingest
+    app.state.mqtt, app.state.ingest, app.state.station_delivery = link, ingest, delivery
     log.info(
         "cloud up db=%s broker=%s clips=%s ingest=%s",
         engine.url.render_as_string(hide_password=True),
@@ -98,6 +106,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if delivery is not None:
+            delivery.stop()
         if ingest is not None:
             ingest.stop()
         if link is not None:

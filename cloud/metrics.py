@@ -19,7 +19,21 @@ class Metrics:
             "matthan_ingest_rejected", "MQTT messages rejected as malformed, by kind", ["kind"], registry=r
         )
         self.dropped = Counter(
-            "matthan_ingest_dropped", "messages dropped because the ingest queue was full", registry=r
+            "matthan_ingest_dropped",
+            "messages dropped because the ingest queue was full (by count or bytes)",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "matthan_ingest_quarantined",
+            "messages the ingest could not store, kept in the quarantine folder (or only counted)",
+            ["kind"],
+            registry=r,
+        )
+        self.worker_errors = Counter(
+            "matthan_ingest_worker_errors", "unexpected errors the ingest writer survived", registry=r
+        )
+        self.writer_up = Gauge(
+            "matthan_ingest_writer_up", "1 while the ingest writer thread runs", registry=r
         )
         self.batches = Counter("matthan_ingest_batches", "database transactions of the ingest", registry=r)
         self.db_retries = Counter(
@@ -34,6 +48,14 @@ class Metrics:
         self.db_ping_seconds = Gauge("matthan_db_ping_seconds", "last SELECT 1 round trip", registry=r)
         self.queue_depth = Gauge("matthan_ingest_queue_depth", "messages waiting for the writer", registry=r)
         self.receipts = Counter("matthan_receipts_published", "receipt messages published", registry=r)
+        self.station_resends = Counter(
+            "matthan_station_alert_resends",
+            "alerts sent again to a ward's stations because none confirmed delivery yet",
+            registry=r,
+        )
+        self.station_syncs = Counter(
+            "matthan_station_syncs", "catch-up requests from ward stations", registry=r
+        )
         self.upload_bytes = Counter(
             "matthan_upload_bytes", "bytes accepted by the media upload endpoint", ["kind"], registry=r
         )

@@ -6,7 +6,7 @@ device's and station's link keeps a persistent session, the cloud's starts clean
 paho's network thread only calls `on_message` (which must just enqueue) and re-subscribes on every
 connect; publishing is thread-safe (paho's own locks) and may be called from the writer thread or
 the API. A clean session per connection, always: with shared subscriptions a persistent member
-that is offline still gets its share of messages, where they wait (measured here, LESSONS.md).
+that is offline still gets its share of messages, where they wait (measured here, docs/lessons.md).
 """
 
 import contextlib
@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud.errors import CloudError
 from cloud.settings import Settings
 from matthan.backoff import Backoff
+from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, endpoint, use_tls
 
 log = logging.getLogger("matthan.cloud.mqtt")
@@ -40,14 +41,20 @@ class MqttLink:
         except MqttError as exc:
             raise CloudError(str(exc)) from None
         self.host, self.port, self.tls = where.host, where.port, where.tls
-        # Unique per process: a second connection with the same id kicks the first off (LESSONS.md).
-        self.client_id = f"{client_prefix}-{socket.gethostname()[:20]}-{secrets.token_hex(4)}"
+        # Unique per process: a second connection with the same id kicks the first off (docs/lessons.md).
+        # Behind the generated broker config the id is the certificate's name whatever we ask for,
+        # so ask for that: each ingest worker then needs its own certificate (cloud:ingest-2, …).
+        named = certificate_name(settings.broker_cert) if self.tls and settings.broker_cert else None
+        self.client_id = named or f"{client_prefix}-{socket.gethostname()[:20]}-{secrets.token_hex(4)}"
         self._subscriptions: list[tuple[str, int]] = []
         self._on_message: OnMessage | None = None
+        self._routes: list[tuple[Callable[[str], bool], OnMessage]] = []
         self._on_connect: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._connected = threading.Event()
+        # Set on the broker's SUBACK: from then on nothing published to our filters passes us by.
+        self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=0.5, maximum=30.0)
         self.connects = 0
@@ -69,6 +76,7 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self.client = client
 
     # --- wiring (before start) ---
@@ -78,6 +86,10 @@ class MqttLink:
 
     def on_message(self, handler: OnMessage) -> None:
         self._on_message = handler
+
+    def route(self, match: Callable[[str], bool], handler: OnMessage) -> None:
+        """Messages whose topic matches go to `handler` instead of the `on_message` handler."""
+        self._routes.append((match, handler))
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         """Called in the network thread after each (re)connect; it must not block."""
@@ -100,6 +112,10 @@ class MqttLink:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Until the broker has acknowledged our subscriptions (the readiness to receive)."""
+        return self._subscribed.wait(timeout)
 
     @property
     def connected(self) -> bool:
@@ -149,8 +165,24 @@ class MqttLink:
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         self._lost.set()
 
+    def _handle_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker=%s:%s refused subscriptions: %s", self.host, self.port, ", ".join(refused))
+            return
+        self._subscribed.set()
+        log.info("broker=%s:%s subscribed client=%s filters=%d", self.host, self.port, self.client_id,
+                 len(reasons))  # fmt: skip
+
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        for match, handler in self._routes:
+            if match(msg.topic):
+                handler(msg.topic, bytes(msg.payload), bool(msg.retain))
+                return
         if self._on_message is not None:
             self._on_message(msg.topic, bytes(msg.payload), bool(msg.retain))

@@ -77,10 +77,23 @@ class Settings(BaseModel):
     batch_max: int = Field(default=1000, ge=1, le=5000)
     batch_wait_s: float = Field(default=0.05, gt=0.0, le=5.0)
     queue_max: int = Field(default=50_000, ge=10)
+    # The queue is bounded in bytes too: a snapshot may be 1 MiB, so 50,000 of them would be 50 GB.
+    queue_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    # Messages the ingest could not store (database refusal, our own bug), for an operator.
+    quarantine_dir: str = "ingest-quarantine"
+    quarantine_max: int = Field(default=10_000, ge=0)
     # Default health interval of a device with no desired config; offline after 3 × interval.
     health_interval_s: float = Field(default=30.0, gt=0.0)
     offline_factor: float = Field(default=3.0, ge=1.0)
     health_retention_days: float = Field(default=14.0, gt=0.0)
+
+    # Ward stations: an alert no station has confirmed is sent again on the ward's station-alert
+    # topic, first after station_resend_first_s, then with doubling gaps up to station_resend_max_s,
+    # for alerts received within station_resend_window_h; a station's sync gets them all at once.
+    station_delivery: bool = True
+    station_resend_first_s: float = Field(default=5.0, gt=0.0)
+    station_resend_max_s: float = Field(default=300.0, gt=0.0)
+    station_resend_window_h: float = Field(default=24.0, gt=0.0)
 
     # Uploads
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)

@@ -132,7 +132,7 @@ class Agent:
             self.device.id,
             self.device.ward,
             self.storage,
-            outbox=self.outbox.stats,
+            outbox=self.publisher.stats,
             cameras=self._camera_views,
             config_version=self._config_version,
             model=Path(self.model.path).name,
@@ -169,7 +169,7 @@ class Agent:
 
     def _take_lock(self) -> None:
         """One agent per storage folder: a second one would share the outbox and, with the same
-        client id, kick the first off the broker over and over (LESSONS.md)."""
+        client id, kick the first off the broker over and over (docs/lessons.md)."""
         path = self.storage / "agent.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from device.errors import ConfigError
 from matthan import assets
 from matthan_wire.config import DeviceConfig, ModelConfig
+from matthan_wire.messages import message
 
 
 def load_config(path: Path | str) -> DeviceConfig:
@@ -50,18 +51,8 @@ def format_errors(exc: ValidationError, root: yaml.Node | None, source: str) -> 
         loc = err["loc"]
         line = _line_of(root, loc)
         where = f"{source}:{line}" if line else source
-        lines.append(f"{where}: {_dotted(loc)}: {_message(err)}")
+        lines.append(f"{where}: {_dotted(loc)}: {message(err)}")
     return "\n".join(lines)
-
-
-def _message(err: Any) -> str:
-    if err["type"] == "union_tag_invalid":
-        ctx = err.get("ctx", {})
-        return f"unknown rule type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
-    if err["type"] == "extra_forbidden":
-        return "unknown field (misspelt?)"
-    msg: str = err["msg"]
-    return msg.removeprefix("Value error, ")
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -116,8 +116,9 @@ def run_detect(
     )  # fmt: skip
     began = time.monotonic()
     interrupted = False
-    worker.start()
     try:
+        # Inside the try: a Ctrl-C as soon as the camera has started still ends with the summary.
+        worker.start()
         while not worker.wait_finished(0.5):
             pass
     except KeyboardInterrupt:

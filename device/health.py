@@ -1,6 +1,6 @@
 """Device health every `health.interval_s`: a QoS 0 message, latest value wins, never through the outbox.
 
-Health is a gauge, not a record: a missed one is replaced by the next (LESSONS.md #9: latest-value
+Health is a gauge, not a record: a missed one is replaced by the next (docs/lessons.md #9: latest-value
 wins is right for health, wrong for alerts), so it is published only while the link is up and is
 never queued.
 """
@@ -156,6 +156,8 @@ class HealthMonitor:
             upload_oldest_age_s=up.oldest_age_s,
             clips_evicted_unconfirmed_total=up.evicted_unconfirmed_total,
             agent_version=__version__,
+            outbox_resends_1h=ob.resends_1h,
+            outbox_oldest_age_s=ob.oldest_age_s,
         )
 
     def start(self) -> None:

@@ -1,6 +1,6 @@
 """`camera_offline` alerts: a camera whose stream is lost past its debounce is itself an alert.
 
-Someone may be disabling cameras on purpose (LESSONS.md #5: cameras that go dark silently), so a
+Someone may be disabling cameras on purpose (docs/lessons.md #5: cameras that go dark silently), so a
 lost stream is a security_order alert like any other, sent through the outbox, with an end when
 frames come back. A short blip (a reconnect within `offline_debounce_s`) raises nothing.
 """

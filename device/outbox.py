@@ -1,22 +1,27 @@
 """The device's durable outbox: alerts, event ends and snapshots stay on disk until the cloud's receipt.
 
-A broker PUBACK is not enough to forget a message (LESSONS.md: Mosquitto acknowledges QoS 1 before it
+A broker PUBACK is not enough to forget a message (docs/lessons.md: Mosquitto acknowledges QoS 1 before it
 is on its disk, and drops QoS 1 past its queue limits), so a message is committed here before it is
 published and deleted only when a `Receipt` names it. The store is SQLite in WAL mode behind one
 connection and a lock: writers are camera threads (one short transaction per event) and the publisher.
 
 The same table keeps the device's monotonic `seq` counter (reserved in blocks so that a restart never
 reuses a number) and the counters health reports: alerts_total, alerts_acked_total, dropped_total.
+
+Each message carries its own resend schedule in its row (`sends`, `step`, `next_at`): the publisher
+keeps no per-message state beyond the messages awaiting a PUBACK, so a backlog of 100,000 costs disk,
+not memory. The schedule is the `ResendPolicy` (docs/architecture.md, "Resends during a cloud outage").
 """
 
 import contextlib
-import itertools
 import logging
 import queue
+import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +32,11 @@ from matthan_wire import Receipt, WireError, decode
 from matthan_wire.config import OutboxConfig
 
 log = logging.getLogger("matthan.device.outbox")
+
+# After the first receipt that ends a silence, the backlog is replayed this much later: the cloud
+# works through what its persistent session kept at the broker (thousands of messages a second) and
+# receipts it meanwhile, which leaves only what the broker dropped to replay.
+REPLAY_GRACE_S = 5.0
 
 # Numbers handed out per reservation: one commit per block instead of one per alert.
 SEQ_BLOCK = 1000
@@ -44,6 +54,16 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+# The resend schedule, added to outboxes made before it (ALTER TABLE keeps their rows): copies sent
+# so far, the backoff step (reset when the cloud is back), and when the next copy is due (unix time;
+# 0 = never sent, due at once).
+_SCHEDULE_COLUMNS = {
+    "sends": "INTEGER NOT NULL DEFAULT 0",
+    "step": "INTEGER NOT NULL DEFAULT 0",
+    "next_at": "REAL NOT NULL DEFAULT 0",
+}
+_SCHEDULE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (next_at, id)"
+
 
 class MessageKind(StrEnum):
     ALERT = "alert"  # an alert start, on the alert topic; receipted by Receipt.event_ids
@@ -58,6 +78,13 @@ class Message:
     kind: MessageKind
     topic: str
     payload: bytes
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    message: Message
+    sends: int  # copies sent before this one
+    step: int  # backoff step before this copy
 
 
 @dataclass(frozen=True)
@@ -82,18 +109,26 @@ class OutboxStats:
     alerts_total: int
     alerts_acked_total: int
     dropped_total: int
+    oldest_age_s: int = 0  # the oldest message still without a receipt; 0 when empty
+    resends_1h: int = 0  # copies sent again in the last hour (filled in by the publisher)
 
 
 class Outbox:
     def __init__(
-        self, path: Path | str, limits: OutboxConfig | None = None, max_bytes: int | None = None
+        self,
+        path: Path | str,
+        limits: OutboxConfig | None = None,
+        max_bytes: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`max_bytes` bounds the payload bytes held (snapshots are tens of KB each; a device's
         disk is small); past it, like past max_messages, the oldest snapshots go first, then the
-        oldest of the rest, every one counted."""
+        oldest of the rest, every one counted. `clock` is unix time: for message ages and the
+        resend schedule (a test runs an outage of minutes in seconds with its own)."""
         self.path = Path(path)
         self.limits = limits or OutboxConfig()
         self.max_bytes = max_bytes
+        self.clock = clock
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +137,15 @@ class Outbox:
             # NORMAL in WAL mode survives a process crash; FULL also survives a power cut, which a
             # device on a street pole must expect.
             self._db.execute("PRAGMA synchronous=FULL")
+            # The only memory that grows with the backlog is SQLite's page cache: bounded here
+            # (SQLite's default, set on purpose), whatever the backlog (bench.soak).
+            self._db.execute("PRAGMA cache_size=-2048")
             self._db.executescript(_SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
+            for name, decl in _SCHEDULE_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE messages ADD COLUMN {name} {decl}")
+            self._db.execute(_SCHEDULE_INDEX)
         except sqlite3.Error as exc:
             raise DeviceError(f"outbox {self.path}: cannot open ({exc})") from None
         self._seq_next = self._meta("seq_reserved")
@@ -132,7 +175,7 @@ class Outbox:
     def put(self, messages: Sequence[NewMessage]) -> list[int]:
         """Commit messages (one transaction) and return their ids; a (event_id, kind) already held is
         kept as it is. Past the bounds the oldest are dropped (snapshots first) and counted."""
-        now = time.time()
+        now = self.clock()
         ids: list[int] = []
         with self._lock, self._transaction(durable=True):
             dropped = self._make_room(len(messages), sum(len(m.payload) for m in messages))
@@ -198,7 +241,7 @@ class Outbox:
 
     def prune(self, now: float | None = None) -> int:
         """Drop messages older than max_age_h; counted, and logged with the oldest event id."""
-        cutoff = (now if now is not None else time.time()) - self.limits.max_age_h * 3600
+        cutoff = (now if now is not None else self.clock()) - self.limits.max_age_h * 3600
         with self._lock, self._transaction(durable=False):
             gone = self._db.execute(
                 "DELETE FROM messages WHERE created < ? RETURNING event_id, kind, LENGTH(payload)", (cutoff,)
@@ -293,6 +336,53 @@ class Outbox:
                 out.extend(_message(r) for r in rows)
         return sorted(out, key=lambda m: m.id)
 
+    def due(self, now: float, limit: int) -> list["Scheduled"]:
+        """Up to `limit` messages whose next copy is due: never-sent ones first (new alerts go out at
+        once), then by due time, then in publishing order (a replay marks all due at one time)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, event_id, kind, topic, payload, sends, step FROM messages "
+                "WHERE next_at <= ? ORDER BY next_at, id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [Scheduled(_message(r[:5]), sends=int(r[5]), step=int(r[6])) for r in rows]
+
+    def next_due(self) -> float | None:
+        """When the earliest copy is due (None when empty); one index lookup."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_at) FROM messages").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def scheduled(self, plan: Sequence[tuple[int, int, float]]) -> None:
+        """Record copies just sent: (id, new backoff step, next due time); one transaction."""
+        with self._lock, self._transaction(durable=False):
+            self._db.executemany(
+                "UPDATE messages SET sends = sends + 1, step = ?, next_at = ? WHERE id = ?",
+                [(step, at, i) for i, step, at in plan],
+            )
+
+    def replay_all(self, now: float, reset_backoff: bool) -> int:
+        """Make every held message due now (in publishing order); with `reset_backoff`, the backoff
+        starts again from the first delay (the cloud is back). Returns how many were held."""
+        with self._lock, self._transaction(durable=False):
+            sql = "UPDATE messages SET next_at = ?" + (", step = 0" if reset_backoff else "")
+            return int(self._db.execute(sql + " WHERE sends > 0", (now,)).rowcount)
+
+    def clamp_schedule(self, latest: float) -> int:
+        """Pull in copies due after `latest`: the clock went back, and they must not wait for it."""
+        with self._lock, self._transaction(durable=False):
+            return int(
+                self._db.execute("UPDATE messages SET next_at = 0 WHERE next_at > ?", (latest,)).rowcount
+            )
+
+    def oldest_age_s(self) -> int:
+        with self._lock:
+            return self._oldest_age_s()
+
+    def _oldest_age_s(self) -> int:
+        row = self._db.execute("SELECT created FROM messages ORDER BY id LIMIT 1").fetchone()
+        return 0 if row is None else max(0, int(self.clock() - float(row[0])))
+
     def depth(self) -> int:
         with self._lock:
             return self._depth
@@ -308,6 +398,7 @@ class Outbox:
                 alerts_total=self._meta("alerts_total"),
                 alerts_acked_total=self._meta("alerts_acked_total"),
                 dropped_total=self._meta("dropped_total"),
+                oldest_age_s=self._oldest_age_s(),
             )
 
     def close(self) -> None:
@@ -357,22 +448,56 @@ class Link(Protocol):
 
 @dataclass
 class PublisherCounters:
-    published: int = 0
-    republished: int = 0
+    published: int = 0  # first copies
+    republished: int = 0  # every further copy: backoff resends, reconnect and cloud-back replays
     pubacks: int = 0
     refused: int = 0
     receipts: int = 0
     bad_receipts: int = 0
+    replays: int = 0  # times the whole backlog was made due at once
+
+
+class ResendPolicy:
+    """When a message without a receipt is sent again: exponential backoff with jitter, capped.
+
+    After the n-th copy the next is due `min(max_s, first_s * factor**(n-1)) * (1 + jitter * U)`, U
+    uniform in [0, 1): the jitter only lengthens a delay, so the nominal delays are a hard floor and
+    the bound on copies holds whatever the dice say. With the defaults (30 s, ×4, 600 s, 20 %) a
+    message goes out at most at 0, 30, 150 and 630 s: ≤ 3 copies in its first 10 minutes, then one
+    per ≥ 10 minutes (≤ 8 in an hour, against 120 at a fixed 30 s). `factor=1, jitter=0` is the
+    fixed interval this replaced.
+    """
+
+    def __init__(self, limits: OutboxConfig, rng: random.Random | None = None) -> None:
+        self.first_s = limits.resend_after_s
+        self.factor = limits.resend_factor
+        self.max_s = max(limits.resend_max_s, limits.resend_after_s)
+        self.jitter = limits.resend_jitter
+        self._rng = rng or random.Random()
+
+    def delay(self, step: int) -> float:
+        """Seconds from the `step`-th copy (1 = the first) to the next."""
+        exp = min(max(step - 1, 0), 64)  # past the cap already; keeps the power finite
+        nominal = min(self.max_s, self.first_s * self.factor**exp)
+        return nominal * (1.0 + self.jitter * self._rng.random())
+
+    @property
+    def horizon_s(self) -> float:
+        """No copy is ever scheduled further ahead than this."""
+        return self.max_s * (1.0 + self.jitter)
 
 
 class OutboxPublisher:
     """Drains the outbox through the link: in order, a bounded window in flight, resend until receipted.
 
-    One thread. It publishes messages it has not yet sent on this connection in id order while fewer
-    than `window` await their PUBACK; a message sent more than `resend_after_s` ago without a receipt
-    is sent again; a new connection (or a restart) forgets what was sent, so everything still held is
-    replayed in order. PUBACKs and receipts arrive from paho's thread through `on_published` and
-    `on_receipt`, which only enqueue.
+    One thread. Each pass it publishes, while fewer than `window` await their PUBACK, what the outbox
+    says is due: never-sent messages first (a new alert goes out at once), then copies due by their
+    own `ResendPolicy` schedule, kept in the outbox's rows. Two things make the whole backlog due at
+    once, in publishing order, paced by the PUBACK window (the rate `bench.alert_latency` measures as
+    replay): a new connection (the broker may have lost what it acknowledged) and the first receipt
+    after a silence (a resend went unanswered: the cloud was away and is back; the backoff restarts).
+    PUBACKs and receipts arrive from paho's thread through `on_published` and `on_receipt`, which
+    only enqueue.
     """
 
     def __init__(
@@ -381,24 +506,30 @@ class OutboxPublisher:
         link: Link,
         *,
         window: int = 100,
-        resend_after_s: float | None = None,
+        policy: ResendPolicy | None = None,
         prune_every_s: float = 60.0,
     ) -> None:
         self.outbox = outbox
         self.link = link
         self.window = window
-        self.resend_after_s = resend_after_s if resend_after_s is not None else outbox.limits.resend_after_s
+        self.policy = policy or ResendPolicy(outbox.limits)
         self.prune_every_s = prune_every_s
         self.counters = PublisherCounters()
         # (what, mid, ok, payload): "wake", "puback" (mid, ok) or "receipt" (payload).
         self._events: queue.SimpleQueue[tuple[str, int, bool, bytes]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Per connection: id -> when sent (insertion order = send order), mid -> id awaiting PUBACK.
-        self._sent: dict[int, float] = {}
+        # mid -> id awaiting PUBACK: the only per-message state, at most `window` entries.
         self._inflight: dict[int, int] = {}
-        self._cursor = 0
         self._epoch = -1
+        # A resend went out since the last receipt and none came for resend_after_s: the cloud was
+        # silent, so the next receipt means it is back.
+        self._unanswered = False
+        self._last_receipt = outbox.clock()
+        # Resends per minute of the outbox clock, for the last hour: at most 61 buckets.
+        self._resend_minutes: deque[list[int]] = deque(maxlen=61)
+        self._next_due: float | None = 0.0  # cached outbox.next_due(); None = nothing held
+        self.passes = 0
 
     # ---- inputs (any thread) ---------------------------------------------------------------------
 
@@ -428,28 +559,57 @@ class OutboxPublisher:
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    def resends_1h(self) -> int:
+        now_min = int(self.outbox.clock() // 60)
+        return sum(n for minute, n in list(self._resend_minutes) if now_min - minute < 60)
+
+    def stats(self) -> OutboxStats:
+        """The outbox's figures with this publisher's resends of the last hour, for health."""
+        s = self.outbox.stats()
+        return OutboxStats(
+            depth=s.depth,
+            alerts_total=s.alerts_total,
+            alerts_acked_total=s.alerts_acked_total,
+            dropped_total=s.dropped_total,
+            oldest_age_s=s.oldest_age_s,
+            resends_1h=self.resends_1h(),
+        )
+
+    def settled(self) -> bool:
+        """Nothing awaits a PUBACK and nothing is due now (tests step their clock on this)."""
+        due = self.outbox.next_due()
+        return not self._inflight and (due is None or due > self.outbox.clock())
+
     # ---- the loop --------------------------------------------------------------------------------
 
     def _run(self) -> None:
         next_prune = time.monotonic()
         while not self._stop.is_set():
             try:
-                self._drain_events(timeout=0.05)
+                woken = self._drain_events(timeout=0.05)
                 now = time.monotonic()
                 if now >= next_prune:
                     self.outbox.prune()
+                    # A wall clock set back (NTP on boot) must not park copies far in the future.
+                    self.outbox.clamp_schedule(self.outbox.clock() + self.policy.horizon_s)
                     next_prune = now + self.prune_every_s
+                    woken = True
+                if woken:
+                    self._next_due = 0.0
                 self._send()
+                self.passes += 1
             except Exception:  # a bad row or a closed database must not end delivery silently
                 log.exception("outbox publisher error; retrying")
                 self._stop.wait(1.0)
 
-    def _drain_events(self, timeout: float) -> None:
+    def _drain_events(self, timeout: float) -> bool:
+        """Apply what arrived; True when the outbox may have changed (a wake or a receipt)."""
         try:
             item = self._events.get(timeout=timeout)
         except queue.Empty:
-            return
+            return False
         receipts: list[bytes] = []
+        woken = False
         while True:
             what, mid, ok, data = item
             if what == "puback":
@@ -458,12 +618,15 @@ class OutboxPublisher:
                     self.counters.refused += not ok
             elif what == "receipt":
                 receipts.append(data)
+            else:
+                woken = True
             try:
                 item = self._events.get_nowait()
             except queue.Empty:
                 break
         for payload in receipts:
             self._apply_receipt(payload)
+        return woken or bool(receipts)
 
     def _apply_receipt(self, payload: bytes) -> None:
         try:
@@ -474,8 +637,23 @@ class OutboxPublisher:
             return
         acked = self.outbox.ack(receipt)
         self.counters.receipts += 1
-        for i in acked.ids:
-            self._sent.pop(i, None)
+        clock = self.outbox.clock()
+        silent_s = clock - self._last_receipt
+        self._last_receipt = clock
+        if self._unanswered and silent_s >= self.policy.first_s:
+            # The first receipt after a silence: the cloud is back. What it has not receipted goes
+            # again, oldest first, instead of each message waiting out its own (by now long) backoff.
+            # The grace lets the receipts for what the cloud's own session kept at the broker arrive
+            # first, so those are not sent once more for nothing.
+            held = self.outbox.replay_all(clock + REPLAY_GRACE_S, reset_backoff=True)
+            self.counters.replays += 1
+            self._next_due = 0.0
+            log.info(
+                "cloud receipts again after %.0f s of silence: replaying %d unreceipted message(s) in order",
+                silent_s,
+                held,
+            )
+        self._unanswered = False
         log.debug(
             "receipt alerts=%d ends=%d snapshots=%d depth=%d",
             acked.alerts,
@@ -487,48 +665,48 @@ class OutboxPublisher:
     def _send(self) -> None:
         if not self.link.connected:
             return
+        clock = self.outbox.clock()
         if self.link.epoch != self._epoch:
             # A new connection: the broker may have lost anything it acknowledged (SIGKILL after
-            # PUBACK), so everything not receipted goes again, oldest first.
+            # PUBACK), so everything not receipted goes again, oldest first. The backoff goes on:
+            # a flapping link must not turn into a flood either.
             self._epoch = self.link.epoch
-            self._sent.clear()
             self._inflight.clear()
-            self._cursor = 0
-        now = time.monotonic()
-        # Resends first: they are older than anything new.
-        # _sent is in send order, so the due ones are a prefix.
-        due = list(
-            itertools.islice(
-                itertools.takewhile(lambda i: now - self._sent[i] >= self.resend_after_s, self._sent),
-                self._room(),
-            )
-        )
-        if due:
-            for m in self.outbox.get(due):
-                if not self._publish(m, now):
-                    return
-                self.counters.republished += 1
-            for i in due:  # rows gone meanwhile (receipted or dropped) need no resend
-                if i in self._sent and now - self._sent[i] >= self.resend_after_s:
-                    del self._sent[i]
+            if self.outbox.replay_all(clock, reset_backoff=False):
+                self.counters.replays += 1
+            self._next_due = 0.0
         while self._room() > 0:
-            batch = self.outbox.after(self._cursor, self._room())
+            if self._next_due is None or self._next_due > clock:
+                return
+            batch = self.outbox.due(clock, self._room())
             if not batch:
-                break
-            for m in batch:
-                if not self._publish(m, now):
-                    return
-                self.counters.published += 1
-                self._cursor = m.id
+                self._next_due = self.outbox.next_due()
+                return
+            plan: list[tuple[int, int, float]] = []
+            try:
+                for s in batch:
+                    mid = self.link.publish(s.message.topic, s.message.payload, qos=1)
+                    if mid is None:
+                        return
+                    self._inflight[mid] = s.message.id
+                    step = s.step + 1
+                    plan.append((s.message.id, step, clock + self.policy.delay(step)))
+                    if s.sends:
+                        self.counters.republished += 1
+                        self._count_resend(clock)
+                    else:
+                        self.counters.published += 1
+            finally:
+                if plan:
+                    self.outbox.scheduled(plan)
+
+    def _count_resend(self, clock: float) -> None:
+        self._unanswered = True
+        minute = int(clock // 60)
+        if self._resend_minutes and self._resend_minutes[-1][0] == minute:
+            self._resend_minutes[-1][1] += 1
+        else:
+            self._resend_minutes.append([minute, 1])
 
     def _room(self) -> int:
         return max(0, self.window - len(self._inflight))
-
-    def _publish(self, m: Message, now: float) -> bool:
-        mid = self.link.publish(m.topic, m.payload, qos=1)
-        if mid is None:
-            return False
-        self._inflight[mid] = m.id
-        self._sent.pop(m.id, None)
-        self._sent[m.id] = now
-        return True

@@ -49,6 +49,7 @@ import numpy as np
 from device.capture import redact
 from device.errors import DeviceError
 from matthan.backoff import Backoff
+from matthan.children import die_with_parent
 from matthan_wire.config import CameraConfig, StorageConfig
 
 log = logging.getLogger(__name__)
@@ -370,6 +371,8 @@ class Recorder:
                 proc = subprocess.Popen(
                     cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "TZ": "UTC"},
                     stdin=subprocess.PIPE if self.frames else subprocess.DEVNULL,
+                    # ffmpeg must not outlive the agent (a SIGKILLed agent left recorders writing).
+                    preexec_fn=die_with_parent(),
                 )  # fmt: skip
             except OSError as exc:
                 delay = self._backoff.next()

@@ -5,7 +5,7 @@ order: files the cloud has confirmed go first, oldest first; a file the cloud ha
 goes only when nothing confirmed is left, and each such eviction is counted and logged as the
 loss it is. Only files the upload queue indexes are ever deleted, and only inside the media
 folder: a missing or damaged index must never turn into "delete everything unknown" (the way
-Frigate once deleted every recording, LESSONS.md 6).
+Frigate once deleted every recording, docs/lessons.md #6).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ WRONG_WAY_HOLD_S = 2.0
 # Distance from a line (normalised) inside which the side of an object is not trusted.
 LINE_MARGIN = 0.01
 # A track that appears within this time and distance of where one was lost takes over its side of
-# a line (LESSONS.md #4: a trajectory rule must survive id switches).
+# a line (docs/lessons.md #4: a trajectory rule must survive id switches).
 HANDOVER_S = 3.0
 HANDOVER_DIST = 0.2
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Tracks: stable ids for detections across frames, a stationary state, zone membership.
 
 A small SORT-style tracker (greedy matching on overlap and distance against a constant-velocity
-prediction) rather than Norfair: the parked-vehicle behaviour LESSONS.md asks for (a car that
+prediction) rather than Norfair: the parked-vehicle behaviour docs/lessons.md asks for (a car that
 headlights or a passer-by hide for a while is the same car, at the same spot, still parked) is
 easier to get right in code we own, and it is cheap at the 5–10 objects a street camera sees.
 
@@ -24,7 +24,7 @@ from device.geometry import Box, Point, bottom_centre, centre, containment, iou,
 
 State = Literal["moving", "stopped", "parked"]
 
-# Parked vehicles are what LESSONS.md #2 is about: hidden for a while, still the same car.
+# Parked vehicles are what docs/lessons.md #2 is about: hidden for a while, still the same car.
 VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle"})
 # Labels the model confuses with each other for the same object; matched as one.
 _SAME_OBJECT = [{"car", "truck", "bus"}]

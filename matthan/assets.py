@@ -1,7 +1,8 @@
 """Pretrained models and sample footage: fetched, never committed, always SHA-256 verified.
 
-A mirror folder (MATTHAN_ASSETS_MIRROR or --mirror) is tried first; otherwise each file comes
-from its public upstream address. A file whose checksum does not match is never installed.
+Where they live is `default_dir()`. A mirror folder (MATTHAN_ASSETS_MIRROR or --mirror) is
+tried first; otherwise each file comes from its public upstream address. A file whose checksum
+does not match is never installed.
 """
 
 import hashlib
@@ -103,9 +104,24 @@ DEFAULT_MODEL = "models/ssd_mobilenet_v1_coco_quant.tflite"
 DEFAULT_LABELS = "models/coco_labels.txt"
 
 
+# The checkout this code runs from, if it runs from one (an editable install or PYTHONPATH);
+# an installed wheel has no pyproject.toml beside its packages.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
 def default_dir() -> Path:
+    """Where assets live, one rule for every command, test and benchmark:
+
+    1. MATTHAN_ASSETS_DIR, when set (a device: /var/lib/matthan/assets);
+    2. `.assets` in the checkout, when running from one (as ./dev.sh and the tests do);
+    3. ~/.cache/matthan/assets otherwise (an installed command).
+    """
     env = os.environ.get("MATTHAN_ASSETS_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "matthan" / "assets"
+    if env:
+        return Path(env)
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "matthan").is_dir():
+        return _CHECKOUT / ".assets"
+    return Path.home() / ".cache" / "matthan" / "assets"
 
 
 def path(relative: str, dest: Path | None = None) -> Path:
@@ -135,9 +151,14 @@ def fetch(dest: Path | None = None, mirror: Path | None = None) -> Iterator[tupl
     """Install every asset under dest; yields (path, 'present' | 'mirror' | 'upstream')."""
     dest = dest or default_dir()
     env_mirror = os.environ.get("MATTHAN_ASSETS_MIRROR")
+    given = "--mirror" if mirror is not None else "MATTHAN_ASSETS_MIRROR"
     mirror = mirror or (Path(env_mirror) if env_mirror else None)
     if mirror is not None and not mirror.is_dir():
-        raise AssetError(f"mirror folder {mirror} does not exist")
+        raise AssetError(
+            f"mirror folder {mirror} (from {given}) does not exist: point it at a folder holding "
+            f"models/ and video/ as `matthan assets fetch` writes them (a copy of {dest} from a "
+            "machine that has them), or leave it unset to download from upstream"
+        )
     for asset in ASSETS:
         target = dest / asset.path
         if verified(target, asset.sha256):
@@ -148,7 +169,7 @@ def fetch(dest: Path | None = None, mirror: Path | None = None) -> Iterator[tupl
             _install(target, partial(_copy, mirror / asset.path), asset)
             yield target, "mirror"
         else:
-            _install(target, partial(_download, asset.url), asset)
+            _install(target, partial(_download, asset.url, dest), asset)
             yield target, "upstream"
 
 
@@ -172,9 +193,14 @@ def _copy(src: Path, out: Path) -> None:
     shutil.copyfile(src, out)
 
 
-def _download(url: str, out: Path) -> None:
+def _download(url: str, dest: Path, out: Path) -> None:
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, out.open("wb") as fh:
             shutil.copyfileobj(resp, fh)
     except OSError as exc:
-        raise AssetError(f"cannot download {url}: {exc}; give a mirror folder with --mirror") from None
+        raise AssetError(
+            f"cannot download {url}: {exc}. Offline? Copy the assets folder from a machine that has "
+            f"them (models/ and video/, e.g. its {default_dir()}) and run: matthan assets fetch "
+            f"--mirror /path/to/that/copy (or set MATTHAN_ASSETS_MIRROR); they are verified and "
+            f"installed into {dest}"
+        ) from None

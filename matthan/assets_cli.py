@@ -16,7 +16,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     f.set_defaults(handler=_fetch)
     ls = asub.add_parser("list", help="list the assets and whether they are present and verified")
-    ls.add_argument("--dest", type=Path, default=None)
+    ls.add_argument(
+        "--dest", type=Path, default=None, help=f"folder to look in (default {assets.default_dir()})"
+    )
     ls.set_defaults(handler=_list)
 
 
@@ -28,6 +30,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     dest = args.dest or assets.default_dir()
+    print(f"assets in {dest}")
     for a in assets.ASSETS:
         state = "ok" if assets.verified(dest / a.path, a.sha256) else "missing"
         print(f"{state:>8}  {a.path}  {a.size} bytes")

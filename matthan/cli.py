@@ -1,7 +1,10 @@
 """The `matthan` command: one sub-command per part, each part registering its own."""
 
 import argparse
+import difflib
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -16,11 +19,63 @@ from matthan_wire.codec import describe
 Handler = Callable[[argparse.Namespace], int]
 
 
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line and points to --help."""
+    """argparse that reports a usage mistake in one line and points to --help.
+
+    A mistyped flag is the mistake named first, with the closest real one: argparse itself
+    reports a missing required argument before it looks at unknown ones, so `--tokn x` would
+    otherwise read as "--token is required".
+    """
+
+    _argv: list[str] = []
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # Every (sub-)parser sees exactly its own arguments here; kept for error().
+        self._argv = list(sys.argv[1:] if args is None else args)
+        ns, extras = super().parse_known_args(args, namespace)
+        if any(self._is_option(a) for a in extras):
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
 
     def error(self, message: str) -> NoReturn:
+        unknown = self.unknown_option()
+        if unknown is not None:
+            message = f"unknown option {unknown}"
+            close = difflib.get_close_matches(unknown, self._long_options(), n=1, cutoff=0.5)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        elif (choice := _INVALID_CHOICE.search(message)) is not None:
+            options = re.findall(r"'([^']*)'", choice.group(2))
+            close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.5)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def unknown_option(self) -> str | None:
+        known = self._option_string_actions
+        for arg in self._argv:
+            if arg == "--":
+                break
+            if not self._is_option(arg):
+                continue
+            flag = arg.split("=", 1)[0]
+            if flag in known or (not flag.startswith("--") and flag[:2] in known):
+                continue  # a known flag, or short flags run together (-vv)
+            if flag.startswith("--") and any(o.startswith(flag) for o in self._long_options()):
+                continue  # an abbreviation argparse accepts
+            return flag
+        return None
+
+    def _long_options(self) -> list[str]:
+        return [o for o in self._option_string_actions if o.startswith("--")]
+
+    def _is_option(self, arg: str) -> bool:
+        return arg.startswith("-") and arg != "-" and not self._negative_number_matcher.match(arg)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except UserError as exc:
         print(f"matthan: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -70,3 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logging.getLogger("matthan").info("interrupted")
         return 130
+
+
+def _reader_went_away() -> int:
+    """The reader of our output left (`matthan assets list | head -4`): stop quietly, as a
+    Unix tool killed by SIGPIPE does, instead of a traceback at the final flush."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # what a shell shows for a command ended by SIGPIPE

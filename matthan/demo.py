@@ -25,6 +25,7 @@ import httpx
 import yaml
 
 from matthan import assets
+from matthan.children import interrupt_on_signals
 from matthan.errors import UserError
 from matthan.supervisor import Service, Supervisor
 
@@ -100,6 +101,13 @@ def _need(binary: str, package: str) -> str:
     return found
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _matthan(*args: str) -> list[str]:
     return [sys.executable, "-m", "matthan", *args]
 
@@ -122,6 +130,13 @@ class Demo:
     # -- setup -------------------------------------------------------------------------------
 
     def run(self, duration_s: float | None) -> int:
+        # SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) stop the site as
+        # Ctrl-C does: through the finally in _run, in reverse order. A SIGKILL runs no code of
+        # ours; the services' death signal (matthan.children) covers it.
+        with interrupt_on_signals():
+            return self._run(duration_s)
+
+    def _run(self, duration_s: float | None) -> int:
         mosquitto = _need("mosquitto", "mosquitto")
         _need("ffmpeg", "ffmpeg")
         clips = self._assets()
@@ -264,9 +279,13 @@ class Demo:
                 f"ward station {WARD}",
                 _matthan("ward", "listen", "--ward", WARD, "--broker", self.broker_url,
                          "--ca", str(self.ca_dir / "ca.pem"), "--cert", str(self.ids / "station.pem"),
-                         "--key", str(self.ids / "station.key"), "--client-id", f"station-{WARD}-demo",
+                         "--key", str(self.ids / "station.key"),
+                         "--state", str(self.workdir / "ward" / "station.db"),
                          "--snapshots", str(self.workdir / "ward" / "snapshots")),
                 self.workdir / "ward" / "alerts.log",
+                # Connected with its subscriptions sent: alerts from now on reach the station.
+                ready=lambda: "mqtt connected" in _read(self.workdir / "ward" / "alerts.log"),
+                ready_timeout_s=60,
                 echo_stdout=True,
             )
         )  # fmt: skip
@@ -284,7 +303,7 @@ class Demo:
             f"  devices:   {', '.join(d['id'] for d in self.devices)} on the sample clips, looping\n"
             f"  logs:      {self.workdir / 'logs'}\n"
             f"Alerts of ward {WARD} appear below as its police station receives them.\n"
-            f"Ctrl-C stops everything.\n",
+            f"Ctrl-C (or SIGTERM, SIGHUP) stops everything.\n",
             flush=True,
         )
 
@@ -297,8 +316,8 @@ class Demo:
                     log.error("%s stopped unexpectedly: %s", dead.name, Supervisor.tail(dead))
                     return 1
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("\nstopping…", flush=True)
+        except KeyboardInterrupt as exc:
+            print(f"\nstopping ({exc or 'Ctrl-C'})…", flush=True)
         return 0
 
 

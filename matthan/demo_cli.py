@@ -10,7 +10,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         help="a whole site on this machine: broker, cloud, devices on sample clips, ward station, console",
         description="Starts a TLS broker, the cloud service (SQLite), device agents enrolled by claim token "
         "on the sample clips, and a ward station subscriber; prints the console URL and login. "
-        "Ctrl-C stops everything.",
+        "Ctrl-C, SIGTERM or SIGHUP stops everything; no part outlives it.",
     )
     p.add_argument("--workdir", type=Path, default=Path(".matthan-demo"), help="state folder (recreated)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")

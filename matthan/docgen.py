@@ -32,6 +32,8 @@ _ROUTES: dict[Kind, tuple[str, str]] = {
     Kind.RECEIPT: ("cloud → device", "Receipt"),
     Kind.ALERT_STATE: ("cloud → ward stations", "AlertState"),
     Kind.ALERT_ACTION: ("ward station → cloud", "AlertAction"),
+    Kind.STATION_ALERT: ("cloud → ward stations (until one confirms delivery)", "Alert (phase start)"),
+    Kind.STATION_SYNC: ("ward station → cloud (after each subscribe)", "StationSync"),
 }
 
 _PAYLOADS: list[type[BaseModel]] = [
@@ -48,6 +50,7 @@ _PAYLOADS: list[type[BaseModel]] = [
     payloads.Receipt,
     payloads.AlertState,
     payloads.AlertAction,
+    payloads.StationSync,
 ]
 
 

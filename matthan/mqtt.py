@@ -3,7 +3,7 @@
 Shared by every process that speaks MQTT: the device agent (its outbox publisher), the ward station
 and the cloud (which uses the URL and TLS helpers for its clean-session link, cloud/mqtt.py).
 
-MQTT 5 because under 3.1.1 a publish the broker's ACL refuses still looks successful (LESSONS.md);
+MQTT 5 because under 3.1.1 a publish the broker's ACL refuses still looks successful (docs/lessons.md);
 under 5 the PUBACK carries reason 135, which is counted and logged here. The session is persistent
 (clean_start False with a session expiry) so the broker keeps subscriptions and queued messages while
 the link is down; subscriptions are (re)made in on_connect. A refused CONNACK (bad credentials, not
@@ -98,6 +98,7 @@ class MqttLink:
         on_message: MessageHandler,
         on_published: PublishedHandler | None = None,
         on_connected: Callable[[], None] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
         status_topic: str | None = None,
         backoff: Backoff | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
@@ -113,6 +114,8 @@ class MqttLink:
         self._on_message = on_message
         self._on_published = on_published
         self._on_connected = on_connected
+        self._on_subscribed = on_subscribed
+        self._suback_wanted: set[int] = set()  # mids of this connection's SUBSCRIBEs not acked yet
         self._backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._session_expiry_s = session_expiry_s
         self._connected = threading.Event()
@@ -136,6 +139,7 @@ class MqttLink:
         c.on_disconnect = self._handle_disconnect
         c.on_message = self._handle_message
         c.on_publish = self._handle_publish
+        c.on_subscribe = self._handle_subscribe
         self._client = c
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -231,8 +235,11 @@ class MqttLink:
         self.counters.connects += 1
         self._backoff.reset()
         self._set_retry_delay(self._backoff.next())
+        self._suback_wanted = set()
         for topic, qos in self.subscriptions:
-            client.subscribe(topic, qos=qos)
+            _, mid = client.subscribe(topic, qos=qos)
+            if mid is not None:
+                self._suback_wanted.add(mid)
         if self.status_topic is not None:
             client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
         self._epoch += 1
@@ -299,6 +306,26 @@ class MqttLink:
         except Exception:  # a handler's bug must not take the network thread down
             log.exception("mqtt message handler failed topic=%s", msg.topic)
 
+    def _handle_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        props: Properties | None,
+    ) -> None:
+        if mid not in self._suback_wanted:
+            return  # a resubscribe(), or a SUBACK of an earlier connection
+        self._suback_wanted.discard(mid)
+        for reason in reasons:
+            if reason.is_failure:
+                log.error("mqtt subscribe refused client=%s reason=%s", self.client_id, reason.getName())
+        if not self._suback_wanted:
+            # The readiness signal: from here on the broker routes every subscribed topic to us.
+            log.info("mqtt subscribed client=%s topics=%d", self.client_id, len(self.subscriptions))
+            if self._on_subscribed is not None:
+                self._on_subscribed()
+
     def _handle_publish(
         self,
         client: mqtt.Client,
@@ -329,4 +356,4 @@ class MqttLink:
 
     @staticmethod
     def _status(state: str) -> bytes:
-        return encode(Status(state=state, at=utc_now()))  # type: ignore[arg-type]
+        return encode(Status(state=state, at=utc_now()))

@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from matthan.children import die_with_parent, kill_group, signals_ignored
 from matthan.errors import UserError
 
 log = logging.getLogger("matthan.supervisor")
@@ -47,8 +49,10 @@ class Supervisor:
     def start(self, svc: Service) -> Service:
         svc.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = svc.log_path.open("ab")
-        # A session of its own: Ctrl-C on the terminal reaches the supervisor only, which then
-        # stops the children in reverse order instead of all of them dying at once.
+        # A session (and process group) of its own: Ctrl-C on the terminal reaches the supervisor
+        # only, which then stops the children in reverse order instead of all of them dying at
+        # once; and the group is what _stop sweeps, grandchildren included. The death signal
+        # covers the supervisor itself being killed, when no stop runs at all.
         svc.proc = subprocess.Popen(
             svc.argv,
             stdout=subprocess.PIPE if svc.echo_stdout else logf,
@@ -56,6 +60,7 @@ class Supervisor:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **svc.env},
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         if svc.echo_stdout:
             svc._pump = threading.Thread(target=_pump, args=(svc.proc.stdout, logf), daemon=True)
@@ -77,21 +82,30 @@ class Supervisor:
         return next((s for s in self.services if s.proc is not None and s.proc.poll() is not None), None)
 
     def stop_all(self, timeout_s: float = 15.0) -> None:
-        for svc in reversed(self.services):
-            self._stop(svc, timeout_s)
+        # Called from the main thread (the demo's composition root): a second Ctrl-C or SIGTERM
+        # while stopping must not leave the remaining services running.
+        quiet = signals_ignored() if threading.current_thread() is threading.main_thread() else nullcontext()
+        with quiet:
+            for svc in reversed(self.services):
+                self._stop(svc, timeout_s)
         self.services.clear()
 
     def _stop(self, svc: Service, timeout_s: float) -> None:
-        if svc.proc is None or svc.proc.poll() is not None:
+        if svc.proc is None:
             return
-        svc.proc.send_signal(signal.SIGTERM)
-        try:
-            svc.proc.wait(timeout_s)
-            log.info("stopped %s exit=%s", svc.name, svc.proc.returncode)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0f s: killed", svc.name, timeout_s)
-            svc.proc.kill()
-            svc.proc.wait(5)
+        if svc.proc.poll() is None:
+            # The service alone first: it stops its own children in order (an agent closes its
+            # recorders' segments).
+            svc.proc.send_signal(signal.SIGTERM)
+            try:
+                svc.proc.wait(timeout_s)
+                log.info("stopped %s exit=%s", svc.name, svc.proc.returncode)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killed", svc.name, timeout_s)
+                kill_group(svc.proc.pid)
+                svc.proc.wait(5)
+        # Whatever it started and left behind is in its process group.
+        kill_group(svc.proc.pid)
         if svc._pump is not None:
             svc._pump.join(2)
 

@@ -19,6 +19,7 @@ from matthan_wire.payloads import (
     Health,
     Receipt,
     ReportedConfig,
+    StationSync,
     Status,
 )
 from matthan_wire.timeutil import format_ts, parse_ts, utc_now
@@ -41,6 +42,7 @@ __all__ = [
     "Receipt",
     "ReportedConfig",
     "Site",
+    "StationSync",
     "Status",
     "Topic",
     "WireError",

@@ -8,10 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from matthan_wire.ids import Id, Label, RuleName
+from matthan_wire.ids import INT32_MAX, MAX_LABELS, Id, Label, RuleName
 
-Coord = Annotated[float, Field(ge=0.0, le=1.0)]
+Coord = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Point = tuple[Coord, Coord]
+
+# Durations in a config (cooldowns, debounces, intervals): a week is already absurd.
+MAX_SECONDS = 7 * 86400.0
 
 SECURITY_ORDER = "security_order"
 URBAN_ORDER = "urban_order"
@@ -44,7 +47,9 @@ HourRange = Annotated[str, AfterValidator(_check_hours)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A desired config arrives over MQTT like any payload: every list and number is bounded, and
+    # inf/NaN (1e400 parses as inf) are refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def absent(value: object) -> bool:
@@ -74,11 +79,11 @@ class Site(_Strict):
 class _RuleBase(_Strict):
     name: RuleName | None = None
     title: Title | None = Field(default=None, exclude_if=absent)
-    labels: list[Label] = Field(min_length=1)
+    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS)
     min_score: float | None = Field(default=None, ge=0.0, le=1.0)
-    cooldown_s: float = Field(default=0.0, ge=0.0)
+    cooldown_s: float = Field(default=0.0, ge=0.0, le=MAX_SECONDS)
     # Local hours (device timezone) in which the rule is active; none means always.
-    schedule: list[HourRange] | None = None
+    schedule: list[HourRange] | None = Field(default=None, max_length=24)
 
     @property
     def category(self) -> Category:
@@ -87,28 +92,28 @@ class _RuleBase(_Strict):
 
 class IntrusionRule(_RuleBase):
     type: Literal["intrusion"]
-    min_duration_s: float = Field(default=0.0, ge=0.0)
+    min_duration_s: float = Field(default=0.0, ge=0.0, le=MAX_SECONDS)
 
 
 class LoiteringRule(_RuleBase):
     type: Literal["loitering"]
-    min_duration_s: float = Field(gt=0.0)
+    min_duration_s: float = Field(gt=0.0, le=MAX_SECONDS)
 
 
 class CrowdRule(_RuleBase):
     type: Literal["crowd"]
-    min_count: int = Field(ge=2)
-    min_duration_s: float = Field(default=0.0, ge=0.0)
+    min_count: int = Field(ge=2, le=10_000)
+    min_duration_s: float = Field(default=0.0, ge=0.0, le=MAX_SECONDS)
 
 
 class IllegalParkingRule(_RuleBase):
     type: Literal["illegal_parking"]
-    min_duration_s: float = Field(gt=0.0)
+    min_duration_s: float = Field(gt=0.0, le=MAX_SECONDS)
 
 
 class EncroachmentRule(_RuleBase):
     type: Literal["encroachment"]
-    min_duration_s: float = Field(gt=0.0)
+    min_duration_s: float = Field(gt=0.0, le=MAX_SECONDS)
 
 
 class WrongWayRule(_RuleBase):
@@ -134,8 +139,8 @@ def _polygon_area(points: list[Point]) -> float:
 class Zone(_Strict):
     name: Id
     title: Title | None = Field(default=None, exclude_if=absent)
-    polygon: list[Point] = Field(min_length=3)
-    rules: list[ZoneRule] = Field(default_factory=list)
+    polygon: list[Point] = Field(min_length=3, max_length=256)
+    rules: list[ZoneRule] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
     def _has_area(self) -> "Zone":
@@ -148,7 +153,7 @@ class Line(_Strict):
     name: Id
     title: Title | None = Field(default=None, exclude_if=absent)
     points: list[Point] = Field(min_length=2, max_length=2)
-    rules: list[LineRule] = Field(default_factory=list)
+    rules: list[LineRule] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
     def _has_length(self) -> "Line":
@@ -162,7 +167,9 @@ class DetectConfig(_Strict):
     fps: float = Field(default=5.0, gt=0.0, le=60.0)
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
     # Per-label floor, e.g. {person: 0.6}: generic models see people in bins and shadows.
-    min_scores: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    min_scores: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, max_length=256
+    )
 
 
 class MotionConfig(_Strict):
@@ -171,7 +178,7 @@ class MotionConfig(_Strict):
     min_area: float = Field(default=0.002, gt=0.0, lt=1.0)
     threshold: int = Field(default=25, ge=1, le=255)
     # Tracked objects are re-checked at this rate even without motion.
-    recheck_s: float = Field(default=1.0, gt=0.0)
+    recheck_s: float = Field(default=1.0, gt=0.0, le=MAX_SECONDS)
 
 
 class RecordConfig(_Strict):
@@ -183,17 +190,17 @@ class RecordConfig(_Strict):
 
 class CameraConfig(_Strict):
     id: Id
-    source: str = Field(min_length=1)
-    name: str | None = None
+    source: str = Field(min_length=1, max_length=2000)
+    name: str | None = Field(default=None, max_length=200)
     # Where the camera stands; alerts carry it so a station needs no lookup.
     site: Site | None = Field(default=None, exclude_if=absent)
     loop: bool = False
     detect: DetectConfig = Field(default_factory=DetectConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
-    offline_debounce_s: float = Field(default=60.0, ge=0.0)
-    zones: list[Zone] = Field(default_factory=list)
-    lines: list[Line] = Field(default_factory=list)
+    offline_debounce_s: float = Field(default=60.0, ge=0.0, le=MAX_SECONDS)
+    zones: list[Zone] = Field(default_factory=list, max_length=64)
+    lines: list[Line] = Field(default_factory=list, max_length=64)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "CameraConfig":
@@ -243,25 +250,32 @@ class CloudConfig(_Strict):
     # The device's upload token (issued at enrollment), kept out of this file: mode 0600.
     token_file: str | None = None
     # Cap on clip upload bandwidth in bytes per second (a shared or metered uplink); none = no cap.
-    upload_max_bytes_per_s: int | None = Field(default=None, ge=1000)
+    upload_max_bytes_per_s: int | None = Field(default=None, ge=1000, le=INT32_MAX)
 
 
 class StorageConfig(_Strict):
     path: str = "/var/lib/matthan"
-    budget_mb: int = Field(default=4096, ge=16)
-    min_free_mb: int = Field(default=256, ge=0)
+    budget_mb: int = Field(default=4096, ge=16, le=INT32_MAX)
+    min_free_mb: int = Field(default=256, ge=0, le=INT32_MAX)
     # Segment cache: tmpfs spares the SD card (it is rewritten every few seconds).
     cache_path: str | None = None
 
 
 class OutboxConfig(_Strict):
-    max_messages: int = Field(default=100_000, ge=100)
-    max_age_h: float = Field(default=168.0, gt=0.0)
-    resend_after_s: float = Field(default=30.0, gt=0.0)
+    max_messages: int = Field(default=100_000, ge=100, le=INT32_MAX)
+    max_age_h: float = Field(default=168.0, gt=0.0, le=24 * 365)
+    # A message without a receipt is sent again after resend_after_s, then after each delay times
+    # resend_factor, at most resend_max_s, each lengthened by up to resend_jitter (a fraction) so a
+    # fleet that lost the cloud together does not resend together. The defaults allow ≤ 3 copies in
+    # a message's first 10 minutes (docs/architecture.md, "Resends during a cloud outage").
+    resend_after_s: float = Field(default=30.0, gt=0.0, le=MAX_SECONDS)
+    resend_factor: float = Field(default=4.0, ge=1.0, le=16.0)
+    resend_max_s: float = Field(default=600.0, gt=0.0, le=MAX_SECONDS)
+    resend_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
 
 
 class HealthConfig(_Strict):
-    interval_s: float = Field(default=30.0, ge=1.0)
+    interval_s: float = Field(default=30.0, ge=1.0, le=MAX_SECONDS)
 
 
 class ModelConfig(_Strict):
@@ -274,7 +288,7 @@ class ModelConfig(_Strict):
 class SiteConfig(_Strict):
     """The part of a device's configuration the operations centre sets remotely."""
 
-    cameras: list[CameraConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(min_length=1, max_length=256)
     health: HealthConfig = Field(default_factory=HealthConfig)
 
     @model_validator(mode="after")

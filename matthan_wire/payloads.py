@@ -1,24 +1,32 @@
 """Payload models. Every payload is JSON, UTF-8, with "v": 1, and rejects unknown fields — except
 the alert, whose reader is tolerant of additive fields (see `Alert`)."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matthan_wire.config import CATEGORY_OF, Category, RuleType, Site, SiteConfig, Title, absent
-from matthan_wire.ids import Id, Label
+from matthan_wire.ids import MAX_LABELS, Amount, ByteCount, Count, Id, Int64, Label, LongText, ShortText
 from matthan_wire.timeutil import UtcDateTime
 
 SCHEMA_VERSION: Literal[1] = 1
 
-Score = Annotated[float, Field(ge=0.0, le=1.0)]
-Norm = Annotated[float, Field(ge=0.0, le=1.0)]
+# Cameras of one device in a health message (a recorder serves a few dozen at most).
+MAX_CAMERAS = 256
+
+ArgName = Annotated[str, Field(min_length=1, max_length=64)]
+
+Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Norm = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Count = Annotated[int, Field(ge=0)]
+
+
+# Every model refuses inf and NaN: a JSON 1e400 parses as inf and then passes any lower bound.
+_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = _CONFIG
 
     v: Literal[1] = SCHEMA_VERSION
 
@@ -30,14 +38,14 @@ class ClipRef(BaseModel):
     sha256 and size are null there; the upload carries them and the server verifies them.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = _CONFIG
 
-    name: str = Field(pattern=r"^[a-z0-9-]+\.mp4$")
+    name: str = Field(pattern=r"^[a-z0-9-]{1,120}\.mp4$")
     sha256: Sha256 | None = None
-    size: Count | None = None
+    size: ByteCount | None = None
     start: UtcDateTime
     end: UtcDateTime
-    duration_s: float = Field(ge=0.0)
+    duration_s: Amount
 
 
 # Fields added to the alert within v1, in the order they were added. Each has a default, and is
@@ -55,7 +63,7 @@ class Alert(_Payload):
     an older device without them is accepted. A change that is not additive needs "v": 2.
     """
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    model_config = ConfigDict({**_CONFIG, "extra": "ignore"})
 
     event_id: Id
     phase: Literal["start", "end"]
@@ -66,14 +74,14 @@ class Alert(_Payload):
     rule: str = Field(min_length=1, max_length=128)
     type: RuleType
     category: Category
-    labels: list[Label]
+    labels: list[Label] = Field(max_length=MAX_LABELS)
     object_count: Count
     score: Score
     bbox: list[Norm] | None = Field(min_length=4, max_length=4)
     started_at: UtcDateTime
     ended_at: UtcDateTime | None
     seq: Count
-    snapshot: str | None
+    snapshot: str | None = Field(max_length=300)
     clip: ClipRef | None
     # Additive within v1: the camera's site and the display names of its zone and rule.
     site: Site | None = Field(default=None, exclude_if=absent)
@@ -96,15 +104,15 @@ class Alert(_Payload):
 
 
 class CameraHealth(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = _CONFIG
 
     id: Id
     stream_up: bool
-    fps_in: float = Field(ge=0.0)
-    fps_detect: float = Field(ge=0.0)
-    detect_ms: float | None = Field(ge=0.0)
-    last_frame_age_s: float | None = Field(ge=0.0)
-    expected_fps: float | None = Field(default=None, ge=0.0)
+    fps_in: Amount
+    fps_detect: Amount
+    detect_ms: Amount | None
+    last_frame_age_s: Amount | None
+    expected_fps: Amount | None = None
     reconnects_1h: Count = 0
     stalls_1h: Count = 0
     # fps_in against expected, 0..1; None until the camera has run long enough to say.
@@ -117,23 +125,27 @@ class Health(_Payload):
     device_id: Id
     ward: Id
     at: UtcDateTime
-    uptime_s: float = Field(ge=0.0)
-    cpu_pct: float = Field(ge=0.0)
-    mem_mb: float = Field(ge=0.0)
-    disk_free_mb: float = Field(ge=0.0)
-    temp_c: float | None
+    uptime_s: Amount
+    cpu_pct: Amount
+    mem_mb: Amount
+    disk_free_mb: Amount
+    temp_c: float | None = Field(ge=-100.0, le=200.0)
     outbox_depth: Count
     upload_backlog: Count
-    config_version: int | None = Field(ge=0)
-    model: str | None
-    cameras: list[CameraHealth]
+    config_version: Count | None
+    model: ShortText | None
+    cameras: list[CameraHealth] = Field(max_length=MAX_CAMERAS)
     alerts_total: Count = 0
     alerts_acked_total: Count = 0
     outbox_dropped_total: Count = 0
-    upload_backlog_bytes: Count = 0
-    upload_oldest_age_s: float | None = Field(default=None, ge=0.0)
+    upload_backlog_bytes: ByteCount = 0
+    upload_oldest_age_s: Amount | None = None
     clips_evicted_unconfirmed_total: Count = 0
-    agent_version: str | None = None
+    agent_version: ShortText | None = None
+    # The cloud link as the device sees it: copies of unreceipted messages sent again in the last
+    # hour, and the age of the oldest message still without a receipt (0 when none).
+    outbox_resends_1h: int = Field(default=0, ge=0, le=2**63 - 1)
+    outbox_oldest_age_s: int = Field(default=0, ge=0, le=2**63 - 1)
 
 
 class Status(_Payload):
@@ -142,18 +154,18 @@ class Status(_Payload):
 
 
 class DesiredConfig(_Payload):
-    version: int = Field(ge=1)
+    version: Count = Field(ge=1)
     issued_at: UtcDateTime
     config: SiteConfig
 
 
 class ReportedConfig(_Payload):
     # The version now running (None before any desired config was applied).
-    version: int | None = Field(ge=0)
+    version: Count | None
     status: Literal["applied", "rejected"]
     # The version that was rejected, and why; absent when applied.
-    rejected_version: int | None = Field(default=None, ge=1)
-    error: str | None = None
+    rejected_version: Count | None = Field(default=None, ge=1)
+    error: LongText | None = None
     at: UtcDateTime
 
     @model_validator(mode="after")
@@ -168,15 +180,16 @@ class Command(_Payload):
     # Kept as free text so an unknown command can be answered with an error, not dropped.
     name: str = Field(min_length=1, max_length=64)
     camera_id: Id | None = None
-    args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    args: dict[ArgName, LongText | Int64 | float | bool] = Field(default_factory=dict, max_length=32)
     at: UtcDateTime
 
 
 class CommandResult(_Payload):
     command_id: Id
     ok: bool
-    error: str | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
+    error: LongText | None = None
+    # Flat on purpose: a result reports figures, and nesting is what a hostile sender would deepen.
+    detail: dict[ArgName, LongText | Int64 | float | bool | None] = Field(default_factory=dict, max_length=32)
     at: UtcDateTime
 
 
@@ -220,4 +233,12 @@ class AlertAction(_Payload):
     action: Literal["deliver", "acknowledge", "resolve", "false_alarm"]
     by: str = Field(min_length=1, max_length=128)
     note: str | None = Field(default=None, max_length=2000)
+    at: UtcDateTime
+
+
+class StationSync(_Payload):
+    """A ward station has subscribed (after a start or a reconnect): the cloud sends it again, on
+    the ward's station-alert topic, every alert of the ward no station has confirmed yet."""
+
+    station: str = Field(min_length=1, max_length=128)
     at: UtcDateTime

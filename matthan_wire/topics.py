@@ -26,13 +26,17 @@ class Kind(StrEnum):
     RECEIPT = "receipt"
     ALERT_STATE = "alert-state"
     ALERT_ACTION = "alert-action"
+    # The cloud's copy of an alert for the ward's stations, resent until a station confirms it.
+    STATION_ALERT = "station-alert"
+    # A station that has (re)subscribed asks the cloud for what it has not confirmed yet.
+    STATION_SYNC = "station-sync"
 
     @property
     def ward_level(self) -> bool:
-        return self in (Kind.ALERT_STATE, Kind.ALERT_ACTION)
+        return self in (Kind.ALERT_STATE, Kind.ALERT_ACTION, Kind.STATION_ALERT, Kind.STATION_SYNC)
 
 
-# (qos, retain) per kind, as DESIGN.md fixes them.
+# (qos, retain) per kind, as docs/design.md fixes them.
 DELIVERY: dict[Kind, tuple[int, bool]] = {
     Kind.ALERT: (1, False),
     Kind.EVENT: (1, False),
@@ -46,6 +50,8 @@ DELIVERY: dict[Kind, tuple[int, bool]] = {
     Kind.RECEIPT: (1, False),
     Kind.ALERT_STATE: (1, False),
     Kind.ALERT_ACTION: (1, False),
+    Kind.STATION_ALERT: (1, False),
+    Kind.STATION_SYNC: (1, False),
 }
 
 _DEVICE_KINDS = {k.value: k for k in Kind if not k.ward_level}

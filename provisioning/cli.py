@@ -32,7 +32,9 @@ def register(
         "client-cert", help="key and certificate for a ward station or the cloud's MQTT client"
     )
     cli.add_argument("--dir", type=Path, required=True, help="the CA folder")
-    cli.add_argument("--name", required=True, help="station:WARD, or cloud:ingest")
+    cli.add_argument(
+        "--name", required=True, help="station:WARD (or station:WARD:SCREEN), cloud:ingest (or cloud:NAME)"
+    )
     cli.add_argument("--out", type=Path, required=True, help="folder for the key and certificate")
     cli.set_defaults(handler=_server_cert, client=True, san=[])
     crl = casub.add_parser("crl", help="re-sign the CRL (the broker refuses everyone once it is stale)")

@@ -17,10 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def assets_dir() -> Path:
     """The verified models and footage; fetched once (from the mirror when there is one)."""
-    dest = Path(os.environ.get("MATTHAN_ASSETS_DIR", ROOT / ".assets"))
-    mirror_env = os.environ.get("MATTHAN_ASSETS_MIRROR")
-    mirror = Path(mirror_env) if mirror_env else ROOT.parent / "shared" / "assets"
-    list(assets.fetch(dest, mirror if mirror.is_dir() else None))
+    dest = assets.default_dir()
+    list(assets.fetch(dest))  # from MATTHAN_ASSETS_MIRROR when it names one
     os.environ["MATTHAN_ASSETS_DIR"] = str(dest)
     return dest
 

@@ -1,6 +1,7 @@
 """`matthan ward …`: the police station's side."""
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     listen.add_argument("--key", help="client key (mqtts)")
     listen.add_argument("--username")
     listen.add_argument("--password")
-    listen.add_argument("--client-id", help="MQTT client id (default ward-WARD-HOST); one per station")
+    listen.add_argument(
+        "--client-id",
+        help="MQTT client id without a certificate (default ward-WARD-HOST); "
+        "with one, the broker uses the certificate's name",
+    )
+    listen.add_argument(
+        "--state",
+        type=Path,
+        help="SQLite file of the alerts shown, so a restart shows none twice "
+        "(default $XDG_STATE_HOME/matthan/station-WARD.db, i.e. ~/.local/state/…)",
+    )
     listen.add_argument("--snapshots", type=Path, help="save each alert's snapshot here as EVENT_ID.jpg")
     listen.add_argument(
         "--console-url",
@@ -51,6 +62,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         help="do not confirm to the cloud that alerts reached this station (a second, read-only screen)",
     )
     listen.set_defaults(handler=_listen)
+
+
+def default_state(ward: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "matthan" / f"station-{ward}.db"
 
 
 def _listen(args: argparse.Namespace) -> int:
@@ -92,6 +108,7 @@ def _listen(args: argparse.Namespace) -> int:
         snapshots=args.snapshots,
         as_json=args.json,
         confirm_delivery=not args.no_confirm,
+        state=args.state or default_state(args.ward),
         lines=LineWriter(tz=tz, console_url=args.console_url),
     )
     stop = threading.Event()

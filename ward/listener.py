@@ -1,14 +1,22 @@
 """A ward police station's subscriber: its ward's alerts, one line each, and their snapshots on disk.
 
-Persistent MQTT 5 session (client id `ward-{ward}-{host}` unless told otherwise) so alerts published
-while the station was offline wait for it at the broker. Delivery is at least once, so alerts and
-snapshots are deduplicated by event id in a bounded memory (the oldest ids are forgotten first).
-The network thread only enqueues; printing and saving happen on the caller's thread.
+Persistent MQTT 5 session (client id = the certificate's name, `station:{ward}`, or
+`ward-{ward}-{host}` without one) so alerts published while the station was offline wait for it
+at the broker. The broker keeps that session only in memory between autosaves, so the cloud is
+the station's real safety net: it sends every alert no station has confirmed yet again on the
+ward's `station-alert` topic, and all of them at once when the station says, after each SUBACK,
+that it has (re)subscribed (`station-sync`). Copies are normal, so alerts are deduplicated by event
+id on disk (ward/state.py): a restarted station shows nothing twice.
 
 Each alert shown is confirmed to the cloud with a `deliver` action on the ward's alert-action
 topic, so the console shows it reached the station. The station cannot see whether the cloud has
 committed the alert yet (its receipt goes to the device), so the action is sent a moment after
-the alert and again until the cloud's alert-state says it moved on from `new`.
+the alert and again until the cloud's alert-state says it moved on from `new`; a copy from the
+cloud means it still waits, so it is confirmed again.
+
+The network thread only enqueues; printing, saving and publishing happen on the caller's thread.
+One message that cannot be handled, for whatever reason, is logged, counted once, quarantined in
+the state file and skipped: the station goes on.
 """
 
 import heapq
@@ -25,12 +33,14 @@ from typing import TextIO
 
 from matthan.backoff import Backoff
 from matthan.display import zone_of
+from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
 from matthan_wire import (
     Alert,
     AlertAction,
     AlertState,
     Kind,
+    StationSync,
     WireError,
     decode,
     encode,
@@ -42,12 +52,14 @@ from matthan_wire.ids import is_id
 from matthan_wire.topics import device_filter, ward_filter, ward_topic
 from ward.errors import WardError
 from ward.lines import DEFAULT_TZ, LineWriter
+from ward.state import StationState
 
 log = logging.getLogger("matthan.ward")
 
 DELIVER_AFTER_S = 1.0  # the cloud commits within a batch (~0.1 s); give it that and some
 DELIVER_EVERY_S = 10.0
 DELIVER_TRIES = 6
+_SUBSCRIBED = ""  # inbox marker: every subscription of a new connection is acknowledged
 
 
 class _Seen:
@@ -68,7 +80,12 @@ class _Seen:
         return True
 
 
-def default_client_id(ward: str) -> str:
+def default_client_id(ward: str, broker: BrokerConfig | None = None) -> str:
+    """The certificate's name when there is one: the broker binds the client id to it."""
+    if broker is not None and broker.cert:
+        named = certificate_name(broker.cert)
+        if named:
+            return named
     host = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in socket.gethostname().lower())
     return f"ward-{ward}-{host or 'station'}"
 
@@ -87,6 +104,7 @@ class WardListener:
         on_alert: Callable[[Alert], None] | None = None,
         confirm_delivery: bool = True,
         lines: LineWriter | None = None,
+        state: Path | None = None,
     ) -> None:
         if not is_id(ward):
             raise WardError(f"ward {ward!r} is not an id ([a-z0-9-], at most 63 characters)")
@@ -105,26 +123,34 @@ class WardListener:
         self.on_alert = on_alert
         self.alerts = 0
         self.duplicates = 0
-        self.malformed = 0
-        self._seen = _Seen(dedupe_limit)
+        self.malformed = 0  # refused by the wire contract
+        self.failed = 0  # anything else that went wrong with one message
+        self.syncs = 0
+        self.state = StationState(state, keep=dedupe_limit)
         self._seen_snaps = _Seen(dedupe_limit)
         self.confirm_delivery = confirm_delivery
         # Confirmations by due time (monotonic s, event id, sends so far): a burst of alerts after an
         # outage puts tens of thousands here, and each poll must touch only those due.
         self._to_confirm: list[tuple[float, str, int]] = []
         self._waiting: set[str] = set()  # ids in the heap the cloud has not confirmed yet
-        self.station = client_id or default_client_id(ward)
+        named = default_client_id(ward, broker)
+        if client_id and broker.cert and client_id != named:
+            log.warning("client id %s ignored: the broker uses the certificate's name %s", client_id, named)
+            client_id = named
+        self.station = client_id or named
         self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         try:
             self.link = MqttLink(
                 broker,
-                client_id or default_client_id(ward),
+                self.station,
                 subscriptions=[
                     (device_filter(Kind.ALERT, ward=ward), 1),
                     (device_filter(Kind.SNAPSHOT, ward=ward), 1),
                     (ward_filter(Kind.ALERT_STATE, ward=ward), 1),
+                    (ward_topic(Kind.STATION_ALERT, ward), 1),
                 ],
                 on_message=lambda topic, payload: self._inbox.put((topic, payload)),
+                on_subscribed=lambda: self._inbox.put((_SUBSCRIBED, b"")),
                 # One station per ward, no thundering herd: come back quickly after a broker restart.
                 backoff=Backoff(initial=0.5, maximum=10.0),
             )
@@ -136,11 +162,17 @@ class WardListener:
 
     def stop(self) -> None:
         self.link.stop()
+        self.state.close()
 
     def run(self, stop: threading.Event) -> None:
         """Handle messages until `stop` is set."""
         while not stop.is_set():
-            self.poll(0.2)
+            try:
+                self.poll(0.2)
+            except Exception as exc:  # handle() never raises; this is for the confirmations' path
+                self.failed += 1
+                log.error("station loop error=%s: %s", type(exc).__name__, str(exc)[:500])
+                stop.wait(1.0)
 
     def poll(self, timeout: float) -> int:
         """Handle what has arrived (waiting up to `timeout` for the first); returns how many."""
@@ -150,40 +182,83 @@ class WardListener:
             topic, payload = self._inbox.get(timeout=timeout)
         except queue.Empty:
             return 0
-        while True:
-            self.handle(topic, payload)
-            handled += 1
-            try:
-                topic, payload = self._inbox.get_nowait()
-            except queue.Empty:
-                return handled
+        try:
+            while True:
+                if topic == _SUBSCRIBED:
+                    self._subscribed()
+                else:
+                    self.handle(topic, payload)
+                handled += 1
+                try:
+                    topic, payload = self._inbox.get_nowait()
+                except queue.Empty:
+                    return handled
+        finally:
+            self._commit()
 
     def handle(self, topic: str, payload: bytes) -> None:
+        """One message; never raises: what fails is logged, counted once, quarantined, skipped."""
         try:
             t = parse_topic(topic)
-            if t.kind is Kind.ALERT:
-                self._alert(decode(Alert, payload))
+            if t.kind in (Kind.ALERT, Kind.STATION_ALERT):
+                self._alert(decode(Alert, payload), from_cloud=t.kind is Kind.STATION_ALERT)
             elif t.kind is Kind.SNAPSHOT and t.event_id is not None:
                 self._snapshot(t.device or "-", t.event_id, payload)
             elif t.kind is Kind.ALERT_STATE:
                 self._state(decode(AlertState, payload))
         except WireError as exc:
             self.malformed += 1
-            log.warning("ignored malformed message topic=%s: %s", topic, exc)
+            log.warning("ignored malformed message topic=%s: %s", topic[:200], str(exc)[:500])
+            self._quarantine(topic, payload, f"malformed: {exc}")
+        except Exception as exc:  # one message must never stop the station
+            self.failed += 1
+            log.error(
+                "message skipped topic=%s error=%s: %s", topic[:200], type(exc).__name__, str(exc)[:500]
+            )
+            self._quarantine(topic, payload, f"{type(exc).__name__}: {exc}")
 
-    def _alert(self, alert: Alert) -> None:
+    def _quarantine(self, topic: str, payload: bytes, error: str) -> None:
+        try:
+            self.state.quarantine(topic, payload, error)
+        except Exception as exc:  # the disk is full or gone: the message is still skipped
+            log.error("quarantine failed topic=%s: %s", topic[:200], exc)
+
+    def _commit(self) -> None:
+        try:
+            self.state.commit()
+        except Exception as exc:
+            # The ids stay in memory's transaction; a restart may show these alerts once more.
+            log.error("station state not saved path=%s: %s", self.state.path, exc)
+
+    def _subscribed(self) -> None:
+        """After every SUBACK of a connection: ask the cloud for what this ward has not confirmed."""
+        self.syncs += 1
+        topic = ward_topic(Kind.STATION_SYNC, self.ward)
+        sent = self.link.publish(topic, encode(StationSync(station=self.station[:128], at=utc_now())), qos=1)
+        log.info("station ready ward=%s station=%s sync=%s", self.ward, self.station, sent is not None)
+
+    def _alert(self, alert: Alert, from_cloud: bool = False) -> None:
         if alert.phase != "start" or alert.ward != self.ward:
             return
-        if not self._seen.add(alert.event_id):
+        if self.state.shown(alert.event_id):
             self.duplicates += 1
+            if from_cloud:
+                # The cloud sends a copy only while no station has confirmed it: confirm again.
+                self._expect_confirmation(alert.event_id)
             return
+        # Rendered before anything is recorded: an alert that cannot be shown is not marked shown.
+        line = self.lines.alert_json(alert) if self.as_json else self.lines.alert_line(alert)
+        self._print(line)
+        self.state.add(alert.event_id)
         self.alerts += 1
-        if self.confirm_delivery:
-            heapq.heappush(self._to_confirm, (time.monotonic() + DELIVER_AFTER_S, alert.event_id, 0))
-            self._waiting.add(alert.event_id)
+        self._expect_confirmation(alert.event_id)
         if self.on_alert is not None:
             self.on_alert(alert)
-        self._print(self.lines.alert_json(alert) if self.as_json else self.lines.alert_line(alert))
+
+    def _expect_confirmation(self, event_id: str) -> None:
+        if self.confirm_delivery and event_id not in self._waiting:
+            heapq.heappush(self._to_confirm, (time.monotonic() + DELIVER_AFTER_S, event_id, 0))
+            self._waiting.add(event_id)
 
     def _snapshot(self, device: str, event_id: str, jpeg: bytes) -> None:
         if self.snapshots is None or not self._seen_snaps.add(event_id):
@@ -209,7 +284,7 @@ class WardListener:
                 self._waiting.discard(event_id)
                 log.warning("delivery not confirmed by the cloud event=%s after %d sends", event_id, sent)
                 continue
-            action = AlertAction(event_id=event_id, action="deliver", by=self.station, at=utc_now())
+            action = AlertAction(event_id=event_id, action="deliver", by=self.station[:128], at=utc_now())
             if self.link.publish(topic, encode(action), qos=1) is not None:
                 heapq.heappush(self._to_confirm, (now + DELIVER_EVERY_S, event_id, sent + 1))
             else:

@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 
+from matthan.identity import certificate_name
 from matthan.mqtt import endpoint
 from matthan_wire.config import BrokerConfig
 from ward.errors import WardError
@@ -20,21 +21,11 @@ log = logging.getLogger("matthan.ward")
 TIMEOUT_S = 5.0
 
 
-def certificate_subject(cert: str) -> dict[str, str]:
-    """The subject of a PEM certificate, e.g. {"commonName": "station:ben-nghe"}.
-
-    The station's core install has no X.509 library; CPython's ssl module decodes the file with
-    the same OpenSSL it will connect with."""
-    try:
-        decoded = ssl._ssl._test_decode_cert(cert)  # type: ignore[attr-defined]
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise WardError(f"--cert {cert}: not a readable PEM certificate ({exc})") from None
-    return {k: v for rdn in decoded.get("subject", ()) for k, v in rdn}
-
-
 def check_ward(ward: str, cert: str) -> str:
     """The certificate's name when it is `station:{ward}` (or `station:{ward}:{screen}`)."""
-    name = certificate_subject(cert).get("commonName", "")
+    name = certificate_name(cert)
+    if name is None:
+        raise WardError(f"--cert {cert}: not a readable PEM certificate with a common name")
     parts = name.split(":")
     if len(parts) < 2 or parts[0] != "station":
         raise WardError(

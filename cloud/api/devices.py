@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query
 from cloud.auth import Admin, AnyUser, DbSession, Staff
 from cloud.services import devices
 from cloud.services.devices import CameraIn, CameraOut, DeviceDetail, DeviceList, WardIn, WardOut
-from matthan_wire.ids import Id
+from matthan_wire.ids import INT32_MAX, Id
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -17,7 +17,7 @@ def list_devices(
     ward: Id | None = None,
     online: bool | None = None,
     limit: int = Query(200, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> DeviceList:
     return devices.list_devices(session, principal, ward, online, limit, offset)
 

@@ -5,7 +5,7 @@ import logging
 import secrets
 from typing import Annotated
 
-from fastapi import Form, Request
+from fastapi import Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from cloud import audit, auth
@@ -99,11 +99,11 @@ def login_submit(
 
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
         return again("The sign-in form expired; please try again.", 403)
-    user = auth.authenticate(session, username.strip(), password)
-    if user is None:
-        audit.record(session, f"user:{username.strip()[:64]}", "login_failed", target="console")
-        session.commit()
-        log.info("event=login_failed user=%s", username.strip()[:64])
+    try:
+        user = auth.sign_in(request, session, username, password, via="console")
+    except HTTPException as exc:
+        if exc.status_code == 429:
+            return again(f"Too many failed sign-ins: {exc.detail}.", 429)
         return again("Wrong user name or password.", 401)
     resp = RedirectResponse(target, 303)
     auth.login(resp, request.app.state.settings, user)

@@ -26,6 +26,10 @@ BACKLOG_WARN, BACKLOG_BAD = 10, 100
 OUTBOX_WARN, OUTBOX_BAD = 50, 1000
 QUALITY_WARN, QUALITY_BAD = 0.85, 0.5
 DETECT_WARN_MS = 200.0
+# The oldest message a device still holds without the cloud's receipt. A receipt normally takes under
+# a second; 5 minutes means two resends (at 30 s and 150 s) went unanswered: the cloud link is stale
+# while health still arrives (receipts lost, ingest failing). An hour is an outage worth a technician.
+CLOUD_STALE_WARN_S, CLOUD_STALE_BAD_S = 300, 3600
 
 ACTIONS: dict[str, list[tuple[str, str]]] = {
     # Which buttons an alert in a state offers: resolving or dismissing needs no prior acknowledge
@@ -103,6 +107,14 @@ class DeviceView(DeviceOut):
     @property
     def upload_backlog(self) -> int | None:
         return self.latest.get("upload_backlog")
+
+    @property
+    def outbox_oldest_age_s(self) -> int | None:
+        return self.latest.get("outbox_oldest_age_s")
+
+    @property
+    def outbox_resends_1h(self) -> int | None:
+        return self.latest.get("outbox_resends_1h")
 
     @property
     def config_in_sync(self) -> bool:
@@ -228,6 +240,13 @@ def judge(views: Sequence[DeviceView]) -> None:
             (bad if v.disk_free_mb <= DISK_BAD_MB else warn).append(f"disk: {v.disk_free_mb:.0f} MB free")
         _threshold(v.outbox_depth, OUTBOX_WARN, OUTBOX_BAD, "outbox: {} waiting", warn, bad)
         _threshold(v.upload_backlog, BACKLOG_WARN, BACKLOG_BAD, "uploads: {} waiting", warn, bad)
+        oldest = v.outbox_oldest_age_s
+        if isinstance(oldest, int) and oldest >= CLOUD_STALE_WARN_S:
+            # Clamped: the contract allows up to 2^63-1 s, timedelta stops at ~3e13 s.
+            age = human_duration(timedelta(seconds=min(oldest, 10**9)))
+            (bad if oldest >= CLOUD_STALE_BAD_S else warn).append(
+                f"cloud link stale: no receipt for {age}, {v.outbox_resends_1h or 0} resends in 1 h"
+            )
         if v.reported_status == "rejected" and v.desired_version is not None:
             bad.append(f"config v{v.desired_version} rejected")
         elif not v.config_in_sync:

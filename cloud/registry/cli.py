@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from cloud.errors import CloudError
+from matthan_wire.codec import describe
 from matthan_wire.ids import is_id
 
 if TYPE_CHECKING:
@@ -84,6 +87,18 @@ def _add(
         p.add_argument(
             "--name", action="append", help="the broker's DNS names / IPs for its certificate (repeat)"
         )
+        p.add_argument(
+            "--cloud-user",
+            action="append",
+            help="another cloud identity besides cloud:ingest, e.g. cloud:ingest-2: one certificate per "
+            "cloud process on the broker (repeat; kept for later regenerations)",
+        )
+        p.add_argument(
+            "--station-user",
+            action="append",
+            help="another screen of a ward, station:WARD:NAME, with the ward station's rules "
+            "(repeat; kept for later regenerations)",
+        )
         p.add_argument("--reload", action="store_true", help="SIGHUP the broker running from --out")
     p.set_defaults(handler=handler)
 
@@ -151,7 +166,16 @@ def _broker_config(args: argparse.Namespace) -> int:
     from cloud.registry import broker_config as bc
 
     registry = bc.load_registry(args.db) if args.db else bc.load_registry_file(args.registry)
-    site = bc.BrokerSite(port=args.port, bind=args.bind, **({"names": args.name} if args.name else {}))
+    try:
+        site = bc.BrokerSite(
+            port=args.port,
+            bind=args.bind,
+            cloud_users=args.cloud_user or [],
+            station_users=args.station_user or [],
+            **({"names": args.name} if args.name else {}),
+        )
+    except ValidationError as exc:
+        raise CloudError(f"--cloud-user/--station-user/--port: {describe(exc)}") from None
     conf = bc.write_broker_config(registry, args.ca_dir, args.out, site)
     live = sum(not d.revoked for d in registry.devices)
     print(f"{conf}: {live} device(s), {len(registry.station_wards())} ward station(s)")

@@ -13,7 +13,7 @@ from cloud import audit
 from cloud.auth import Principal, require_ward, scope_ward
 from cloud.errors import NotFound
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
-from matthan_wire.ids import Id
+from matthan_wire.ids import Id, is_id
 from matthan_wire.timeutil import utc_now
 
 
@@ -121,9 +121,10 @@ def _summary(body: dict[str, Any]) -> HealthSummary:
 
 def get_device(session: Session, principal: Principal, device_id: str) -> Device:
     """The device row, if `principal` may see it (another ward's device is 'not found')."""
-    device = session.get(Device, device_id)
+    # Not an id is not a device; and PostgreSQL refuses a NUL in a key with an error, not a miss.
+    device = session.get(Device, device_id) if is_id(device_id) else None
     if device is None:
-        raise NotFound(f"no device {device_id}")
+        raise NotFound(f"no device {device_id[:64]}")
     require_ward(principal, device.ward)
     return device
 

@@ -12,7 +12,7 @@
 
   const ZONE_RULES = ["intrusion", "loitering", "crowd", "illegal_parking", "encroachment"];
   const LINE_RULES = ["wrong_way"];
-  // Sensible starting values; each is what DESIGN.md's example config uses.
+  // Sensible starting values; each is what docs/design.md's example config uses.
   const DEFAULTS = {
     intrusion: { labels: ["person"] },
     loitering: { labels: ["person"], min_duration_s: 120 },

@@ -11,13 +11,14 @@ from sqlmodel import Session
 
 from cloud.app import create_app
 from cloud.auth import create_user, issue_api_key, issue_device_token
-from cloud.models import Device
+from cloud.models import Device, Ward
 from cloud.settings import Settings
 
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(db_url: str, broker_url: str | None = None, **kw: Any) -> Settings:
+        kw.setdefault("quarantine_dir", str(tmp_path / "quarantine"))
         return Settings(
             db_url=db_url, broker_url=broker_url, clips=str(tmp_path / "clips"), secret_key="t" * 32, **kw
         )
@@ -48,8 +49,11 @@ def add_device(client: TestClient, device_id: str, ward: str) -> str:
 
 
 def add_user(client: TestClient, name: str, role: str, ward: str | None = None) -> str:
-    """A user with an API key; returns the key."""
+    """A user with an API key; returns the key. A ward officer's ward is added first, as an admin
+    adds a ward before its officers."""
     with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
+        if ward is not None and s.get(Ward, ward) is None:
+            s.add(Ward(id=ward))
         user = create_user(s, name, role, "correct horse battery", ward)
         key = issue_api_key(s, user)
         s.commit()

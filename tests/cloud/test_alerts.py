@@ -174,6 +174,7 @@ def test_sse_stream_carries_new_alerts_and_state_changes(make_settings, sqlite_u
         dev = SimDevice(broker.port, "q1-rex-01", WARD).start()
         events: queue.Queue[dict[str, object]] = queue.Queue()
         stop = threading.Event()
+        opened = threading.Event()
 
         def follow() -> None:
             with (
@@ -182,6 +183,8 @@ def test_sse_stream_carries_new_alerts_and_state_changes(make_settings, sqlite_u
             ):
                 assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
                 for line in r.iter_lines():
+                    if line.startswith("retry:"):
+                        opened.set()  # the server's first line: it follows alerts from now on
                     if line.startswith("data: "):
                         events.put(json.loads(line[6:]))
                     if stop.is_set():
@@ -190,7 +193,7 @@ def test_sse_stream_carries_new_alerts_and_state_changes(make_settings, sqlite_u
         t = threading.Thread(target=follow, daemon=True)
         t.start()
         try:
-            time.sleep(0.5)
+            assert opened.wait(30), "the alert stream did not open"
             alert = make_alert("q1-rex-01", WARD, 1)
             sent = time.monotonic()
             dev.send_alert(alert)

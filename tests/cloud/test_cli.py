@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from cloud.db import make_engine
 from cloud.models import AlertRow
 from tests.cloud.devicesim import SimDevice, make_alert
 from tests.support.net import free_port, wait_port, wait_until
+from tests.support.procs import LineWatcher
 
 MATTHAN = [sys.executable, "-m", "matthan"]
 
@@ -94,10 +94,13 @@ def test_two_ingest_workers_share_the_load_without_duplicates(tmp_path: Path, br
         )
         for port in ports
     ]
-    with workers[0], workers[1]:
+    with workers[0] as w0, workers[1] as w1:
+        # Both subscribed (the broker's SUBACK), or the first alerts could all go to one worker.
+        for w in (w0, w1):
+            assert w.stderr is not None
+            LineWatcher(w.stderr).wait_for(" subscribed client=", timeout=60)
         for port in ports:
             wait_port(port, timeout=30)
-        time.sleep(1.0)  # both subscribed
         dev = SimDevice(broker.port, "q1-rex-01", "ben-nghe").start()
         try:
             ids = []

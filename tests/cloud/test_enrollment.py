@@ -44,8 +44,10 @@ def test_only_staff_issue_claim_tokens_and_lists_never_show_the_secret(cloud: Cl
     engine = cloud.engine()
     from cloud.auth import create_user, issue_api_key
     from cloud.db import session_scope
+    from cloud.models import Ward
 
     with session_scope(engine) as s:
+        s.add(Ward(id="ben-nghe"))
         officer = issue_api_key(
             s, create_user(s, "officer", "ward_officer", "correct horse", ward="ben-nghe")
         )

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -32,8 +33,8 @@ def live(
     make_settings: Callable[..., Settings], db_url: str, broker: Mosquitto, **kw: Any
 ) -> Iterator[TestClient]:
     with running(make_settings(db_url, broker.url, **kw)) as client:
-        assert client.app.state.mqtt.wait_connected(10)  # type: ignore[attr-defined]
-        time.sleep(0.2)  # let the SUBACK land before devices publish
+        # The SUBACK, not just the connection: devices publish right after.
+        assert client.app.state.mqtt.wait_subscribed(10)  # type: ignore[attr-defined]
         yield client
 
 
@@ -353,7 +354,9 @@ def test_health_history_and_metrics(make_settings, db_url, broker) -> None:  # t
             detail = cloud.get(f"/api/v1/devices/{DEV}", headers=bearer(key)).json()
             assert detail["health_latest"]["cpu_pct"] == make_health(DEV, WARD).cpu_pct
             assert detail["health"]["cameras_up"] == 1 and detail["online"] is True
-            upgraded = make_health(DEV, WARD).model_copy(update={"agent_version": "0.2.0"})
+            upgraded = make_health(DEV, WARD).model_copy(
+                update={"agent_version": "0.2.0", "outbox_resends_1h": 41, "outbox_oldest_age_s": 720}
+            )
             dev.client.publish(device_topic(Kind.HEALTH, WARD, DEV), encode(upgraded), 0)
             wait_until(
                 lambda: (
@@ -363,6 +366,8 @@ def test_health_history_and_metrics(make_settings, db_url, broker) -> None:  # t
                 5,
                 what="agent version from health",
             )
+            latest = cloud.get(f"/api/v1/devices/{DEV}", headers=bearer(key)).json()["health_latest"]
+            assert (latest["outbox_resends_1h"], latest["outbox_oldest_age_s"]) == (41, 720)
             listed = cloud.get(
                 "/api/v1/devices", params={"ward": WARD, "online": True}, headers=bearer(key)
             ).json()
@@ -425,6 +430,10 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
             poison = make_alert(DEV, WARD, seq=9, rule="plaza.\x00crowd")
             for a in good[:2] + [poison] + good[2:]:
                 dev.send_alert(a)
+            # A malformed one in the same batch: the batch is split, and it must not be counted again.
+            dev.client.publish(
+                device_topic(Kind.ALERT, WARD, DEV), b'{"v": 1, "seq": 18446744073709551616}', qos=1
+            )
             wait_until(
                 lambda: {a.event_id for a in good} <= dev.receipted(), 15, what="good alerts receipted"
             )
@@ -432,5 +441,12 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
             with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
                 assert set(s.exec(select(AlertRow.event_id)).all()) == {a.event_id for a in good}
             assert _metric(cloud, 'matthan_ingest_rejected_total{kind="database"}') == 1
+            assert _metric(cloud, "matthan_ingest_rejected_total") == 2
+            # Kept for an operator: the payload as it came, and why it was refused.
+            folder = Path(cloud.app.state.settings.quarantine_dir)  # type: ignore[attr-defined]
+            (meta_path,) = folder.glob("*.json")
+            meta = json.loads(meta_path.read_text())
+            assert meta["kind"] == "database" and "refused by the database" in meta["reason"]
+            assert json.loads(meta_path.with_suffix(".bin").read_bytes())["event_id"] == poison.event_id
         finally:
             dev.stop()

@@ -36,3 +36,18 @@ def test_bad_settings_are_one_line_cloud_errors(values: dict[str, object], messa
     with pytest.raises(CloudError) as err:
         Settings.from_env({}, **values)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_enrollment_and_the_console_clock_are_read_once_with_the_rest() -> None:
+    env = {
+        "MATTHAN_PROVISION_CA_DIR": "/srv/ca",
+        "MATTHAN_PROVISION_BROKER_URL": "mqtts://broker.q1.example:8883",
+        "MATTHAN_CONSOLE_TZ": "Asia/Bangkok",
+    }
+    s = Settings.from_env(env)
+    assert str(s.enrollment.ca_dir) == "/srv/ca" and s.enrollment.broker_dir is None
+    assert s.enrollment.broker_url == "mqtts://broker.q1.example:8883"
+    assert s.console_tz == "Asia/Bangkok"
+    plain = Settings.from_env({})
+    assert plain.enrollment.ca_dir is None and plain.console_tz == "Asia/Ho_Chi_Minh"
+    assert Settings.from_env(env, console_tz="UTC").console_tz == "UTC"

@@ -127,11 +127,11 @@ def _finish(agent: AgentProcess, ward: WardCollector, storage: Path) -> None:
     the agent's own alerts_total (nothing generated that was not logged, nothing lost)."""
     _settle(agent, ward)
     assert agent.signal(signal.SIGTERM) == 0
-    time.sleep(1.0)
     generated = agent.generated()
     held, alerts_total = held_alerts(storage)
-    # What the agent made after the last settle is either at the ward or still in its outbox.
-    assert generated <= ward.seen() | held
+    # What the agent made after the last settle is either at the ward or still in its outbox;
+    # what it published just before it stopped may still be on its way to the ward.
+    wait_for(lambda: generated <= ward.seen() | held, 30, "alerts in flight at the stop to reach the ward")
     assert ward.seen() | held == generated
     assert alerts_total == len(generated)
 

@@ -41,6 +41,12 @@ def test_health_reports_cameras_and_counters(tmp_path: Path, assets_dir: Path, b
         assert cam.id == "rex-north" and cam.stream_up and cam.fps_in > 0
         assert h.uptime_s > 0 and h.mem_mb > 10 and h.disk_free_mb > 0
         assert h.agent_version
+        # No cloud here: the alert stays unreceipted and health shows its age.
+        wait_for(
+            lambda: decode(Health, probe.on(HEALTH)[-1]).outbox_oldest_age_s >= 1,
+            10,
+            "the unreceipted alert's age in health",
+        )
         # Health never enters the outbox: with no broker the outbox holds alerts only.
         broker.stop()
         wait_for(lambda: not agent.link.connected, 10, "link down")

@@ -1,12 +1,14 @@
 """The durable outbox on a real SQLite file: commit before publish, forget only on receipt, bounded."""
 
+import random
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox import MessageKind, NewMessage, Outbox, ResendPolicy
 from matthan_wire import Receipt, utc_now
 from matthan_wire.config import OutboxConfig
 
@@ -150,3 +152,37 @@ def test_a_lowered_bound_drops_many_at_once(tmp_path: Path) -> None:
     held = [m.event_id for m in small.after(0, 1000)]
     assert len(held) == 100 and held[0] == "e39901" and held[-1] == "new"
     assert small.stats().dropped_total == 39_901
+
+
+def test_an_outbox_from_before_the_schedule_keeps_its_rows_and_sends_them_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    old = sqlite3.connect(db)
+    old.executescript(
+        """
+        CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL,
+            kind TEXT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, created REAL NOT NULL,
+            UNIQUE (event_id, kind));
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO messages (event_id, kind, topic, payload, created)
+            VALUES ('old', 'alert', 't', x'7b7d', 1.0);
+        """
+    )
+    old.commit()
+    old.close()
+    ob = Outbox(db)
+    [due] = ob.due(time.time(), 10)
+    assert (due.message.event_id, due.sends, due.step) == ("old", 0, 0)
+    ob.put([_msg("new")])
+    assert [s.message.event_id for s in ob.due(time.time(), 10)] == ["old", "new"]
+
+
+def test_resend_delays_grow_to_the_cap_and_jitter_only_lengthens_them() -> None:
+    limits = OutboxConfig()  # 30 s, ×4, 600 s, 20 %
+    nominal = [30.0, 120.0, 480.0, 600.0, 600.0]
+    for seed in range(50):
+        policy = ResendPolicy(limits, random.Random(seed))
+        for step, floor in enumerate(nominal, start=1):
+            assert floor <= policy.delay(step) <= floor * 1.2
+    fixed = ResendPolicy(OutboxConfig(resend_factor=1.0, resend_max_s=30.0, resend_jitter=0.0))
+    assert [fixed.delay(s) for s in (1, 2, 50)] == [30.0, 30.0, 30.0]
+    assert ResendPolicy(limits).delay(10_000) <= 720.0  # no overflow far past the cap

@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,11 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import psutil
 import pytest
 
 from device.recorder import FFMPEG, Recorder, Recording
 from matthan_wire.config import CameraConfig, StorageConfig
 from tests.support.net import free_port, wait_until
+from tests.support.procs import kill_all, read_line_starting, wait_gone
 from tests.support.video import frame_hashes
 
 # 10 fps with a keyframe every second: segments of about one second, as a camera with GOP 1 s gives.
@@ -312,3 +315,24 @@ def test_a_camera_only_the_capture_can_open_is_recorded_from_its_frames(
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert set(out.stdout.split()) == {"h264,768,432"}
+
+
+def test_ffmpeg_ends_with_a_killed_agent(assets_dir: Path, tmp_path: Path) -> None:
+    # SIGKILL runs none of the agent's code: only the death signal armed at spawn ends ffmpeg.
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "tests.device.recording_process", str(assets_dir / ONE_BY_ONE),
+         str(tmp_path / "cache")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    ffmpeg = 0
+    try:
+        ffmpeg = int(read_line_starting(agent, "ready ", timeout=120).split()[1])
+        assert "ffmpeg" in psutil.Process(ffmpeg).name()
+        agent.kill()
+        agent.wait(30)
+        assert wait_gone([ffmpeg], timeout=30) == [], "ffmpeg outlived the agent"
+    finally:
+        agent.kill()
+        agent.communicate(timeout=30)
+        if ffmpeg:
+            kill_all([ffmpeg])

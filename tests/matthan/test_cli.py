@@ -82,3 +82,42 @@ def test_unknown_subcommand_is_one_line() -> None:
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "unknown", "suggestion"),
+    [
+        (["provision", "enroll", "--tokn", "x"], "--tokn", "--token"),
+        (["device", "run", "--cfg", "x"], "--cfg", "--config"),
+        (["device", "run", "--config", "x", "--cfg", "y"], "--cfg", "--config"),
+        (["cloud", "user", "add", "--nme", "x", "--role", "admin"], "--nme", "--name"),
+    ],
+)
+def test_a_mistyped_flag_is_named_with_the_closest_one(
+    argv: list[str], unknown: str, suggestion: str
+) -> None:
+    out = run(*argv)
+    assert out.returncode == 2
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert f"unknown option {unknown} (did you mean {suggestion}?)" in line
+    assert "required" not in line
+
+
+def test_a_mistyped_command_suggests_the_closest_one() -> None:
+    out = run("devcie", "run")
+    assert out.returncode == 2 and "did you mean 'device'?" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    # The reader is gone before we write (as `| head -4` is after four lines): no traceback.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matthan", "assets", "list"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert proc.returncode == 141

@@ -1,13 +1,17 @@
 """`matthan demo` headless for a bounded time: alerts reach the ward station and the cloud, with clips."""
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
+import psutil
 import pytest
+
+from tests.support.procs import kill_all, read_line_starting, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +65,7 @@ def test_alerts_reach_the_ward_station_and_the_cloud_with_clips(
         for row in db.execute("SELECT event_id, state_by FROM alert WHERE delivered_at IS NOT NULL")
     }
     assert delivered and set(delivered) <= ward_events
-    assert all(by == "ben-nghe:station-ben-nghe-demo" for by in delivered.values()), delivered
+    assert all(by == "ben-nghe:station:ben-nghe" for by in delivered.values()), delivered
     clips = db.execute("SELECT event_id, size FROM media WHERE kind = 'clip' AND complete").fetchall()
     assert clips, "no clip reached the cloud"
     clip_files = [p for p in (workdir / "clips").rglob("*.mp4")]
@@ -72,3 +76,28 @@ def test_alerts_reach_the_ward_station_and_the_cloud_with_clips(
         text=True,
     )
     assert probe.returncode == 0 and float(probe.stdout) > 3.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM])
+def test_a_signal_stops_the_whole_site(tmp_path: Path, assets_dir: Path, sig: signal.Signals) -> None:
+    # As a service manager or `kill` stops it: every part ends, nothing keeps the ports.
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "matthan", "demo", "--devices", "1", "--workdir", str(tmp_path / "demo"),
+         "--cloud-port", "0", "--broker-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    parts: list[int] = []
+    try:
+        read_line_starting(demo, "matthan demo is running", timeout=300)
+        parts = [p.pid for p in psutil.Process(demo.pid).children(recursive=True)]
+        assert len(parts) >= 4, parts  # broker, cloud, agent (with its ffmpeg), ward station
+        demo.send_signal(sig)
+        _, err = demo.communicate(timeout=120)
+        assert demo.returncode == 0, err[-3000:]
+        for name in ("ward station ben-nghe", "device q1-demo-01", "cloud", "broker"):
+            assert f"stopped {name} exit=0" in err, name
+        assert wait_gone(parts, timeout=30) == [], "parts of the site outlived the demo"
+    finally:
+        demo.kill()
+        demo.communicate(timeout=30)
+        kill_all(parts)

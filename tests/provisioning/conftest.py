@@ -108,6 +108,13 @@ class SecureBroker:
             self.proc.wait(5)
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a power cut: whatever the broker had not autosaved is gone."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -162,8 +162,11 @@ class WardCollector:
         if not self.listener.link.wait_connected(10):
             raise RuntimeError("ward subscriber could not connect")
         self._stop.clear()
+        ready = self.listener.syncs
         self._thread = threading.Thread(target=self.listener.run, args=(self._stop,), daemon=True)
         self._thread.start()
+        # Connected is not enough: only after the SUBACKs does the broker route alerts to it.
+        wait_for(lambda: self.listener.syncs > ready, 10, "the ward subscriber's subscriptions")
         return self
 
     def stop(self) -> None:
@@ -204,6 +207,52 @@ class Probe:
     def on(self, topic: str) -> list[bytes]:
         with self._lock:
             return [p for t, p in self.messages if t == topic]
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class CopyCounter:
+    """A ward station as the broker sees it: a persistent QoS 1 session on the ward's alert topics,
+    counting every copy of every alert (the real station dedupes; this counts what it must dedupe)."""
+
+    def __init__(
+        self, port: int, ward: str, client_id: str = "ward-copy-counter", keep_order: bool = False
+    ) -> None:
+        self.copies: dict[str, int] = {}
+        self.order: list[str] = []  # every copy's event id in arrival order, when keep_order
+        self._keep_order = keep_order
+        self.total = 0
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._filter = f"matthan/v1/{ward}/+/{Kind.ALERT.value}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(self._filter, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, props: self._subscribed.set()
+        self.client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("copy counter could not subscribe")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        event_id = json.loads(msg.payload)["event_id"]
+        with self._lock:
+            self.total += 1
+            self.copies[event_id] = self.copies.get(event_id, 0) + 1
+            if self._keep_order:
+                self.order.append(event_id)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.copies)
+
+    def received(self) -> int:
+        with self._lock:
+            return self.total
 
     def stop(self) -> None:
         self.client.disconnect()

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from matthan_wire import Alert, AlertAction, AlertState, Kind, Site, decode, encode, utc_now
+from matthan_wire import Alert, AlertAction, AlertState, Kind, Site, StationSync, decode, encode, utc_now
 from matthan_wire.topics import device_topic, ward_topic
 from tests.support.broker import Mosquitto
 from tests.support.receipts import Probe, wait_for
@@ -39,12 +40,21 @@ class Station:
         self.out = tmp_path / "station.out"
         self.err = tmp_path / "station.err"
         argv = [sys.executable, "-m", "matthan", "ward", "listen", "--ward", WARD, "--broker", broker.url]
-        argv += ["--client-id", "ward-test", *extra]
+        argv += ["--client-id", "ward-test", "--state", str(tmp_path / "station.db"), *extra]
+        before = self.readiness()
         with self.out.open("ab") as out, self.err.open("ab") as err:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"}
             )
-        wait_for(lambda: "mqtt connected" in self.err.read_text(), 15, "the station to connect")
+        # Its readiness signal: logged once the broker has acknowledged every subscription, so
+        # what is published from here on reaches it.
+        self.wait_ready(before + 1)
+
+    def readiness(self) -> int:
+        return self.err.read_text().count("station ready") if self.err.exists() else 0
+
+    def wait_ready(self, count: int, timeout: float = 30) -> None:
+        wait_for(lambda: self.readiness() >= count, timeout, f"the station's readiness #{count}")
 
     def lines(self) -> list[str]:
         return [ln for ln in self.out.read_text().splitlines() if ln.strip()]
@@ -157,7 +167,7 @@ def test_json_lines_and_survives_a_broker_restart(tmp_path: Path, broker: Mosqui
         time.sleep(1.0)
         broker.start()
         # Published before the station is back: its persistent session holds it.
-        wait_for(lambda: station.err.read_text().count("mqtt connected") >= 2, 20, "reconnect")
+        station.wait_ready(2)
         device = Probe(broker.port, [], client_id=DEVICE)
         device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-b"))
         device.stop()
@@ -180,6 +190,66 @@ def test_alerts_sent_while_the_station_is_down_wait_for_it(tmp_path: Path, broke
         assert json.loads(station.lines()[0])["event_id"] == "ev-offline"
     finally:
         station.stop()
+
+
+def test_an_alert_it_cannot_handle_is_skipped_and_the_station_goes_on(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """A time whose UTC value is past year 9999 once crashed the station with OverflowError."""
+    station = Station(tmp_path, broker, "--json")
+    device = Probe(broker.port, [], client_id=DEVICE)
+    try:
+        topic = device_topic(Kind.ALERT, WARD, DEVICE)
+        hostile = json.loads(_alert("ev-bad"))
+        hostile["started_at"] = "9999-12-31T23:59:59-05:00"
+        device.publish(topic, json.dumps(hostile).encode())
+        device.publish(topic, _alert("ev-after"))
+        wait_for(lambda: station.lines(), 10, "the alert after the hostile one")
+        assert [json.loads(ln)["event_id"] for ln in station.lines()] == ["ev-after"]
+        assert station.proc.poll() is None
+    finally:
+        device.stop()
+        assert station.stop() == 0
+    err = station.err.read_text()
+    assert "Traceback" not in err
+    # Skipped (any exception) or refused by the contract (once it bounds times): logged once.
+    assert err.count("message skipped") + err.count("ignored malformed message") == 1, err
+    with sqlite3.connect(tmp_path / "station.db") as db:
+        (quarantined,) = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+    assert quarantined == 1
+
+
+def test_a_restarted_station_shows_nothing_twice_and_asks_the_cloud_to_catch_up(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    cloud = Probe(
+        broker.port,
+        [ward_topic(Kind.ALERT_ACTION, WARD), ward_topic(Kind.STATION_SYNC, WARD)],
+        client_id="cloud-stand-in",
+    )
+    station = Station(tmp_path, broker, "--json")
+    try:
+        # After its SUBACKs it asks the cloud for what it has not confirmed.
+        wait_for(lambda: cloud.on(ward_topic(Kind.STATION_SYNC, WARD)), 10, "the station's sync")
+        assert decode(StationSync, cloud.on(ward_topic(Kind.STATION_SYNC, WARD))[0]).station == "ward-test"
+        cloud.publish(ward_topic(Kind.STATION_ALERT, WARD), _alert("ev-r"))  # the cloud's copy
+        wait_for(lambda: station.lines(), 10, "the cloud's copy on screen")
+        assert station.stop() == 0
+        station = Station(tmp_path, broker, "--json")  # the same state file
+        wait_for(lambda: len(cloud.on(ward_topic(Kind.STATION_SYNC, WARD))) == 2, 10, "a second sync")
+        actions = ward_topic(Kind.ALERT_ACTION, WARD)
+        confirmed = len(cloud.on(actions))
+        # The cloud still has no confirmation (it sends copies only then): shown before, so not
+        # shown again, but confirmed again.
+        cloud.publish(ward_topic(Kind.STATION_ALERT, WARD), _alert("ev-r"))
+        cloud.publish(ward_topic(Kind.STATION_ALERT, WARD), _alert("ev-s"))
+        wait_for(lambda: len(station.lines()) == 2, 10, "the next alert")
+        wait_for(lambda: len(cloud.on(actions)) >= confirmed + 2, 10, "confirmations of both")
+        assert [json.loads(ln)["event_id"] for ln in station.lines()] == ["ev-r", "ev-s"]
+        assert {decode(AlertAction, p).event_id for p in cloud.on(actions)} == {"ev-r", "ev-s"}
+    finally:
+        cloud.stop()
+        assert station.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from matthan_wire import Alert, Receipt, Status, WireError, decode, encode
+from matthan_wire import Alert, Health, Receipt, Status, WireError, decode, encode
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -56,3 +56,13 @@ def test_receipt_needs_ids() -> None:
         decode(Receipt, json.dumps({"v": 1, "event_ids": [], "at": "2026-11-24T08:30:00Z"}))
     r = Receipt(event_ids=["a-1"], at=datetime.now(UTC))
     assert decode(Receipt, encode(r)) == r
+
+
+def test_health_cloud_link_fields_default_for_older_agents_and_are_bounded() -> None:
+    raw = json.loads((GOLDEN / "health.json").read_bytes())
+    for key in ("outbox_resends_1h", "outbox_oldest_age_s"):
+        older = {k: v for k, v in raw.items() if k not in ("outbox_resends_1h", "outbox_oldest_age_s")}
+        assert getattr(decode(Health, json.dumps(older).encode()), key) == 0
+        for bad in (-1, 2**63, 1.5, "12"):
+            with pytest.raises(WireError):
+                decode(Health, json.dumps({**raw, key: bad}).encode())

@@ -54,12 +54,12 @@ def fleet(site: Site, assets_dir: Path) -> Iterator[dict[str, Any]]:
     with Session(site.engine) as s:
         auth.create_user(s, "admin", "admin", PASSWORD)
         auth.create_user(s, "lan", "operator", PASSWORD)
-        auth.create_user(s, "officer-dk", "ward_officer", PASSWORD, ward=DA_KAO)
         for dev, ward in WARD.items():
             d = Device(
                 id=dev, ward=ward, commissioned_by="tech-minh", commissioned_at=utc_now() - timedelta(days=3)
             )
             tokens[dev] = auth.issue_device_token(s, d)
+        auth.create_user(s, "officer-dk", "ward_officer", PASSWORD, ward=DA_KAO)  # a known ward
         s.commit()
     procs = {dev: site.start_device(WARD[dev], dev, [c for c, _, _ in cams]) for dev, cams in CAMERAS.items()}
     ops = site.api("lan")

@@ -38,9 +38,9 @@ def app(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
         with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
             auth.create_user(s, "root", "admin", PASSWORD)
             auth.create_user(s, "lan", "operator", PASSWORD)
-            auth.create_user(s, "officer", "ward_officer", PASSWORD, ward="da-kao")
             s.add(Device(id="dev-bn", ward="ben-nghe", online=True, last_seen=utc_now()))
             s.add(Device(id="dev-dk", ward="da-kao", online=True, last_seen=utc_now()))
+            auth.create_user(s, "officer", "ward_officer", PASSWORD, ward="da-kao")  # a known ward
             for dev, ward in (("dev-bn", "ben-nghe"), ("dev-dk", "da-kao")):
                 s.add(
                     AlertRow(
@@ -88,8 +88,12 @@ def test_login_refuses_a_forged_form_a_wrong_password_and_a_foreign_redirect(app
     assert _login(app, "lan", nxt="https://evil.example/") == "/console/fleet"
     assert _login(app, "lan", nxt="//evil.example/") == "/console/fleet"
     with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
-        actions = [a.action for a in s.exec(select(AuditLog).order_by(col(AuditLog.id))).all()]
+        rows = s.exec(select(AuditLog).order_by(col(AuditLog.id))).all()
+    actions = [a.action for a in rows]
     assert actions.count("login_failed") == 1 and actions.count("login") == 2
+    # Who was tried, and from where: what tells a guessing attack from a forgotten password.
+    (failed,) = [a for a in rows if a.action == "login_failed"]
+    assert failed.detail == {"user": "lan", "client": "testclient"}
 
 
 def test_a_form_without_the_session_csrf_token_changes_nothing(app: TestClient) -> None:
@@ -312,7 +316,7 @@ def test_the_alert_page_is_the_wards_own_and_shows_place_and_history(app: TestCl
     assert r.status_code == 303 and r.headers["location"].startswith("/console/alerts/ev-dev-bn")
     page = app.get("/console/alerts/ev-dev-bn").text
     for part in ("Xâm nhập quảng trường", "Ngã tư Bến Thành", "Lê Lợi, Quận 1", "10.77250, 106.69800",
-                 'data-step="received"', 'data-step="acknowledged"', "by <span class=\"actor\">user:lan</span>",
+                 'data-step="received"', 'data-step="acknowledged"', 'by <span class="actor">user:lan</span>',
                  "tổ 2 đang đến", "data-map="):  # fmt: skip
         assert part in page, part
 

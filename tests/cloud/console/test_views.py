@@ -59,6 +59,18 @@ def test_trouble_comes_first_then_warnings_then_the_rest() -> None:
     assert order[4:] == ["b-hot", "a-fine"]
 
 
+def test_a_device_whose_cloud_link_is_stale_is_flagged() -> None:
+    fresh = _view("a-fresh", outbox_oldest_age_s=2, outbox_resends_1h=0)
+    stale = _view("b-stale", outbox_oldest_age_s=720, outbox_resends_1h=41)
+    long_gone = _view("c-hour", outbox_oldest_age_s=2**63 - 1, outbox_resends_1h=9)
+    older_agent = _view("d-old-agent")  # its health has no such field
+    views.judge([fresh, stale, long_gone, older_agent])
+    assert fresh.trouble == [] and older_agent.trouble == []
+    assert stale.trouble == ["cloud link stale: no receipt for 12 min 00 s, 41 resends in 1 h"]
+    assert stale.severity == 1
+    assert long_gone.severity == 2 and long_gone.trouble[0].startswith("cloud link stale: no receipt for ")
+
+
 def test_config_not_applied_or_rejected_and_an_odd_model_are_flagged() -> None:
     pending, rejected, odd, same = _view("p"), _view("r"), _view("o", model="other.tflite"), _view("s")
     pending.desired_version, pending.reported_version = 4, 3

@@ -7,6 +7,7 @@ connection would arrive before the marker, so when the marker arrives the questi
 
 import grp
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from cloud.registry import broker_config as bc
 from matthan_wire import Kind
 from matthan_wire.identities import CLOUD_USER, station_user
-from matthan_wire.topics import device_topic, ward_topic
+from matthan_wire.topics import device_filter, device_topic, ward_topic
 from provisioning import pki
 from provisioning.files import user_exists
 from tests.provisioning.conftest import MakeBroker, connect, issue
@@ -58,7 +59,12 @@ def test_files_are_readable_by_the_broker_user_and_the_key_by_nobody_else(
             st = (out / name).stat()
             assert st.st_gid == gid and st.st_mode & 0o040, name
     conf = (out / "mosquitto.conf").read_text()
-    for line in ("require_certificate true", "use_identity_as_username true", "persistence true"):
+    for line in (
+        "require_certificate true",
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+        "persistence true",
+    ):
         assert line in conf
     assert "max_queued_messages 100000" in conf and "max_queued_bytes 268435456" in conf
     assert f"crlfile {out / 'crl.pem'}" in conf
@@ -152,14 +158,15 @@ def test_revoked_device_cannot_connect_after_reload(
     broker = secure_broker(REGISTRY)
     cam_a_id = issue(ca_dir, "cam-a", tmp_path / "id")
     cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
+    assert pki.Authority(ca_dir).revoke("cam-a")
+    revoked = [d.model_copy(update={"revoked": d.id == "cam-a"}) for d in REGISTRY.devices]
+    broker.regenerate(REGISTRY.model_copy(update={"devices": revoked}))
+    # Until the broker reloads, it still trusts the certificate: the reload is what matters. (This
+    # session is the one that stays open: its client id is its certificate's name, so a second
+    # connection of cam-a would take it over.)
     still_open = connect(broker, cam_a_id)
     try:
         cloud.subscribe("matthan/v1/#")
-        assert pki.Authority(ca_dir).revoke("cam-a")
-        revoked = [d.model_copy(update={"revoked": d.id == "cam-a"}) for d in REGISTRY.devices]
-        broker.regenerate(REGISTRY.model_copy(update={"devices": revoked}))
-        # Until the broker reloads, it still trusts the certificate: the reload is what matters.
-        connect(broker, cam_a_id, client_id="cam-a-second").close()
         broker.reload()
         with pytest.raises(OSError):
             connect(broker, cam_a_id, client_id="cam-a-second")
@@ -175,3 +182,56 @@ def test_revoked_device_cannot_connect_after_reload(
     finally:
         still_open.close()
         cloud.close()
+
+
+@pytest.mark.parametrize("victim", [station_user("ward-x"), "cam-b"])
+def test_a_client_id_cannot_take_over_another_clients_session(
+    victim: str, secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path
+) -> None:
+    """The client id is the certificate's name: cam-a asking for the station's (or cam-b's) client
+    id gets its own, and the victim stays connected and keeps receiving."""
+    broker = secure_broker(REGISTRY)
+    cloud = connect(broker, issue(ca_dir, CLOUD_USER, tmp_path / "id", device=False))
+    target = connect(broker, issue(ca_dir, victim, tmp_path / "id", device=victim == "cam-b"))
+    dropped = threading.Event()
+    target.client.on_disconnect = lambda *a: dropped.set()
+    try:
+        if victim == "cam-b":
+            marker = device_topic(Kind.CMD, "ward-x", "cam-b")
+            target.subscribe(marker)
+        else:
+            marker = device_topic(Kind.ALERT, "ward-x", "cam-a")
+            target.subscribe(device_filter(Kind.ALERT, "ward-x"))
+        intruder = connect(broker, issue(ca_dir, "cam-a", tmp_path / "id"), client_id=victim)
+        try:
+            # Published while the intruder is connected under the victim's client id.
+            sender = intruder if victim != "cam-b" else cloud
+            assert sender.publish(marker, b"{}") == 0
+            assert target.topics_until(marker) == [marker]
+            assert not dropped.is_set()
+        finally:
+            intruder.close()
+    finally:
+        target.close()
+        cloud.close()
+
+
+def test_every_cloud_process_and_screen_gets_its_own_identity_kept_across_regenerations(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "broker"
+    site = bc.BrokerSite(cloud_users=["cloud:ingest-2"], station_users=["station:ward-x:screen-2"])
+    bc.write_broker_config(REGISTRY, ca_dir, out, site)
+    bc.regenerate(REGISTRY, ca_dir, out)  # as the cloud does on an enrollment
+    acl = (out / "acl").read_text()
+    for user in (CLOUD_USER, "cloud:ingest-2"):
+        block = acl.split(f"user {user}\n", 1)[1].split("\n\n", 1)[0]
+        assert "topic read matthan/v1/#" in block and "station-alert" in block
+    screen = acl.split("user station:ward-x:screen-2\n", 1)[1].split("\n\n", 1)[0]
+    station = acl.split("user station:ward-x\n", 1)[1].split("\n\n", 1)[0]
+    assert screen == station  # a second screen of ward-x: the station's rules, nothing more
+    assert "user station:ward-y:" not in acl
+    with pytest.raises(ValueError):
+        bc.BrokerSite(cloud_users=["cam-a"])  # a device id never gets the cloud's rights
+    with pytest.raises(ValueError):
+        bc.BrokerSite(station_users=["station:ward-x"])  # the station itself needs no extra
