@@ -7,7 +7,7 @@
   "use strict";
   const COLOURS = {
     new: "#dc2626", delivered: "#ea580c", acknowledged: "#2563eb", resolved: "#16a34a",
-    false_alarm: "#6b7280", online: "#16a34a", offline: "#dc2626", never: "#9ca3af", stale: "#ea580c",
+    false_alarm: "#6b7280", ok: "#16a34a", warn: "#d97706", down: "#dc2626",
   };
 
   function draw(elem) {

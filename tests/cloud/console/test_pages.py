@@ -208,7 +208,10 @@ def test_camera_position_is_set_from_the_device_page_through_the_api_rules(app: 
     cams = app.get("/api/v1/devices/dev-bn").json()["cameras"]
     assert cams == [{"id": "cam-a", "site_name": "Rex north", "address": "Lê Lợi, Quận 1", "lat": 10.7764,
                      "lon": 106.7012, "source_redacted": None}]  # fmt: skip
-    assert 'class="dot dot-' in app.get("/console/fleet").text  # and it is on the map
+    assert (
+        'id="fleet-map"' in app.get("/console/fleet").text
+        and '"state": "ok"' in app.get("/console/fleet").text
+    )
     app.cookies.clear()
     _login(app, "officer")
     token = _csrf(app, "/console/devices/dev-dk")
@@ -341,3 +344,28 @@ def test_the_feed_searches_filters_by_site_and_exports_what_it_shows(app: TestCl
     _login(app, "officer")
     mine = app.get("/console/alerts.csv").content.decode("utf-8-sig")
     assert "ev-dev-dk" in mine and "ev-dev-bn" not in mine
+
+
+def test_fleet_totals_count_never_reported_apart_and_filters_keep_the_totals(app: TestClient) -> None:
+    with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
+        s.add(Device(id="dev-new", ward="ben-nghe"))  # imported, never heard from
+        quiet = s.get(Device, "dev-dk")
+        assert quiet is not None
+        quiet.online, quiet.last_seen = False, utc_now() - timedelta(hours=2)
+        s.add(quiet)
+        s.commit()
+    _login(app, "lan")
+
+    def tile(text: str, name: str) -> str:
+        m = re.search(rf'data-testid="n-{name}">(\d+)<', text)
+        assert m is not None, name
+        return m.group(1)
+
+    for query in ("", "?state=online", "?state=offline"):
+        part = app.get(f"/console/fleet/part{query}").text
+        assert (tile(part, "devices"), tile(part, "online"), tile(part, "offline"), tile(part, "never")) == (
+            "3", "1", "1", "1",
+        ), query  # fmt: skip
+    assert 'data-testid="n-shown">1 shown' in app.get("/console/fleet/part?state=online").text
+    part = app.get("/console/fleet/part").text
+    assert re.search(r'<tr class="dev stale" data-device="dev-dk" data-state="offline"', part)
