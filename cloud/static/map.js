@@ -10,6 +10,26 @@
     false_alarm: "#6b7280", ok: "#16a34a", warn: "#d97706", down: "#dc2626",
   };
 
+  function setMarkers(layer, markers) {
+    layer.clearLayers();
+    for (const m of markers) {
+      if (typeof m.lat !== "number" || typeof m.lon !== "number") continue;
+      const colour = COLOURS[m.state] || "#6b7280";
+      const marker = L.circleMarker([m.lat, m.lon], {
+        radius: 9, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 0.95,
+      }).addTo(layer);
+      marker.bindTooltip(m.label || "");
+      if (m.url) marker.on("click", () => (location.href = m.url));
+      // A handle for tests and for keyboard users: the marker's element gets its state and link.
+      const path = marker.getElement && marker.getElement();
+      if (path) {
+        path.setAttribute("data-state", m.state || "");
+        if (m.url) path.setAttribute("data-url", m.url);
+        path.classList.add("map-marker");
+      }
+    }
+  }
+
   function draw(elem) {
     let cfg;
     try {
@@ -24,25 +44,24 @@
       elem.classList.add("blank");
     }
     // The view first: Leaflet projects a marker when it is added, which needs a centre and zoom.
-    const markers = (cfg.markers || []).filter((m) => typeof m.lat === "number" && typeof m.lon === "number");
-    const points = markers.map((m) => [m.lat, m.lon]);
+    const first = (cfg.markers || []).filter((m) => typeof m.lat === "number" && typeof m.lon === "number");
+    const points = first.map((m) => [m.lat, m.lon]);
     if (points.length > 1) map.fitBounds(points, { padding: [24, 24], maxZoom: 17 });
     else if (points.length === 1) map.setView(points[0], 16);
     else map.setView([10.7769, 106.7009], 13); // the district, until something has a position
-    for (const m of markers) {
-      const colour = COLOURS[m.state] || "#6b7280";
-      const marker = L.circleMarker([m.lat, m.lon], {
-        radius: 9, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 0.95,
-      }).addTo(map);
-      marker.bindTooltip(m.label || "");
-      if (m.url) marker.on("click", () => (location.href = m.url));
-      // A handle for tests and for keyboard users: the marker's element gets its state and link.
-      const path = marker.getElement && marker.getElement();
-      if (path) {
-        path.setAttribute("data-state", m.state || "");
-        if (m.url) path.setAttribute("data-url", m.url);
-        path.classList.add("map-marker");
-      }
+    const layer = L.layerGroup().addTo(map);
+    setMarkers(layer, first);
+    // A live page (the fleet) re-renders its markers with the table: follow them, keep the view.
+    const sourceId = elem.dataset.markersFrom;
+    if (sourceId) {
+      new MutationObserver(() => {
+        const src = document.getElementById(sourceId);
+        if (!src || src.dataset.drawn) return;
+        src.dataset.drawn = "1";
+        try {
+          setMarkers(layer, JSON.parse(src.dataset.markers));
+        } catch (e) {}
+      }).observe(document.body, { childList: true, subtree: true });
     }
     elem.dataset.ready = "1";
   }

@@ -202,7 +202,9 @@ def test_login_then_a_device_goes_offline_when_its_agent_dies(
         page.wait_for_selector(f"tr.dev[data-device='{dev}'][data-state='online']")
     hue = page.locator(f"tr.dev[data-device='{HUE}']")
     assert "ssd_mobilenet_v1_coco_quant" in hue.inner_text()
-    assert page.locator("svg.map circle").count() == 4  # every camera with a position is on the map
+    page.wait_for_selector("#fleet-map[data-ready='1']")
+    assert page.locator("#fleet-map .map-marker").count() == 4  # every camera with a position is on the map
+    wait_for(lambda: page.locator("#fleet-map img.leaflet-tile-loaded").count() > 0, what="street tiles")
     shot(page, test_output, "fleet-online")
 
     killed = time.monotonic()
@@ -214,7 +216,8 @@ def test_login_then_a_device_goes_offline_when_its_agent_dies(
     assert page.locator("tr.dev").first.get_attribute("data-device") == HUE
     assert "device offline" in page.locator(f"tr.dev[data-device='{HUE}']").inner_text()
     assert page.locator("[data-testid=n-offline]").inner_text() == "1"
-    assert page.locator("svg.map circle.dot-down").count() == 1
+    down = page.locator("#fleet-map .map-marker[data-state='down']")
+    wait_for(lambda: down.count() == 1, what="its cameras' marker turns red without a reload")
     shot(page, test_output, "fleet-offline")
 
     page.click(f"a[href='/console/devices/{REX}']")
