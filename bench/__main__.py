@@ -15,7 +15,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ["pipeline", "alert_latency", "soak", "recording", "ingest", "console", "snapshot"]
+BENCHES = [
+    "pipeline",
+    "alert_latency",
+    "soak",
+    "recording",
+    "ingest",
+    "console",
+    "tamper",
+    "tracking",
+    "snapshot",
+]
 HERE = Path(__file__).resolve().parent
 
 

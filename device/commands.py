@@ -2,9 +2,10 @@
 
 `snapshot` publishes a camera's latest frame as JPEG on `snapshot/{command id}`; `restart-camera`
 restarts one camera's worker; `resync-config` fetches the retained desired config again and reports
-what runs. Anything else, or a command that fails, is answered with ok=false and the reason: a bad
-command never takes the agent down. Each message is counted once: `malformed` (refused by the
-contract) or `failed` (anything else went wrong handling it).
+what runs; `confirm-view` makes a camera's current view its tamper reference (ending a camera_tamper
+alert and the zone suspension of a moved camera). Anything else, or a command that fails, is
+answered with ok=false and the reason: a bad command never takes the agent down. Each message is
+counted once: `malformed` (refused by the contract) or `failed` (anything else went wrong handling it).
 """
 
 import json
@@ -18,6 +19,7 @@ from device.errors import DeviceError
 from device.frames import Frame
 from matthan_wire import Command, CommandResult, Kind, WireError, decode, format_ts, utc_now
 from matthan_wire.ids import is_id
+from matthan_wire.payloads import CONFIRM_VIEW
 from matthan_wire.topics import device_topic
 
 log = logging.getLogger("matthan.device.commands")
@@ -34,6 +36,8 @@ class CommandTargets:
     restart_camera: Callable[[str], None]
     resync_config: Callable[[], None]
     publish: Callable[[str, bytes], bool]  # QoS 1; False when not sent
+    # Accept a camera's current view as its tamper reference; returns the tamper state before.
+    confirm_view: Callable[[str], str] | None = None
 
 
 class CommandHandler:
@@ -47,6 +51,7 @@ class CommandHandler:
             "snapshot": self._snapshot,
             "restart-camera": self._restart_camera,
             "resync-config": self._resync_config,
+            CONFIRM_VIEW: self._confirm_view,
         }
 
     def handle(self, payload: bytes) -> CommandResult | None:
@@ -131,6 +136,13 @@ class CommandHandler:
         camera_id = self._camera(cmd)
         self.t.restart_camera(camera_id)
         return {"camera_id": camera_id}
+
+    def _confirm_view(self, cmd: Command) -> dict[str, object]:
+        camera_id = self._camera(cmd)
+        if self.t.confirm_view is None:
+            raise DeviceError("this agent cannot confirm camera views")
+        before = self.t.confirm_view(camera_id)
+        return {"camera_id": camera_id, "tamper_state": before}
 
     def _resync_config(self, cmd: Command) -> dict[str, object]:
         self.t.resync_config()

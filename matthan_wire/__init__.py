@@ -12,6 +12,7 @@ from matthan_wire.payloads import (
     AlertAction,
     AlertState,
     CameraHealth,
+    CameraTamper,
     ClipRef,
     Command,
     CommandResult,
@@ -21,6 +22,8 @@ from matthan_wire.payloads import (
     ReportedConfig,
     StationSync,
     Status,
+    TamperDetail,
+    TamperScores,
 )
 from matthan_wire.timeutil import format_ts, parse_ts, utc_now
 from matthan_wire.topics import PREFIX, Kind, Topic, parse_topic
@@ -33,6 +36,7 @@ __all__ = [
     "AlertAction",
     "AlertState",
     "CameraHealth",
+    "CameraTamper",
     "ClipRef",
     "Command",
     "CommandResult",
@@ -44,6 +48,8 @@ __all__ = [
     "Site",
     "StationSync",
     "Status",
+    "TamperDetail",
+    "TamperScores",
     "Topic",
     "WireError",
     "decode",

@@ -21,7 +21,14 @@ URBAN_ORDER = "urban_order"
 
 Category = Literal["security_order", "urban_order"]
 RuleType = Literal[
-    "intrusion", "loitering", "crowd", "illegal_parking", "encroachment", "wrong_way", "camera_offline"
+    "intrusion",
+    "loitering",
+    "crowd",
+    "illegal_parking",
+    "encroachment",
+    "wrong_way",
+    "camera_offline",
+    "camera_tamper",
 ]
 
 CATEGORY_OF: dict[str, Category] = {
@@ -29,6 +36,7 @@ CATEGORY_OF: dict[str, Category] = {
     "loitering": "security_order",
     "crowd": "security_order",
     "camera_offline": "security_order",
+    "camera_tamper": "security_order",
     "illegal_parking": "urban_order",
     "encroachment": "urban_order",
     "wrong_way": "urban_order",
@@ -141,6 +149,10 @@ class Zone(_Strict):
     title: Title | None = Field(default=None, exclude_if=absent)
     polygon: list[Point] = Field(min_length=3, max_length=256)
     rules: list[ZoneRule] = Field(default_factory=list, max_length=32)
+    # Detector runs an object must be seen inside since it entered before the zone's rules count
+    # it: a box whose foot glitches into the zone for a frame or two is no entry. 3 is what a new
+    # object needs to be confirmed anyway (0.4 s at 5 fps).
+    min_inside_frames: int = Field(default=3, ge=1, le=50)
 
     @model_validator(mode="after")
     def _has_area(self) -> "Zone":
@@ -188,6 +200,28 @@ class RecordConfig(_Strict):
     segment_s: float = Field(default=2.0, gt=0.0, le=60.0)
 
 
+class TamperConfig(_Strict):
+    """Camera tamper check (covered, blinded, defocused, moved) against the camera's own reference."""
+
+    enabled: bool = True
+    # How often the view is compared with the reference (on a 160 px grey frame).
+    check_every_s: float = Field(default=1.0, ge=0.2, le=60.0)
+    # Normal view needed to learn the reference before anything is judged (after start or a confirm).
+    learn_s: float = Field(default=60.0, ge=2.0, le=3600.0)
+    # A tampered view must last this long before the alert: a bus in front or headlights do not.
+    persist_s: float = Field(default=60.0, ge=2.0, le=3600.0)
+    # The view must be normal again this long before the alert ends.
+    clear_s: float = Field(default=10.0, ge=1.0, le=3600.0)
+    # Time constant with which the reference follows slow change (dusk, shadows, a parked car).
+    adapt_s: float = Field(default=600.0, ge=10.0, le=86400.0)
+    # A view shifted by more than this fraction of the frame counts as moved.
+    min_shift: float = Field(default=0.04, gt=0.0, le=0.5)
+    # Sharpness below this fraction of the reference's counts as defocused.
+    defocus_ratio: float = Field(default=0.35, gt=0.0, lt=1.0)
+    # Contrast below this fraction of the reference's counts as covered (or blinded when bright).
+    contrast_ratio: float = Field(default=0.25, gt=0.0, lt=1.0)
+
+
 class CameraConfig(_Strict):
     id: Id
     source: str = Field(min_length=1, max_length=2000)
@@ -199,6 +233,7 @@ class CameraConfig(_Strict):
     motion: MotionConfig = Field(default_factory=MotionConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
     offline_debounce_s: float = Field(default=60.0, ge=0.0, le=MAX_SECONDS)
+    tamper: TamperConfig = Field(default_factory=TamperConfig)
     zones: list[Zone] = Field(default_factory=list, max_length=64)
     lines: list[Line] = Field(default_factory=list, max_length=64)
 

@@ -51,6 +51,37 @@ class ClipRef(BaseModel):
 # Fields added to the alert within v1, in the order they were added. Each has a default, and is
 # written only when it has a value, so an alert without them is byte-identical to a v1.0 alert.
 ALERT_ADDITIVE_FIELDS = ("site", "zone_title", "rule_title")
+TamperKind = Literal["covered", "blinded", "defocused", "moved"]
+# A camera_tamper alert's confirm-view command name (cloud → device on `cmd`): the operator accepts
+# the camera's new view as its reference, which ends the alert and lifts the zone suspension.
+CONFIRM_VIEW = "confirm-view"
+
+
+class TamperScores(BaseModel):
+    """One tamper check's measures; ratios are against the camera's own learned reference."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    brightness: Score  # mean grey level, 0 black .. 1 white
+    saturated: Score  # fraction of the frame blown out to white
+    contrast: float = Field(ge=0.0, le=100.0)  # grey-level spread / the reference's
+    sharpness: float = Field(ge=0.0, le=100.0)  # variance of the Laplacian (per contrast) / the reference's
+    match: float = Field(ge=-1.0, le=1.0)  # correlation of the view with the reference at the best shift
+    shift_x: float = Field(ge=-1.0, le=1.0)  # best shift, fraction of the frame width (+ right)
+    shift_y: float = Field(ge=-1.0, le=1.0)  # fraction of the frame height (+ down)
+    rotation_deg: float | None = Field(default=None, ge=-180.0, le=180.0)  # + clockwise; None: not measured
+
+
+class TamperDetail(BaseModel):
+    """What a camera_tamper alert found; `ended_by` on ends."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    kind: TamperKind
+    scores: TamperScores
+    # True while the camera's zone rules are suspended (moved: the zones no longer lie on the scene).
+    zones_suspended: bool = False
+    ended_by: Literal["view_back", "confirmed", "stopped"] | None = None
 
 
 class Alert(_Payload):
@@ -87,11 +118,16 @@ class Alert(_Payload):
     site: Site | None = Field(default=None, exclude_if=absent)
     zone_title: Title | None = Field(default=None, exclude_if=absent)
     rule_title: Title | None = Field(default=None, exclude_if=absent)
+    # camera_tamper only: the kind and measures; its snapshot is the reference view (before) and the
+    # current view (after) side by side in one JPEG.
+    tamper: TamperDetail | None = None
 
     @model_validator(mode="after")
     def _phase_matches_times(self) -> "Alert":
         if CATEGORY_OF[self.type] != self.category:
             raise ValueError(f"type {self.type} belongs to category {CATEGORY_OF[self.type]}")
+        if (self.type == "camera_tamper") != (self.tamper is not None):
+            raise ValueError("tamper details go with a camera_tamper alert, and only with it")
         if self.phase == "start" and self.ended_at is not None:
             raise ValueError("a start carries no ended_at")
         if self.phase == "end" and self.ended_at is None:
@@ -101,6 +137,22 @@ class Alert(_Payload):
         if self.bbox is not None and (self.bbox[0] > self.bbox[2] or self.bbox[1] > self.bbox[3]):
             raise ValueError("bbox is [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
         return self
+
+
+class CameraTamper(BaseModel):
+    """A camera's tamper check as health reports it: the console warns before it is an alert."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # learning: building the reference; ok; suspect: a tampered view not yet lasting persist_s;
+    # tampered: a camera_tamper alert is open.
+    state: Literal["learning", "ok", "suspect", "tampered"]
+    kind: TamperKind | None = None
+    since: UtcDateTime | None = None  # when the current suspect/tampered view began
+    zones_suspended: bool = False
+    event_id: Id | None = None  # the open camera_tamper alert
+    scores: TamperScores | None = None  # the latest check; None while learning
+    check_ms: float | None = Field(default=None, ge=0.0, le=60_000.0)  # CPU of the latest check
 
 
 class CameraHealth(BaseModel):
@@ -119,6 +171,7 @@ class CameraHealth(BaseModel):
     quality: Score | None = None
     recording: bool | None = None
     detector_runs_saved: Count = 0
+    tamper: CameraTamper | None = None  # None: the check is off
 
 
 class Health(_Payload):

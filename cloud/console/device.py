@@ -13,11 +13,12 @@ from cloud.auth import DbSession
 from cloud.console import svg
 from cloud.console.fleet import device_views
 from cloud.console.pages import ViewerDep, check_csrf, page, page_router, zone_of
-from cloud.errors import CloudError, Forbidden
+from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import AlertRow, Device, HealthSample
 from cloud.services import devices
 from cloud.settings import Settings
 from matthan_wire.codec import describe
+from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 
 router = page_router()
@@ -95,6 +96,8 @@ def device_page(
     v: ViewerDep,
     session: DbSession,
     hours: Annotated[int, Query(ge=1, le=24 * 14)] = HEALTH_HOURS,
+    confirm: Annotated[str | None, Query(pattern="^(sent|unsent)$")] = None,
+    camera: Annotated[str | None, Query(max_length=63)] = None,
 ) -> HTMLResponse:
     device = devices.get_device(session, v.principal, device_id)
     # Judged among the visible fleet: "model in sync" compares with what the others run.
@@ -119,6 +122,8 @@ def device_page(
         hours=hours,
         alerts=recent,
         can_edit=v.can_edit_config,
+        confirm=confirm,
+        confirm_camera=camera,
     )
 
 
@@ -160,3 +165,25 @@ def camera_place(
         raise CloudError("give both latitude and longitude, or neither")
     devices.set_camera(session, v.principal, device_id, camera_id, body)
     return RedirectResponse(f"/console/devices/{device_id}#cam-{camera_id}", 303)
+
+
+@router.post("/console/devices/{device_id}/cameras/{camera_id}/confirm-view")
+def camera_confirm_view(
+    request: Request,
+    device_id: str,
+    camera_id: str,
+    v: ViewerDep,
+    session: DbSession,
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """An operator accepts a tampered (moved) camera's new view, through the same service as the API."""
+    check_csrf(v, csrf_token)
+    if not v.can_edit_config:
+        raise Forbidden("a camera's new view is confirmed by the operations centre")
+    if not is_id(camera_id):
+        raise NotFound(f"no camera {camera_id!r}")
+    sent = devices.confirm_view(session, v.principal, device_id, camera_id, request.app.state.mqtt)
+    done = "sent" if sent.published else "unsent"
+    return RedirectResponse(
+        f"/console/devices/{device_id}?confirm={done}&camera={camera_id}#cam-{camera_id}", 303
+    )
