@@ -280,6 +280,14 @@ def test_an_alert_arrives_live_opens_on_its_page_plays_and_is_acknowledged_then_
     wait_for(lambda: "ongoing" not in row.inner_text(), what="the row follows the end")
     shot(page, test_output, "alerts-feed")
 
+    # Watched from before the page opens: the player starts fetching the clip as soon as it loads.
+    clip_responses: list[tuple[str | None, int]] = []
+
+    def on_response(r: Any) -> None:
+        if r.url.endswith(f"/{event_id}/clip"):
+            clip_responses.append((r.request.headers.get("range"), r.status))
+
+    page.on("response", on_response)
     row.click()
     page.wait_for_url(f"**/console/alerts/{event_id}")
     assert page.locator("[data-testid=site-name]").inner_text() == VN_SITE["name"]
@@ -298,13 +306,6 @@ def test_an_alert_arrives_live_opens_on_its_page_plays_and_is_acknowledged_then_
     page.keyboard.press("Escape")
     page.wait_for_selector("dialog#zoom:not([open])", state="attached")
 
-    clip_responses: list[tuple[str | None, int]] = []
-
-    def on_response(r: Any) -> None:
-        if r.url.endswith(f"/{event_id}/clip"):
-            clip_responses.append((r.request.headers.get("range"), r.status))
-
-    page.on("response", on_response)
     video = page.locator("video#clip")
     video.evaluate("v => { v.muted = true; return v.play(); }")
     wait_for(lambda: video.evaluate("v => v.currentTime") > 1.0, timeout=15, what="clip playing")
