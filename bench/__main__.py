@@ -27,6 +27,7 @@ BENCHES = [
     "tracking",
     "escalation",
     "evidence",
+    "snapshot",
 ]
 HERE = Path(__file__).resolve().parent
 

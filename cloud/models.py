@@ -59,6 +59,7 @@ class Camera(SQLModel, table=True):
     device_id: str = Field(primary_key=True, max_length=63)
     id: str = Field(primary_key=True, max_length=63)
     site_name: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=500)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     # The stream URL without credentials: enough to recognise, useless to an intruder.
@@ -126,6 +127,12 @@ class AlertRow(SQLModel, table=True):
     seq: int = 0
     snapshot_topic: str | None = Field(default=None, max_length=300)
     clip: dict[str, Any] | None = _json(default=None)
+    # The camera's site {name, address, lat, lon} as the device sent it, else from the registry.
+    site: dict[str, Any] | None = _json(default=None)
+    # The site's name again as a plain column: the feed filters and searches it on both databases.
+    site_name: str | None = Field(default=None, index=True, max_length=200)
+    zone_title: str | None = Field(default=None, max_length=200)
+    rule_title: str | None = Field(default=None, max_length=200)
     state: str = Field(default="new", index=True, max_length=16)
     state_by: str | None = Field(default=None, max_length=128)
     state_at: datetime | None = _time(default=None)

@@ -149,6 +149,11 @@ class Settings(BaseModel):
 
     # The district's clock for the console's pages and per-day counts (an IANA zone name).
     console_tz: str = "Asia/Ho_Chi_Minh"
+    # The console's street maps: a tile server URL with {z}/{x}/{y} (the operations centre's own, or
+    # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png within its usage policy) and the credit it
+    # asks for. None: the maps still show markers, on a blank background.
+    map_tile_url: str | None = Field(default=None, max_length=500)
+    map_attribution: str = Field(default="", max_length=300)
     enrollment: EnrollmentSettings = Field(default_factory=EnrollmentSettings)
     attention: AttentionSettings = Field(default_factory=AttentionSettings)
 
@@ -186,6 +191,18 @@ class Settings(BaseModel):
             return None
         if url is not None and not url.startswith(("mqtt://", "mqtts://")):
             raise ValueError(f"broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
+        return url
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tiles(cls, url: str | None) -> str | None:
+        if url in (None, "", "none"):
+            return None
+        placeholders = all(k in url for k in ("{z}", "{x}", "{y}"))
+        if not url.startswith(("https://", "http://", "/")) or not placeholders:
+            raise ValueError(
+                f"map tile URL {url!r}: use https://host/path/{{z}}/{{x}}/{{y}}.png (or none for no streets)"
+            )
         return url
 
     @field_validator("clips")

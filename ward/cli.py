@@ -7,12 +7,14 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
 from matthan_wire.codec import describe
 from matthan_wire.config import BrokerConfig
 from ward.errors import WardError
+from ward.lines import DEFAULT_TZ
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -39,9 +41,20 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     listen.add_argument("--snapshots", type=Path, help="save each alert's snapshot here as EVENT_ID.jpg")
     listen.add_argument(
+        "--console-url",
+        help="the console's address, e.g. https://matthan.example.vn: each line then ends with the "
+        "alert's page (CONSOLE_URL/console/alerts/EVENT_ID)",
+    )
+    listen.add_argument(
+        "--tz",
+        default=DEFAULT_TZ,
+        help=f"the time zone lines are printed in (default {DEFAULT_TZ}; the zone is printed too)",
+    )
+    listen.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object per line instead of text: each Alert payload, and AlertState changes",
+        help="one JSON object per line instead of text, with the same fields (local_time, site, rule, "
+        "count, url…) and the payload itself under alert / state_payload",
     )
     listen.add_argument(
         "--no-confirm",
@@ -57,7 +70,9 @@ def default_state(ward: str) -> Path:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    from ward.lines import LineWriter
     from ward.listener import WardListener
+    from ward.preflight import check_broker, check_ward
 
     if not args.broker.startswith(("mqtt://", "mqtts://")):
         raise WardError(f"--broker {args.broker}: expected mqtt://host[:port] or mqtts://host[:port]")
@@ -76,6 +91,15 @@ def _listen(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         raise WardError(f"--broker/--cert/--key: {describe(exc)}") from None
+    if args.console_url and not args.console_url.startswith(("http://", "https://")):
+        raise WardError(f"--console-url {args.console_url}: expected https://host[:port]")
+    try:
+        tz = ZoneInfo(args.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise WardError(f"--tz {args.tz}: not a time zone name (e.g. Asia/Ho_Chi_Minh)") from None
+    if broker.cert:
+        check_ward(args.ward, broker.cert)
+    check_broker(broker)
     listener = WardListener(
         args.ward,
         broker,
@@ -85,6 +109,7 @@ def _listen(args: argparse.Namespace) -> int:
         as_json=args.json,
         confirm_delivery=not args.no_confirm,
         state=args.state or default_state(args.ward),
+        lines=LineWriter(tz=tz, console_url=args.console_url),
     )
     stop = threading.Event()
 

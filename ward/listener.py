@@ -28,11 +28,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from matthan.backoff import Backoff
+from matthan.display import zone_of
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
 from matthan_wire import (
@@ -51,6 +51,7 @@ from matthan_wire.config import BrokerConfig
 from matthan_wire.ids import is_id
 from matthan_wire.topics import device_filter, ward_filter, ward_topic
 from ward.errors import WardError
+from ward.lines import DEFAULT_TZ, LineWriter
 from ward.state import StationState
 
 log = logging.getLogger("matthan.ward")
@@ -102,6 +103,7 @@ class WardListener:
         dedupe_limit: int = 100_000,
         on_alert: Callable[[Alert], None] | None = None,
         confirm_delivery: bool = True,
+        lines: LineWriter | None = None,
         state: Path | None = None,
     ) -> None:
         if not is_id(ward):
@@ -117,6 +119,7 @@ class WardListener:
         self.out = out
         self.snapshots = snapshots
         self.as_json = as_json
+        self.lines = lines or LineWriter(tz=zone_of(DEFAULT_TZ))
         self.on_alert = on_alert
         self.alerts = 0
         self.duplicates = 0
@@ -244,7 +247,7 @@ class WardListener:
                 self._expect_confirmation(alert.event_id)
             return
         # Rendered before anything is recorded: an alert that cannot be shown is not marked shown.
-        line = alert.model_dump_json() if self.as_json else alert_line(alert)
+        line = self.lines.alert_json(alert) if self.as_json else self.lines.alert_line(alert)
         self._print(line)
         self.state.add(alert.event_id)
         self.alerts += 1
@@ -293,26 +296,8 @@ class WardListener:
         if state.state != "new":
             # Its heap entry is skipped when its turn comes (a heap cannot drop one by key cheaply).
             self._waiting.discard(state.event_id)
-        if self.as_json:
-            self._print(state.model_dump_json())
-        else:
-            by = f" by {state.by}" if state.by else ""
-            self._print(f"{_local(state.at)}  {state.state.upper():<12} event={state.event_id}{by}")
+        self._print(self.lines.state_json(state) if self.as_json else self.lines.state_line(state))
 
     def _print(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
-
-
-def alert_line(a: Alert) -> str:
-    """One readable line: local time, place, what, how many."""
-    place = f"{a.device_id}/{a.camera_id}" + (f" zone={a.zone}" if a.zone else "")
-    labels = ",".join(a.labels) or "-"
-    return (
-        f"{_local(a.started_at)}  {a.type.upper():<16} {place} rule={a.rule} "
-        f"count={a.object_count} labels={labels} score={a.score:.2f} event={a.event_id}"
-    )
-
-
-def _local(moment: datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")

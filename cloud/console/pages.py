@@ -38,6 +38,7 @@ from cloud.console import views
 from cloud.errors import CloudError, Forbidden
 from cloud.models import Device, User
 from cloud.settings import Settings
+from matthan.display import rule_words
 from matthan_wire.timeutil import utc_now
 
 log = logging.getLogger("matthan.cloud.console")
@@ -141,6 +142,7 @@ templates.env.globals.update(
     actions_for=views.actions_for,
     clip_note=views.clip_note,
     alert_duration=views.alert_duration,
+    rule_label=lambda a: rule_words(a.type, a.rule_title),
 )
 
 
