@@ -2,7 +2,7 @@
 //  - [data-refresh-url]: the element's content is re-rendered by the server every few seconds,
 //    so the fleet table and the zone sync state follow the devices without a page reload;
 //  - [data-stream-url]: the live alert feed, an EventSource; each alert is fetched as a
-//    server-rendered card so the feed and the first page load share one template;
+//    server-rendered row (a.alert-row) so the feed and the first page load share one template;
 //  - form.act: acknowledge / resolve / false alarm without leaving the page;
 //  - attention: a new alert in the live feed plays a tone (unless muted; remembered in
 //    localStorage), raises a desktop notification while the tab is hidden (once the user allowed
@@ -51,13 +51,18 @@
         location.href = url;
       };
     }
-    function newAlert(card) {
+    function newAlert(row) {
       unread += 1;
       showTitle();
       tone();
-      const title = card.querySelector("h3");
-      const id = card.dataset.eventId;
-      desktop(title ? title.textContent.trim().replace(/\s+/g, " ") : id, `/console/alerts/${encodeURIComponent(id)}`);
+      // The feed's row: what happened and where, as the operator reads it in the list.
+      const id = row.dataset.eventId;
+      const text = [".what", ".where"]
+        .map((sel) => row.querySelector(sel))
+        .filter(Boolean)
+        .map((el) => el.textContent.trim().replace(/\s+/g, " "))
+        .join(" — ");
+      desktop(text || id, row.getAttribute("href") || `/console/alerts/${encodeURIComponent(id)}`);
     }
     function setup() {
       for (const evt of ["click", "keydown"]) document.addEventListener(evt, seen, { passive: true });
@@ -118,27 +123,50 @@
     const query = location.search;
     const seen = new Map(); // event_id -> last payload text, so replays change nothing
     let source = null;
+    const oldest = feed.dataset.order === "oldest";
+    const rowFor = (eventId) => feed.querySelector(`.alert-row[data-event-id="${CSS.escape(eventId)}"]`);
+    const bumpCount = (by) => {
+      const count = document.getElementById("feed-count");
+      if (count) count.textContent = String(Math.max(0, Number(count.textContent || 0) + by));
+    };
+
+    // Rows are kept in the page's order by start time (data-started, epoch seconds): an alert that
+    // arrives late (a device's outbox draining) lands where it belongs, not at the top or bottom.
+    function insertRow(row) {
+      const t = Number(row.dataset.started);
+      for (const other of feed.querySelectorAll(".alert-row[data-started]")) {
+        const o = Number(other.dataset.started);
+        if (oldest ? o > t : o < t) return other.before(row);
+      }
+      feed.append(row);
+    }
 
     async function showCard(eventId, fresh) {
       const resp = await fetch(cardUrl + encodeURIComponent(eventId) + query, { credentials: "same-origin" });
       if (resp.redirected) return location.reload();
-      if (resp.status !== 200) return; // 204: filtered out here; 404/403: not for this user
-      const html = (await resp.text()).trim();
+      const old = rowFor(eventId);
+      if (resp.status === 204) {
+        // No longer matches this page's filters (e.g. acknowledged under "unacknowledged").
+        if (old) {
+          old.remove();
+          bumpCount(-1);
+        }
+        return;
+      }
+      if (resp.status !== 200) return; // 404/403: not for this user
       const tmp = document.createElement("div");
-      tmp.innerHTML = html;
-      const card = tmp.firstElementChild;
-      const old = feed.querySelector(`[data-event-id="${CSS.escape(eventId)}"]`);
+      tmp.innerHTML = (await resp.text()).trim();
+      const row = tmp.firstElementChild;
+      if (!row) return;
       if (old) {
-        old.replaceWith(card);
+        old.replaceWith(row);
       } else {
-        if (fresh) card.classList.add("fresh");
-        if (feed.dataset.order === "oldest") feed.append(card);
-        else feed.prepend(card);
-        if (fresh) attention.newAlert(card);
+        if (fresh) row.classList.add("fresh");
+        insertRow(row);
+        if (fresh) attention.newAlert(row);
         const empty = document.getElementById("feed-empty");
         if (empty) empty.remove();
-        const count = document.getElementById("feed-count");
-        if (count) count.textContent = String(Number(count.textContent || 0) + 1);
+        bumpCount(1);
       }
       // Counters elsewhere on the page (the "Last 7 days" panel) follow every change.
       document.dispatchEvent(new CustomEvent("console:refresh"));
@@ -172,7 +200,7 @@
         }
         const eventId = data.event_id || (data.alert && data.alert.event_id);
         if (!eventId || seen.get(eventId) === msg.data) return;
-        const isNew = !seen.has(eventId) && !feed.querySelector(`[data-event-id="${CSS.escape(eventId)}"]`);
+        const isNew = !seen.has(eventId) && !rowFor(eventId);
         seen.set(eventId, msg.data);
         showCard(eventId, isNew);
       };
@@ -199,7 +227,9 @@
       credentials: "same-origin",
     });
     const card = form.closest("[data-event-id]");
-    if (resp.redirected) return location.reload(); // signed out meanwhile
+    // Redirected: signed out meanwhile, or a page form (the alert page's pin) that answers with
+    // the page itself; either way the reload shows the truth.
+    if (resp.redirected || (resp.ok && !card)) return location.reload();
     if (resp.ok) {
       const tmp = document.createElement("div");
       tmp.innerHTML = (await resp.text()).trim();

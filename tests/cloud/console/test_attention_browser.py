@@ -94,13 +94,14 @@ def test_new_alert_counts_in_title_and_notifies_when_hidden(site: Site, people: 
 
     page.evaluate("window.__hidden = true")
     _publish_alert(site, "rex-att-0001", 1)
-    page.locator("article[data-event-id='rex-att-0001']").wait_for(timeout=15_000)
+    page.locator("#feed a.alert-row[data-event-id='rex-att-0001']").wait_for(timeout=15_000)
     wait_for(lambda: page.title() == f"(1) {base_title}", what="the unread count in the title")
     shown = page.evaluate("window.__shown")
-    assert len(shown) == 1 and "crowd" in shown[0]["body"]
+    assert len(shown) == 1 and "crowd" in shown[0]["body"].lower() and "Rex" in shown[0]["body"]
 
     _publish_alert(site, "rex-att-0002", 2)
     wait_for(lambda: page.title() == f"(2) {base_title}", what="two unread")
+    assert _feed_ids(page)[:2] == ["rex-att-0002", "rex-att-0001"]  # newest first, on top
     page.evaluate("window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))")
     wait_for(lambda: page.title() == base_title, what="the count cleared once the user is back")
 
@@ -110,12 +111,33 @@ def test_new_alert_counts_in_title_and_notifies_when_hidden(site: Site, people: 
     assert "Sound off" in page.locator("#mute").inner_text()  # remembered
 
 
-def test_unacknowledged_oldest_first(site: Site, people: None, new_page: Any) -> None:
+def _feed_ids(page: Any) -> list[str]:
+    ids: list[str] = page.locator("#feed a.alert-row").evaluate_all("els => els.map(e => e.dataset.eventId)")
+    return ids
+
+
+def test_unacknowledged_oldest_first(site: Site, people: None, new_page: Any, test_output: Path) -> None:
     page = new_page()
     login(page, "admin")
     page.goto("/console/alerts?state=unacknowledged&order=oldest")
-    ids = page.locator("article[data-event-id]").evaluate_all("els => els.map(e => e.dataset.eventId)")
-    assert ids[:2] == ["rex-att-0001", "rex-att-0002"]
+    page.wait_for_selector("#live.on")
+    assert _feed_ids(page)[:2] == ["rex-att-0001", "rex-att-0002"]
+    # A live alert joins at the end of an oldest-first list, and leaves it once acknowledged.
+    _publish_alert(site, "rex-att-0003", 3)
+    wait_for(
+        lambda: _feed_ids(page) == ["rex-att-0001", "rex-att-0002", "rex-att-0003"], what="live row last"
+    )
+    shot(page, test_output, "alerts-feed")
+    phone = new_page(PHONE)
+    login(phone, "admin")
+    phone.goto("/console/alerts?state=unacknowledged&order=oldest")
+    shot(phone, test_output, "alerts-feed-phone")
+    ops = site.api("admin")
+    r = ops.post("/api/v1/alerts/rex-att-0003/actions", json={"action": "acknowledge", "note": "on my way"})
+    ops.close()
+    assert r.status_code == 200, r.text
+    wait_for(lambda: _feed_ids(page) == ["rex-att-0001", "rex-att-0002"], what="the acknowledged row gone")
+    assert page.inner_text("#feed-count") == "2"
 
 
 def test_escalation_editor_and_handover(site: Site, people: None, new_page: Any, test_output: Path) -> None:

@@ -1,4 +1,5 @@
-"""The alert card's evidence link and the admin's pin button, over HTTP (SQLite and PostgreSQL)."""
+"""The alert page's evidence link and the admin's pin form, over HTTP (SQLite and PostgreSQL); the compact
+feed links each row to that page."""
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
@@ -14,11 +15,13 @@ def _with_snapshot(client: TestClient, event_id: str) -> None:
         s.commit()
 
 
-def test_an_admin_pins_and_unpins_from_the_alert_card(app: TestClient) -> None:  # noqa: F811
+def test_an_admin_pins_and_unpins_from_the_alert_page(app: TestClient) -> None:  # noqa: F811
     _with_snapshot(app, "ev-dev-bn")
     _login(app, "root")
-    page = app.get("/console/alerts").text
+    assert 'href="/console/alerts/ev-dev-bn"' in app.get("/console/alerts").text  # the row leads there
+    page = app.get("/console/alerts/ev-dev-bn").text
     assert 'href="/api/v1/alerts/ev-dev-bn/evidence.zip"' in page and "Pin as evidence" in page
+    assert 'action="/console/alerts/ev-dev-bn/pin"' in page
     r = app.post(
         "/console/alerts/ev-dev-bn/pin",
         data={"reason": "công an phường yêu cầu", "pin": "1", "csrf_token": _csrf(app)},
@@ -46,7 +49,8 @@ def test_an_admin_pins_and_unpins_from_the_alert_card(app: TestClient) -> None: 
 def test_an_operator_sees_the_export_link_but_may_not_pin(app: TestClient) -> None:  # noqa: F811
     _with_snapshot(app, "ev-dev-bn")
     _login(app, "lan")
-    page = app.get("/console/alerts").text
-    assert "evidence.zip" in page and "Pin as evidence" not in page
+    page = app.get("/console/alerts/ev-dev-bn").text
+    assert 'id="evidence-zip"' in page and "/api/v1/alerts/ev-dev-bn/evidence.zip" in page
+    assert "Pin as evidence" not in page and "/pin" not in page
     r = app.post("/console/alerts/ev-dev-bn/pin", data={"reason": "x", "pin": "1", "csrf_token": _csrf(app)})
     assert r.status_code == 403
