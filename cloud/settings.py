@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Literal, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -96,6 +96,8 @@ class Settings(BaseModel):
 
     # The district's clock for the console's pages and per-day counts (an IANA zone name).
     console_tz: str = "Asia/Ho_Chi_Minh"
+    # The console's language for users who chose none; "auto": the browser's (Accept-Language).
+    language: Literal["vi", "en", "auto"] = "vi"
     enrollment: EnrollmentSettings = Field(default_factory=EnrollmentSettings)
 
     @field_validator("db_url")

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from matthan import __version__, logs
+from matthan import __version__, i18n, logs
 from matthan.errors import UserError
 from matthan_wire import WireError
 from matthan_wire.codec import describe
@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="matthan", description="Street-camera network: edge agent, cloud service, tools.")
     parser.add_argument("--version", action="version", version=f"matthan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--lang",
+        choices=i18n.LANGUAGES,
+        help="language of messages and output (default: the locale, LC_ALL/LC_MESSAGES/LANG; else English)",
+    )
     # Parser for every sub-command too, so their usage errors are one line as well.
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=Parser
@@ -107,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.verbose)
+    i18n.set_language(args.lang or i18n.language_from_env())
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
@@ -118,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except UserError as exc:
-        print(f"matthan: {exc}", file=sys.stderr)
+        print(f"matthan: {i18n.translate(i18n.language(), str(exc))}", file=sys.stderr)
         return exc.exit_code
     except (WireError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"matthan: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from matthan.i18n import LANGUAGES, _, language
 from matthan_wire.codec import describe
 from matthan_wire.config import BrokerConfig
 from ward.errors import WardError
@@ -48,6 +49,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         action="store_true",
         help="do not confirm to the cloud that alerts reached this station (a second, read-only screen)",
     )
+    listen.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=argparse.SUPPRESS,
+        help="language of the alert lines (default: matthan's --lang, else the locale: LC_ALL, LANG)",
+    )
     listen.set_defaults(handler=_listen)
 
 
@@ -60,11 +67,11 @@ def _listen(args: argparse.Namespace) -> int:
     from ward.listener import WardListener
 
     if not args.broker.startswith(("mqtt://", "mqtts://")):
-        raise WardError(f"--broker {args.broker}: expected mqtt://host[:port] or mqtts://host[:port]")
+        raise WardError(_("--broker %(url)s: expected mqtt://host[:port] or mqtts://host[:port]", url=args.broker))
     for name in ("ca", "cert", "key"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():
-            raise WardError(f"--{name} {value}: no such file")
+            raise WardError(_("--%(flag)s %(path)s: no such file", flag=name, path=value))
     try:
         broker = BrokerConfig(
             url=args.broker,
@@ -75,7 +82,7 @@ def _listen(args: argparse.Namespace) -> int:
             password=args.password,
         )
     except ValidationError as exc:
-        raise WardError(f"--broker/--cert/--key: {describe(exc)}") from None
+        raise WardError(_("--broker/--cert/--key: %(problem)s", problem=describe(exc))) from None
     listener = WardListener(
         args.ward,
         broker,
@@ -85,6 +92,7 @@ def _listen(args: argparse.Namespace) -> int:
         as_json=args.json,
         confirm_delivery=not args.no_confirm,
         state=args.state or default_state(args.ward),
+        lang=getattr(args, "lang", None) or language(),
     )
     stop = threading.Event()
 

@@ -28,11 +28,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from matthan.backoff import Backoff
+from matthan.i18n import SOURCE_LANGUAGE, format_moment, format_number, translate
+from matthan.vocabulary import ALERT_STATES, RULE_TYPES, name
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
 from matthan_wire import (
@@ -103,16 +104,22 @@ class WardListener:
         on_alert: Callable[[Alert], None] | None = None,
         confirm_delivery: bool = True,
         state: Path | None = None,
+        lang: str = SOURCE_LANGUAGE,
     ) -> None:
         if not is_id(ward):
-            raise WardError(f"ward {ward!r} is not an id ([a-z0-9-], at most 63 characters)")
+            raise WardError(
+                translate(lang, "ward %(ward)r is not an id ([a-z0-9-], at most 63 characters)", ward=ward)
+            )
         if snapshots is not None:
             try:
                 snapshots.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise WardError(f"snapshots folder {snapshots}: {exc.strerror}") from None
+                raise WardError(
+                    translate(lang, "snapshots folder %(path)s: %(error)s", path=snapshots, error=exc.strerror)
+                ) from None
             if not os.access(snapshots, os.W_OK):
-                raise WardError(f"snapshots folder {snapshots}: not writable")
+                raise WardError(translate(lang, "snapshots folder %(path)s: not writable", path=snapshots))
+        self.lang = lang
         self.ward = ward
         self.out = out
         self.snapshots = snapshots
@@ -244,7 +251,7 @@ class WardListener:
                 self._expect_confirmation(alert.event_id)
             return
         # Rendered before anything is recorded: an alert that cannot be shown is not marked shown.
-        line = alert.model_dump_json() if self.as_json else alert_line(alert)
+        line = alert.model_dump_json() if self.as_json else alert_line(alert, self.lang)
         self._print(line)
         self.state.add(alert.event_id)
         self.alerts += 1
@@ -296,23 +303,51 @@ class WardListener:
         if self.as_json:
             self._print(state.model_dump_json())
         else:
-            by = f" by {state.by}" if state.by else ""
-            self._print(f"{_local(state.at)}  {state.state.upper():<12} event={state.event_id}{by}")
+            self._print(state_line(state, self.lang))
 
     def _print(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
 
 
-def alert_line(a: Alert) -> str:
-    """One readable line: local time, place, what, how many."""
-    place = f"{a.device_id}/{a.camera_id}" + (f" zone={a.zone}" if a.zone else "")
+def alert_line(a: Alert, lang: str = SOURCE_LANGUAGE) -> str:
+    """One readable line in the station's language: local time (with its zone), what, where, how
+    many. `event=` stays as it is in every language: it is what an officer quotes to the centre."""
     labels = ",".join(a.labels) or "-"
-    return (
-        f"{_local(a.started_at)}  {a.type.upper():<16} {place} rule={a.rule} "
-        f"count={a.object_count} labels={labels} score={a.score:.2f} event={a.event_id}"
+    if lang == SOURCE_LANGUAGE:
+        place = f"{a.device_id}/{a.camera_id}" + (f" zone={a.zone}" if a.zone else "")
+        return (
+            f"{format_moment(a.started_at, lang)}  {a.type.upper():<16} {place} rule={a.rule} "
+            f"count={a.object_count} labels={labels} score={a.score:.2f} event={a.event_id}"
+        )
+    what = name(lang, a.type, RULE_TYPES).upper()
+    where = f"{a.device_id}/{a.camera_id}" + (
+        translate(lang, ", zone %(zone)s", zone=a.zone) if a.zone else ""
+    )
+    return translate(
+        lang,
+        "%(time)s  %(what)s  at %(where)s · rule %(rule)s · %(count)s × %(labels)s · score %(score)s · event=%(event)s",
+        time=format_moment(a.started_at, lang),
+        what=what,
+        where=where,
+        rule=a.rule,
+        count=a.object_count,
+        labels=labels,
+        score=format_number(a.score, lang, 2),
+        event=a.event_id,
     )
 
 
-def _local(moment: datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def state_line(state: AlertState, lang: str = SOURCE_LANGUAGE) -> str:
+    """A change of an alert's state, as the station shows it."""
+    if lang == SOURCE_LANGUAGE:
+        by = f" by {state.by}" if state.by else ""
+        return f"{format_moment(state.at, lang)}  {state.state.upper():<12} event={state.event_id}{by}"
+    return translate(
+        lang,
+        "%(time)s  %(state)s  event=%(event)s%(by)s",
+        time=format_moment(state.at, lang),
+        state=name(lang, state.state, ALERT_STATES).upper(),
+        event=state.event_id,
+        by=translate(lang, " by %(who)s", who=state.by) if state.by else "",
+    )

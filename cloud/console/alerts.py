@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col
 
+from matthan.i18n import N_
 from cloud.auth import DbSession
 from cloud.console import figures, views
 from cloud.console.pages import (
@@ -135,7 +136,7 @@ def alerts_page(
         request,
         "console/alerts.html",
         v,
-        title="Alerts",
+        title=N_("Alerts"),
         nav="alerts",
         alerts=alerts.alert_outs(session, list(rows)),
         filters=f,
@@ -184,7 +185,7 @@ def alert_action(
 ) -> Response:
     check_csrf(v, csrf_token)
     if not v.can_act:
-        raise Forbidden("your role may not act on alerts")
+        raise Forbidden(N_("your role may not act on alerts"))
     try:
         body = alerts.ActionIn.model_validate({"action": action, "note": note.strip() or None})
     except ValidationError as exc:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from matthan.i18n import N_
 from cloud import audit, auth
 from cloud.auth import DbSession
 from cloud.console.pages import STATIC, ViewerDep, check_csrf, page, page_router, safe_next
@@ -44,7 +45,7 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
         request,
         "console/login.html",
         None,
-        title="Sign in",
+        title=N_("Sign in"),
         next=safe_next(next),
         error=None,
         username="",
@@ -86,7 +87,7 @@ def login_submit(
             "console/login.html",
             None,
             status=status,
-            title="Sign in",
+            title=N_("Sign in"),
             next=target,
             error=error,
             username=username,
@@ -96,14 +97,14 @@ def login_submit(
         return resp
 
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
-        return again("The sign-in form expired; please try again.", 403)
+        return again(N_("The sign-in form expired; please try again."), 403)
     user = auth.authenticate(session, username.strip(), password)
     if user is None:
         client = request.client.host if request.client else None
         tried = audit.login_failed(session, username, client, via="console")
         session.commit()
         log.info("event=login_failed user=%s client=%s", tried, client)
-        return again("Wrong user name or password.", 401)
+        return again(N_("Wrong user name or password."), 401)
     resp = RedirectResponse(target, 303)
     auth.login(resp, request.app.state.settings, user)
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from matthan.i18n import N_
 from cloud.auth import DbSession
 from cloud.console import svg, views
 from cloud.console.pages import Viewer, ViewerDep, page, page_router, scope, templates, ward_choices
@@ -93,7 +94,7 @@ def fleet(
         request,
         "console/fleet.html",
         v,
-        title="Fleet health",
+        title=N_("Fleet health"),
         nav="fleet",
         wards=ward_choices(session, v),
         **ctx,

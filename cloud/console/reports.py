@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse
 
+from matthan.i18n import N_
 from cloud.auth import DbSession
 from cloud.console.alerts import stats
 from cloud.console.pages import ViewerDep, page, page_router, ward_choices, zone_of
@@ -25,7 +26,7 @@ def reports(
         request,
         "console/reports.html",
         v,
-        title="Report",
+        title=N_("Report"),
         nav="reports",
         stats=figures,
         filters={"ward": ward or ""},

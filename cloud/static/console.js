@@ -6,6 +6,9 @@
 //  - form.act: acknowledge / resolve / false alarm without leaving the page.
 (function () {
   "use strict";
+  // The page's texts in the reader's language, from the same catalogue as the page (see base.html).
+  const MESSAGES = JSON.parse((document.getElementById("i18n-messages") || {}).textContent || "{}");
+  const _ = (text) => MESSAGES[text] || text;
 
   async function replaceFrom(elem) {
     try {
@@ -121,7 +124,7 @@
       card.replaceWith(tmp.firstElementChild);
     } else {
       form.querySelectorAll("button").forEach((b) => (b.disabled = false));
-      let msg = `HTTP ${resp.status}`;
+      let msg = _("The server refused (HTTP {status}); reload the page and try again.").replace("{status}", resp.status);
       try {
         msg = (await resp.json()).detail || msg;
       } catch (e) {}
