@@ -98,6 +98,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         port=port,
         # Fast enough for a test to watch a silent device go offline without waiting minutes.
         health_interval_s=2.0,
+        # Users without a language of their own read English (the existing tests' texts);
+        # test_i18n_browser.py logs in users who chose Vietnamese.
+        language="en",
     )
     app = create_app(settings)
     server = uvicorn.Server(
