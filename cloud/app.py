@@ -27,6 +27,7 @@ from cloud.notify import Notifier
 from cloud.services.config import republish_on_connect
 from cloud.settings import Settings
 from cloud.station_delivery import StationDelivery
+from cloud.throttle import LoginThrottle
 from matthan import __version__
 
 log = logging.getLogger("matthan.cloud")
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.mqtt = None
     app.state.ingest = None
     app.state.station_delivery = None
+    app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)

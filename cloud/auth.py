@@ -15,6 +15,8 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -23,10 +25,14 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException, Request, Response
 from sqlmodel import Session, select
 
+from cloud import audit
 from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import ROLES, Device, User, Ward
 from cloud.settings import Settings
+from cloud.throttle import LoginThrottle
 from matthan_wire.ids import is_id
+
+log = logging.getLogger("matthan.cloud.auth")
 
 SESSION_COOKIE = "matthan_session"
 CSRF_COOKIE = "matthan_csrf"
@@ -118,12 +124,54 @@ def known_wards(session: Session) -> list[str]:
 
 
 def authenticate(session: Session, name: str, password: str) -> User | None:
-    user = session.exec(select(User).where(User.name == name)).first()
+    # No user name has control characters (PostgreSQL would refuse a NUL with an error, not a miss).
+    valid_name = name.isprintable()
+    user = session.exec(select(User).where(User.name == name)).first() if valid_name else None
     if user is None or user.disabled:
         # Spend the same time as a real check, so timing does not reveal which names exist.
         verify_password(password, _DUMMY_HASH)
         return None
     return user if verify_password(password, user.password_hash) else None
+
+
+LOGIN_REFUSED = "wrong name or password"
+
+
+def sign_in(request: Request, session: Session, name: str, password: str, via: str) -> User:
+    """authenticate() behind the login throttle: the user, or HTTPException 401 (the same for an
+    unknown name and a wrong password) or 429 while the name or the client address is locked out.
+    Failures and lockouts are audited (committed here: the request ends in an error) and logged
+    as one line each."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    # Behind a reverse proxy this is the proxy unless uvicorn runs with --proxy-headers.
+    address = request.client.host if request.client else "-"
+    name = name.strip()[:64]
+    wait = throttle.locked_for(name, address)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            f"too many failed sign-ins; try again in {math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    user = authenticate(session, name, password)
+    if user is not None:
+        throttle.succeeded(name)
+        return user
+    tried = audit.login_failed(session, name, address, via=via)
+    log.info("event=login_failed user=%s client=%s via=%s", tried, address, via)
+    for lock in throttle.failed(name, address):
+        audit.record(
+            session, lock.key, "login_locked", target=via, failures=lock.failures, seconds=lock.seconds
+        )
+        log.warning(
+            "event=login_locked key=%s failures=%d lock_s=%.0f via=%s",
+            lock.key,
+            lock.failures,
+            lock.seconds,
+            via,
+        )
+    session.commit()
+    raise HTTPException(401, LOGIN_REFUSED)
 
 
 # --- principals ----------------------------------------------------------------------------------

@@ -124,11 +124,17 @@ def _ingest(args: argparse.Namespace) -> int:
     worker.start()
     link.start()
     log.info("ingest running broker=%s share_group=%s", settings.broker_url, settings.share_group)
-    done.wait()
+    # A dead writer stores nothing while the broker keeps delivering: exit, so the supervisor
+    # restarts the process (the devices resend what was not receipted).
+    while not done.wait(1.0):
+        if worker.dead_workers():
+            log.critical("ingest writer died; exiting so the supervisor restarts ingest")
+            break
+    dead = worker.dead_workers()
     worker.stop()
     link.stop()
     engine.dispose()
-    return 0
+    return 1 if dead else 0
 
 
 def _user_add(args: argparse.Namespace) -> int:

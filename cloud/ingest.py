@@ -7,10 +7,16 @@
                                                                     alert-state, SSE wake-up
 
 Nothing is receipted before its commit; a database error retries the same batch with backoff (the
-devices keep their outboxes meanwhile). A full queue drops the message and counts it: the device
-gets no receipt and sends it again. A malformed payload is rejected, counted by kind and logged
-once per source. Duplicates (same event_id) change nothing but are receipted again, because the
-device evidently missed the first receipt.
+devices keep their outboxes meanwhile). A full queue (by count or by bytes) drops the message and
+counts it: paho has acked it already, but the device gets no receipt and sends it again, so
+dropping loses nothing, while blocking paho's thread would stall every keepalive. A malformed
+payload is rejected, counted by kind and logged once per source. Duplicates (same event_id) change
+nothing but are receipted again, because the device evidently missed the first receipt.
+
+The writer survives any exception from one message or batch: a batch that fails for a reason other
+than the database's health is split and each message written alone, so the one at fault is
+rejected, counted once, logged and kept in the quarantine folder, and the others are stored. If the
+thread dies anyway, `alive` turns false and /healthz answers 503 naming it.
 """
 
 import contextlib
@@ -37,6 +43,7 @@ from cloud.metrics import Metrics
 from cloud.models import AlertRow, Device, HealthLatest, HealthSample, MediaObject, table
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
+from cloud.quarantine import Quarantine
 from cloud.settings import Settings
 from matthan.backoff import Backoff
 from matthan_wire import (
@@ -94,16 +101,30 @@ class Inbox:
     a condition on every put, and the writer paid the same again on every get. The event is only
     set when the writer may be asleep (it clears it before it sleeps)."""
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, max_bytes: int | None = None) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        # Payload bytes queued: added by paho's thread, taken off by the writer. `+=` on an int
+        # attribute is not atomic, so each side keeps its own running total and the difference is
+        # the queue's size (each total is written by one thread only).
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._items: deque[Inbound] = deque()
         self._ready = threading.Event()
 
+    @property
+    def nbytes(self) -> int:
+        return self._bytes_in - self._bytes_out
+
     def put(self, item: Inbound) -> bool:
-        """False when full (the caller counts the drop)."""
+        """False when full by count or by bytes (the caller counts the drop)."""
         items = self._items
         if len(items) >= self.maxsize:
             return False
+        size = len(item.payload) + len(item.topic)
+        if self.max_bytes is not None and self._bytes_in - self._bytes_out + size > self.max_bytes:
+            return False
+        self._bytes_in += size
         items.append(item)
         if not self._ready.is_set():
             self._ready.set()
@@ -128,9 +149,11 @@ class Inbox:
         pop = items.popleft
         deadline = time.monotonic() + batch_wait
         while True:
+            start = len(out)
             with contextlib.suppress(IndexError):
                 for _ in range(min(max_items - len(out), len(items))):
                     out.append(pop())
+            self._bytes_out += sum(len(i.payload) + len(i.topic) for i in out[start:])
             if len(out) >= max_items:
                 return out
             left = deadline - time.monotonic()
@@ -178,6 +201,9 @@ class Committed:
     alerts_changed: bool
     wards: dict[str, str]  # device → ward learned in this transaction (cached once committed)
     agents: dict[str, str | None]  # device → agent version written in this transaction
+    # (kind, source, reason) found while writing (an action on an unknown alert): counted only
+    # once the transaction commits, so a retried batch does not count them again.
+    rejects: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class PoisonBatch(Exception):
@@ -200,7 +226,8 @@ class IngestWorker:
         self.store = store
         self.metrics = metrics
         self.notifier = notifier
-        self.queue = Inbox(settings.queue_max)
+        self.queue = Inbox(settings.queue_max, settings.queue_max_bytes)
+        self.quarantine = Quarantine(settings.quarantine_dir, settings.quarantine_max)
         self._pg = engine.dialect.name == "postgresql"
         self._stop = threading.Event()
         self._accepting = True
@@ -214,6 +241,7 @@ class IngestWorker:
         self._agents: dict[str, str | None] = {}  # device → agent version in the database
         self.last_commit_lag: list[float] = []  # receive→commit seconds of the last batch (bench)
         self.committed_total = 0
+        self.rejected_total = 0  # every message refused, whatever the reason (each counted once)
         group = settings.share_group
         for kind in SHARED_KINDS:
             f = device_filter(kind)
@@ -248,6 +276,15 @@ class IngestWorker:
         gc.freeze()
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._thread.start()
+        self.metrics.writer_up.set(1)
+
+    @property
+    def alive(self) -> bool:
+        """False once the writer thread has ended without being asked to (health goes red)."""
+        return self._thread is not None and (self._thread.is_alive() or self._stop.is_set())
+
+    def dead_workers(self) -> list[str]:
+        return [] if self.alive or self._thread is None else [self._thread.name]
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, write what is queued (bounded by timeout), then end the thread."""
@@ -257,13 +294,22 @@ class IngestWorker:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while True:
-            batch_in = self._take()
-            if batch_in:
-                self._process(batch_in)
-            elif self._stop.is_set():
-                return
-            self._housekeeping()
+        try:
+            while True:
+                try:
+                    batch_in = self._take()
+                    if batch_in:
+                        self._process(batch_in)
+                    elif self._stop.is_set():
+                        return
+                    self._housekeeping()
+                except Exception:  # _process accounts for every message itself; this is the last net
+                    self.metrics.worker_errors.inc()
+                    log.exception("ingest writer step failed; carrying on")
+        finally:
+            self.metrics.writer_up.set(0)
+            if not self._stop.is_set():
+                log.critical("ingest writer thread ended unexpectedly; /healthz reports it")
 
     def _take(self) -> list[Inbound]:
         items = self.queue.take(self.settings.batch_max, 0.2, self.settings.batch_wait_s)
@@ -273,7 +319,9 @@ class IngestWorker:
 
     # --- validation ---
 
-    def parse(self, items: list[Inbound]) -> Batch:
+    def parse(self, items: list[Inbound], valid: list[Inbound] | None = None) -> Batch:
+        """The batch of what is valid; each invalid message is rejected (counted once) here, and
+        the valid ones are appended to `valid`, so a batch split later parses only those again."""
         batch = Batch(oldest=min(i.received for i in items))
         now = utc_now()
         for item in items:
@@ -294,7 +342,12 @@ class IngestWorker:
             except WireError as exc:
                 self._reject(topic.kind.value, source, str(exc))
                 continue
+            except Exception as exc:  # a bug meeting an odd message: that message only
+                self._fail(item, "internal", f"internal error {exc.__class__.__name__}: {str(exc)[:300]}")
+                continue
             batch.counts[topic.kind.value] += 1
+            if valid is not None:
+                valid.append(item)
         return batch
 
     def _accept(
@@ -351,6 +404,7 @@ class IngestWorker:
             b.seen[device] = now
 
     def _reject(self, kind: str, source: str, reason: str) -> None:
+        self.rejected_total += 1
         self.metrics.rejected.labels(kind).inc()
         key = (source, kind)
         if key not in self._logged:
@@ -363,33 +417,64 @@ class IngestWorker:
                 reason[:300],
             )
 
+    def _fail(self, item: Inbound, kind: str, reason: str) -> None:
+        """A message that could not be stored for a reason other than its shape: rejected (counted
+        once, one log line naming device and event), and kept in the quarantine folder."""
+        self.rejected_total += 1
+        self.metrics.rejected.labels(kind).inc()
+        self.metrics.quarantined.labels(kind).inc()
+        kept = self.quarantine.keep(item.topic, item.payload, reason, kind)
+        log.error(
+            "quarantined kind=%s topic=%s event=%s reason=%s file=%s",
+            kind,
+            item.topic[:120],
+            _event_id(item.payload),
+            reason.splitlines()[0][:300] if reason else "-",
+            kept or "(not kept: folder full or unwritable)",
+        )
+
     # --- writing ---
 
     def _process(self, items: list[Inbound]) -> None:
-        batch = self.parse(items)
+        valid: list[Inbound] = []
+        batch = self.parse(items, valid)
         if batch.empty():
             return
         try:
             committed = self._commit_with_retry(batch)
         except PoisonBatch as exc:
-            if len(items) > 1:
-                # Find the bad message: the others must not share its fate on every resend.
-                for item in items:
-                    self._process([item])
-            else:
-                topic = items[0].topic[:120]
-                self._reject("database", topic, f"refused by the database: {exc}")
+            reason, kind = f"refused by the database: {exc}", "database"
+        except Exception as exc:  # our own bug, or a value the driver cannot bind
+            reason, kind = f"internal error {exc.__class__.__name__}: {str(exc)[:300]}", "internal"
+            if len(valid) == 1:
+                log.warning("batch write failed: %s", reason, exc_info=True)
+        else:
+            if committed is not None:
+                self._committed(items, batch, committed)
             return
-        if committed is None:
-            return
+        if len(valid) > 1:
+            # Find the bad message: the others must not share its fate on every resend. Only the
+            # valid ones go again; the invalid ones were counted by the first parse.
+            for item in valid:
+                self._process([item])
+        elif valid:
+            self._fail(valid[0], kind, reason)
+
+    def _committed(self, items: list[Inbound], batch: Batch, committed: Committed) -> None:
         self._ward_of.update(committed.wards)
         self._agents.update(committed.agents)
+        for kind, source, reason in committed.rejects:
+            self._reject(kind, source, reason)
         done = time.time()
         self.last_commit_lag = [done - i.received for i in items]
         self.committed_total += len(items)
         for kind, n in batch.counts.items():
             self.metrics.ingested.labels(kind).inc(n)
-        self._after_commit(committed)
+        try:
+            self._after_commit(committed)
+        except Exception:  # stored already: without its receipt the device resends, which is harmless
+            self.metrics.worker_errors.inc()
+            log.exception("after-commit step failed (receipts, states); devices will resend")
 
     def _commit_with_retry(self, batch: Batch) -> Committed | None:
         backoff = Backoff(initial=0.2, maximum=10.0)
@@ -486,15 +571,16 @@ class IngestWorker:
                 )
             )
         states: list[AlertRow] = []
+        rejects: list[tuple[str, str, str]] = []
         for ward, action in b.actions:
             alert = s.get(AlertRow, action.event_id)
             if alert is None or alert.ward != ward:
-                self._reject("alert-action", ward, f"no alert {action.event_id} in ward {ward}")
+                rejects.append(("alert-action", ward, f"no alert {action.event_id} in ward {ward}"))
                 continue
             try:
                 changed = lifecycle.apply(alert, action.action, f"{ward}:{action.by}", now, action.note)
             except lifecycle.TransitionError as exc:
-                self._reject("alert-action", ward, str(exc))
+                rejects.append(("alert-action", ward, str(exc)))
                 continue
             if changed:
                 audit.record(s, f"{ward}:{action.by}", f"alert.{action.action}", action.event_id, via="mqtt")
@@ -506,6 +592,7 @@ class IngestWorker:
             alerts_changed=bool(b.starts or b.ends or states),
             wards=wards,
             agents=agents,
+            rejects=rejects,
         )
 
     def _ensure_devices(self, s: Session, b: Batch) -> dict[str, str]:
@@ -733,6 +820,16 @@ def _alert_columns(alerts: Iterable[Alert], now: datetime) -> list[Any]:
         snapshot_topic.append(a.snapshot[:300] if a.snapshot else None)
         clip.append(dumps(a.clip.model_dump(mode="json")) if a.clip else None)
     return [now, now, *cols]
+
+
+def _event_id(payload: bytes) -> str:
+    """The event id of a payload, for one log line; '-' when there is none to read."""
+    try:
+        data = json.loads(payload[:MAX_PAYLOAD_BYTES])
+        value = data.get("event_id") if isinstance(data, dict) else None
+    except (ValueError, RecursionError):
+        return "-"
+    return value[:63] if isinstance(value, str) else "-"
 
 
 def _pg_cursor(s: Session) -> Any:

@@ -52,7 +52,7 @@ def state_message(alert: AlertRow) -> AlertState:
         event_id=alert.event_id,
         ward=alert.ward,
         device_id=alert.device_id,
-        state=alert.state,  # type: ignore[arg-type]
+        state=alert.state,
         by=alert.state_by,
         note=alert.note,
         at=alert.state_at or alert.updated_at,

@@ -19,7 +19,21 @@ class Metrics:
             "matthan_ingest_rejected", "MQTT messages rejected as malformed, by kind", ["kind"], registry=r
         )
         self.dropped = Counter(
-            "matthan_ingest_dropped", "messages dropped because the ingest queue was full", registry=r
+            "matthan_ingest_dropped",
+            "messages dropped because the ingest queue was full (by count or bytes)",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "matthan_ingest_quarantined",
+            "messages the ingest could not store, kept in the quarantine folder (or only counted)",
+            ["kind"],
+            registry=r,
+        )
+        self.worker_errors = Counter(
+            "matthan_ingest_worker_errors", "unexpected errors the ingest writer survived", registry=r
+        )
+        self.writer_up = Gauge(
+            "matthan_ingest_writer_up", "1 while the ingest writer thread runs", registry=r
         )
         self.batches = Counter("matthan_ingest_batches", "database transactions of the ingest", registry=r)
         self.db_retries = Counter(

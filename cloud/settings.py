@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -77,6 +77,11 @@ class Settings(BaseModel):
     batch_max: int = Field(default=1000, ge=1, le=5000)
     batch_wait_s: float = Field(default=0.05, gt=0.0, le=5.0)
     queue_max: int = Field(default=50_000, ge=10)
+    # The queue is bounded in bytes too: a snapshot may be 1 MiB, so 50,000 of them would be 50 GB.
+    queue_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    # Messages the ingest could not store (database refusal, our own bug), for an operator.
+    quarantine_dir: str = "ingest-quarantine"
+    quarantine_max: int = Field(default=10_000, ge=0)
     # Default health interval of a device with no desired config; offline after 3 × interval.
     health_interval_s: float = Field(default=30.0, gt=0.0)
     offline_factor: float = Field(default=3.0, ge=1.0)

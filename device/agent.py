@@ -114,7 +114,13 @@ class Agent:
         # 5. What acts on the cameras' state and the cloud's commands.
         self.offline = OfflineWatch(self.device, self.outbox.next_seq, self._on_event)
         self.cameras = Cameras(
-            self.device, self.model, self._on_event, self.outbox.next_seq, self._frame_hook, self.offline
+            self.device,
+            self.model,
+            self._on_event,
+            self.outbox.next_seq,
+            self._frame_hook,
+            self.offline,
+            tamper_dir=self.storage / "tamper",
         )
         self.commands = CommandHandler(
             self.device.id,
@@ -125,6 +131,7 @@ class Agent:
                 restart_camera=self.restart_camera,
                 resync_config=self._resync_config,
                 publish=self._publish_result,
+                confirm_view=self.cameras.confirm_view,
             ),
         )
         # 6. Health, last: it reads every part above.

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from device.capture import READ_TIMEOUT_S, Capture, redact
 from device.detector import Detection, Detector, load_detector
@@ -23,7 +24,9 @@ from device.events import DetectedEvent, to_event
 from device.frames import Frame
 from device.motion import MotionGate
 from device.rules import Change, RuleEngine, Violation
+from device.tamper import TamperWatch
 from device.tracker import Track, Tracker
+from matthan_wire import CameraTamper
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
 
 log = logging.getLogger("device.camera")
@@ -50,6 +53,7 @@ class CameraStats:
     frames_processed: int = 0
     events: int = 0
     frame_errors: int = 0
+    tamper: CameraTamper | None = None
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Pipeline:
         detector: Detector,
         on_event: Callable[[DetectedEvent], None],
         next_seq: Callable[[], int],
+        tamper_dir: Path | None = None,
     ) -> None:
         self.device = device
         self.camera = camera
@@ -90,6 +95,7 @@ class Pipeline:
         self.gate = MotionGate(camera.motion)
         self.tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
         self.rules = RuleEngine(camera, device.timezone)
+        self.tamper = TamperWatch(device, camera, on_event, next_seq, tamper_dir)
         self.times = StageTimes()
         self.detector_runs = 0
         self.detector_runs_saved = 0
@@ -105,11 +111,14 @@ class Pipeline:
         self.gate.config = camera.motion
         self.tracker.set_zones({z.name: z.polygon for z in camera.zones})
         self.rules.set_camera(camera)
+        self.tamper.set_camera(camera)
         self.detector.set_scores(camera.detect)
 
     def process(self, frame: Frame) -> list[Track]:
         self.frames += 1
         self.last_frame = frame
+        if self.tamper.due(frame.ts):
+            self.tamper.observe(frame)
         t0 = time.perf_counter()
         motion = self.gate.update(frame.image) if self.camera.motion.enabled else True
         t1 = time.perf_counter()
@@ -130,7 +139,9 @@ class Pipeline:
             self.last_detect_ms = (t2 - t1) * 1000.0
         tracks = self.tracker.update(frame.ts, detections)
         t3 = time.perf_counter()
-        changes = self.rules.update(frame.ts, tracks)
+        # A moved camera's zones lie on the wrong scene: end what is open, raise nothing new.
+        suspended = self.tamper.zones_suspended
+        changes = self.rules.close(frame.ts) if suspended else self.rules.update(frame.ts, tracks)
         t4 = time.perf_counter()
         self._emit(changes, frame, tracks)
         t5 = time.perf_counter()
@@ -146,6 +157,7 @@ class Pipeline:
         when = at or (self.last_frame.ts if self.last_frame is not None else None)
         if when is not None:
             self._emit(self.rules.close(when), None, self.tracker.tracks)
+            self.tamper.close(when)
 
     def _emit(self, changes: list[Change], frame: Frame | None, tracks: list[Track]) -> None:
         for change in changes:
@@ -178,6 +190,7 @@ class CameraWorker:
         paced: bool = True,
         start_time: datetime | None = None,
         on_frame: FrameHook | None = None,
+        tamper_dir: Path | None = None,
     ) -> None:
         self.device = device
         self.camera = camera
@@ -187,6 +200,7 @@ class CameraWorker:
         self.paced = paced
         self.start_time = start_time
         self.on_frame = on_frame
+        self.tamper_dir = tamper_dir  # where the tamper reference survives a restart
         self._stop = threading.Event()
         self._capture = Capture(
             camera.source, camera.detect.fps, self._stop, paced=paced, loop=camera.loop, start_time=start_time
@@ -278,7 +292,16 @@ class CameraWorker:
             frames_processed=p.frames if p is not None else 0,
             events=p.events if p is not None else 0,
             frame_errors=self.frame_errors,
+            tamper=p.tamper.status() if p is not None and self.camera.tamper.enabled else None,
         )
+
+    def confirm_view(self) -> str:
+        """An operator accepts the camera's current view as its tamper reference (the confirm-view
+        command); applied by the detect thread at its next frame. Returns the tamper state before."""
+        p = self._pipeline
+        if p is None:
+            raise DeviceError(f"camera {self.camera.id} is not running")
+        return p.tamper.request_confirm()
 
     @property
     def reconnects(self) -> int:
@@ -334,7 +357,7 @@ class CameraWorker:
             self.error = exc
             loaded.set()
             return
-        pipeline = Pipeline(self.device, self.camera, detector, self.on_event, self.next_seq)
+        pipeline = Pipeline(self.device, self.camera, detector, self.on_event, self.next_seq, self.tamper_dir)
         self._pipeline = pipeline
         loaded.set()
         try:

@@ -5,6 +5,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from device.camera_worker import CameraStats, CameraWorker
 from device.errors import DeviceError
@@ -29,6 +30,7 @@ class Cameras:
         next_seq: Callable[[], int],
         frame_hook: Callable[[str], FrameHook | None],
         offline: OfflineWatch,
+        tamper_dir: Path,
     ) -> None:
         self.device = device
         self.model = model
@@ -40,6 +42,7 @@ class Cameras:
         self._next_seq = next_seq
         self._frame_hook = frame_hook
         self._offline = offline
+        self._tamper_dir = tamper_dir
 
     def start(self, cameras: list[CameraConfig]) -> None:
         for cam in cameras:
@@ -94,6 +97,14 @@ class Cameras:
             w = self.workers.get(camera_id)
         return w.latest_frame() if w is not None else None
 
+    def confirm_view(self, camera_id: str) -> str:
+        """Make the camera's current view its tamper reference (the confirm-view command)."""
+        with self.lock:
+            w = self.workers.get(camera_id)
+        if w is None:
+            raise DeviceError(f"camera {camera_id} is not running")
+        return w.confirm_view()
+
     def stats(self) -> dict[str, CameraStats]:
         with self.lock:
             return {cid: w.stats() for cid, w in self.workers.items()}
@@ -124,8 +135,9 @@ class Cameras:
     def _start_worker(self, cam: CameraConfig) -> CameraWorker:
         # A Pi or USB camera can be opened by one process only: its frames are what gets recorded.
         worker = CameraWorker(
-            self.device, cam, self.model, self._on_event, self._next_seq, on_frame=self._frame_hook(cam.id)
-        )
+            self.device, cam, self.model, self._on_event, self._next_seq, on_frame=self._frame_hook(cam.id),
+            tamper_dir=self._tamper_dir,
+        )  # fmt: skip
         worker.start()
         self._started[cam.id] = time.monotonic()
         return worker

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from device.errors import DeviceError
 from matthan_wire import DesiredConfig, ReportedConfig, WireError, decode, utc_now
 from matthan_wire.config import SiteConfig
+from matthan_wire.ids import INT32_MAX
 
 log = logging.getLogger("matthan.device.config")
 
@@ -70,13 +71,26 @@ class ConfigSync:
         self.state_path = state_path
         self.version = version
         self.rejected = 0
+        self.failed = 0
         self._apply = apply
         self._publish = publish
         self._check = check
         self._last_report: ReportedConfig | None = None
         self._report_pending = False
 
-    def handle_desired(self, payload: bytes) -> ReportedConfig:
+    def handle_desired(self, payload: bytes) -> ReportedConfig | None:
+        """Apply one desired config and report; never raises (each message is counted once, as
+        `rejected` or `failed`), so one bad message cannot stop the next."""
+        try:
+            return self._handle_desired(payload)
+        except Exception:
+            self.failed += 1
+            log.exception(
+                "config handling failed version=%s bytes=%d", _salvage_version(payload), len(payload)
+            )
+            return None
+
+    def _handle_desired(self, payload: bytes) -> ReportedConfig:
         if not payload:
             # An empty retained message clears the topic; there is nothing to apply.
             return self.report_current()
@@ -92,6 +106,9 @@ class ConfigSync:
             self._apply(desired.config)
         except DeviceError as exc:
             return self._reject(desired.version, str(exc))
+        except Exception as exc:  # a bug meeting an odd config: refuse it, keep what runs
+            log.exception("config check/apply crashed version=%d", desired.version)
+            return self._reject(desired.version, f"internal error: {exc.__class__.__name__}: {exc}")
         try:
             save_applied(self.state_path, desired.version, desired.config)
         except OSError as exc:
@@ -129,7 +146,11 @@ class ConfigSync:
 
     def _report(self, report: ReportedConfig) -> ReportedConfig:
         self._last_report = report
-        self._report_pending = not self._publish(report)
+        try:
+            self._report_pending = not self._publish(report)
+        except Exception:  # not sent: republish() tries again after the next connect
+            log.exception("config report not sent status=%s", report.status)
+            self._report_pending = True
         return report
 
 
@@ -137,7 +158,8 @@ def _salvage_version(payload: bytes) -> int | None:
     """The version of a desired config that failed validation, so the cloud hears which one it was."""
     try:
         data = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         return None
     value = data.get("version") if isinstance(data, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= INT32_MAX
+    return value if ok else None

@@ -85,6 +85,7 @@ def camera_health(view: CameraView) -> CameraHealth:
         quality=quality,
         detector_runs_saved=s.detector_runs_saved,
         recording=view.recording,
+        tamper=s.tamper,
     )
 
 

@@ -39,8 +39,11 @@ _ROUTES: dict[Kind, tuple[str, str]] = {
 _PAYLOADS: list[type[BaseModel]] = [
     payloads.Alert,
     payloads.ClipRef,
+    payloads.TamperDetail,
+    payloads.TamperScores,
     payloads.Health,
     payloads.CameraHealth,
+    payloads.CameraTamper,
     payloads.Status,
     payloads.DesiredConfig,
     payloads.ReportedConfig,

@@ -43,7 +43,8 @@ class Msg(str):
         return self
 
     def translated(self, lang: str) -> str:
-        return translate(lang, self.msgid, **self.params)
+        params = {k: v.translated(lang) if isinstance(v, Msg) else v for k, v in self.params.items()}
+        return translate(lang, self.msgid, **params)
 
 
 def N_(msgid: str) -> str:

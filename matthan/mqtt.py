@@ -356,4 +356,4 @@ class MqttLink:
 
     @staticmethod
     def _status(state: str) -> bytes:
-        return encode(Status(state=state, at=utc_now()))  # type: ignore[arg-type]
+        return encode(Status(state=state, at=utc_now()))

@@ -46,12 +46,20 @@ DEVICE_STATES: dict[str, str] = {
     "pending": N_("pending"),
     "rejected": N_("rejected"),
 }
+# What a camera's tamper check found (CameraHealth.tamper.kind).
+TAMPER_KINDS: dict[str, str] = {
+    "covered": N_("covered"),
+    "blinded": N_("blinded"),
+    "defocused": N_("defocused"),
+    "moved": N_("moved"),
+    "changed": N_("changed"),
+}
 ROLES: dict[str, str] = {
     "admin": N_("administrator"),
     "operator": N_("operator"),
     "ward_officer": N_("ward officer"),
 }
-_ALL = {**RULE_TYPES, **CATEGORIES, **DEVICE_STATES, **ALERT_STATES, **ACTIONS, **ROLES}
+_ALL = {**RULE_TYPES, **CATEGORIES, **DEVICE_STATES, **ALERT_STATES, **ACTIONS, **ROLES, **TAMPER_KINDS}
 
 
 def name(lang: str, code: str | None, table: dict[str, str] | None = None) -> str:

@@ -11,6 +11,7 @@ from matthan_wire.payloads import (
     AlertAction,
     AlertState,
     CameraHealth,
+    CameraTamper,
     ClipRef,
     Command,
     CommandResult,
@@ -20,6 +21,8 @@ from matthan_wire.payloads import (
     ReportedConfig,
     StationSync,
     Status,
+    TamperDetail,
+    TamperScores,
 )
 from matthan_wire.timeutil import format_ts, parse_ts, utc_now
 from matthan_wire.topics import PREFIX, Kind, Topic, parse_topic
@@ -32,6 +35,7 @@ __all__ = [
     "AlertAction",
     "AlertState",
     "CameraHealth",
+    "CameraTamper",
     "ClipRef",
     "Command",
     "CommandResult",
@@ -42,6 +46,8 @@ __all__ = [
     "ReportedConfig",
     "StationSync",
     "Status",
+    "TamperDetail",
+    "TamperScores",
     "Topic",
     "WireError",
     "decode",

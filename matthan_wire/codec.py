@@ -22,13 +22,28 @@ def encode(message: BaseModel) -> bytes:
 
 def decode(model: type[M], data: bytes | str) -> M:
     """Validate a JSON payload against its model; every failure is a WireError with a reason."""
-    raw = data.encode() if isinstance(data, str) else data
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise WireError(f"{model.__name__}: payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if isinstance(data, str):
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise WireError(
+                f"{model.__name__}: payload of {len(data)} characters exceeds {MAX_PAYLOAD_BYTES}"
+            )
+        try:
+            data = data.encode()
+        except UnicodeEncodeError:
+            raise WireError(f"{model.__name__}: payload is not valid UTF-8 text") from None
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise WireError(f"{model.__name__}: payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(data)
     except ValidationError as exc:
         raise WireError(f"{model.__name__}: {describe(exc)}") from None
+    except Exception as exc:  # noqa: BLE001
+        # The models bound every value, so nothing else should arrive here; if a validator still
+        # lets one through (OverflowError, RecursionError, ...), the caller's contract is one
+        # error type for any input, so a consumer loop never meets a surprise.
+        raise WireError(
+            f"{model.__name__}: unreadable payload ({exc.__class__.__name__}: {str(exc)[:200]})"
+        ) from None
 
 
 def describe(exc: ValidationError, limit: int = 3) -> str:

@@ -8,17 +8,27 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from matthan_wire.ids import Id, Label, RuleName
+from matthan_wire.ids import INT32_MAX, MAX_LABELS, Id, Label, RuleName
 
-Coord = Annotated[float, Field(ge=0.0, le=1.0)]
+Coord = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Point = tuple[Coord, Coord]
+
+# Durations in a config (cooldowns, debounces, intervals): a week is already absurd.
+MAX_SECONDS = 7 * 86400.0
 
 SECURITY_ORDER = "security_order"
 URBAN_ORDER = "urban_order"
 
 Category = Literal["security_order", "urban_order"]
 RuleType = Literal[
-    "intrusion", "loitering", "crowd", "illegal_parking", "encroachment", "wrong_way", "camera_offline"
+    "intrusion",
+    "loitering",
+    "crowd",
+    "illegal_parking",
+    "encroachment",
+    "wrong_way",
+    "camera_offline",
+    "camera_tamper",
 ]
 
 CATEGORY_OF: dict[str, Category] = {
@@ -26,6 +36,7 @@ CATEGORY_OF: dict[str, Category] = {
     "loitering": "security_order",
     "crowd": "security_order",
     "camera_offline": "security_order",
+    "camera_tamper": "security_order",
     "illegal_parking": "urban_order",
     "encroachment": "urban_order",
     "wrong_way": "urban_order",
@@ -44,16 +55,18 @@ HourRange = Annotated[str, AfterValidator(_check_hours)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A desired config arrives over MQTT like any payload: every list and number is bounded, and
+    # inf/NaN (1e400 parses as inf) are refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _RuleBase(_Strict):
     name: RuleName | None = None
-    labels: list[Label] = Field(min_length=1)
+    labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS)
     min_score: float | None = Field(default=None, ge=0.0, le=1.0)
-    cooldown_s: float = Field(default=0.0, ge=0.0)
+    cooldown_s: float = Field(default=0.0, ge=0.0, le=MAX_SECONDS)
     # Local hours (device timezone) in which the rule is active; none means always.
-    schedule: list[HourRange] | None = None
+    schedule: list[HourRange] | None = Field(default=None, max_length=24)
 
     @property
     def category(self) -> Category:
@@ -62,28 +75,28 @@ class _RuleBase(_Strict):
 
 class IntrusionRule(_RuleBase):
     type: Literal["intrusion"]
-    min_duration_s: float = Field(default=0.0, ge=0.0)
+    min_duration_s: float = Field(default=0.0, ge=0.0, le=MAX_SECONDS)
 
 
 class LoiteringRule(_RuleBase):
     type: Literal["loitering"]
-    min_duration_s: float = Field(gt=0.0)
+    min_duration_s: float = Field(gt=0.0, le=MAX_SECONDS)
 
 
 class CrowdRule(_RuleBase):
     type: Literal["crowd"]
-    min_count: int = Field(ge=2)
-    min_duration_s: float = Field(default=0.0, ge=0.0)
+    min_count: int = Field(ge=2, le=10_000)
+    min_duration_s: float = Field(default=0.0, ge=0.0, le=MAX_SECONDS)
 
 
 class IllegalParkingRule(_RuleBase):
     type: Literal["illegal_parking"]
-    min_duration_s: float = Field(gt=0.0)
+    min_duration_s: float = Field(gt=0.0, le=MAX_SECONDS)
 
 
 class EncroachmentRule(_RuleBase):
     type: Literal["encroachment"]
-    min_duration_s: float = Field(gt=0.0)
+    min_duration_s: float = Field(gt=0.0, le=MAX_SECONDS)
 
 
 class WrongWayRule(_RuleBase):
@@ -108,8 +121,8 @@ def _polygon_area(points: list[Point]) -> float:
 
 class Zone(_Strict):
     name: Id
-    polygon: list[Point] = Field(min_length=3)
-    rules: list[ZoneRule] = Field(default_factory=list)
+    polygon: list[Point] = Field(min_length=3, max_length=256)
+    rules: list[ZoneRule] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
     def _has_area(self) -> "Zone":
@@ -121,7 +134,7 @@ class Zone(_Strict):
 class Line(_Strict):
     name: Id
     points: list[Point] = Field(min_length=2, max_length=2)
-    rules: list[LineRule] = Field(default_factory=list)
+    rules: list[LineRule] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")
     def _has_length(self) -> "Line":
@@ -135,7 +148,9 @@ class DetectConfig(_Strict):
     fps: float = Field(default=5.0, gt=0.0, le=60.0)
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
     # Per-label floor, e.g. {person: 0.6}: generic models see people in bins and shadows.
-    min_scores: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    min_scores: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, max_length=256
+    )
 
 
 class MotionConfig(_Strict):
@@ -144,7 +159,7 @@ class MotionConfig(_Strict):
     min_area: float = Field(default=0.002, gt=0.0, lt=1.0)
     threshold: int = Field(default=25, ge=1, le=255)
     # Tracked objects are re-checked at this rate even without motion.
-    recheck_s: float = Field(default=1.0, gt=0.0)
+    recheck_s: float = Field(default=1.0, gt=0.0, le=MAX_SECONDS)
 
 
 class RecordConfig(_Strict):
@@ -154,17 +169,40 @@ class RecordConfig(_Strict):
     segment_s: float = Field(default=2.0, gt=0.0, le=60.0)
 
 
+class TamperConfig(_Strict):
+    """Camera tamper check (covered, blinded, defocused, moved) against the camera's own reference."""
+
+    enabled: bool = True
+    # How often the view is compared with the reference (on a 160 px grey frame).
+    check_every_s: float = Field(default=1.0, ge=0.2, le=60.0)
+    # Normal view needed to learn the reference before anything is judged (after start or a confirm).
+    learn_s: float = Field(default=60.0, ge=2.0, le=3600.0)
+    # A tampered view must last this long before the alert: a bus in front or headlights do not.
+    persist_s: float = Field(default=60.0, ge=2.0, le=3600.0)
+    # The view must be normal again this long before the alert ends.
+    clear_s: float = Field(default=10.0, ge=1.0, le=3600.0)
+    # Time constant with which the reference follows slow change (dusk, shadows, a parked car).
+    adapt_s: float = Field(default=600.0, ge=10.0, le=86400.0)
+    # A view shifted by more than this fraction of the frame counts as moved.
+    min_shift: float = Field(default=0.04, gt=0.0, le=0.5)
+    # Sharpness below this fraction of the reference's counts as defocused.
+    defocus_ratio: float = Field(default=0.35, gt=0.0, lt=1.0)
+    # Contrast below this fraction of the reference's counts as covered (or blinded when bright).
+    contrast_ratio: float = Field(default=0.25, gt=0.0, lt=1.0)
+
+
 class CameraConfig(_Strict):
     id: Id
-    source: str = Field(min_length=1)
-    name: str | None = None
+    source: str = Field(min_length=1, max_length=2000)
+    name: str | None = Field(default=None, max_length=200)
     loop: bool = False
     detect: DetectConfig = Field(default_factory=DetectConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
-    offline_debounce_s: float = Field(default=60.0, ge=0.0)
-    zones: list[Zone] = Field(default_factory=list)
-    lines: list[Line] = Field(default_factory=list)
+    offline_debounce_s: float = Field(default=60.0, ge=0.0, le=MAX_SECONDS)
+    tamper: TamperConfig = Field(default_factory=TamperConfig)
+    zones: list[Zone] = Field(default_factory=list, max_length=64)
+    lines: list[Line] = Field(default_factory=list, max_length=64)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "CameraConfig":
@@ -214,32 +252,32 @@ class CloudConfig(_Strict):
     # The device's upload token (issued at enrollment), kept out of this file: mode 0600.
     token_file: str | None = None
     # Cap on clip upload bandwidth in bytes per second (a shared or metered uplink); none = no cap.
-    upload_max_bytes_per_s: int | None = Field(default=None, ge=1000)
+    upload_max_bytes_per_s: int | None = Field(default=None, ge=1000, le=INT32_MAX)
 
 
 class StorageConfig(_Strict):
     path: str = "/var/lib/matthan"
-    budget_mb: int = Field(default=4096, ge=16)
-    min_free_mb: int = Field(default=256, ge=0)
+    budget_mb: int = Field(default=4096, ge=16, le=INT32_MAX)
+    min_free_mb: int = Field(default=256, ge=0, le=INT32_MAX)
     # Segment cache: tmpfs spares the SD card (it is rewritten every few seconds).
     cache_path: str | None = None
 
 
 class OutboxConfig(_Strict):
-    max_messages: int = Field(default=100_000, ge=100)
-    max_age_h: float = Field(default=168.0, gt=0.0)
+    max_messages: int = Field(default=100_000, ge=100, le=INT32_MAX)
+    max_age_h: float = Field(default=168.0, gt=0.0, le=24 * 365)
     # A message without a receipt is sent again after resend_after_s, then after each delay times
     # resend_factor, at most resend_max_s, each lengthened by up to resend_jitter (a fraction) so a
     # fleet that lost the cloud together does not resend together. The defaults allow ≤ 3 copies in
     # a message's first 10 minutes (docs/architecture.md, "Resends during a cloud outage").
-    resend_after_s: float = Field(default=30.0, gt=0.0, le=86_400.0)
+    resend_after_s: float = Field(default=30.0, gt=0.0, le=MAX_SECONDS)
     resend_factor: float = Field(default=4.0, ge=1.0, le=16.0)
-    resend_max_s: float = Field(default=600.0, gt=0.0, le=86_400.0)
+    resend_max_s: float = Field(default=600.0, gt=0.0, le=MAX_SECONDS)
     resend_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
 
 
 class HealthConfig(_Strict):
-    interval_s: float = Field(default=30.0, ge=1.0)
+    interval_s: float = Field(default=30.0, ge=1.0, le=MAX_SECONDS)
 
 
 class ModelConfig(_Strict):
@@ -252,7 +290,7 @@ class ModelConfig(_Strict):
 class SiteConfig(_Strict):
     """The part of a device's configuration the operations centre sets remotely."""
 
-    cameras: list[CameraConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(min_length=1, max_length=256)
     health: HealthConfig = Field(default_factory=HealthConfig)
 
     @model_validator(mode="after")

@@ -21,8 +21,8 @@ PATTERN_WORDS: dict[str, str] = {
     r"^https?://\S+$": "a web address starting with https:// (or http://), without spaces "
     "(e.g. https://cloud.example.vn)",
     r"^[0-9a-f]{64}$": "a SHA-256 checksum: 64 lower-case hexadecimal digits",
-    r"^[a-z0-9-]+\.mp4$": "a clip file name: lower-case letters, digits or '-', ending in .mp4 "
-    "(e.g. ev-1234.mp4)",
+    r"^[a-z0-9-]{1,120}\.mp4$": "a clip file name: 1 to 120 lower-case letters, digits "
+    "or '-', ending in .mp4 (e.g. ev-1234.mp4)",
 }
 
 

@@ -368,7 +368,12 @@ def table(items: list[CheckItem]) -> str:
     fails = sum(i.status == "fail" for i in items)
     warns = sum(i.status == "warn" for i in items)
     lines.append(
-        _("%(fails)d fail, %(warns)d warn, %(passes)d pass", fails=fails, warns=warns, passes=len(items) - fails - warns)
+        _(
+            "%(fails)d fail, %(warns)d warn, %(passes)d pass",
+            fails=fails,
+            warns=warns,
+            passes=len(items) - fails - warns,
+        )
     )
     return "\n".join(lines)
 

@@ -67,7 +67,9 @@ def _listen(args: argparse.Namespace) -> int:
     from ward.listener import WardListener
 
     if not args.broker.startswith(("mqtt://", "mqtts://")):
-        raise WardError(_("--broker %(url)s: expected mqtt://host[:port] or mqtts://host[:port]", url=args.broker))
+        raise WardError(
+            _("--broker %(url)s: expected mqtt://host[:port] or mqtts://host[:port]", url=args.broker)
+        )
     for name in ("ca", "cert", "key"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():

@@ -33,9 +33,9 @@ from typing import TextIO
 
 from matthan.backoff import Backoff
 from matthan.i18n import SOURCE_LANGUAGE, format_moment, format_number, translate
-from matthan.vocabulary import ALERT_STATES, RULE_TYPES, name
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
+from matthan.vocabulary import ALERT_STATES, RULE_TYPES, name
 from matthan_wire import (
     Alert,
     AlertAction,
@@ -115,7 +115,9 @@ class WardListener:
                 snapshots.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise WardError(
-                    translate(lang, "snapshots folder %(path)s: %(error)s", path=snapshots, error=exc.strerror)
+                    translate(
+                        lang, "snapshots folder %(path)s: %(error)s", path=snapshots, error=exc.strerror
+                    )
                 ) from None
             if not os.access(snapshots, os.W_OK):
                 raise WardError(translate(lang, "snapshots folder %(path)s: not writable", path=snapshots))
@@ -326,7 +328,7 @@ def alert_line(a: Alert, lang: str = SOURCE_LANGUAGE) -> str:
     )
     return translate(
         lang,
-        "%(time)s  %(what)s  at %(where)s · rule %(rule)s · %(count)s × %(labels)s · score %(score)s · event=%(event)s",
+        "%(time)s  %(what)s  at %(where)s · rule %(rule)s · %(count)s × %(labels)s · score %(score)s · event=%(event)s",  # noqa: E501
         time=format_moment(a.started_at, lang),
         what=what,
         where=where,

@@ -2,10 +2,19 @@
 
 from fastapi import APIRouter, Query
 
+from cloud.api.deps import Mqtt
 from cloud.auth import Admin, AnyUser, DbSession, Staff
 from cloud.services import devices
-from cloud.services.devices import CameraIn, CameraOut, DeviceDetail, DeviceList, WardIn, WardOut
-from matthan_wire.ids import Id
+from cloud.services.devices import (
+    CameraIn,
+    CameraOut,
+    CommandSent,
+    DeviceDetail,
+    DeviceList,
+    WardIn,
+    WardOut,
+)
+from matthan_wire.ids import INT32_MAX, Id
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -17,7 +26,7 @@ def list_devices(
     ward: Id | None = None,
     online: bool | None = None,
     limit: int = Query(200, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> DeviceList:
     return devices.list_devices(session, principal, ward, online, limit, offset)
 
@@ -38,6 +47,19 @@ def put_camera(
     device_id: str, camera_id: Id, body: CameraIn, principal: Staff, session: DbSession
 ) -> CameraOut:
     return devices.set_camera(session, principal, device_id, camera_id, body)
+
+
+@router.post(
+    "/devices/{device_id}/cameras/{camera_id}/confirm-view",
+    summary="Accept a camera's current view as its tamper reference",
+    description="Sends the `confirm-view` command: the device makes the camera's current view its "
+    "reference, ends an open camera_tamper alert and lifts the zone suspension of a moved camera. "
+    "The device answers on cmd/result; its health shows the camera learning its new reference.",
+)
+def confirm_view(
+    device_id: str, camera_id: Id, principal: Staff, session: DbSession, link: Mqtt
+) -> CommandSent:
+    return devices.confirm_view(session, principal, device_id, camera_id, link)
 
 
 @router.get("/wards", summary="Wards with device counts")

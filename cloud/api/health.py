@@ -8,7 +8,7 @@ from cloud.db import check_connection
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Service health: database reachable, broker connected")
+@router.get("/healthz", summary="Service health: database reachable, workers alive, broker connected")
 def healthz(request: Request, response: Response) -> dict[str, object]:
     try:
         ping = check_connection(request.app.state.engine)
@@ -18,9 +18,17 @@ def healthz(request: Request, response: Response) -> dict[str, object]:
         db_ok, ping = False, None
     link = request.app.state.mqtt
     broker = None if link is None else link.connected
-    if not db_ok:
+    ingest = request.app.state.ingest
+    # A dead writer means nothing is stored any more while the broker keeps delivering: red.
+    dead = [] if ingest is None else ingest.dead_workers()
+    # Without it a station that missed an alert in a broker crash never gets it: red as well.
+    delivery = request.app.state.station_delivery
+    if delivery is not None and not delivery.alive:
+        dead.append("station-delivery")
+    ok = db_ok and not dead
+    if not ok:
         response.status_code = 503
-    return {"ok": db_ok, "db": db_ok, "db_ping_s": ping, "broker_connected": broker}
+    return {"ok": ok, "db": db_ok, "db_ping_s": ping, "broker_connected": broker, "dead_workers": dead}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

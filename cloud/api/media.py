@@ -107,7 +107,8 @@ def upload_state(event_id: str, kind: str, principal: AnyCaller, session: DbSess
 
 
 def _int_header(name: str, value: str | None) -> int:
-    if value is None or not value.isdigit():
+    # At most 18 digits: past that int() is slow or refuses (4,300 digits) and no column holds it.
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise HTTPException(400, f"{name} header: a non-negative integer is required")
     return int(value)
 

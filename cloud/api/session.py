@@ -1,10 +1,10 @@
 """User sessions for the console and API keys' owner: log in, log out, who am I."""
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from cloud import audit
-from cloud.auth import AnyUser, DbSession, authenticate, login, logout
+from cloud.auth import AnyUser, DbSession, login, logout, sign_in
 
 router = APIRouter(prefix="/api/v1/auth", tags=["session"])
 
@@ -23,9 +23,7 @@ class Me(BaseModel):
 
 @router.post("/login", summary="Log in: sets an HttpOnly session cookie and a CSRF cookie")
 def do_login(body: LoginIn, request: Request, response: Response, session: DbSession) -> Me:
-    user = authenticate(session, body.name, body.password)
-    if user is None:
-        raise HTTPException(401, "wrong name or password")
+    user = sign_in(request, session, body.name, body.password, via="api")
     csrf = login(response, request.app.state.settings, user)
     audit.record(session, f"user:{user.name}", "login")
     session.commit()

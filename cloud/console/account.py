@@ -50,6 +50,8 @@ def set_language(
     if user is None:
         raise NotFound("not found")
     user.language = language or None
-    audit.record(session, v.principal.label(), "set_language", target=f"user:{user.name}", language=language or None)
+    audit.record(
+        session, v.principal.label(), "set_language", target=f"user:{user.name}", language=language or None
+    )
     session.commit()
     return RedirectResponse("/console/account?saved=1", 303)

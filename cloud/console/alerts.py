@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col
 
-from matthan.i18n import N_
 from cloud.auth import DbSession
 from cloud.console import figures, views
 from cloud.console.pages import (
@@ -26,12 +25,14 @@ from cloud.console.pages import (
     ward_choices,
     zone_of,
 )
-from cloud.errors import CloudError, Forbidden, NotFound
+from cloud.errors import CloudError, Forbidden, Invalid, NotFound
 from cloud.models import AlertRow
 from cloud.services import alerts
+from matthan.i18n import N_
 from matthan_wire.codec import describe
 from matthan_wire.config import CATEGORY_OF
-from matthan_wire.timeutil import format_ts, utc_now
+from matthan_wire.ids import QUERY_TEXT, is_id
+from matthan_wire.timeutil import bounded_utc, format_ts, utc_now
 
 router = page_router()
 FEED_PAGE = 20  # a screenful; older alerts are one click away
@@ -63,22 +64,25 @@ def _local_input(text: str | None, what: str, zone: tzinfo) -> datetime | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text[:64])
     except ValueError:
-        raise CloudError(f"{what}: {text!r} is not a date and time like 2026-11-24T08:30") from None
-    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+        raise CloudError(f"{what}: {text[:64]!r} is not a date and time like 2026-11-24T08:30") from None
+    try:
+        return bounded_utc(moment.replace(tzinfo=zone) if moment.tzinfo is None else moment)
+    except ValueError as exc:
+        raise Invalid(f"{what}: {exc}") from None
 
 
 def alert_filters(
     request: Request,
-    ward: str | None = None,
-    category: str | None = None,
-    type: str | None = None,
-    rule: str | None = None,
-    state: str | None = None,
-    device: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    ward: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
+    category: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    type: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    rule: Annotated[str | None, Query(max_length=128, pattern=QUERY_TEXT)] = None,
+    state: Annotated[str | None, Query(max_length=32, pattern=QUERY_TEXT)] = None,
+    device: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
+    since: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
+    until: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
 ) -> AlertFilters:
     zone = zone_of(request)
     return AlertFilters(
@@ -163,6 +167,8 @@ def _card(request: Request, v: Viewer, session: Session, row: AlertRow, next_url
 @router.get("/console/alerts/card/{event_id}")
 def alert_card(request: Request, event_id: str, v: ViewerDep, session: DbSession, f: FiltersDep) -> Response:
     """One alert as the feed shows it; 204 when it does not match the page's filters."""
+    if not is_id(event_id):
+        raise NotFound("not found")
     row = session.exec(alert_query(v, f).where(AlertRow.event_id == event_id)).first()
     if row is None:
         exists = session.get(AlertRow, event_id)

@@ -7,11 +7,11 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from matthan.i18n import N_
 from cloud.auth import DbSession
 from cloud.console.pages import ViewerDep, page, page_router
 from cloud.errors import Forbidden
 from cloud.models import AuditLog
+from matthan.i18n import N_
 
 router = page_router()
 

@@ -5,15 +5,15 @@ import logging
 import secrets
 from typing import Annotated
 
-from fastapi import Form, Request
+from fastapi import Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from matthan.i18n import N_
 from cloud import audit, auth
 from cloud.auth import DbSession
 from cloud.console.pages import STATIC, ViewerDep, check_csrf, page, page_router, safe_next
 from cloud.errors import NotFound
 from cloud.settings import Settings
+from matthan.i18n import N_, Msg
 
 log = logging.getLogger("matthan.cloud.console")
 router = page_router()
@@ -98,12 +98,11 @@ def login_submit(
 
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
         return again(N_("The sign-in form expired; please try again."), 403)
-    user = auth.authenticate(session, username.strip(), password)
-    if user is None:
-        client = request.client.host if request.client else None
-        tried = audit.login_failed(session, username, client, via="console")
-        session.commit()
-        log.info("event=login_failed user=%s client=%s", tried, client)
+    try:
+        user = auth.sign_in(request, session, username, password, via="console")
+    except HTTPException as exc:
+        if exc.status_code == 429:
+            return again(Msg("Too many failed sign-ins: %(detail)s.", detail=str(exc.detail)), 429)
         return again(N_("Wrong user name or password."), 401)
     resp = RedirectResponse(target, 303)
     auth.login(resp, request.app.state.settings, user)

@@ -9,16 +9,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from matthan.i18n import N_, Msg, translate
 from cloud.auth import DbSession
 from cloud.console import svg
 from cloud.console.fleet import device_views
-from cloud.console.pages import ViewerDep, check_csrf, page, lang_of, page_router, zone_of
-from cloud.errors import CloudError, Forbidden
+from cloud.console.pages import ViewerDep, check_csrf, lang_of, page, page_router, zone_of
+from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import AlertRow, Device, HealthSample
 from cloud.services import devices
 from cloud.settings import Settings
+from matthan.i18n import N_, Msg, translate
 from matthan_wire.codec import describe
+from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 
 router = page_router()
@@ -96,12 +97,16 @@ def device_page(
     v: ViewerDep,
     session: DbSession,
     hours: Annotated[int, Query(ge=1, le=24 * 14)] = HEALTH_HOURS,
+    confirm: Annotated[str | None, Query(pattern="^(sent|unsent)$")] = None,
+    camera: Annotated[str | None, Query(max_length=63)] = None,
 ) -> HTMLResponse:
     device = devices.get_device(session, v.principal, device_id)
     # Judged among the visible fleet: "model in sync" compares with what the others run.
     everything = device_views(session, v.principal.ward_scope, revoked=device.revoked_at is not None)
     view = next(d for d in everything if d.id == device.id)
-    charts, samples = _charts(session, device, request.app.state.settings, hours, zone_of(request), lang_of(request))
+    charts, samples = _charts(
+        session, device, request.app.state.settings, hours, zone_of(request), lang_of(request)
+    )
     recent = session.exec(
         select(AlertRow)
         .where(AlertRow.device_id == device.id)
@@ -120,6 +125,8 @@ def device_page(
         hours=hours,
         alerts=recent,
         can_edit=v.can_edit_config,
+        confirm=confirm,
+        confirm_camera=camera,
     )
 
 
@@ -159,3 +166,25 @@ def camera_place(
         raise CloudError(N_("give both latitude and longitude, or neither"))
     devices.set_camera(session, v.principal, device_id, camera_id, body)
     return RedirectResponse(f"/console/devices/{device_id}#cam-{camera_id}", 303)
+
+
+@router.post("/console/devices/{device_id}/cameras/{camera_id}/confirm-view")
+def camera_confirm_view(
+    request: Request,
+    device_id: str,
+    camera_id: str,
+    v: ViewerDep,
+    session: DbSession,
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """An operator accepts a tampered (moved) camera's new view, through the same service as the API."""
+    check_csrf(v, csrf_token)
+    if not v.can_edit_config:
+        raise Forbidden(N_("a camera's new view is confirmed by the operations centre"))
+    if not is_id(camera_id):
+        raise NotFound(f"no camera {camera_id!r}")
+    sent = devices.confirm_view(session, v.principal, device_id, camera_id, request.app.state.mqtt)
+    done = "sent" if sent.published else "unsent"
+    return RedirectResponse(
+        f"/console/devices/{device_id}?confirm={done}&camera={camera_id}#cam-{camera_id}", 303
+    )

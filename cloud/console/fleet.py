@@ -9,12 +9,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from matthan.i18n import N_
 from cloud.auth import DbSession
 from cloud.console import svg, views
 from cloud.console.pages import Viewer, ViewerDep, page, page_router, scope, templates, ward_choices
 from cloud.models import Camera, Device, HealthLatest, table
 from cloud.settings import Settings
+from matthan.i18n import N_
 
 router = page_router()
 

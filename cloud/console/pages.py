@@ -24,12 +24,12 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_timedelta
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_timedelta
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from sqlmodel import Session, select
@@ -49,7 +49,6 @@ log = logging.getLogger("matthan.cloud.console")
 HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "static"
 TEMPLATES = HERE.parent / "templates"
-
 
 
 def lang_of(request: Request) -> str:

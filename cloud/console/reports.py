@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse
 
-from matthan.i18n import N_
 from cloud.auth import DbSession
 from cloud.console.alerts import stats
 from cloud.console.pages import ViewerDep, page, page_router, ward_choices, zone_of
+from matthan.i18n import N_
+from matthan_wire.ids import QUERY_TEXT
 
 router = page_router()
 
@@ -18,7 +19,7 @@ def reports(
     request: Request,
     v: ViewerDep,
     session: DbSession,
-    ward: str | None = None,
+    ward: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
     figures = stats(session, v, ward or None, days, zone_of(request))

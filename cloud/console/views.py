@@ -62,14 +62,36 @@ class CameraView:
     last_frame_age_s: float | None = None
     quality: float | None = None
     reconnects_1h: int = 0
+    # The device's tamper check (CameraHealth.tamper): state, kind, and whether zones are suspended.
+    tamper_state: str | None = None
+    tamper_kind: str | None = None
+    zones_suspended: bool = False
 
     @property
     def quality_pct(self) -> float | None:
         return None if self.quality is None else self.quality * 100
 
     @property
+    def view_changed(self) -> bool:
+        """The view looks tampered with (suspect or alerted): worth a look before it is an alert."""
+        return self.tamper_state in ("suspect", "tampered")
+
+    @property
+    def tamper_text(self) -> Msg:
+        kind = Msg(vocabulary.TAMPER_KINDS.get(self.tamper_kind or "changed", self.tamper_kind or "changed"))
+        if self.zones_suspended:
+            return Msg("view moved: zone rules suspended until the new view is confirmed")
+        if self.tamper_state == "tampered":
+            return Msg("camera tampered: %(kind)s", kind=kind)
+        return Msg("view changed: %(kind)s?", kind=kind)
+
+    @property
     def fine(self) -> bool:
-        return self.stream_up is not False and (self.quality is None or self.quality >= QUALITY_WARN)
+        return (
+            self.stream_up is not False
+            and (self.quality is None or self.quality >= QUALITY_WARN)
+            and not self.view_changed
+        )
 
 
 # A recorder with more cameras than this lists only its cameras in trouble in the fleet table (the
@@ -200,9 +222,20 @@ def device_view(
                 last_frame_age_s=h.get("last_frame_age_s"),
                 quality=h.get("quality"),
                 reconnects_1h=h.get("reconnects_1h") or 0,
+                **_tamper(h.get("tamper")),
             )
         )
     return view
+
+
+def _tamper(t: object) -> dict[str, Any]:
+    if not isinstance(t, dict):
+        return {}
+    return {
+        "tamper_state": t.get("state"),
+        "tamper_kind": t.get("kind"),
+        "zones_suspended": bool(t.get("zones_suspended")),
+    }
 
 
 def judge(views: Sequence[DeviceView]) -> None:
@@ -236,6 +269,11 @@ def judge(views: Sequence[DeviceView]) -> None:
             slow = [c.id for c in v.cameras if c.detect_ms is not None and c.detect_ms >= DETECT_WARN_MS]
             if slow:
                 warn.append(Msg("slow detector: %(cameras)s", cameras=", ".join(slow)))
+            for c in v.cameras:
+                if c.view_changed:
+                    (bad if c.tamper_state == "tampered" else warn).append(
+                        Msg("%(camera)s: %(problem)s", camera=c.id, problem=c.tamper_text)
+                    )
         _threshold(v.temp_c, TEMP_WARN_C, TEMP_BAD_C, N_("hot: %(value).0f °C"), warn, bad)
         if v.disk_free_mb is not None and v.disk_free_mb <= DISK_WARN_MB:
             (bad if v.disk_free_mb <= DISK_BAD_MB else warn).append(
@@ -259,7 +297,9 @@ def judge(views: Sequence[DeviceView]) -> None:
         elif not v.config_in_sync:
             warn.append(Msg("config v%(version)s not applied yet", version=v.desired_version))
         if not v.model_in_sync:
-            warn.append(Msg("model %(model)s (fleet runs %(expected)s)", model=v.model, expected=v.model_expected))
+            warn.append(
+                Msg("model %(model)s (fleet runs %(expected)s)", model=v.model, expected=v.model_expected)
+            )
         v.trouble = bad + warn
         v.severity = 2 if bad else (1 if warn else 0)
 

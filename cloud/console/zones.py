@@ -10,12 +10,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 
-from matthan.i18n import N_, Msg
 from cloud.auth import CSRF_HEADER, DbSession
 from cloud.console.pages import ViewerDep, check_csrf, page, page_router, templates
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.models import AlertRow, Device, MediaObject
 from cloud.services import config, devices
+from matthan.i18n import N_, Msg
 from matthan_wire.codec import describe
 from matthan_wire.config import SiteConfig
 

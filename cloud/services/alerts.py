@@ -18,6 +18,7 @@ from cloud.ingest import publish_state
 from cloud.models import AlertRow, MediaObject
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
+from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 
 
@@ -265,7 +266,8 @@ def act(
 
 def get_alert(session: Session, principal: Principal, event_id: str) -> AlertRow:
     """The alert row, if `principal` may see it (another ward's alert is 'not found')."""
-    a = session.get(AlertRow, event_id)
+    # Not an id is not an alert; and PostgreSQL refuses a NUL in a key with an error, not a miss.
+    a = session.get(AlertRow, event_id) if is_id(event_id) else None
     if a is None:
         raise NotFound(f"no alert {event_id}")
     require_ward(principal, a.ward)

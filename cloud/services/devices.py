@@ -2,6 +2,8 @@
 wards. Every query is scoped to the caller's ward. The device read models here are the ones the API
 serves; the console extends `DeviceOut` with its judgement (cloud/console/views.py)."""
 
+import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,10 +13,16 @@ from sqlmodel import Session, col, select
 
 from cloud import audit
 from cloud.auth import Principal, require_ward, scope_ward
-from cloud.errors import NotFound
+from cloud.errors import Conflict, NotFound
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
-from matthan_wire.ids import Id
+from cloud.mqtt import MqttLink
+from matthan_wire import Command, Kind, encode
+from matthan_wire.ids import Id, is_id
+from matthan_wire.payloads import CONFIRM_VIEW
 from matthan_wire.timeutil import utc_now
+from matthan_wire.topics import device_topic
+
+log = logging.getLogger("matthan.cloud.devices")
 
 
 class HealthSummary(BaseModel):
@@ -120,9 +128,10 @@ def _summary(body: dict[str, Any]) -> HealthSummary:
 
 def get_device(session: Session, principal: Principal, device_id: str) -> Device:
     """The device row, if `principal` may see it (another ward's device is 'not found')."""
-    device = session.get(Device, device_id)
+    # Not an id is not a device; and PostgreSQL refuses a NUL in a key with an error, not a miss.
+    device = session.get(Device, device_id) if is_id(device_id) else None
     if device is None:
-        raise NotFound(f"no device {device_id}")
+        raise NotFound(f"no device {device_id[:64]}")
     require_ward(principal, device.ward)
     return device
 
@@ -189,6 +198,31 @@ def set_camera(
     audit.record(session, principal.label(), "camera.set", f"{device_id}/{camera_id}", **body.model_dump())
     session.commit()
     return CameraOut(**cam.model_dump(exclude={"device_id"}))
+
+
+class CommandSent(BaseModel):
+    command_id: str
+    # False: the cloud has no broker connection now; nothing was sent, try again.
+    published: bool
+
+
+def confirm_view(
+    session: Session, principal: Principal, device_id: str, camera_id: str, link: MqttLink | None
+) -> CommandSent:
+    """Send the `confirm-view` command: the device makes the camera's current view its tamper
+    reference (audited; committed before it is sent)."""
+    d = get_device(session, principal, device_id)
+    if d.revoked_at is not None:
+        raise Conflict(f"device {device_id} is revoked")
+    cmd = Command(id=str(uuid.uuid4()), name=CONFIRM_VIEW, camera_id=camera_id, at=utc_now())
+    audit.record(session, principal.label(), "camera.confirm_view", f"{d.id}/{camera_id}", command=cmd.id)
+    session.commit()
+    published = link is not None and link.publish(device_topic(Kind.CMD, d.ward, d.id), encode(cmd), qos=1)
+    log.info(
+        "event=confirm_view device=%s camera=%s command=%s by=%s published=%s",
+        d.id, camera_id, cmd.id, principal.name, published,
+    )  # fmt: skip
+    return CommandSent(command_id=cmd.id, published=published)
 
 
 class WardOut(BaseModel):

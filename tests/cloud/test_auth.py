@@ -177,3 +177,76 @@ def test_a_ward_officer_of_an_unknown_ward_is_refused(tmp_path: Path) -> None:
     with Session(engine) as s:
         assert sorted(u.name for u in s.exec(select(User)).all()) == ["officer-bn", "officer-dk"]
     engine.dispose()
+
+
+class _Clock:
+    """The throttle's clock, moved by the test: lockouts pass without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_thirty_wrong_passwords_lock_the_name_out_even_for_the_right_one(cloud: TestClient) -> None:
+    add_user(cloud, "admin", "admin")
+    clock = _Clock()
+    cloud.app.state.login_throttle.clock = clock  # type: ignore[attr-defined]
+    login = "/api/v1/auth/login"
+    codes = [
+        cloud.post(login, json={"name": "admin", "password": f"guess number {i}"}).status_code
+        for i in range(30)
+    ]
+    # Five tries, then locked: the other 25 are refused without a password check.
+    assert codes == [401] * 5 + [429] * 25
+    right = cloud.post(login, json={"name": "admin", "password": "correct horse battery"})
+    assert right.status_code == 429 and int(right.headers["Retry-After"]) == 30
+    # An unknown name is throttled the same way, with the same words.
+    unknown = [cloud.post(login, json={"name": "nobody", "password": "whatever!"}) for _ in range(6)]
+    assert [r.status_code for r in unknown] == [401] * 5 + [429]
+    assert unknown[0].json()["detail"] == "wrong name or password"
+    assert unknown[-1].json()["detail"] == right.json()["detail"]
+
+    clock.now += 31  # the lockout has passed
+    assert cloud.post(login, json={"name": "admin", "password": "correct horse battery"}).status_code == 200
+    with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
+        actions = [a.action for a in s.exec(select(AuditLog)).all()]
+    assert actions.count("login_failed") == 10 and "login_locked" in actions and "login" in actions
+
+
+def test_lockouts_grow_and_the_client_address_is_throttled_across_names(cloud: TestClient) -> None:
+    add_user(cloud, "admin", "admin")
+    clock = _Clock()
+    cloud.app.state.login_throttle.clock = clock  # type: ignore[attr-defined]
+    login = "/api/v1/auth/login"
+
+    def attempt(name: str, password: str = "wrong password") -> int:
+        return int(cloud.post(login, json={"name": name, "password": password}).status_code)
+
+    # One address trying many names: the address locks after 20 failures, whatever the names.
+    assert [attempt(f"user{i}") for i in range(21)] == [401] * 20 + [429]
+    assert attempt("admin", "correct horse battery") == 429
+    clock.now += 31
+    # Another failure from the locked-out address doubles its lockout.
+    assert attempt("user99") == 401
+    assert attempt("admin", "correct horse battery") == 429
+    clock.now += 61
+    assert attempt("admin", "correct horse battery") == 200
+
+
+def test_console_sign_in_is_throttled_too(cloud: TestClient) -> None:
+    add_user(cloud, "admin", "admin")
+    cloud.app.state.login_throttle.clock = _Clock()  # type: ignore[attr-defined]
+    codes = []
+    for _ in range(6):
+        page = cloud.get("/console/login")
+        token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+        r = cloud.post(
+            "/console/login",
+            data={"username": "admin", "password": "wrong password", "csrf_token": token},
+            follow_redirects=False,
+        )
+        codes.append(r.status_code)
+    assert codes == [401] * 5 + [429]
+    assert "Too many failed sign-ins" in r.text

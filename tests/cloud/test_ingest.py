@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -380,6 +381,10 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
             poison = make_alert(DEV, WARD, seq=9, rule="plaza.\x00crowd")
             for a in good[:2] + [poison] + good[2:]:
                 dev.send_alert(a)
+            # A malformed one in the same batch: the batch is split, and it must not be counted again.
+            dev.client.publish(
+                device_topic(Kind.ALERT, WARD, DEV), b'{"v": 1, "seq": 18446744073709551616}', qos=1
+            )
             wait_until(
                 lambda: {a.event_id for a in good} <= dev.receipted(), 15, what="good alerts receipted"
             )
@@ -387,5 +392,12 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(
             with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
                 assert set(s.exec(select(AlertRow.event_id)).all()) == {a.event_id for a in good}
             assert _metric(cloud, 'matthan_ingest_rejected_total{kind="database"}') == 1
+            assert _metric(cloud, "matthan_ingest_rejected_total") == 2
+            # Kept for an operator: the payload as it came, and why it was refused.
+            folder = Path(cloud.app.state.settings.quarantine_dir)  # type: ignore[attr-defined]
+            (meta_path,) = folder.glob("*.json")
+            meta = json.loads(meta_path.read_text())
+            assert meta["kind"] == "database" and "refused by the database" in meta["reason"]
+            assert json.loads(meta_path.with_suffix(".bin").read_bytes())["event_id"] == poison.event_id
         finally:
             dev.stop()

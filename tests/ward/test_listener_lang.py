@@ -28,7 +28,9 @@ def _one_line(tmp_path: Path, broker: Mosquitto, *flags: str, env: dict[str, str
         os.environ.update(saved)
     device = Probe(broker.port, [], client_id=DEVICE)
     try:
-        alert = _alert("ev-vi-1", rule=PLACE, type="crowd", category="security_order", object_count=9, score=0.87)
+        alert = _alert(
+            "ev-vi-1", rule=PLACE, type="crowd", category="security_order", object_count=9, score=0.87
+        )
         device.publish(device_topic(Kind.ALERT, WARD, DEVICE), alert)
         wait_for(lambda: len(station.lines()) >= 1, 10, "the alert's line")
         time.sleep(0.2)
@@ -40,7 +42,9 @@ def _one_line(tmp_path: Path, broker: Mosquitto, *flags: str, env: dict[str, str
         assert station.stop() == 0
 
 
-def test_lang_vi_prints_a_vietnamese_line_with_the_place_name_intact(tmp_path: Path, broker: Mosquitto) -> None:
+def test_lang_vi_prints_a_vietnamese_line_with_the_place_name_intact(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
     env = {"LANG": "C.UTF-8", "LC_ALL": "", "TZ": "Asia/Ho_Chi_Minh"}  # a station's machine in the district
     line = _one_line(tmp_path, broker, "--lang", "vi", env=env)
     assert "TỤ TẬP ĐÔNG NGƯỜI" in line, line
@@ -64,5 +68,7 @@ def test_user_errors_in_the_chosen_language(lang: str, expected: str, tmp_path: 
 
     argv = [sys.executable, "-m", "matthan", "--lang", lang, "ward", "listen", "--ward", WARD]
     argv += ["--ca", str(tmp_path / "missing.pem")]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, "LANG": "C.UTF-8"})
+    r = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env={**os.environ, "LANG": "C.UTF-8"}
+    )
     assert r.returncode != 0 and expected in r.stderr, r.stderr

@@ -39,6 +39,22 @@ def test_a_healthy_device_has_no_trouble_and_merges_camera_rows() -> None:
     assert [(c.id, c.lat, c.fps_in) for c in v.cameras] == [("cam-a", 10.77, 12.5)]
 
 
+def test_a_tampered_view_warns_before_the_alert_and_suspended_zones_are_trouble() -> None:
+    cam = {"id": "cam-a", "stream_up": True, "fps_in": 12.5, "quality": 0.98}
+    suspect = _view("a", cameras=[{**cam, "tamper": {"state": "suspect", "kind": "moved"}}])
+    moved = _view(
+        "b", cameras=[{**cam, "tamper": {"state": "tampered", "kind": "moved", "zones_suspended": True}}]
+    )
+    covered = _view("c", cameras=[{**cam, "tamper": {"state": "tampered", "kind": "covered"}}])
+    learning = _view("d", cameras=[{**cam, "tamper": {"state": "learning"}}])
+    views.judge([suspect, moved, covered, learning])
+    assert (suspect.trouble, suspect.severity) == (["cam-a: view changed: moved?"], 1)
+    assert moved.severity == 2 and "zone rules suspended" in moved.trouble[0]
+    assert moved.cameras[0].zones_suspended and not moved.cameras[0].fine
+    assert (covered.trouble, covered.severity) == (["cam-a: camera tampered: covered"], 2)
+    assert (learning.trouble, learning.severity) == ([], 0) and learning.cameras[0].fine
+
+
 def test_trouble_comes_first_then_warnings_then_the_rest() -> None:
     fine = _view("a-fine")
     hot = _view("b-hot", temp_c=74.0)
