@@ -59,7 +59,21 @@ ROLES: dict[str, str] = {
     "operator": N_("operator"),
     "ward_officer": N_("ward officer"),
 }
-_ALL = {**RULE_TYPES, **CATEGORIES, **DEVICE_STATES, **ALERT_STATES, **ACTIONS, **ROLES, **TAMPER_KINDS}
+# What the detector counts (its model's label names) in the words an officer uses.
+LABELS: dict[str, str] = {
+    "person": N_("person"),
+    "car": N_("car"),
+    "truck": N_("truck"),
+    "bus": N_("bus"),
+    "motorcycle": N_("motorcycle"),
+    "bicycle": N_("bicycle"),
+}
+# Codes that name one thing each; ACTIONS is apart (its false_alarm is a button, not a state).
+_ALL = {**RULE_TYPES, **CATEGORIES, **DEVICE_STATES, **ALERT_STATES, **ROLES, **TAMPER_KINDS, **LABELS}
+
+
+def labels(lang: str, codes: list[str]) -> str:
+    return ", ".join(name(lang, c, LABELS) for c in codes)
 
 
 def name(lang: str, code: str | None, table: dict[str, str] | None = None) -> str:

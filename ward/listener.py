@@ -35,6 +35,7 @@ from matthan.backoff import Backoff
 from matthan.i18n import SOURCE_LANGUAGE, format_moment, format_number, translate
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
+from matthan import vocabulary
 from matthan.vocabulary import ALERT_STATES, RULE_TYPES, name
 from matthan_wire import (
     Alert,
@@ -334,7 +335,7 @@ def alert_line(a: Alert, lang: str = SOURCE_LANGUAGE) -> str:
         where=where,
         rule=a.rule,
         count=a.object_count,
-        labels=labels,
+        labels=vocabulary.labels(lang, a.labels) or "-",
         score=format_number(a.score, lang, 2),
         event=a.event_id,
     )

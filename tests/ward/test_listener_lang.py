@@ -49,7 +49,7 @@ def test_lang_vi_prints_a_vietnamese_line_with_the_place_name_intact(
     line = _one_line(tmp_path, broker, "--lang", "vi", env=env)
     assert "TỤ TẬP ĐÔNG NGƯỜI" in line, line
     assert f"quy tắc {PLACE}" in line, line  # the name as sent, diacritics and all
-    assert "độ tin cậy 0,87" in line and "9 × " in line and "event=ev-vi-1" in line
+    assert "độ tin cậy 0,87" in line and "9 × người" in line and "event=ev-vi-1" in line
     local = BASE.started_at.astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
     assert line.startswith(local.strftime("%H:%M:%S %d/%m/%Y") + " GMT+7  "), line  # with the zone shown
 
