@@ -31,11 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from matthan import vocabulary
 from matthan.backoff import Backoff
 from matthan.i18n import SOURCE_LANGUAGE, format_moment, format_number, translate
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
-from matthan import vocabulary
 from matthan.vocabulary import ALERT_STATES, RULE_TYPES, name
 from matthan_wire import (
     Alert,

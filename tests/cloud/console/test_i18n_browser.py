@@ -41,7 +41,8 @@ TYPES = [
 # Elements whose text must fit their box: labels, buttons, badges, headings, table heads, tiles.
 OVERFLOW_JS = """() => {
   const bad = [];
-  for (const el of document.querySelectorAll('button, .btn, .badge, h1, h2, h3, th, .tile, nav a, label.f, .brand')) {
+  const boxes = 'button, .btn, .badge, h1, h2, h3, th, .tile, nav a, label.f, .brand';
+  for (const el of document.querySelectorAll(boxes)) {
     if (el.offsetParent === null) continue;
     if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === 'visible') {
       bad.push(el.tagName + '.' + el.className + ': ' + el.textContent.trim().slice(0, 40));
