@@ -45,16 +45,20 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         unknown = self.unknown_option()
         if unknown is not None:
-            message = f"unknown option {unknown}"
+            message = i18n._("unknown option %(option)s", option=unknown)
             close = difflib.get_close_matches(unknown, self._long_options(), n=1, cutoff=0.5)
             if close:
-                message += f" (did you mean {close[0]}?)"
+                message += i18n._(" (did you mean %(option)s?)", option=close[0])
         elif (choice := _INVALID_CHOICE.search(message)) is not None:
             options = re.findall(r"'([^']*)'", choice.group(2))
             close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.5)
             if close:
-                message += f"; did you mean {close[0]!r}?"
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+                message += i18n._("; did you mean %(choice)r?", choice=close[0])
+        self.exit(
+            2,
+            i18n._("%(prog)s: error: %(message)s (see '%(prog)s --help')", prog=self.prog, message=message)
+            + "\n",
+        )
 
     def unknown_option(self) -> str | None:
         known = self._option_string_actions
@@ -108,7 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lang_flag(argv: Sequence[str]) -> str | None:
+    """--lang read before parsing, so that the parser's own errors speak the language too."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--lang="):
+            return arg.split("=", 1)[1]
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    i18n.set_language(_lang_flag(sys.argv[1:] if argv is None else argv) or i18n.language_from_env())
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.verbose)
