@@ -5,9 +5,8 @@ is missing from a catalogue, when a catalogue keeps a text no source has any mor
 Vietnamese entry is untranslated or fuzzy, or when a translation's placeholders differ from its
 source's. Extraction is Babel's, with the repository's babel.cfg — what `pybabel extract` does.
 
-To bring the catalogues up to date after changing texts (docs/i18n.md):
-    pybabel extract -F babel.cfg -k N_ -k Msg -k translate:2 --no-location --sort-output -o messages.pot .
-    pybabel update -i messages.pot -d matthan/locale --no-location --omit-header   (then translate vi)
+To bring the catalogues up to date after changing texts: docs/i18n.md (pybabel extract, then
+pybabel update, then translate the new Vietnamese entries).
 """
 
 import re
