@@ -1,4 +1,5 @@
-"""MQTT ingest: device messages in, one database transaction per batch, receipts out.
+"""MQTT ingest: device messages in, one database transaction per batch (cloud/ingest_write.py),
+receipts out.
 
     paho thread ── on_message (enqueue only) ──▶ bounded queue ──▶ writer thread
                                                                   ├ validate (matthan_wire.decode)
@@ -21,26 +22,22 @@ thread dies anyway, `alive` turns false and /healthz answers 503 naming it.
 
 import contextlib
 import gc
-import hashlib
 import json
 import logging
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, delete, select
 
-from cloud import audit, lifecycle
-from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key
-from cloud.db import dialect_insert, insert_ignore, upsert
+from cloud import lifecycle
+from cloud.clipstore import ClipStore
+from cloud.inbox import Inbound, Inbox
+from cloud.ingest_write import Batch, BatchWriter, Committed, PoisonBatch, sample_row
 from cloud.metrics import Metrics
-from cloud.models import AlertRow, Device, HealthLatest, HealthSample, MediaObject, table
+from cloud.models import Device, HealthSample, table
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from cloud.quarantine import Quarantine
@@ -62,7 +59,7 @@ from matthan_wire import (
 )
 from matthan_wire.codec import MAX_PAYLOAD_BYTES
 from matthan_wire.timeutil import utc_now
-from matthan_wire.topics import device_filter, device_topic, ward_filter, ward_topic
+from matthan_wire.topics import device_filter, device_topic, ward_filter
 
 log = logging.getLogger("matthan.cloud.ingest")
 
@@ -87,129 +84,6 @@ _DATA_ERRORS: tuple[type[Exception], ...] = (DataError, IntegrityError, *_DRIVER
 _DB_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, *_DRIVER_ERRORS)
 
 
-@dataclass(slots=True)
-class Inbound:
-    topic: str
-    payload: bytes
-    retained: bool
-    received: float  # time.time() when paho handed it over
-
-
-class Inbox:
-    """The bounded FIFO between paho's thread and the writer. deque.append and popleft are atomic
-    under the GIL, so a message costs the paho thread no lock: queue.Queue took a lock and notified
-    a condition on every put, and the writer paid the same again on every get. The event is only
-    set when the writer may be asleep (it clears it before it sleeps)."""
-
-    def __init__(self, maxsize: int, max_bytes: int | None = None) -> None:
-        self.maxsize = maxsize
-        self.max_bytes = max_bytes
-        # Payload bytes queued: added by paho's thread, taken off by the writer. `+=` on an int
-        # attribute is not atomic, so each side keeps its own running total and the difference is
-        # the queue's size (each total is written by one thread only).
-        self._bytes_in = 0
-        self._bytes_out = 0
-        self._items: deque[Inbound] = deque()
-        self._ready = threading.Event()
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes_in - self._bytes_out
-
-    def put(self, item: Inbound) -> bool:
-        """False when full by count or by bytes (the caller counts the drop)."""
-        items = self._items
-        if len(items) >= self.maxsize:
-            return False
-        size = len(item.payload) + len(item.topic)
-        if self.max_bytes is not None and self._bytes_in - self._bytes_out + size > self.max_bytes:
-            return False
-        self._bytes_in += size
-        items.append(item)
-        if not self._ready.is_set():
-            self._ready.set()
-        return True
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-    def _wait(self, timeout: float) -> None:
-        self._ready.clear()
-        if not self._items:  # anything appended after the clear has set the event again
-            self._ready.wait(timeout)
-
-    def take(self, max_items: int, first_wait: float, batch_wait: float) -> list[Inbound]:
-        """Up to max_items: waits first_wait for the first, then batch_wait at most for the rest."""
-        items = self._items
-        if not items:
-            self._wait(first_wait)
-            if not items:
-                return []
-        out: list[Inbound] = []
-        pop = items.popleft
-        deadline = time.monotonic() + batch_wait
-        while True:
-            start = len(out)
-            with contextlib.suppress(IndexError):
-                for _ in range(min(max_items - len(out), len(items))):
-                    out.append(pop())
-            self._bytes_out += sum(len(i.payload) + len(i.topic) for i in out[start:])
-            if len(out) >= max_items:
-                return out
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return out
-            self._wait(left)
-
-
-@dataclass
-class Batch:
-    starts: dict[str, Alert] = field(default_factory=dict)
-    ends: dict[str, Alert] = field(default_factory=dict)
-    snapshots: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # event id → (device, jpeg)
-    # health_sample rows (SAMPLE_COLUMNS), and per device the newest health of the batch:
-    # (at, body, agent version); the body is the validated payload's own JSON text on PostgreSQL.
-    # No Health model outlives its parse: a batch of them kept thousands of objects alive
-    # across garbage collections, which then cost more than the validation.
-    samples: list[tuple[Any, ...]] = field(default_factory=list)
-    latest: dict[str, tuple[datetime, Any, str | None]] = field(default_factory=dict)
-    statuses: list[tuple[str, Status, bool]] = field(default_factory=list)  # device, status, retained
-    reported: dict[str, ReportedConfig] = field(default_factory=dict)
-    actions: list[tuple[str, AlertAction]] = field(default_factory=list)  # ward, action
-    seen: dict[str, datetime] = field(default_factory=dict)  # device → cloud time it spoke live
-    wards: dict[str, str] = field(default_factory=dict)  # device → ward (from the topic)
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    oldest: float = 0.0
-
-    def empty(self) -> bool:
-        return not (
-            self.starts
-            or self.ends
-            or self.snapshots
-            or self.samples
-            or self.statuses
-            or self.reported
-            or self.actions
-            or self.seen
-        )
-
-
-@dataclass
-class Committed:
-    receipts: dict[str, dict[str, list[str]]]  # device → {"event_ids"|"ends"|"snapshots": ids}
-    states: list[AlertRow]
-    alerts_changed: bool
-    wards: dict[str, str]  # device → ward learned in this transaction (cached once committed)
-    agents: dict[str, str | None]  # device → agent version written in this transaction
-    # (kind, source, reason) found while writing (an action on an unknown alert): counted only
-    # once the transaction commits, so a retried batch does not count them again.
-    rejects: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-class PoisonBatch(Exception):
-    """The database refused the data itself (not its own health): retrying it would never end."""
-
-
 class IngestWorker:
     def __init__(
         self,
@@ -229,6 +103,7 @@ class IngestWorker:
         self.queue = Inbox(settings.queue_max, settings.queue_max_bytes)
         self.quarantine = Quarantine(settings.quarantine_dir, settings.quarantine_max)
         self._pg = engine.dialect.name == "postgresql"
+        self.writer = BatchWriter(store, self._pg)
         self._stop = threading.Event()
         self._accepting = True
         self._thread: threading.Thread | None = None
@@ -236,9 +111,7 @@ class IngestWorker:
         self._started_at = utc_now()
         self._last_sweep = 0.0
         self._last_purge = 0.0
-        self._ward_of: dict[str, str] = {}  # device → ward, as the database has it
         self._topics: dict[str, Topic] = {}
-        self._agents: dict[str, str | None] = {}  # device → agent version in the database
         self.last_commit_lag: list[float] = []  # receive→commit seconds of the last batch (bench)
         self.committed_total = 0
         self.rejected_total = 0  # every message refused, whatever the reason (each counted once)
@@ -365,7 +238,7 @@ class IngestWorker:
             return
         if device is None or kind not in (*SHARED_KINDS, *RETAINED_KINDS):
             raise WireError(f"the cloud does not take {kind.value} messages")
-        known = self._ward_of.get(device) or b.wards.get(device)
+        known = self.writer.ward_of.get(device) or b.wards.get(device)
         if known is not None and known != ward:
             raise WireError(f"device {device} belongs to ward {known}, not {ward}")
         if kind in (Kind.ALERT, Kind.EVENT):
@@ -385,7 +258,7 @@ class IngestWorker:
             health = decode(Health, item.payload)
             if (health.device_id, health.ward) != (device, ward):
                 raise WireError(f"payload names {health.ward}/{health.device_id}, topic {ward}/{device}")
-            b.samples.append(_sample_row(health))
+            b.samples.append(sample_row(health))
             newest = b.latest.get(device)
             if newest is None or health.at > newest[0]:
                 # PostgreSQL takes the validated payload's own JSON text (psycopg sends a str
@@ -461,8 +334,8 @@ class IngestWorker:
             self._fail(valid[0], kind, reason)
 
     def _committed(self, items: list[Inbound], batch: Batch, committed: Committed) -> None:
-        self._ward_of.update(committed.wards)
-        self._agents.update(committed.agents)
+        self.writer.ward_of.update(committed.wards)
+        self.writer.agents.update(committed.agents)
         for kind, source, reason in committed.rejects:
             self._reject(kind, source, reason)
         done = time.time()
@@ -482,7 +355,7 @@ class IngestWorker:
             started = time.perf_counter()
             try:
                 with Session(self.engine, expire_on_commit=False) as session:
-                    committed = self.write(session, batch)
+                    committed = self.writer.write(session, batch)
                     session.commit()
                 self.metrics.db_seconds.observe(time.perf_counter() - started)
                 self.metrics.batches.inc()
@@ -501,168 +374,10 @@ class IngestWorker:
                     log.error("stopping with an uncommitted batch; devices will send it again")
                     return None
 
-    def write(self, s: Session, b: Batch) -> Committed:
-        now = utc_now()
-        receipts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        wards = self._ensure_devices(s, b)
-
-        if b.starts and self._pg:
-            # One statement over column arrays: executemany's per-row Python cost (a statement
-            # per alert in the pipeline) was most of what the writer spent on alerts.
-            with _pg_cursor(s) as cur:
-                cur.execute(_PG_ALERT_STARTS, _alert_columns(b.starts.values(), now))
-        elif b.starts:
-            insert_ignore(s, table(AlertRow), [_alert_row(a, now) for a in b.starts.values()], ["event_id"])
-        for a in b.starts.values():
-            receipts[a.device_id]["event_ids"].append(a.event_id)
-        if b.ends:
-            upsert(
-                s,
-                table(AlertRow),
-                [_alert_row(a, now) for a in b.ends.values()],
-                ["event_id"],
-                ["ended_at", "clip", "updated_at"],
-                where="alert.ended_at IS NULL",
-            )
-            for a in b.ends.values():
-                receipts[a.device_id]["ends"].append(a.event_id)
-        if b.snapshots:
-            rows = []
-            for event_id, (device, jpeg) in b.snapshots.items():
-                key = media_key(device, event_id, "snapshot")
-                existing = s.get(MediaObject, (event_id, "snapshot"))
-                if existing is None or not existing.complete:
-                    self.store.put_bytes(jpeg, key, CONTENT_TYPES["snapshot"])
-                rows.append(_snapshot_row(device, event_id, key, jpeg, now))
-                receipts[device]["snapshots"].append(event_id)
-            insert_ignore(s, table(MediaObject), rows, ["event_id", "kind"])
-        agents = self._write_health(s, b) if b.samples else {}
-        if b.seen:
-            # Every device of a batch was heard at the same moment (parse time): one statement.
-            heard = max(b.seen.values())
-            if self._pg:
-                # One array parameter: an IN list of a thousand parameters cost SQLAlchemy and
-                # psycopg more to render and parse, every batch, than the update itself.
-                with _pg_cursor(s) as cur:
-                    cur.execute(_PG_SEEN, (heard, list(b.seen)))
-            else:
-                c = table(Device).c
-                s.execute(
-                    update(table(Device)).where(c.id.in_(list(b.seen))).values(last_seen=heard, online=True)
-                )
-        for device, status, retained in b.statuses:
-            # Arrival order, not the payload's time: a will carries the time it was set at
-            # connect, before the "online" it overrides. A retained status is the broker's
-            # current word on the device; it does not prove the device is alive now.
-            values: dict[str, Any] = {"online": status.state == "online", "status_at": status.at}
-            if status.state == "online" and not retained:
-                values["last_seen"] = now
-            s.execute(update(table(Device)).where(table(Device).c.id == device).values(**values))
-        for device, rep in b.reported.items():
-            c = table(Device).c
-            s.execute(
-                update(table(Device))
-                .where(c.id == device, or_(c.reported_at.is_(None), c.reported_at <= rep.at))
-                .values(
-                    reported_version=rep.version,
-                    reported_status=rep.status,
-                    reported_error=(rep.error or "")[:2000] or None,
-                    reported_at=rep.at,
-                )
-            )
-        states: list[AlertRow] = []
-        rejects: list[tuple[str, str, str]] = []
-        for ward, action in b.actions:
-            alert = s.get(AlertRow, action.event_id)
-            if alert is None or alert.ward != ward:
-                rejects.append(("alert-action", ward, f"no alert {action.event_id} in ward {ward}"))
-                continue
-            try:
-                changed = lifecycle.apply(alert, action.action, f"{ward}:{action.by}", now, action.note)
-            except lifecycle.TransitionError as exc:
-                rejects.append(("alert-action", ward, str(exc)))
-                continue
-            if changed:
-                audit.record(s, f"{ward}:{action.by}", f"alert.{action.action}", action.event_id, via="mqtt")
-                s.add(alert)
-                states.append(alert)
-        return Committed(
-            receipts={d: dict(r) for d, r in receipts.items()},
-            states=states,
-            alerts_changed=bool(b.starts or b.ends or states),
-            wards=wards,
-            agents=agents,
-            rejects=rejects,
-        )
-
-    def _ensure_devices(self, s: Session, b: Batch) -> dict[str, str]:
-        """Wards of the batch's devices not cached yet; creates the rows of unknown devices. The
-        cache is updated only after the commit, so a rolled-back batch cannot leave a device
-        cached but missing from the table."""
-        unknown = [d for d in b.wards if d not in self._ward_of]
-        learned: dict[str, str] = {}
-        if not unknown:
-            return learned
-        for device, ward in s.exec(select(Device.id, Device.ward).where(col(Device.id).in_(unknown))).all():
-            learned[device] = ward
-        new = [d for d in unknown if d not in learned]
-        if new:
-            # The broker let it publish under {ward}/{device}, so its certificate is ours; it may
-            # have been provisioned offline. It shows up in the fleet, unenrolled for uploads.
-            rows = [{"id": d, "ward": b.wards[d], "created_at": utc_now(), "online": False} for d in new]
-            insert_ignore(s, table(Device), rows, ["id"])
-            for d in new:
-                log.info("device=%s ward=%s first seen (not enrolled over HTTP)", d, b.wards[d])
-                learned[d] = b.wards[d]
-        return learned
-
-    def _write_health(self, s: Session, b: Batch) -> dict[str, str | None]:
-        if self._pg:
-            # One statement over arrays: executemany sent a statement per device (most of a
-            # batch's devices at fleet scale) and psycopg's per-row Python cost dominated.
-            latest = b.latest
-            with _pg_cursor(s) as cur:
-                cur.execute(
-                    _PG_HEALTH_LATEST,
-                    ([*latest], [v[0] for v in latest.values()], [v[1] for v in latest.values()]),
-                )
-        else:
-            upsert(
-                s,
-                table(HealthLatest),
-                [{"device_id": d, "at": at, "body": body} for d, (at, body, _) in b.latest.items()],
-                ["device_id"],
-                ["at", "body"],
-                where="health_latest.at < excluded.at",
-            )
-        conn = s.connection()
-        if conn.dialect.name == "postgresql":
-            # The bulk of all traffic: COPY is several times faster than a multi-row INSERT here
-            # (docs/lessons.md: 175k rows/s against 90k), and runs in the same transaction.
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            with cursor.copy(f"COPY health_sample ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN") as copy:
-                for row in b.samples:
-                    copy.write_row(row)
-            cursor.close()
-        else:
-            s.execute(
-                dialect_insert(s, table(HealthSample)),
-                [dict(zip(SAMPLE_COLUMNS, r, strict=True)) for r in b.samples],
-            )
-        changed: dict[str, str | None] = {
-            d: version
-            for d, (_, _, version) in b.latest.items()
-            if version and self._agents.get(d) != version
-        }
-        for d, version in changed.items():
-            # Only on a change: an UPDATE per device per batch would double the writes at scale.
-            s.execute(update(table(Device)).where(table(Device).c.id == d).values(agent_version=version))
-        return changed
-
     def _after_commit(self, c: Committed) -> None:
         at = utc_now()
         for device, lists in c.receipts.items():
-            ward = self._ward_of.get(device)
+            ward = self.writer.ward_of.get(device)
             if ward is None:
                 continue
             topic = device_topic(Kind.RECEIPT, ward, device)
@@ -681,7 +396,7 @@ class IngestWorker:
                 self.link.publish(topic, encode(receipt), qos=1)
                 self.metrics.receipts.inc()
         for alert in c.states:
-            publish_state(self.link, alert)
+            lifecycle.publish_state(self.link, alert)
         if c.alerts_changed and self.notifier is not None:
             self.notifier.notify()
 
@@ -739,89 +454,6 @@ class IngestWorker:
             return int(result.rowcount or 0)
 
 
-# Devices of the batch coalesced per device (ON CONFLICT cannot touch a row twice in one statement).
-_PG_HEALTH_LATEST = (
-    "INSERT INTO health_latest (device_id, at, body)"
-    " SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[]::json[])"
-    " ON CONFLICT (device_id) DO UPDATE SET at = EXCLUDED.at, body = EXCLUDED.body"
-    " WHERE health_latest.at < EXCLUDED.at"
-)
-_PG_SEEN = "UPDATE device SET last_seen = %s, online = true WHERE id = ANY(%b::text[])"
-
-
-# (column, PostgreSQL array type) of a new alert, in _alert_columns' order; JSON travels as text.
-_ALERT_START_COLUMNS = (
-    ("event_id", "text[]"),
-    ("device_id", "text[]"),
-    ("camera_id", "text[]"),
-    ("ward", "text[]"),
-    ("zone", "text[]"),
-    ("rule", "text[]"),
-    ("type", "text[]"),
-    ("category", "text[]"),
-    ("labels", "text[]::json[]"),
-    ("object_count", "int[]"),
-    ("score", "float8[]"),
-    ("bbox", "text[]::json[]"),
-    ("started_at", "timestamptz[]"),
-    ("ended_at", "timestamptz[]"),
-    ("seq", "int[]"),
-    ("snapshot_topic", "text[]"),
-    ("clip", "text[]::json[]"),
-)
-_ALERT_START_NAMES = ", ".join(f'"{c}"' for c, _ in _ALERT_START_COLUMNS)
-_ALERT_START_ARRAYS = ", ".join(f"%b::{t}" for _, t in _ALERT_START_COLUMNS)
-_PG_ALERT_STARTS = (
-    f"INSERT INTO alert ({_ALERT_START_NAMES}, state, received_at, updated_at)"
-    f" SELECT *, 'new', %b, %b FROM unnest({_ALERT_START_ARRAYS})"
-    " ON CONFLICT (event_id) DO NOTHING"
-)
-
-
-def _alert_columns(alerts: Iterable[Alert], now: datetime) -> list[Any]:
-    """The parameters of _PG_ALERT_STARTS: the time, then one list per column (as _alert_row)."""
-    cols: list[list[Any]] = [[] for _ in _ALERT_START_COLUMNS]
-    (
-        event_id,
-        device_id,
-        camera_id,
-        ward,
-        zone,
-        rule,
-        type_,
-        category,
-        labels,
-        object_count,
-        score,
-        bbox,
-        started_at,
-        ended_at,
-        seq,
-        snapshot_topic,
-        clip,
-    ) = cols
-    dumps = json.dumps
-    for a in alerts:
-        event_id.append(a.event_id)
-        device_id.append(a.device_id)
-        camera_id.append(a.camera_id)
-        ward.append(a.ward)
-        zone.append(a.zone)
-        rule.append(a.rule)
-        type_.append(a.type)
-        category.append(a.category)
-        labels.append(dumps(list(a.labels)))
-        object_count.append(a.object_count)
-        score.append(a.score)
-        bbox.append(dumps(list(a.bbox)) if a.bbox is not None else None)
-        started_at.append(a.started_at)
-        ended_at.append(a.ended_at)
-        seq.append(a.seq)
-        snapshot_topic.append(a.snapshot[:300] if a.snapshot else None)
-        clip.append(dumps(a.clip.model_dump(mode="json")) if a.clip else None)
-    return [now, now, *cols]
-
-
 def _event_id(payload: bytes) -> str:
     """The event id of a payload, for one log line; '-' when there is none to read."""
     try:
@@ -830,85 +462,3 @@ def _event_id(payload: bytes) -> str:
     except (ValueError, RecursionError):
         return "-"
     return value[:63] if isinstance(value, str) else "-"
-
-
-def _pg_cursor(s: Session) -> Any:
-    """A psycopg cursor in the session's transaction (the bulk paths bypass SQLAlchemy)."""
-    return s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-
-def publish_state(link: MqttLink | None, alert: AlertRow) -> None:
-    if link is None:
-        return
-    link.publish(ward_topic(Kind.ALERT_STATE, alert.ward), encode(lifecycle.state_message(alert)), qos=1)
-
-
-def _alert_row(a: Alert, now: datetime) -> dict[str, Any]:
-    return {
-        "event_id": a.event_id,
-        "device_id": a.device_id,
-        "camera_id": a.camera_id,
-        "ward": a.ward,
-        "zone": a.zone,
-        "rule": a.rule,
-        "type": a.type,
-        "category": a.category,
-        "labels": list(a.labels),
-        "object_count": a.object_count,
-        "score": a.score,
-        "bbox": list(a.bbox) if a.bbox is not None else None,
-        "started_at": a.started_at,
-        "ended_at": a.ended_at,
-        "seq": a.seq,
-        "snapshot_topic": a.snapshot[:300] if a.snapshot else None,
-        "clip": a.clip.model_dump(mode="json") if a.clip else None,
-        "state": "new",
-        "received_at": now,
-        "updated_at": now,
-    }
-
-
-def _snapshot_row(device: str, event_id: str, key: str, jpeg: bytes, now: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "kind": "snapshot",
-        "device_id": device,
-        "size": len(jpeg),
-        "sha256": hashlib.sha256(jpeg).hexdigest(),
-        "offset": len(jpeg),
-        "complete": True,
-        "key": key,
-        "created_at": now,
-        "completed_at": now,
-    }
-
-
-SAMPLE_COLUMNS = (
-    "device_id",
-    "at",
-    "cpu_pct",
-    "mem_mb",
-    "disk_free_mb",
-    "temp_c",
-    "outbox_depth",
-    "upload_backlog",
-    "cameras_up",
-    "cameras_total",
-)
-
-
-def _sample_row(h: Health) -> tuple[Any, ...]:
-    """A health_sample row, in SAMPLE_COLUMNS order."""
-    cameras = h.cameras
-    return (
-        h.device_id,
-        h.at,
-        h.cpu_pct,
-        h.mem_mb,
-        h.disk_free_mb,
-        h.temp_c,
-        h.outbox_depth,
-        h.upload_backlog,
-        sum(1 for c in cameras if c.stream_up),
-        len(cameras),
-    )

@@ -8,7 +8,9 @@ by the HTTP API and the MQTT alert-action path so both follow exactly the same r
 from datetime import datetime
 
 from cloud.models import AlertRow
-from matthan_wire import AlertState
+from cloud.mqtt import MqttLink
+from matthan_wire import AlertState, Kind, encode
+from matthan_wire.topics import ward_topic
 
 ACTIONS = {
     "deliver": "delivered",
@@ -57,3 +59,9 @@ def state_message(alert: AlertRow) -> AlertState:
         note=alert.note,
         at=alert.state_at or alert.updated_at,
     )
+
+
+def publish_state(link: MqttLink | None, alert: AlertRow) -> None:
+    if link is None:
+        return
+    link.publish(ward_topic(Kind.ALERT_STATE, alert.ward), encode(state_message(alert)), qos=1)

@@ -14,7 +14,6 @@ from sqlmodel import Session, col, select
 from cloud import audit, lifecycle
 from cloud.auth import Principal, require_ward, scope_ward
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.ingest import publish_state
 from cloud.models import AlertRow, MediaObject
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
@@ -258,7 +257,7 @@ def act(
         session.add(a)
         audit.record(session, principal.label(), f"alert.{body.action}", event_id, note=body.note)
         session.commit()
-        publish_state(link, a)
+        lifecycle.publish_state(link, a)
         if notifier is not None:
             notifier.notify()
     return a
