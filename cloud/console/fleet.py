@@ -11,9 +11,19 @@ from sqlmodel import Session, col, select
 
 from cloud.auth import DbSession
 from cloud.console import svg, views
-from cloud.console.pages import Viewer, ViewerDep, page, page_router, scope, templates, ward_choices
+from cloud.console.pages import (
+    Viewer,
+    ViewerDep,
+    lang_of,
+    page,
+    page_router,
+    scope,
+    templates,
+    ward_choices,
+)
 from cloud.models import Camera, Device, HealthLatest, table
 from cloud.settings import Settings
+from matthan import vocabulary
 from matthan.i18n import N_
 
 router = page_router()
@@ -48,6 +58,7 @@ def _fleet_context(
     request: Request, session: Session, v: Viewer, ward: str | None, state: str | None
 ) -> dict[str, Any]:
     scoped = scope(v, ward)
+    lang = lang_of(request)
     # The model check compares with the whole visible fleet, not the filtered page.
     everything = device_views(session, v.principal.ward_scope)
     shown = views.trouble_first(
@@ -55,7 +66,13 @@ def _fleet_context(
     )
     points = [
         svg.MapPoint(
-            c.lat, c.lon, c.id, views.map_state(d, c), f"/console/devices/{d.id}", f"({d.id}, {d.state})"
+            c.lat,
+            c.lon,
+            c.id,
+            views.map_state(d, c),
+            f"/console/devices/{d.id}",
+            # The tooltip in the reader's words: the site's own name, the device's state.
+            " ".join(filter(None, [c.name, f"({d.id}, {vocabulary.name(lang, d.state)})"])),
         )
         for d in shown
         for c in d.cameras
