@@ -156,3 +156,11 @@ def test_the_template_scan_notices_english() -> None:
     ]  # fmt: skip
     assert english_outside_gettext("<b>{{ _('Marked') }}</b>{% if x %}{{ y }}{% endif %} 12 MB") == []
     assert english_outside_gettext("{% trans %}Inside <b>a block</b>{% endtrans %} Outside") == ["Outside"]
+
+
+def test_scripts_mark_texts_where_the_extractor_sees_them() -> None:
+    # Babel's JavaScript extractor skips `_("…")` inside a template literal: such a text would reach
+    # neither the catalogue nor the page's JSON, and stay English without any test noticing.
+    for path in sorted((ROOT / "cloud" / "static").glob("*.js")):
+        hidden = re.findall(r"`[^`]*\b_\([^`]*`", path.read_text(encoding="utf-8"))
+        assert not hidden, f"{path.name}: _() inside a template literal: {hidden}"

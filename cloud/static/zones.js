@@ -13,6 +13,19 @@
   camera.zones = camera.zones || [];
   camera.lines = camera.lines || [];
 
+  // What the codes are called (the same catalogue texts as matthan/vocabulary.py); the value stays the code.
+  const NAMES = {
+    intrusion: _("Intrusion into a restricted area"),
+    loitering: _("Loitering"),
+    crowd: _("Crowd gathering"),
+    illegal_parking: _("Illegal parking"),
+    encroachment: _("Sidewalk encroachment"),
+    wrong_way: _("Wrong-way traffic"),
+    up: _("↑ up"),
+    down: _("↓ down"),
+    left: _("← left"),
+    right: _("→ right"),
+  };
   const ZONE_RULES = ["intrusion", "loitering", "crowd", "illegal_parking", "encroachment"];
   const LINE_RULES = ["wrong_way"];
   // Sensible starting values; each is what docs/design.md's example config uses.
@@ -121,7 +134,7 @@
     for (const s of shapes()) {
       const li = document.createElement("li");
       li.className = isSel(s) ? "sel" : "";
-      const rules = (s.obj.rules || []).map((r) => r.type).join(", ") || _("no rules");
+      const rules = (s.obj.rules || []).map((r) => NAMES[r.type] || r.type).join(", ") || _("no rules");
       li.textContent = `${s.kind === "zone" ? "▱" : "╱"} ${s.obj.name} — ${rules}`;
       li.dataset.name = s.obj.name;
       li.onclick = () => select({ kind: s.kind, index: s.index });
@@ -160,7 +173,7 @@
   }
   function selectBox(options, value, onChange) {
     const s = document.createElement("select");
-    for (const o of options) s.add(new Option(o, o, false, o === value));
+    for (const o of options) s.add(new Option(NAMES[o] || o, o, false, o === value));
     s.addEventListener("change", () => onChange(s.value));
     return s;
   }
@@ -175,7 +188,11 @@
     propsEl.replaceChildren();
     const shape = current();
     if (!shape) {
-      propsEl.innerHTML = `<p class="muted">${_("Select a zone or line to name it and give it rules.")}</p>`;
+      // Not in a template literal: Babel's extractor does not look inside those.
+      const hint = document.createElement("p");
+      hint.className = "muted";
+      hint.textContent = _("Select a zone or line to name it and give it rules.");
+      propsEl.replaceChildren(hint);
       return;
     }
     const isZone = selected.kind === "zone";

@@ -89,6 +89,12 @@ def district(site: Site) -> Iterator[None]:
     for cam, name, lat, lon in CAMS:
         r = ops.put(f"/api/v1/devices/{DEV}/cameras/{cam}", json={"site_name": name, "lat": lat, "lon": lon})
         assert r.status_code == 200, r.text
+    site_config = {
+        "cameras": [{"id": c, "source": f"rtsp://10.1.3.{i}/stream1"} for i, (c, *_) in enumerate(CAMS)],
+        "health": {"interval_s": 1},
+    }
+    r = ops.put(f"/api/v1/devices/{DEV}/config", json=site_config)
+    assert r.status_code == 200, r.text
     yield
     ops.close()
     sim.terminate()
@@ -162,3 +168,14 @@ def test_an_english_user_reads_the_same_site_in_english(site: Site, district: No
     assert (
         page.locator("html").get_attribute("lang") == "vi" and "Đã lưu." in page.locator("main").inner_text()
     )
+
+
+def test_the_zone_editors_script_speaks_vietnamese(site: Site, district: None, new_page: Any) -> None:
+    page = new_page()
+    login(page, "hoa")
+    page.goto(f"/console/devices/{DEV}/cameras/{CAMS[0][0]}/zones")
+    # Written by zones.js from the page's catalogue JSON, not by the template.
+    page.wait_for_selector("#shape-list li")
+    assert "Chưa có vùng hoặc vạch nào" in page.locator("#shape-list").inner_text()
+    assert "Chọn một vùng hoặc vạch" in page.locator("#shape-props").inner_text()
+    assert "Vẽ vùng" in page.locator(".toolbar").inner_text()
