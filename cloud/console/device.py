@@ -136,7 +136,9 @@ def _optional_float(text: str, what: str) -> float | None:
     try:
         return float(text.replace(",", "."))
     except ValueError:
-        raise CloudError(f"{what}: {text!r} is not a number (decimal degrees, e.g. 10.7764)") from None
+        raise CloudError(
+            Msg("%(what)s: %(text)r is not a number (decimal degrees, e.g. 10.7764)", what=what, text=text)
+        ) from None
 
 
 @router.post("/console/devices/{device_id}/cameras/{camera_id}/place")
@@ -157,8 +159,8 @@ def camera_place(
     try:
         body = devices.CameraIn(
             site_name=site_name.strip() or None,
-            lat=_optional_float(lat, "latitude"),
-            lon=_optional_float(lon, "longitude"),
+            lat=_optional_float(lat, Msg("latitude")),
+            lon=_optional_float(lon, Msg("longitude")),
         )
     except ValidationError as exc:
         raise CloudError(describe(exc)) from None

@@ -119,6 +119,8 @@ class ConsoleRoute(APIRoute):
             except (HTTPException, CloudError) as exc:
                 status = exc.status_code if isinstance(exc, HTTPException) else exc.status
                 detail = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
+                if isinstance(exc, CloudError) and exc.args and isinstance(exc.args[0], Msg):
+                    detail = exc.args[0]  # kept with its parameters: the page translates it
                 wants_page = "text/html" in request.headers.get("accept", "")
                 if status < 400 or not wants_page or request.headers.get("x-requested-with"):
                     raise

@@ -58,6 +58,7 @@ def vi_app(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def _text(page: str) -> str:
+    page = re.sub(r"<script.*?</script>", " ", page, flags=re.S)  # the scripts' catalogue JSON has both
     return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
@@ -135,3 +136,12 @@ def test_the_scripts_texts_come_from_the_same_catalogue(vi_app: TestClient) -> N
     assert messages["Saving…"] == "Đang lưu…"
     assert messages["Add rule"] == "Thêm quy tắc"
     assert all(v for v in messages.values()) and len(messages) > 20
+
+
+def test_a_refusal_is_explained_in_the_users_language(vi_app: TestClient) -> None:
+    _login(vi_app, "lan")
+    r = vi_app.get("/console/alerts?since=yesterday", headers={"Accept": "text/html"})
+    assert r.status_code == 400
+    text = _text(r.text)
+    assert "Vui lòng kiểm tra lại yêu cầu" in text and "từ: 'yesterday' không phải ngày giờ hợp lệ" in text
+    assert "Quay lại danh sách thiết bị" in text
