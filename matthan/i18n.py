@@ -129,10 +129,24 @@ def format_day(moment: datetime, lang: str, zone: tzinfo | None = None) -> str:
 
 
 def format_number(value: float, lang: str, decimals: int = 0) -> str:
-    from babel.numbers import format_decimal
+    """A number as the language writes it (1.234,5 in Vietnamese). The parsed pattern and locale
+    are kept: a fleet page writes thousands of numbers every 5 s (bench.console)."""
+    locale, pattern, point = _number_pattern(lang, decimals)
+    if -999 < value < 999:
+        # No grouping well below a thousand: only the decimal sign differs, and str.format is ~10×
+        # cheaper than Babel's pattern (both round half to even).
+        return f"{value:.{decimals}f}".replace(".", point)
+    return str(pattern.apply(value, locale))
 
-    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
-    return str(format_decimal(value, format=pattern, locale=lang))
+
+@lru_cache(maxsize=32)
+def _number_pattern(lang: str, decimals: int) -> tuple[Any, Any, str]:
+    from babel import Locale
+    from babel.numbers import get_decimal_symbol, parse_pattern
+
+    locale = Locale.parse(lang)
+    pattern = parse_pattern("#,##0" + ("." + "0" * decimals if decimals else ""))
+    return locale, pattern, get_decimal_symbol(locale)
 
 
 def _offset(local: datetime) -> str:
