@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ["pipeline", "alert_latency", "soak", "recording", "ingest", "console", "tamper"]
+BENCHES = ["pipeline", "alert_latency", "soak", "recording", "ingest", "console", "tamper", "tracking"]
 HERE = Path(__file__).resolve().parent
 
 

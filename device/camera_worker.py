@@ -137,7 +137,7 @@ class Pipeline:
         t2 = time.perf_counter()
         if detections is not None:
             self.last_detect_ms = (t2 - t1) * 1000.0
-        tracks = self.tracker.update(frame.ts, detections)
+        tracks = self.tracker.update(frame.ts, detections, frame.image)
         t3 = time.perf_counter()
         # A moved camera's zones lie on the wrong scene: end what is open, raise nothing new.
         suspended = self.tamper.zones_suspended

@@ -50,7 +50,6 @@ def _run(args: argparse.Namespace) -> int:
     return run_agent(args.config)
 
 
-
 def _healthcheck(args: argparse.Namespace) -> int:
     from device import heartbeat
 

@@ -41,8 +41,9 @@ WRONG_WAY_HOLD_S = 2.0
 # Distance from a line (normalised) inside which the side of an object is not trusted.
 LINE_MARGIN = 0.01
 # A track that appears within this time and distance of where one was lost takes over its side of
-# a line (docs/lessons.md #4: a trajectory rule must survive id switches).
-HANDOVER_S = 3.0
+# a line (docs/lessons.md #4: a trajectory rule must survive id switches). Longer than the tracker
+# re-finds a lost person itself (TrackerConfig.keep_moving_s) plus the hits to confirm a new one.
+HANDOVER_S = 4.0
 HANDOVER_DIST = 0.2
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -113,6 +114,10 @@ class _Rule:
         # wrong_way: each track's last trusted side of the line, and tracks already reported.
         self.sides: dict[int, tuple[float, Point, datetime]] = {}
         self.crossed: dict[int, datetime] = {}
+        # loitering: each track's dwell (entered at, where last seen inside, when), kept a moment
+        # after the track is lost so a new id for the same person continues the dwell.
+        self.dwell: dict[int, tuple[datetime, Point, datetime, bool]] = {}  # …, standing
+        self.alias: dict[int, int] = {}  # new track id → the key of the track it continues
 
     @property
     def min_duration_s(self) -> float:
@@ -120,10 +125,21 @@ class _Rule:
             return self.rule.min_duration_s
         return 0.0  # per-track rules measure the dwell on the track itself
 
-    def _wanted(self, t: Track) -> bool:
+    def _wanted(self, t: Track, now: datetime) -> bool:
         if not t.confirmed or t.label not in self.rule.labels:
             return False
-        return self.rule.min_score is None or t.median_score >= self.rule.min_score
+        if self.rule.min_score is not None and t.median_score < self.rule.min_score:
+            return False
+        # Cones and poles read as "person" neither intrude, loiter, crowd nor cross a line;
+        # parking and encroachment are about objects at rest, so clutter is theirs to judge.
+        return isinstance(self.rule, IllegalParkingRule | EncroachmentRule) or not t.is_clutter(now)
+
+    def _inside(self, t: Track) -> bool:
+        """In the zone, seen there on enough detector runs since entering (a foot that glitches
+        in for a frame or two is no entry)."""
+        zone = self.place
+        assert isinstance(zone, Zone)
+        return zone.name in t.zones and t.zone_hits.get(zone.name, 0) >= zone.min_inside_frames
 
     def holding(self, now: datetime, tracks: list[Track]) -> dict[object, list[Track]]:
         """The keys whose condition holds now, with the tracks that make it hold."""
@@ -131,7 +147,7 @@ class _Rule:
         if isinstance(r, WrongWayRule):
             return self._wrong_way(now, tracks)
         zone = self.place.name
-        inside = [t for t in tracks if self._wanted(t) and zone in t.zones]
+        inside = [t for t in tracks if self._wanted(t, now) and self._inside(t)]
         if isinstance(r, IllegalParkingRule | EncroachmentRule):
             out: dict[object, list[Track]] = {}
             for t in inside:
@@ -142,13 +158,50 @@ class _Rule:
             return out
         if isinstance(r, LoiteringRule):
             present = [t for t in inside if (now - t.last_seen).total_seconds() <= PRESENT_S]
-            return {t.id: [t] for t in present if (now - t.zones[zone]).total_seconds() >= r.min_duration_s}
+            alive = {t.id for t in tracks}
+            seen = {t.id for t in tracks if t.seen_now}
+            since = {t.id: self._dwell_since(t, now, seen) for t in present}
+            self.alias = {k: v for k, v in self.alias.items() if k in alive}
+            # The violation stays keyed by the first id: a new id for the same person continues
+            # it, never starts a second one.
+            return {
+                self.alias.get(t.id, t.id): [t]
+                for t in present
+                if (now - since[t.id]).total_seconds() >= r.min_duration_s
+            }
         # Counted: the objects of the latest detector run. A track just lost lingers a moment for
         # re-matching; counting it too would count a person twice when the id switches.
         present = [t for t in inside if t.seen_now]
         if isinstance(r, CrowdRule):
             return {zone: present} if len(present) >= r.min_count else {}
         return {zone: present} if present else {}  # intrusion
+
+    def _dwell_since(self, t: Track, now: datetime, seen: set[int]) -> datetime:
+        """When this person's stay began: their entry, or that of the standing person whose track
+        was lost a moment ago right where this new track appeared (the same person, new id)."""
+        zone = self.place.name
+        for tid in [k for k, (_, _, at, _) in self.dwell.items() if _age(now, at) > HANDOVER_S]:
+            del self.dwell[tid]
+        since = t.zones[zone]
+        if t.id in self.dwell:
+            since = min(since, self.dwell[t.id][0])
+        elif _age(now, t.first_seen) <= HANDOVER_S:
+            near: tuple[float, int] | None = None
+            for tid, (_, point, at, standing) in self.dwell.items():
+                # Only someone standing leaves a stay to take over; a walker's place is soon
+                # someone else's.
+                if tid in seen or at > t.first_seen or not standing:
+                    continue
+                d = ((point[0] - t.point[0]) ** 2 + (point[1] - t.point[1]) ** 2) ** 0.5
+                # Where they stood, within half a body height: a passer-by is elsewhere.
+                if d <= 0.5 * (t.box[3] - t.box[1]) and (near is None or (d, tid) < near):
+                    near = (d, tid)
+            if near is not None:
+                since = min(since, self.dwell.pop(near[1])[0])
+                self.alias[t.id] = self.alias.pop(near[1], near[1])
+        if t.seen_now:
+            self.dwell[t.id] = (since, t.point, now, t.state(now) != "moving")
+        return since
 
     def _wrong_way(self, now: datetime, tracks: list[Track]) -> dict[object, list[Track]]:
         assert isinstance(self.rule, WrongWayRule) and isinstance(self.place, Line)
@@ -165,9 +218,9 @@ class _Rule:
             del self.crossed[tid]
         out: dict[object, list[Track]] = {}
         for t in tracks:
-            if not self._wanted(t):
+            if not self._wanted(t, now):
                 continue
-            if t.seen_now:
+            if t.seen_now and t.reliable:
                 p = t.point
                 side = side_of_line(p, a, b)
                 length = ((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) ** 0.5

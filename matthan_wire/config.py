@@ -123,6 +123,10 @@ class Zone(_Strict):
     name: Id
     polygon: list[Point] = Field(min_length=3, max_length=256)
     rules: list[ZoneRule] = Field(default_factory=list, max_length=32)
+    # Detector runs an object must be seen inside since it entered before the zone's rules count
+    # it: a box whose foot glitches into the zone for a frame or two is no entry. 3 is what a new
+    # object needs to be confirmed anyway (0.4 s at 5 fps).
+    min_inside_frames: int = Field(default=3, ge=1, le=50)
 
     @model_validator(mode="after")
     def _has_area(self) -> "Zone":
