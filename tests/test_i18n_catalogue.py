@@ -89,7 +89,7 @@ def test_the_catalogue_check_itself_notices_a_new_text(tmp_path: Path, sources: 
 
 # Words that are the same in every language here: names, units, codes, symbols.
 ALLOWED = {"matthan", "ms", "mb", "fps", "cpu", "json", "api", "csrf", "http", "mqtt", "gmt", "utc"}
-USER_ATTRS = ("title", "alt", "placeholder", "aria-label", "value")
+USER_ATTRS = ("title", "alt", "placeholder", "aria-label", "data-label", "value")
 
 
 class _Text(HTMLParser):
