@@ -2,8 +2,8 @@
 read with Babel when first needed, and the locale's way of writing dates, times and numbers.
 
 The catalogues are kept as .po only (text, reviewable in a diff) and compiled in memory on first
-use: no binary .mo in the repository and no build step that can be forgotten. Compiling both
-catalogues takes a few milliseconds, once per process.
+use: no binary .mo in the repository and no build step that can be forgotten. It costs a process
+~30 ms for the Vietnamese catalogue and ~100 ms to import Babel, once, when it first translates.
 
 English is the source language (the msgids); Vietnamese is the language of the reference
 deployment. Code marks a text for the catalogue with `_()` (translated now, in the process's
