@@ -15,7 +15,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ["pipeline", "alert_latency", "soak", "recording", "ingest", "console", "tamper", "tracking"]
+BENCHES = [
+    "pipeline",
+    "capacity",
+    "alert_latency",
+    "soak",
+    "recording",
+    "ingest",
+    "console",
+    "tamper",
+    "tracking",
+    "escalation",
+]
 HERE = Path(__file__).resolve().parent
 
 

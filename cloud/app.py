@@ -1,6 +1,6 @@
 """The cloud service's composition root: `create_app(settings)` builds the FastAPI app; its
 lifespan starts the parts in order (database + migrations, clip store, MQTT link, ingest, station
-delivery) and stops them in reverse. Nothing connects before the lifespan starts.
+delivery, the attention worker) and stops them in reverse. Nothing connects before the lifespan starts.
 
 Use the app inside its lifespan, e.g. `with TestClient(create_app(settings)) as client: …`.
 """
@@ -15,7 +15,8 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cloud import console
-from cloud.api import alerts, config, devices, enrollment, health, media, session
+from cloud.api import alerts, attention, config, devices, enrollment, health, media, session
+from cloud.attention.worker import AttentionWorker, attention_counts
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
 from cloud.errors import CloudError
@@ -40,6 +41,7 @@ ROUTERS = [
     config.router,
     alerts.router,
     media.router,
+    attention.router,  # escalation policies, notification endpoints and queue
     enrollment.router,  # claim tokens, enrollment, revocation, bulk import
     console.router,  # the HTML console
 ]
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.notifier = Notifier()
     app.state.mqtt = None
     app.state.ingest = None
+    app.state.attention = None
     app.state.station_delivery = None
     app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
@@ -80,6 +83,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.clip_store = open_store(settings.clips, settings.clips_dir, settings.s3_endpoint_url)
     app.state.metrics.watch_devices(lambda: _count_online(app))
+    app.state.metrics.watch_attention(lambda: attention_counts(engine))
     link: MqttLink | None = None
     ingest: IngestWorker | None = None
     delivery: StationDelivery | None = None
@@ -96,6 +100,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         republish_on_connect(link, engine)
         link.start()
     app.state.mqtt, app.state.ingest, app.state.station_delivery = link, ingest, delivery
+    watcher: AttentionWorker | None = None
+    if settings.attention.enabled:
+        watcher = AttentionWorker(settings, engine, app.state.clip_store, app.state.notifier)
+        watcher.start()
+    app.state.attention = watcher
     log.info(
         "cloud up db=%s broker=%s clips=%s ingest=%s",
         engine.url.render_as_string(hide_password=True),
@@ -106,6 +115,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if watcher is not None:
+            watcher.stop()
         if delivery is not None:
             delivery.stop()
         if ingest is not None:

@@ -13,8 +13,13 @@ from typing import Any, Protocol
 from cloud.errors import CloudError
 from matthan_wire.ids import is_id
 
-EXTENSIONS = {"clip": "mp4", "snapshot": "jpg", "sidecar": "json"}
-CONTENT_TYPES = {"clip": "video/mp4", "snapshot": "image/jpeg", "sidecar": "application/json"}
+EXTENSIONS = {"clip": "mp4", "snapshot": "jpg", "sidecar": "json", "crop": "jpg"}
+CONTENT_TYPES = {
+    "clip": "video/mp4",
+    "snapshot": "image/jpeg",
+    "sidecar": "application/json",
+    "crop": "image/jpeg",
+}
 
 
 def media_key(device_id: str, event_id: str, kind: str) -> str:

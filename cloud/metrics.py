@@ -72,6 +72,11 @@ class Metrics:
         """devices online is read from the database when scraped, so every process agrees."""
         self.registry.register(_DevicesOnline(count_online))
 
+    def watch_attention(self, counts: Callable[[], dict[str, int]]) -> None:
+        """Notifications pending and failed, open outages and active escalations, from the
+        database when scraped (cloud/attention): a failed notification is worth an alert of its own."""
+        self.registry.register(_Attention(counts))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -86,3 +91,22 @@ class _DevicesOnline(Collector):
         except Exception:  # a scrape must not fail because the database is away; NaN says so
             value = float("nan")
         yield GaugeMetricFamily("matthan_devices_online", "devices currently online", value=value)
+
+
+class _Attention(Collector):
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            found = self._counts()
+        except Exception:
+            found = {}
+        g = GaugeMetricFamily(
+            "matthan_attention",
+            "notifications pending/failed, outages open, escalations active",
+            labels=["what"],
+        )
+        for what in ("notifications_pending", "notifications_failed", "outages_open", "escalations_active"):
+            g.add_metric([what], float(found.get(what, float("nan"))))
+        yield g

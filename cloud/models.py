@@ -194,6 +194,93 @@ class AuditLog(SQLModel, table=True):
     detail: dict[str, Any] | None = _json(default=None)
 
 
+# --- attention: notification channels, escalation, outages (cloud/attention/) --------------------
+
+
+class NotifyEndpoint(SQLModel, table=True):
+    """Somebody reachable on one channel: a webhook URL, e-mail addresses, or an SMS/OTT gateway."""
+
+    __tablename__ = "notify_endpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)  # who: "Ward 1 duty officer (Zalo)"
+    kind: str = Field(max_length=16)  # webhook | email | gateway
+    config: dict[str, Any] = _json(default_factory=dict)
+    enabled: bool = True
+    created_at: datetime = _time(default_factory=utc_now)
+    updated_at: datetime = _time(default_factory=utc_now)
+
+
+class Notification(SQLModel, table=True):
+    """The durable queue of every channel: one row per message to one endpoint, sent at least once.
+
+    A sender claims a row by setting claimed_by/claimed_until (a lease: a sender that dies lets go
+    when it runs out); a failure sets next_at with backoff; `failed` is final and shown."""
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        Index("ix_notification_due", "status", "next_at"),
+        Index("ux_notification_once", "endpoint_id", "event_id", "reason", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(index=True)
+    event_id: str = Field(index=True, max_length=63)
+    reason: str = Field(max_length=32)  # "level-1", "level-2", "test-…"
+    kind: str = Field(max_length=16)
+    message: dict[str, Any] = _json()
+    status: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    attempts: int = 0
+    next_at: datetime = _time()
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_until: datetime | None = _time(default=None)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _time()
+    sent_at: datetime | None = _time(default=None)
+
+
+class EscalationPolicy(SQLModel, table=True):
+    """Who hears about an unacknowledged alert, and when: per ward ('*' = every ward) and category
+    (security_order, urban_order, outage). levels = [{"after_min": N, "endpoints": [id, …]}, …]."""
+
+    __tablename__ = "escalation_policy"
+    __table_args__ = (Index("ux_escalation_policy_scope", "ward", "category", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ward: str = Field(max_length=63)
+    category: str = Field(max_length=32)
+    levels: list[dict[str, Any]] = _json(default_factory=list)
+    updated_by: str | None = Field(default=None, max_length=128)
+    updated_at: datetime = _time(default_factory=utc_now)
+
+
+class Escalation(SQLModel, table=True):
+    """One alert's place in its policy: `level` levels done, the next due at next_at (None: over)."""
+
+    __tablename__ = "escalation"
+
+    event_id: str = Field(primary_key=True, max_length=63)
+    policy_id: int | None = Field(default=None)
+    level: int = 0
+    next_at: datetime | None = _time(default=None, index=True)
+    state: str = Field(default="active", max_length=16)  # active | stopped | done
+    stopped_reason: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class Outage(SQLModel, table=True):
+    """A device seen offline: suspected from `since`; after the debounce it is an alert (event_id).
+    The primary key keeps it to one per device, however often it flaps."""
+
+    __tablename__ = "outage"
+
+    device_id: str = Field(primary_key=True, max_length=63)
+    since: datetime = _time()  # when we first saw it offline (this episode)
+    status_at: datetime | None = _time(default=None)  # the device's status time we saw then
+    event_id: str | None = Field(default=None, max_length=63)
+
+
 def table(model: type[SQLModel]) -> Any:
     """The SQLAlchemy Table of a model, for core statements (bulk insert, upsert)."""
     return model.__table__  # type: ignore[attr-defined]
@@ -210,7 +297,12 @@ __all__ = [
     "Device",
     "HealthLatest",
     "HealthSample",
+    "Escalation",
+    "EscalationPolicy",
     "MediaObject",
+    "Notification",
+    "NotifyEndpoint",
+    "Outage",
     "User",
     "Ward",
     "table",

@@ -46,6 +46,46 @@ class EnrollmentSettings(BaseModel):
         )
 
 
+ATTENTION_ENV_PREFIX = "MATTHAN_CLOUD_ATTENTION_"
+
+
+class AttentionSettings(BaseModel):
+    """Escalation, outages and notification channels (cloud/attention). Environment:
+    MATTHAN_CLOUD_ATTENTION_<FIELD>, e.g. MATTHAN_CLOUD_ATTENTION_SMTP_HOST."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True  # run the attention worker inside `serve`
+    tick_s: float = Field(default=2.0, gt=0.0, le=60.0)
+    # A device offline this long (continuously) becomes an outage alert; shorter blips are absorbed.
+    outage_debounce_s: float = Field(default=120.0, ge=0.0)
+    # Alerts older than this when first seen (say, a backlog after an upgrade) are not escalated.
+    escalate_max_age_h: float = Field(default=24.0, gt=0.0)
+    retry_initial_s: float = Field(default=10.0, gt=0.0)
+    retry_max_s: float = Field(default=900.0, gt=0.0)
+    # After this many failed attempts a notification is `failed` (shown in the console), not retried.
+    max_attempts: int = Field(default=20, ge=1, le=1000)
+    lease_s: float = Field(default=120.0, gt=0.0)  # a sender's claim on a row; > the longest send
+    send_timeout_s: float = Field(default=15.0, gt=0.0, le=120.0)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "matthan@localhost"
+    # For tests and drills only: a file holding seconds to add to the clock (cloud/attention/clock.py).
+    clock_file: Path | None = None
+
+    @classmethod
+    def from_env(cls, source: Mapping[str, str]) -> "AttentionSettings":
+        values = {
+            name: source[ATTENTION_ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if ATTENTION_ENV_PREFIX + name.upper() in source
+        }
+        return cls.model_validate(values)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -104,6 +144,7 @@ class Settings(BaseModel):
     # The console's language for users who chose none; "auto": the browser's (Accept-Language).
     language: Literal["vi", "en", "auto"] = "vi"
     enrollment: EnrollmentSettings = Field(default_factory=EnrollmentSettings)
+    attention: AttentionSettings = Field(default_factory=AttentionSettings)
 
     @field_validator("db_url")
     @classmethod
@@ -155,9 +196,11 @@ class Settings(BaseModel):
         if CONSOLE_TZ_ENV in source:
             values.setdefault("console_tz", source[CONSOLE_TZ_ENV])
         values.pop("enrollment", None)
+        values.pop("attention", None)
         values.update({k: v for k, v in explicit.items() if v is not None})
         try:
             values.setdefault("enrollment", EnrollmentSettings.from_env(source))
+            values.setdefault("attention", AttentionSettings.from_env(source))
             return cls.model_validate(values)
         except ValidationError as exc:
             raise CloudError(f"cloud settings: {describe(exc)}") from None

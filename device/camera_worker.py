@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from device.capture import READ_TIMEOUT_S, Capture, redact
-from device.detector import Detection, Detector, load_detector
+from device.detector import Detection, ObjectDetector, SharedDetector, load_detector
 from device.errors import DeviceError
 from device.events import DetectedEvent, to_event
 from device.frames import Frame
@@ -72,7 +72,9 @@ def rate(times: deque[float], now: float, since: float, window: float = 10.0) ->
     span = min(window, now - since)
     if span <= 0:
         return 0.0
-    return sum(1 for t in times if t >= now - span) / span
+    # Other threads append while health reads: deque.copy() runs in C under the GIL, so it is one
+    # atomic step, where iterating the live deque raises "deque mutated during iteration".
+    return sum(1 for t in times.copy() if t >= now - span) / span
 
 
 class Pipeline:
@@ -82,7 +84,7 @@ class Pipeline:
         self,
         device: DeviceIdentity,
         camera: CameraConfig,
-        detector: Detector,
+        detector: ObjectDetector,
         on_event: Callable[[DetectedEvent], None],
         next_seq: Callable[[], int],
         tamper_dir: Path | None = None,
@@ -191,8 +193,11 @@ class CameraWorker:
         start_time: datetime | None = None,
         on_frame: FrameHook | None = None,
         tamper_dir: Path | None = None,
+        shared: SharedDetector | None = None,
     ) -> None:
         self.device = device
+        # One detector for every camera (the agent's), or an interpreter of this camera's own.
+        self.shared = shared
         self.camera = camera
         self.model = model
         self.on_event = on_event
@@ -203,7 +208,17 @@ class CameraWorker:
         self.tamper_dir = tamper_dir  # where the tamper reference survives a restart
         self._stop = threading.Event()
         self._capture = Capture(
-            camera.source, camera.detect.fps, self._stop, paced=paced, loop=camera.loop, start_time=start_time
+            camera.detect_source,
+            camera.detect.fps,
+            self._stop,
+            paced=paced,
+            loop=camera.loop,
+            start_time=start_time,
+            hwaccel=camera.hwaccel,
+            camera_id=camera.id,
+            # A separate detect input is a sub-stream: one decoder thread is plenty (and 3 fewer
+            # threads per camera). A single stream may be 4 MP: FFmpeg's own threading then.
+            decode_threads=1 if camera.detect_source != camera.record_source else None,
         )
         # Unpaced files: every sampled frame matters, the capture waits for the detector.
         # Live (and paced files): the newest frame wins, older ones are dropped and counted.
@@ -241,7 +256,7 @@ class CameraWorker:
         log.info(
             "camera started camera=%s source=%s paced=%s",
             self.camera.id,
-            redact(self.camera.source),
+            redact(self.camera.detect_source),
             self.paced,
         )
 
@@ -257,7 +272,7 @@ class CameraWorker:
         return self._finished.wait(timeout)
 
     def update_camera(self, camera: CameraConfig) -> None:
-        if camera.source != self.camera.source:
+        if camera.detect_source != self.camera.detect_source:
             raise DeviceError(f"camera {camera.id}: a new source needs a new worker, not a reload")
         with self._lock:
             self._pending = camera
@@ -352,7 +367,11 @@ class CameraWorker:
 
     def _detect_main(self, loaded: threading.Event) -> None:
         try:
-            detector = load_detector(self.model, self.camera.detect)
+            detector: ObjectDetector = (
+                self.shared.seat(self.camera.detect)
+                if self.shared is not None
+                else load_detector(self.model, self.camera.detect)
+            )
         except DeviceError as exc:
             self.error = exc
             loaded.set()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device.camera_worker import CameraStats, CameraWorker
+from device.detector import NotShareable, SharedDetector
 from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.frames import Frame
@@ -43,8 +44,10 @@ class Cameras:
         self._frame_hook = frame_hook
         self._offline = offline
         self._tamper_dir = tamper_dir
+        self.detector: SharedDetector | None = None  # one interpreter for every camera, from start()
 
     def start(self, cameras: list[CameraConfig]) -> None:
+        self.detector = shared_detector(self.model)
         for cam in cameras:
             self.workers[cam.id] = self._start_worker(cam)
 
@@ -54,6 +57,9 @@ class Cameras:
                 worker.stop()
                 log.info("camera stopped device=%s camera=%s", self.device.id, cam_id)
             self.workers.clear()
+        if self.detector is not None:
+            self.detector.stop()
+            self.detector = None
 
     def apply(self, old_cameras: list[CameraConfig], new_cameras: list[CameraConfig]) -> None:
         """Start what is new first; if anything fails, stop those and raise, having changed nothing;
@@ -136,8 +142,19 @@ class Cameras:
         # A Pi or USB camera can be opened by one process only: its frames are what gets recorded.
         worker = CameraWorker(
             self.device, cam, self.model, self._on_event, self._next_seq, on_frame=self._frame_hook(cam.id),
-            tamper_dir=self._tamper_dir,
+            tamper_dir=self._tamper_dir, shared=self.detector,
         )  # fmt: skip
         worker.start()
         self._started[cam.id] = time.monotonic()
         return worker
+
+
+def shared_detector(model: ModelConfig) -> SharedDetector | None:
+    """The device's one detector; None for a recurrent model (each camera then loads its own)."""
+    try:
+        shared = SharedDetector(model)
+    except NotShareable:
+        log.info("detector per camera model=%s reason=recurrent model", Path(model.path).name)
+        return None
+    shared.start()
+    return shared

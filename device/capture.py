@@ -6,6 +6,12 @@ possible (`device detect`) or at their own rate (`paced`, `device run`), looping
 Live streams: frames are read as they come so the decoder's buffer never lags; only the frames
 the detector can use are converted. A stream that drops or stalls is reopened with backoff and
 jitter, and counted.
+
+Hardware decoding: with `hwaccel: auto` OpenCV is asked for any hardware decoder
+(CAP_PROP_HW_ACCELERATION = VIDEO_ACCELERATION_ANY: VAAPI, DRM, MFX); without one OpenCV decodes
+in software, and a file that will not open with it is opened again without. One log line per
+camera says which is used. (OpenCV's pip wheels know no V4L2-M2M or NVDEC: on a Pi or a Jetson the
+detect sub-stream is decoded in software — at 640×360 that is a few ms a frame.)
 """
 
 import logging
@@ -50,20 +56,61 @@ class VideoSource(Protocol):
     def close(self) -> None: ...
 
 
+_HW_NAMES = {
+    int(cv2.VIDEO_ACCELERATION_NONE): "software",
+    int(cv2.VIDEO_ACCELERATION_VAAPI): "vaapi",
+    int(cv2.VIDEO_ACCELERATION_DRM): "drm",
+    int(cv2.VIDEO_ACCELERATION_MFX): "mfx",
+    int(cv2.VIDEO_ACCELERATION_D3D11): "d3d11",
+}
+
+
 class OpenCVSource:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, hwaccel: str = "off", decode_threads: int | None = None) -> None:
         self.source = source
         self.live = not _is_file(source)
+        self.decoder = "software"
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             int(OPEN_TIMEOUT_S * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(READ_TIMEOUT_S * 1000),
         ]
+        if decode_threads is not None:
+            params += [cv2.CAP_PROP_N_THREADS, decode_threads]
         if source.startswith(("rtsp://", "rtsps://")):
             # RTSP over UDP smears frames when packets are lost on a busy link; TCP, as NVRs and
             # Frigate use. The operator's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        cap = self._open(source, params, hwaccel)
+        if cap is None:
+            if not self.live:
+                raise SourceError(f"video file {source}: cannot open it (not a video, or damaged?)")
+            raise SourceError(f"cannot open video source {redact(source)}")
+        self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        # FFmpeg reports 90000 or 1000 for streams without a rate; treat those as unknown.
+        self.fps = fps if 0.0 < fps <= 240.0 else None
+
+    def _open(self, source: str, params: list[int], hwaccel: str) -> cv2.VideoCapture | None:
+        ffmpeg = not (source.isdigit() or source.startswith("/dev/"))
+        if ffmpeg and hwaccel == "auto":
+            hw = [*params, cv2.CAP_PROP_HW_ACCELERATION, cv2.VIDEO_ACCELERATION_ANY]
+            cap = self._try(source, hw)
+            if cap is not None:
+                used = int(cap.get(cv2.CAP_PROP_HW_ACCELERATION) or 0)
+                self.decoder = _HW_NAMES.get(used, f"hw{used}")
+                return cap
+            if self.live:
+                # OpenCV itself falls back to software when there is no hardware decoder; a live
+                # source that does not open is most likely down, and a second try would double
+                # every reconnect's wait.
+                return None
+            # A file that opens in software but not with a hardware decoder (a codec it lacks).
+        return self._try(source, params)
+
+    @staticmethod
+    def _try(source: str, params: list[int]) -> cv2.VideoCapture | None:
         if source.isdigit():
             cap = cv2.VideoCapture(int(source), cv2.CAP_V4L2, params)
         elif source.startswith("/dev/"):
@@ -72,13 +119,8 @@ class OpenCVSource:
             cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
-            if not self.live:
-                raise SourceError(f"video file {source}: cannot open it (not a video, or damaged?)")
-            raise SourceError(f"cannot open video source {redact(source)}")
-        self._cap = cap
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        # FFmpeg reports 90000 or 1000 for streams without a rate; treat those as unknown.
-        self.fps = fps if 0.0 < fps <= 240.0 else None
+            return None
+        return cap
 
     def grab(self) -> bool:
         return bool(self._cap.grab())
@@ -108,7 +150,7 @@ def redact(source: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-def open_source(source: str) -> VideoSource:
+def open_source(source: str, hwaccel: str = "off", decode_threads: int | None = None) -> VideoSource:
     if source.startswith("picamera2:"):
         from device.picamera import PiCameraSource
 
@@ -124,7 +166,7 @@ def open_source(source: str) -> VideoSource:
             opened.close()
             raise SourceError(f"video file {source}: no frame can be decoded (not a video?)")
         opened.close()
-    return OpenCVSource(source)
+    return OpenCVSource(source, hwaccel, decode_threads)
 
 
 @dataclass
@@ -155,8 +197,17 @@ class Capture:
         loop: bool = False,
         start_time: datetime | None = None,
         backoff: Backoff | None = None,
+        hwaccel: str = "off",
+        camera_id: str | None = None,
+        decode_threads: int | None = None,
     ) -> None:
         self.source = source
+        self.hwaccel = hwaccel
+        # FFmpeg's default is a frame-threaded decoder (cores + 1 threads, a frame buffer each);
+        # a sub-stream decodes in a millisecond or two on one thread.
+        self.decode_threads = decode_threads
+        self.camera_id = camera_id
+        self._decoder_logged: str | None = None
         self.sample_fps = sample_fps
         self.stop = stop
         self.paced = paced
@@ -169,6 +220,18 @@ class Capture:
     def frames(self) -> Iterator[Frame]:
         return self._live() if self.live else self._file()
 
+    def _open(self) -> VideoSource:
+        src = open_source(self.source, self.hwaccel, self.decode_threads)
+        decoder = getattr(src, "decoder", None)
+        if decoder is not None and decoder != self._decoder_logged:
+            # Once per camera (and again only if a reconnect lands on another decoder).
+            self._decoder_logged = decoder
+            log.info(
+                "video decode camera=%s source=%s decoder=%s hwaccel=%s",
+                self.camera_id, redact(self.source), decoder, self.hwaccel,
+            )  # fmt: skip
+        return src
+
     # Files -------------------------------------------------------------------------------
     def _file(self) -> Iterator[Frame]:
         start = self.start_time or datetime.now(UTC)
@@ -176,7 +239,7 @@ class Capture:
         offset_s = 0.0  # position of this pass's first frame (loops continue the clock)
         index = 0
         while not self.stop.is_set():
-            src = open_source(self.source)
+            src = self._open()
             fps = src.fps or 25.0
             self.counters.expected_fps = fps
             self.counters.stream_up = True
@@ -216,7 +279,7 @@ class Capture:
         had_session = False  # a reconnect is a return after frames flowed, not a slow first start
         while not self.stop.is_set():
             try:
-                src = open_source(self.source)
+                src = self._open()
             except SourceError as exc:
                 if first and not self.source.startswith(STREAM_SCHEMES):
                     raise  # a USB or Pi camera that is not there is a setup mistake

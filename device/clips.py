@@ -12,6 +12,13 @@ sidecar then go into the durable upload queue; retention keeps the folder within
 Segment starts are known as an interval (device/recorder.py); a cut always takes the segment
 whose start is surely before the span's start, so the clip covers the span and overshoots it by
 at most about one segment at each end.
+
+A camera that records another stream than it detects on (a main stream, inputs with roles) also
+gets a crop of the violating object from the high-resolution picture: once the segment holding
+the event's first moment is closed, ffmpeg decodes that one frame from it (from the segment's
+keyframe on, hardware decoding when the recorder has it), and the box of the alert, with a
+margin, is cut out of it into `{event_id}-crop.jpg` (upload kind `crop`). The alert's own
+snapshot stays the detect frame: it goes out with the alert, within the second.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import cv2
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from device.errors import DeviceError
@@ -88,7 +97,54 @@ class ClipStats:
     clips_missing: int = 0  # nothing recorded for the span
     clips_short: int = 0  # cut with part of the span missing (recording started late or was down)
     snapshots_saved: int = 0
+    crops_saved: int = 0
+    crops_missing: int = 0  # the high-resolution frame of the event's start could not be had
     last_error: str | None = None
+
+
+CROP_MARGIN = 0.15  # of the box's size on each side: the object's surroundings identify it too
+CROP_MIN_PX = 96
+CROP_JPEG_QUALITY = 92
+
+
+@dataclass
+class _Crop:
+    alert: Alert
+    give_up_at: float  # monotonic
+
+
+def crop_box(bbox: list[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixel rectangle (x1, y1, x2, y2) to cut for a normalised box: a margin around it, at
+    least CROP_MIN_PX on a side, inside the picture."""
+    x1, y1, x2, y2 = bbox
+    mx, my = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
+    px1, px2 = int((x1 - mx) * width), int(round((x2 + mx) * width))
+    py1, py2 = int((y1 - my) * height), int(round((y2 + my) * height))
+    grow_x, grow_y = max(0, CROP_MIN_PX - (px2 - px1)), max(0, CROP_MIN_PX - (py2 - py1))
+    px1, px2 = px1 - grow_x // 2, px2 + grow_x - grow_x // 2
+    py1, py2 = py1 - grow_y // 2, py2 + grow_y - grow_y // 2
+    px1, py1 = max(0, px1), max(0, py1)
+    return px1, py1, min(width, max(px2, px1 + 1)), min(height, max(py2, py1 + 1))
+
+
+def frame_at(segment: Segment, at: datetime, hwaccel: str | None = None) -> np.ndarray | None:
+    """The decoded picture of `segment` at wall time `at` (BGR), None when ffmpeg cannot give it."""
+    offset = max(0.0, (at - segment.start).total_seconds())
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin"]
+    if hwaccel is not None:
+        cmd += ["-hwaccel", hwaccel]
+    # -ss after -i: decoded from the segment's first keyframe up to the exact frame.
+    cmd += ["-i", str(segment.path), "-ss", f"{offset:.3f}", "-frames:v", "1", "-f", "image2pipe"]
+    cmd += ["-c:v", "png", "pipe:1"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    if out.returncode != 0 or not out.stdout:
+        # A hardware decoder that refuses this stream: once more in software.
+        return frame_at(segment, at) if hwaccel is not None else None
+    image = cv2.imdecode(np.frombuffer(out.stdout, np.uint8), cv2.IMREAD_COLOR)
+    return image if image is not None and image.size else None
 
 
 @dataclass
@@ -215,6 +271,7 @@ class ClipMaker:
         self._next_budget_check = 0.0
         self._inbox: queue.Queue[tuple[str, Alert, bytes | None]] = queue.Queue(maxsize=10_000)
         self._jobs: dict[str, _Job] = {}
+        self._crops: dict[str, _Crop] = {}
         self._unhandled = 0  # handed over, not yet taken from the inbox and dealt with
         self._lock = threading.Lock()
         self._stats = ClipStats()
@@ -266,7 +323,7 @@ class ClipMaker:
     def stats(self) -> ClipStats:
         with self._lock:
             st = ClipStats(**self._stats.__dict__)
-            st.pending = len(self._jobs) + self._unhandled
+            st.pending = len(self._jobs) + len(self._crops) + self._unhandled
         return st
 
     def wait_idle(self, timeout: float) -> bool:
@@ -303,6 +360,7 @@ class ClipMaker:
                 try:
                     if what == "start":
                         self._save_snapshot(alert, jpeg)
+                        self._schedule_crop(alert)
                     else:
                         self._schedule(alert)
                 except Exception as exc:  # one bad event must not stop the clips of the others
@@ -311,6 +369,13 @@ class ClipMaker:
                     with self._lock:
                         self._unhandled -= 1
                 continue  # drain the inbox before cutting
+            for event_id in list(self._crops):
+                try:
+                    if self._try_crop(self._crops[event_id]):
+                        del self._crops[event_id]
+                except Exception as exc:  # one bad frame must not stop the others' crops and clips
+                    del self._crops[event_id]
+                    self._fail(event_id, exc)
             for event_id in list(self._jobs):
                 job = self._jobs[event_id]
                 try:
@@ -342,6 +407,57 @@ class ClipMaker:
         with self._lock:
             self._stats.snapshots_saved += 1
         self._enforce_budget()
+
+    def _schedule_crop(self, alert: Alert) -> None:
+        rec = self._recorder_for(alert.camera_id)
+        if rec is None or alert.bbox is None or alert.type == "camera_offline":
+            return
+        if rec.camera.record_source == rec.camera.detect_source:
+            return  # the snapshot already is the recorded picture
+        wait = max(0.0, (alert.started_at - utc_now()).total_seconds())
+        give_up = time.monotonic() + wait + self._give_up_after_s + 3 * rec.segment_s
+        self._crops[alert.event_id] = _Crop(alert, give_up)
+
+    def _try_crop(self, job: _Crop) -> bool:
+        """Done (True) once the crop is saved or cannot be had; False: its segment is not closed yet."""
+        a = job.alert
+        rec = self._recorder_for(a.camera_id)
+        if rec is None or a.bbox is None:
+            return True
+        segments = rec.segments()
+        # The segment that surely began at or before the moment, and is closed (a later one began).
+        holding = [s for s in segments if s.complete and s.start_lo <= a.started_at <= s.end]
+        if not holding:
+            if time.monotonic() < job.give_up_at and not rec.state().finished:
+                return False
+            with self._lock:
+                self._stats.crops_missing += 1
+            log.warning(
+                "crop missing event=%s camera=%s reason=no segment holds its start", a.event_id, a.camera_id
+            )
+            return True
+        image = frame_at(holding[-1], a.started_at, rec.hwaccel)
+        if image is None:
+            with self._lock:
+                self._stats.crops_missing += 1
+            log.warning("crop missing event=%s camera=%s reason=frame not decoded", a.event_id, a.camera_id)
+            return True
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = crop_box(list(a.bbox), w, h)
+        ok, buf = cv2.imencode(".jpg", image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+        if not ok:
+            raise ClipError(f"{a.event_id}: JPEG encoding of the crop failed")
+        path = self.clips_dir / f"{a.event_id}-crop.jpg"
+        write_atomic(path, buf.tobytes())
+        self._uploads.add(a.event_id, "crop", path)
+        with self._lock:
+            self._stats.crops_saved += 1
+        log.info(
+            "crop saved event=%s camera=%s frame=%dx%d box=%d,%d,%d,%d",
+            a.event_id, a.camera_id, w, h, x1, y1, x2, y2,
+        )  # fmt: skip
+        self._enforce_budget()
+        return True
 
     def _schedule(self, alert: Alert, save: bool = True) -> None:
         rec = self._recorder_for(alert.camera_id)

@@ -97,7 +97,7 @@ def _resolve_paths(config: DeviceConfig, base: Path) -> DeviceConfig:
             update={"path": rel(config.storage.path), "cache_path": rel(config.storage.cache_path)}
         ),
         "cameras": [
-            cam.model_copy(update={"source": _resolve_source(cam.source, base)}) for cam in config.cameras
+            cam.with_sources(lambda s: _resolve_source(s, base)) for cam in config.cameras
         ],
     }
     if config.model is not None:

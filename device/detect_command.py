@@ -91,7 +91,7 @@ def run_detect(
     # a typo is one clear line rather than a retry loop.
     src = open_source(source)
     src.close()
-    camera = camera.model_copy(update={"source": source, "loop": False})
+    camera = camera.model_copy(update={"source": source, "inputs": None, "loop": False})
 
     seq = iter(range(1, 1 << 62))
     lock = threading.Lock()

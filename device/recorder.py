@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import json
 import logging
 import os
 import queue
@@ -158,6 +160,98 @@ def probe_codec(source: str, timeout: float = 15.0) -> str:
     return codec
 
 
+_HW_DEVICES = (("cuda", "/dev/nvidia0"), ("vaapi", "/dev/dri/renderD128"), ("drm", "/dev/dri/card0"))
+
+
+@functools.cache
+def _ffmpeg_hwaccels() -> frozenset[str]:
+    try:
+        out = subprocess.run(
+            [FFMPEG, "-hide_banner", "-hwaccels"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(line.strip() for line in out.stdout.splitlines()[1:] if line.strip())
+
+
+def ffmpeg_hwaccel(mode: str) -> str | None:
+    """The `-hwaccel` ffmpeg decodes with on this device, None for software.
+
+    Only with `hwaccel: auto`, only a method this ffmpeg was built with, only when its device node
+    exists (a build with vaapi on a box without a GPU would try, log errors and fall back anyway).
+    """
+    if mode != "auto":
+        return None
+    built = _ffmpeg_hwaccels()
+    return next((name for name, node in _HW_DEVICES if name in built and Path(node).exists()), None)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What ffprobe reads from a stream's first seconds, without decoding a picture."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    # Between the first two keyframes seen; None when the sample held fewer than two.
+    keyframe_interval_s: float | None
+    sampled_s: float
+
+
+def _rate(text: str | None) -> float | None:
+    num, _, den = (text or "").partition("/")
+    try:
+        value = float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if 0.0 < value <= 240.0 else None
+
+
+def probe_stream(source: str, sample_s: float = 6.0, timeout: float = 25.0) -> StreamInfo:
+    """Codec, resolution, frame rate and keyframe interval of the source's first video stream.
+
+    The packets of `sample_s` seconds are read (their keyframe flags): no decoding, so it costs
+    nothing on a 4 MP main stream. RecorderError when the source cannot be read.
+    """
+    cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0"]
+    cmd += ["-show_entries", "stream=codec_name,width,height,avg_frame_rate,r_frame_rate"]
+    cmd += ["-show_entries", "packet=pts_time,flags", "-read_intervals", f"%+{sample_s:g}"]
+    if source.startswith("rtsp://"):
+        cmd += ["-rtsp_transport", "tcp"]
+    cmd += ["-of", "json", source]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise RecorderError(f"source {redact(source)}: no answer within {timeout:.0f}s") from None
+    try:
+        info = json.loads(out.stdout or "{}")
+        stream = info["streams"][0]
+    except (ValueError, KeyError, IndexError):
+        reason = _hide_password((out.stderr.strip().splitlines() or ["no video stream"])[-1], source)
+        raise RecorderError(f"source {redact(source)}: cannot read video ({reason})") from None
+    times: list[float] = []
+    keys: list[float] = []
+    for pkt in info.get("packets", []):
+        try:
+            t = float(pkt["pts_time"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        times.append(t)
+        if "K" in str(pkt.get("flags", "")):
+            keys.append(t)
+    keys.sort()
+    gaps = [b - a for a, b in zip(keys, keys[1:], strict=False) if b > a]
+    return StreamInfo(
+        codec=str(stream.get("codec_name") or "unknown"),
+        width=int(stream.get("width") or 0),
+        height=int(stream.get("height") or 0),
+        fps=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
+        keyframe_interval_s=round(max(gaps), 3) if gaps else None,
+        sampled_s=round(max(times) - min(times), 3) if times else 0.0,
+    )
+
+
 class Recorder:
     """One camera's ffmpeg segmenter, restarted with backoff when it dies or stalls."""
 
@@ -174,7 +268,7 @@ class Recorder:
         hold_head_s: float = 180.0,
         backoff: Backoff | None = None,
     ) -> None:
-        kind = source_kind(camera.source)
+        kind = source_kind(camera.record_source)
         # The capture holds a Pi or USB camera (a second opener gets EBUSY or nothing): those are
         # recorded from the frames the capture hands over (feed()), with one cheap encode.
         self.frames = kind in ("picamera2", "device")
@@ -201,6 +295,9 @@ class Recorder:
         self._last_scan: datetime | None = None
         self._longest_segment_s = self.segment_s
         self._codec: str | None = None
+        # Hardware decoding (only when re-encoding: a copy decodes nothing); dropped for good when
+        # an ffmpeg using it produced nothing.
+        self.hwaccel = ffmpeg_hwaccel(camera.hwaccel)
         # Frames from the capture, for cameras only it can open; bounded, newest dropped when full.
         self._feed: queue.Queue[np.ndarray] = queue.Queue(maxsize=FEED_FRAMES)
 
@@ -297,7 +394,7 @@ class Recorder:
         return self.cache_dir / f"{self.camera.id}-{session:013d}-%06d.ts"
 
     def command(self, codec: str, session: int) -> list[str]:
-        src = self.camera.source
+        src = self.camera.record_source
         cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin"]
         if self.kind == "file":
             # Under `device run` a file plays at its own rate, on the same clock as capture.
@@ -307,6 +404,8 @@ class Recorder:
                 cmd += ["-stream_loop", "-1"]
         elif self.kind == "stream" and src.startswith("rtsp://"):
             cmd += ["-rtsp_transport", "tcp"]
+        if codec not in COPYABLE and self.hwaccel is not None:
+            cmd += ["-hwaccel", self.hwaccel]
         cmd += ["-i", src, "-map", "0:v:0"]
         # Audio is left out: street evidence is the picture, and recording speech needs a legal basis.
         if codec in COPYABLE:
@@ -358,7 +457,7 @@ class Recorder:
             else:
                 try:
                     # Probed once: every probe of a network camera is one more connection to it.
-                    codec = self._codec = self._codec or probe_codec(self.camera.source)
+                    codec = self._codec = self._codec or probe_codec(self.camera.record_source)
                 except RecorderError as exc:
                     self._set(recording=False, last_error=str(exc))
                     delay = self._backoff.next()
@@ -388,9 +487,21 @@ class Recorder:
                 threading.Thread(
                     target=self._write_frames, args=(proc, first), daemon=True, name=f"ffmpeg-in-{cam}"
                 ).start()
-            self._set(recording=True, mode=mode)
-            log.info("recording started camera=%s mode=%s codec=%s pid=%d", cam, mode, codec, proc.pid)
+            # "recording" only once this ffmpeg writes segments (see _scan): a started ffmpeg whose
+            # camera does not answer is not recording, and health must not flicker to true.
+            self._set(mode=mode)
+            decoder = "none" if mode == "copy" else (self.hwaccel if mode == "encode" else None) or "software"
+            log.info(
+                "recording started camera=%s mode=%s codec=%s decoder=%s source=%s pid=%d",
+                cam, mode, codec, decoder, redact(self.camera.record_source), proc.pid,
+            )  # fmt: skip
             reason, produced = self._watch(proc, session)
+            if produced == 0 and mode == "encode" and self.hwaccel is not None:
+                log.warning(
+                    "hardware decoding failed camera=%s hwaccel=%s: decoding in software from now on",
+                    cam, self.hwaccel,
+                )  # fmt: skip
+                self.hwaccel = None
             self._end(proc)
             self._proc = None
             self._scan()
@@ -489,7 +600,7 @@ class Recorder:
         assert proc.stderr is not None
         self._stderr.clear()
         for raw in proc.stderr:
-            line = _hide_password(raw.decode("utf-8", "replace").strip(), self.camera.source)
+            line = _hide_password(raw.decode("utf-8", "replace").strip(), self.camera.record_source)
             if line:
                 self._stderr.append(line)
                 log.debug("ffmpeg camera=%s %s", self.camera.id, line)
@@ -535,6 +646,7 @@ class Recorder:
                     if live:
                         new += 1
                         self._state.segments_written += 1
+                        self._state.recording = True
                 seg.size = st.st_size
                 seg.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
             self._last_scan = began
@@ -597,6 +709,11 @@ class Recorder:
                 self._state.segments_pruned += 1
 
 
+def _recording_of(cam: CameraConfig) -> tuple[object, ...]:
+    """What a recorder is started with: a change in any of it restarts the recorder."""
+    return (cam.record_source, cam.loop, cam.record, cam.hwaccel)
+
+
 class Recording:
     """Every recorded camera of a device: one Recorder each, following config changes.
 
@@ -617,7 +734,7 @@ class Recording:
             for cid in list(self._recorders):
                 old = self._recorders[cid].camera
                 new = wanted.get(cid)
-                if new is None or (old.source, old.loop, old.record) != (new.source, new.loop, new.record):
+                if new is None or _recording_of(old) != _recording_of(new):
                     gone = self._recorders.pop(cid)
                     # Events open across the restart still need the segments already in the cache.
                     held[cid] = gone.holds()

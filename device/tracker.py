@@ -4,10 +4,12 @@ A small SORT/ByteTrack-style tracker in code we own, chosen by measurement (benc
 the annotated ground truth in tests/data/tracking): a Kalman filter per track (constant velocity
 of the box centre and size), matching by Mahalanobis distance and overlap with an optimal
 assignment, and colour signatures of the boxes (torso and legs) when the frame is given, in a
-cascade — the tracks seen in the last detector run first, then the lost ones (re-found near where
-their motion says they should be, within a window). Stationary objects are held through misses
-(a parked car hidden by a bus is the same car). Measured and not kept: ByteTrack's second stage
-on low-score boxes (no gain on the ground truth, lower precision).
+cascade — the tracks seen in the last three detector runs (`recent_s`) first, then the lost ones
+(re-found near where their motion says they should be, within a window). Stationary objects are
+held through misses (a parked car hidden by a bus is the same car). Measured and not kept:
+ByteTrack's second stage on low-score boxes (no gain on the ground truth, lower precision); a
+gallery of recent looks instead of one averaged look, OC-SORT's re-update and direction cost, an
+appearance gate on re-finding, no filter update while boxes overlap (bench/RESULTS.md).
 
 Times are the frames' timestamps, so a file processed faster than real time behaves exactly as
 the live camera would. Ties never depend on the order the model lists its boxes: detections are
@@ -60,7 +62,14 @@ class TrackerConfig:
     clutter_after_s: float = 10.0
     clutter_travel: float = 1.0
     clutter_memory_s: float = 600.0
-    recent_s: float = 0.3  # unseen longer (more than one 5 fps detector run): "lost", matched last
+    # Unseen longer than this: "lost", matched after the others. Up to two missed 5 fps detector
+    # runs (0.6 s) still count as seen: a person hidden for a moment by someone crossing in front
+    # keeps competing in the first stage, where one joint assignment shares the boxes out, rather
+    # than finding the box already taken by the crosser. Measured: 0.3 s (one run) gave 50 id
+    # switches on vtest, this 46; 0.4-0.5 s and 0.8-1.1 s were no better. Set between run
+    # multiples (0.6 and 0.8 s) so frame-time jitter cannot flip it.
+    recent_s: float = 0.65
+    clutter_recent_s: float = 1.5  # the same for static clutter (see Tracker._recent)
     appearance_weight: float = 2.0  # how much colours count against position and overlap
 
 
@@ -299,9 +308,9 @@ class Tracker:
         for t in self.tracks:
             t.seen_now = False
             self._predict(t, now)
-        recent = [t for t in self.tracks if (now - t.last_seen).total_seconds() <= self.config.recent_s]
-        lost = [t for t in self.tracks if (now - t.last_seen).total_seconds() > self.config.recent_s]
-        # Tracks seen in the last detector run take their boxes first; lost tracks then get a
+        recent = [t for t in self.tracks if self._recent(t, now)]
+        lost = [t for t in self.tracks if not self._recent(t, now)]
+        # Tracks seen within recent_s take their boxes first; lost tracks then get a
         # chance at the rest, re-identified where their motion predicts and by their colours.
         pairs = self._match(recent, list(range(len(dets))), dets, looks)
         taken = {i for _, i in pairs}
@@ -382,6 +391,13 @@ class Tracker:
             t._kf.x[4:] *= 0.5 ** max(dt, 0.0)
         t._kf.predict(dt)
         t._kf_at = now
+
+    def _recent(self, t: Track, now: datetime) -> bool:
+        """Matched in the first stage. Static clutter (a cone whose detections blink) stays there
+        through its blinks: otherwise a walker's track, still recent, takes the cone's box as the
+        walker passes it and stays on the cone (a new cone track then alerts again)."""
+        unseen = (now - t.last_seen).total_seconds()
+        return unseen <= (self.config.clutter_recent_s if t.is_clutter(now) else self.config.recent_s)
 
     def _expired(self, t: Track, now: datetime) -> bool:
         unseen = (now - t.last_seen).total_seconds()

@@ -44,10 +44,10 @@ from matthan_wire.upload import (
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["clip", "snapshot", "sidecar"]
-KINDS: tuple[Kind, ...] = ("snapshot", "sidecar", "clip")
+Kind = Literal["clip", "snapshot", "sidecar", "crop"]
+KINDS: tuple[Kind, ...] = ("snapshot", "crop", "sidecar", "clip")
 # Small first: the snapshot and the sidecar say what happened while the clip is still on its way.
-_PRIORITY = {"snapshot": 0, "sidecar": 1, "clip": 2}
+_PRIORITY = {"snapshot": 0, "crop": 1, "sidecar": 1, "clip": 2}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS media (

@@ -16,13 +16,16 @@ RULE_TYPES: dict[str, str] = {
     "loitering": N_("Loitering"),
     "camera_tamper": N_("Camera covered or damaged"),
     "camera_offline": N_("Camera connection lost"),
+    "device_offline": N_("Device connection lost"),
 }
 CATEGORIES: dict[str, str] = {
     "security_order": N_("Security and order"),
     "urban_order": N_("Urban order"),
+    "outage": N_("Outage"),
 }
 ALERT_STATES: dict[str, str] = {
     "open": N_("open"),
+    "unacknowledged": N_("not yet acknowledged"),
     "new": N_("new"),
     "delivered": N_("received by the station"),
     "acknowledged": N_("acknowledged"),

@@ -4,6 +4,7 @@ Coordinates are normalised to the frame: x and y in [0, 1], origin top-left.
 """
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -195,9 +196,43 @@ class TamperConfig(_Strict):
     contrast_ratio: float = Field(default=0.25, gt=0.0, lt=1.0)
 
 
+InputRole = Literal["detect", "record"]
+# Sources the capture opens itself and holds: nobody else can open them a second time.
+_HELD_PREFIXES = ("picamera2:", "/dev/")
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _held(source: str) -> bool:
+    return source.startswith(_HELD_PREFIXES) or source.isdigit()
+
+
+class CameraInput(_Strict):
+    """One stream of a camera and what it is used for: `detect` (the low-resolution sub-stream the
+    detector reads) and/or `record` (the main stream the evidence clips are cut from)."""
+
+    source: str = Field(min_length=1, max_length=2048)
+    roles: list[InputRole] = Field(min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _roles_once(self) -> "CameraInput":
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"input roles {self.roles}: a role is listed twice")
+        return self
+
+
 class CameraConfig(_Strict):
     id: Id
-    source: str = Field(min_length=1, max_length=2000)
+    # One stream for both detection and recording; or `inputs` with roles (not both).
+    # Unused, they are left out of the JSON: a camera that needs neither `inputs` nor `hwaccel`
+    # serialises as before they existed, so an older agent (extra fields forbidden) still takes it.
+    source: str | None = Field(default=None, min_length=1, max_length=2048, exclude_if=_is_none)
+    inputs: list[CameraInput] | None = Field(default=None, min_length=1, max_length=2, exclude_if=_is_none)
+    # Hardware video decoding: "auto" uses it when the device has it (and says so in the log),
+    # software otherwise; "off" always decodes in software.
+    hwaccel: Literal["auto", "off"] = Field(default="auto", exclude_if=lambda v: v == "auto")
     name: str | None = Field(default=None, max_length=200)
     loop: bool = False
     detect: DetectConfig = Field(default_factory=DetectConfig)
@@ -207,6 +242,64 @@ class CameraConfig(_Strict):
     tamper: TamperConfig = Field(default_factory=TamperConfig)
     zones: list[Zone] = Field(default_factory=list, max_length=64)
     lines: list[Line] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _sources(self) -> "CameraConfig":
+        if (self.source is None) == (self.inputs is None):
+            raise ValueError(
+                f"camera {self.id!r}: give either `source` (one stream for both detection and recording) "
+                "or `inputs` (streams with roles detect/record), not both and not neither"
+            )
+        if self.inputs is not None:
+            for role in ("detect", "record"):
+                n = sum(role in i.roles for i in self.inputs)
+                if n != 1:
+                    raise ValueError(
+                        f"camera {self.id!r}: exactly one input needs the role {role!r} ({n} have it); "
+                        "to record nothing set record.enabled: false"
+                    )
+            for i in self.inputs:
+                if _held(i.source) and len(i.roles) != 2:
+                    raise ValueError(
+                        f"camera {self.id!r}: {i.source} can be opened once only; "
+                        "it must serve both roles (roles: [detect, record])"
+                    )
+            sources = [i.source for i in self.inputs]
+            if len(set(sources)) != len(sources):
+                raise ValueError(
+                    f"camera {self.id!r}: the same source is listed as two inputs; give it both roles"
+                )
+        return self
+
+    def _role(self, role: InputRole) -> str:
+        if self.inputs is None:
+            assert self.source is not None
+            return self.source
+        return next(i.source for i in self.inputs if role in i.roles)
+
+    @property
+    def detect_source(self) -> str:
+        """The stream the detector reads (the sub-stream)."""
+        return self._role("detect")
+
+    @property
+    def record_source(self) -> str:
+        """The stream clips and high-resolution snapshots come from (the main stream)."""
+        return self._role("record")
+
+    @property
+    def sources(self) -> list[str]:
+        """Every distinct source of the camera, detect first."""
+        out = [self.detect_source]
+        return out if self.record_source == out[0] else [*out, self.record_source]
+
+    def with_sources(self, change: Callable[[str], str]) -> "CameraConfig":
+        """The same camera with every source passed through `change` (resolve a path, hide a password)."""
+        if self.inputs is None:
+            assert self.source is not None
+            return self.model_copy(update={"source": change(self.source)})
+        inputs = [i.model_copy(update={"source": change(i.source)}) for i in self.inputs]
+        return self.model_copy(update={"inputs": inputs})
 
     @model_validator(mode="after")
     def _unique_names(self) -> "CameraConfig":

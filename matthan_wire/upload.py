@@ -13,7 +13,7 @@ UPLOAD_SHA256 = "Upload-Sha256"  # hex SHA-256 of the whole file
 CHUNK_SHA256 = "Chunk-Sha256"  # hex SHA-256 of this PATCH body
 CONTENT_TYPE = "application/offset+octet-stream"
 
-MEDIA_KINDS = ("clip", "snapshot", "sidecar")
+MEDIA_KINDS = ("clip", "snapshot", "sidecar", "crop")
 
 
 class UploadStatus(IntEnum):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from matthan.i18n import N_, _
-from matthan_wire.config import DeviceConfig
+from matthan_wire.config import CameraConfig, DeviceConfig
 from matthan_wire.enrollment import CheckItem, CommissioningReport
 from matthan_wire.identities import check_topic
 from matthan_wire.timeutil import utc_now
@@ -47,6 +48,8 @@ TEMP_WARN_C, TEMP_FAIL_C = 70.0, 85.0
 NETWORK_TIMEOUT_S = 5.0
 # A live stream is sampled this long; the first LIVE_WARMUP_S are the decoder's buffered burst.
 LIVE_SAMPLE_S, LIVE_WARMUP_S, LIVE_MAX_FRAMES = 2.5, 0.5, 150
+# Above this a single-stream camera is decoded at full size for detection: worth a sub-stream.
+BIG_DETECT_PIXELS = 1280 * 720
 
 Clock = Callable[[], datetime]
 
@@ -70,7 +73,13 @@ class Checklist:
     state: _State = field(default_factory=_State)
 
     def items(self) -> list[tuple[str, Callable[[], CheckItem]]]:
-        cams = [(f"camera {c.id}", lambda c=c: self.camera(c.id, c.source)) for c in self.config.cameras]
+        cams: list[tuple[str, Callable[[], CheckItem]]] = []
+        for c in self.config.cameras:
+            if c.detect_source == c.record_source:
+                cams.append((f"camera {c.id}", partial(self.camera, c.id, c.detect_source, "both", c)))
+            else:
+                for role, src in (("detect", c.detect_source), ("record", c.record_source)):
+                    cams.append((f"camera {c.id} {role}", partial(self.camera, c.id, src, role, c)))
         return [
             ("certificate", self.certificate),
             *cams,
@@ -128,10 +137,72 @@ class Checklist:
             name="certificate", status=status, detail=detail + ("; renew soon" if status == "warn" else "")
         )
 
-    def camera(self, camera_id: str, source: str) -> CheckItem:
+    def camera(
+        self, camera_id: str, source: str, role: str = "both", camera: CameraConfig | None = None
+    ) -> CheckItem:
+        """One stream of a camera. `detect` (and `both`): a frame must decode, a live stream's rate
+        is measured. Every stream the device can open twice is also probed by ffprobe: codec,
+        resolution, frame rate, keyframe interval (what recording by copy depends on)."""
+        from device.capture import redact
+        from device.recorder import COPYABLE, RecorderError, probe_stream
+
+        name = f"camera {camera_id}" + ("" if role == "both" else f" {role}")
+        camera = camera or next((c for c in self.config.cameras if c.id == camera_id), None)
+        info = None
+        probe_error = None
+        if not _held(source):
+            try:
+                info = probe_stream(source)
+            except RecorderError as exc:
+                probe_error = str(exc)
+        if role == "record":
+            if info is None:
+                detail = probe_error or f"{redact(source)}: cannot probe it"
+                return CheckItem(name=name, status="fail", detail=detail)
+            detail = _describe(info.width, info.height, info.codec, info.fps, None, info.keyframe_interval_s)
+        else:
+            decoded = self._decode(name, source)
+            if isinstance(decoded, CheckItem):
+                return decoded
+            (w, h), fps, measured = decoded
+            codec = info.codec if info is not None else None
+            keyframe = info.keyframe_interval_s if info is not None else None
+            detail = _describe(w, h, codec, fps, measured, keyframe)
+            if measured is not None and fps and measured < fps / 2:
+                return CheckItem(name=name, status="warn", detail=detail + "; the link drops frames?")
+            if probe_error is not None:
+                status = "fail" if role == "both" else "warn"
+                return CheckItem(name=name, status=status, detail=f"{detail}; {probe_error} (ffprobe)")
+            if role == "both" and w * h > BIG_DETECT_PIXELS:
+                return CheckItem(
+                    name=name, status="warn",
+                    detail=f"{detail}; detecting on a {w}x{h} stream costs CPU: add the camera's "
+                    "sub-stream as the detect input (inputs with roles)",
+                )  # fmt: skip
+        if info is not None and role != "detect" and camera is not None:
+            if info.codec not in COPYABLE:
+                return CheckItem(
+                    name=name, status="warn",
+                    detail=f"{detail}; {info.codec} cannot be recorded by copy: re-encoded on the device "
+                    "(CPU). Set the camera to H.264 or H.265",
+                )  # fmt: skip
+            seg = camera.record.segment_s
+            key = info.keyframe_interval_s
+            if (key is not None and key > 2 * seg) or (key is None and info.sampled_s >= 2 * seg):
+                every = f"every {key:.1f} s" if key is not None else f"not twice in {info.sampled_s:.0f} s"
+                return CheckItem(
+                    name=name, status="warn",
+                    detail=f"{detail}; keyframe {every}: clips start up to that much early and segments "
+                    f"run long. Set the camera's I-frame interval to at most {seg:g} s",
+                )  # fmt: skip
+        return CheckItem(name=name, status="pass", detail=detail)
+
+    def _decode(
+        self, name: str, source: str
+    ) -> CheckItem | tuple[tuple[int, int], float | None, float | None]:
+        """((w, h), announced fps, received fps) from decoded frames, or the failing CheckItem."""
         from device.capture import open_source, redact
 
-        name = f"camera {camera_id}"
         try:
             src = open_source(source)
         except Exception as exc:  # SourceError, or whatever the backend raises for a bad URL
@@ -156,14 +227,7 @@ class Checklist:
         self.state.frame = image
         h, w = image.shape[:2]
         measured = received_fps(times) if src.live else None
-        fps = src.fps or measured
-        detail = f"{w}x{h}, {fps:.1f} fps" if fps else f"{w}x{h}, frame rate unknown"
-        if measured is None:
-            return CheckItem(name=name, status="pass", detail=detail)
-        detail += f" (received {measured:.1f} fps)"
-        if src.fps and measured < src.fps / 2:
-            return CheckItem(name=name, status="warn", detail=detail + "; the link drops frames?")
-        return CheckItem(name=name, status="pass", detail=detail)
+        return (w, h), src.fps, measured
 
     def model(self) -> CheckItem:
         from device.config_file import model_of
@@ -306,6 +370,24 @@ class Checklist:
             return CheckItem(name="cpu temperature", status="warn", detail="no temperature sensor readable")
         status = "fail" if temp >= TEMP_FAIL_C else "warn" if temp >= TEMP_WARN_C else "pass"
         return CheckItem(name="cpu temperature", status=status, detail=f"{temp:.1f} °C")
+
+
+def _held(source: str) -> bool:
+    """A Pi or USB camera: opened by one process at a time, and not something ffprobe reads."""
+    return source.startswith(("picamera2:", "/dev/")) or source.isdigit()
+
+
+def _describe(
+    w: int, h: int, codec: str | None, fps: float | None, measured: float | None, keyframe: float | None
+) -> str:
+    text = f"{w}x{h}" + (f" {codec}" if codec else "")
+    rate = fps or measured
+    text += f", {rate:.1f} fps" if rate else ", frame rate unknown"
+    if measured is not None:
+        text += f" (received {measured:.1f} fps)"
+    if keyframe is not None:
+        text += f", keyframe every {keyframe:.1f} s"
+    return text
 
 
 def received_fps(times: list[float]) -> float | None:

@@ -88,7 +88,7 @@ def test_the_catalogue_check_itself_notices_a_new_text(tmp_path: Path, sources: 
 # --- English left outside _() in the templates -----------------------------------------------------
 
 # Words that are the same in every language here: names, units, codes, symbols.
-ALLOWED = {"matthan", "ms", "mb", "fps", "cpu", "json", "api", "csrf", "http", "mqtt", "gmt", "utc"}
+ALLOWED = {"matthan", "ms", "mb", "fps", "cpu", "json", "api", "csrf", "http", "mqtt", "gmt", "utc", "csv"}
 USER_ATTRS = ("title", "alt", "placeholder", "aria-label", "data-label", "value")
 
 

@@ -25,6 +25,10 @@ def healthz(request: Request, response: Response) -> dict[str, object]:
     delivery = request.app.state.station_delivery
     if delivery is not None and not delivery.alive:
         dead.append("station-delivery")
+    # The escalation worker dead would silence every notification and outage alert: red too.
+    attention = request.app.state.attention
+    if attention is not None and not attention.alive:
+        dead.append("attention")
     ok = db_ok and not dead
     if not ok:
         response.status_code = 503

@@ -9,8 +9,10 @@ from urllib.parse import urlencode
 from fastapi import Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
+from cloud.attention.escalation import UNACKNOWLEDGED
+from cloud.attention.escalation import history as escalation_history
 from cloud.auth import DbSession
 from cloud.console import figures, views
 from cloud.console.pages import (
@@ -26,7 +28,7 @@ from cloud.console.pages import (
     zone_of,
 )
 from cloud.errors import CloudError, Forbidden, Invalid, NotFound
-from cloud.models import AlertRow
+from cloud.models import AlertRow, AuditLog
 from cloud.services import alerts
 from matthan.i18n import N_, Msg
 from matthan_wire.codec import describe
@@ -49,6 +51,7 @@ class AlertFilters:
     device: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    order: str = "newest"  # or "oldest": the unacknowledged queue, worked from the oldest
 
     @property
     def since_local(self) -> str:
@@ -85,6 +88,7 @@ def alert_filters(
     device: Annotated[str | None, Query(max_length=63, pattern=QUERY_TEXT)] = None,
     since: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
     until: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
+    order: Annotated[str | None, Query(max_length=16, pattern=QUERY_TEXT)] = None,
 ) -> AlertFilters:
     zone = zone_of(request)
     return AlertFilters(
@@ -97,6 +101,7 @@ def alert_filters(
         device=device or None,
         since=_local_input(since, Msg("from"), zone),
         until=_local_input(until, Msg("to"), zone),
+        order="oldest" if order == "oldest" else "newest",
     )
 
 
@@ -104,7 +109,11 @@ FiltersDep = Annotated[AlertFilters, Depends(alert_filters)]
 
 
 def alert_query(v: Viewer, f: AlertFilters) -> Any:
-    states = list(views.OPEN_STATES) if f.state == "open" else [f.state] if f.state else None
+    states = (
+        list(views.OPEN_STATES) if f.state == "open"
+        else list(UNACKNOWLEDGED) if f.state == "unacknowledged"
+        else [f.state] if f.state else None
+    )  # fmt: skip
     return alerts.alert_query(
         ward=scope(v, f.ward), device=f.device, rule=f.rule, category=f.category, type=f.type,
         states=states, since=f.since, until=f.until,
@@ -126,7 +135,8 @@ def alerts_page(
     limit: Annotated[int, Query(ge=1, le=1000)] = FEED_PAGE,
 ) -> HTMLResponse:
     rendered_at = utc_now()
-    q = alert_query(v, f).order_by(col(AlertRow.started_at).desc(), col(AlertRow.event_id))
+    started = col(AlertRow.started_at)
+    q = alert_query(v, f).order_by(started if f.order == "oldest" else started.desc(), col(AlertRow.event_id))
     rows = session.exec(q.limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -203,3 +213,27 @@ def alert_action(
     if request.headers.get("x-requested-with") == "fetch":
         return _card(request, v, session, row, safe_next(next))
     return RedirectResponse(safe_next(next or "/console/alerts") + f"#{event_id}", 303)
+
+
+@router.get("/console/alerts/{event_id}")
+def alert_page(request: Request, event_id: str, v: ViewerDep, session: DbSession) -> HTMLResponse:
+    """One alert: its card, and its history (lifecycle, escalation levels, who was notified on
+    which channel and what became of each message). The link every notification carries."""
+    row = alerts.get_alert(session, v.principal, event_id)
+    esc, sent = escalation_history(session, event_id)
+    trail = session.exec(
+        select(AuditLog).where(AuditLog.target == event_id).order_by(col(AuditLog.at), col(AuditLog.id))
+    ).all()
+    return page(
+        request,
+        "console/alert_page.html",
+        v,
+        title=f"Alert {event_id}",
+        nav="alerts",
+        a=alerts.alert_outs(session, [row])[0],
+        escalation=esc,
+        sent=sent,
+        trail=trail,
+        can_act=v.can_act,
+        next_url=f"/console/alerts/{event_id}",
+    )

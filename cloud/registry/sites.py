@@ -37,7 +37,7 @@ def store_site(
     cameras = []
     for cam in site.cameras:
         cam_row = session.get(Camera, (device.id, cam.id)) or Camera(device_id=device.id, id=cam.id)
-        cam_row.source_redacted = redact(cam.source)
+        cam_row.source_redacted = redact(cam.detect_source)
         session.add(cam_row)
         cameras.append(cam_row)
     return cameras, row

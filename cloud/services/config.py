@@ -66,7 +66,7 @@ def get_config(session: Session, principal: Principal, d: Device) -> ConfigState
     state = config_state(d, row)
     # Camera URLs carry the camera's password; a ward officer sees where, not how to log in.
     if state.config is not None and principal.role not in ("admin", "operator"):
-        cameras = [c.model_copy(update={"source": redact(c.source)}) for c in state.config.cameras]
+        cameras = [c.with_sources(redact) for c in state.config.cameras]
         state = state.model_copy(update={"config": state.config.model_copy(update={"cameras": cameras})})
     return state
 
@@ -122,7 +122,7 @@ def _sync_cameras(session: Session, device_id: str, config: SiteConfig) -> None:
     for cam in config.cameras:
         row = session.get(Camera, (device_id, cam.id)) or Camera(device_id=device_id, id=cam.id)
         row.site_name = row.site_name or cam.name
-        row.source_redacted = redact(cam.source)
+        row.source_redacted = redact(cam.detect_source)
         session.add(row)
 
 

@@ -3,12 +3,96 @@
 //    so the fleet table and the zone sync state follow the devices without a page reload;
 //  - [data-stream-url]: the live alert feed, an EventSource; each alert is fetched as a
 //    server-rendered card so the feed and the first page load share one template;
-//  - form.act: acknowledge / resolve / false alarm without leaving the page.
+//  - form.act: acknowledge / resolve / false alarm without leaving the page;
+//  - attention: a new alert in the live feed plays a tone (unless muted; remembered in
+//    localStorage), raises a desktop notification while the tab is hidden (once the user allowed
+//    it), and counts in the tab title until the user is back (click, key, or the tab shown again).
 (function () {
   "use strict";
   // The page's texts in the reader's language, from the same catalogue as the page (see base.html).
   const MESSAGES = JSON.parse((document.getElementById("i18n-messages") || {}).textContent || "{}");
   const _ = (text) => MESSAGES[text] || text;
+
+  // ---- attention ---------------------------------------------------------------------------
+  const attention = (function () {
+    const MUTE_KEY = "matthan.muted";
+    const baseTitle = document.title;
+    let unread = 0;
+    let audio = null;
+    const muted = () => localStorage.getItem(MUTE_KEY) === "1";
+
+    function showTitle() {
+      document.title = unread > 0 ? `(${unread}) ${baseTitle}` : baseTitle;
+    }
+    function seen() {
+      if (unread === 0) return;
+      unread = 0;
+      showTitle();
+    }
+    function tone() {
+      if (muted()) return;
+      try {
+        audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+        if (audio.state === "suspended") audio.resume(); // browsers wait for a first click
+        const osc = audio.createOscillator();
+        const gain = audio.createGain();
+        osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.25, audio.currentTime);
+        gain.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.6);
+        osc.connect(gain).connect(audio.destination);
+        osc.start();
+        osc.stop(audio.currentTime + 0.6);
+      } catch (e) {
+        // No audio device: the title and the notification still tell.
+      }
+    }
+    function desktop(text, url) {
+      if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
+      const n = new Notification("matthan — new alert", { body: text, tag: url });
+      n.onclick = () => {
+        window.focus();
+        location.href = url;
+      };
+    }
+    function newAlert(card) {
+      unread += 1;
+      showTitle();
+      tone();
+      const title = card.querySelector("h3");
+      const id = card.dataset.eventId;
+      desktop(title ? title.textContent.trim().replace(/\s+/g, " ") : id, `/console/alerts/${encodeURIComponent(id)}`);
+    }
+    function setup() {
+      for (const evt of ["click", "keydown"]) document.addEventListener(evt, seen, { passive: true });
+      document.addEventListener("visibilitychange", () => document.hidden || seen());
+      const mute = document.getElementById("mute");
+      if (mute) {
+        const paint = () => {
+          mute.textContent = muted() ? "🔇 Sound off" : "🔔 Sound on";
+          mute.setAttribute("aria-pressed", String(muted()));
+        };
+        mute.addEventListener("click", () => {
+          localStorage.setItem(MUTE_KEY, muted() ? "0" : "1");
+          paint();
+        });
+        paint();
+      }
+      const ask = document.getElementById("notify-permission");
+      if (ask && "Notification" in window) {
+        const paint = () => {
+          ask.hidden = Notification.permission === "granted";
+          ask.disabled = Notification.permission === "denied";
+        };
+        ask.addEventListener("click", async () => {
+          await Notification.requestPermission();
+          paint();
+        });
+        paint();
+      }
+    }
+    return { newAlert, setup };
+  })();
+  attention.setup();
 
   async function replaceFrom(elem) {
     try {
@@ -54,7 +138,9 @@
         old.replaceWith(card);
       } else {
         if (fresh) card.classList.add("fresh");
-        feed.prepend(card);
+        if (feed.dataset.order === "oldest") feed.append(card);
+        else feed.prepend(card);
+        if (fresh) attention.newAlert(card);
         const empty = document.getElementById("feed-empty");
         if (empty) empty.remove();
         const count = document.getElementById("feed-count");

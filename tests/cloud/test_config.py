@@ -107,6 +107,18 @@ def test_a_ward_officer_sees_no_stream_credentials(make_settings, sqlite_url, br
         assert seen.json()["config"]["cameras"][0]["source"] == "rtsp://***@10.1.2.3/stream1"
         full = cloud.get(f"/api/v1/devices/{DEV}/config", headers=bearer(admin)).json()
         assert full["config"]["cameras"][0]["source"] == SITE["cameras"][0]["source"]
+        # A camera with two streams: neither input's password reaches the officer.
+        cam = {k: v for k, v in SITE["cameras"][0].items() if k != "source"}
+        cam["inputs"] = [
+            {"source": "rtsp://admin:secret@10.1.2.3/sub", "roles": ["detect"]},
+            {"source": "rtsp://admin:secret@10.1.2.3/main", "roles": ["record"]},
+        ]
+        two = {**SITE, "cameras": [cam]}
+        assert cloud.put(f"/api/v1/devices/{DEV}/config", json=two, headers=bearer(admin)).status_code == 200
+        seen = cloud.get(f"/api/v1/devices/{DEV}/config", headers=bearer(officer))
+        assert seen.status_code == 200 and "secret" not in seen.text
+        inputs = seen.json()["config"]["cameras"][0]["inputs"]
+        assert [i["source"] for i in inputs] == ["rtsp://***@10.1.2.3/sub", "rtsp://***@10.1.2.3/main"]
 
 
 def test_invalid_config_is_refused_and_changes_nothing(make_settings, sqlite_url, broker) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
 """Capture: file timestamps and sampling, pacing, looping, unreadable sources, the Pi camera adapter."""
 
+import itertools
 import threading
 import time
 from datetime import UTC, datetime
@@ -155,3 +156,21 @@ def test_pi_camera_errors_are_clear() -> None:
     # picamera2 is not installed on this machine: the lazy import says what to do.
     with pytest.raises(DeviceError, match="picamera2 is not installed"):
         open_source("picamera2:0")
+
+
+def test_hwaccel_auto_without_a_gpu_decodes_in_software_and_says_so(
+    video,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    caplog.set_level("INFO", logger="device.capture")
+    capture = Capture(str(video("vtest_480x360.mp4")), 5.0, threading.Event(), paced=False,
+                      hwaccel="auto", camera_id="cam-1", loop=True)  # fmt: skip
+    frames = list(itertools.islice(capture.frames(), 3))
+    assert len(frames) == 3 and frames[0].image.shape == (360, 480, 3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("video decode")]
+    assert len(lines) == 1 and "camera=cam-1" in lines[0] and "hwaccel=auto" in lines[0]
+    if not Path("/dev/dri").exists():  # no GPU: software (a box with VAAPI names it here)
+        assert "decoder=software" in lines[0]
+    source = open_source(str(video("vtest_480x360.mp4")), "off")
+    assert getattr(source, "decoder", None) == "software"
+    source.close()

@@ -17,7 +17,7 @@ import cv2
 import psutil
 import pytest
 
-from device.recorder import FFMPEG, Recorder, Recording
+from device.recorder import FFMPEG, Recorder, Recording, ffmpeg_hwaccel
 from matthan_wire.config import CameraConfig, StorageConfig
 from tests.support.net import free_port, wait_until
 from tests.support.procs import kill_all, read_line_starting, wait_gone
@@ -194,6 +194,26 @@ def test_encodes_once_when_the_codec_cannot_be_copied(
     )
     assert set(probe.stdout.split()) == {"h264"}
     assert len(frame_hashes(seg.path)) >= 5
+
+
+def test_hardware_decoding_that_fails_falls_back_to_software(
+    assets_dir: Path, tmp_path: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture
+) -> None:
+    """No GPU here: auto finds no hardware decoder; one forced on fails and the recorder goes on in
+    software, saying so once."""
+    assert ffmpeg_hwaccel("off") is None
+    if not any(Path(node).exists() for node in ("/dev/dri/renderD128", "/dev/dri/card0", "/dev/nvidia0")):
+        assert ffmpeg_hwaccel("auto") is None
+    rec = Recorder(camera(assets_dir / "video/worker-zone-detection.gif"), tmp_path / "cache")
+    rec.hwaccel = "refused"  # a hardware decoder ffmpeg cannot use, on any machine
+    recorders.append(rec)
+    caplog.set_level("INFO", logger="device.recorder")
+    rec.start()
+    wait_until(lambda: sum(s.complete for s in rec.segments()) >= 2, timeout=60, what="segments in software")
+    assert rec.hwaccel is None and rec.state().mode == "encode"
+    assert sum("hardware decoding failed" in r.getMessage() for r in caplog.records) == 1
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recording started")]
+    assert "decoder=refused" in started[0] and "decoder=software" in started[-1]
 
 
 def test_a_file_without_loop_finishes(assets_dir: Path, tmp_path: Path, recorders: list[Recorder]) -> None:

@@ -20,6 +20,7 @@ from provisioning import pki
 from provisioning.check import Checklist
 from tests.provisioning.conftest import CloudServer, MakeBroker, SecureBroker
 from tests.provisioning.test_enroll import claim, enroll
+from tests.support.camera_server import TsCamera
 from tests.support.net import free_port
 
 Enrolled = tuple[Path, SecureBroker, CloudServer]
@@ -30,7 +31,8 @@ def enrolled(secure_broker: MakeBroker, ca_dir: Path, tmp_path: Path, assets_dir
     broker = secure_broker(bc.Registry())
     cloud = CloudServer(tmp_path / "cloud", ca_dir, f"mqtts://127.0.0.1:{broker.port}", broker.dir).start()
     dest = tmp_path / "etc"
-    clip = assets_dir / "video" / "vtest_480x360.mp4"
+    # A keyframe every second, as a camera set up for recording by copy has.
+    clip = assets_dir / "video" / "one-by-one-person-detection.mp4"
     assert (
         enroll(cloud, claim(cloud, cloud.user_key(), "ben-nghe"), "q1-rex-01", dest, "--camera", str(clip))
         == 0
@@ -53,7 +55,7 @@ def test_checklist_passes_on_a_good_setup_and_reports_to_the_cloud(
     out, err = capsys.readouterr()
     assert "[1/8] certificate … pass" in err  # progress while it runs
     camera = next(x for x in out.splitlines() if x.startswith("camera cam-1"))
-    assert "PASS" in camera and "480x360" in camera
+    assert "PASS" in camera and "768x432 h264" in camera and "keyframe every 1.0 s" in camera
     for name in ("certificate", "model", "broker", "cloud", "clock", "disk"):
         line = next(x for x in out.splitlines() if x.startswith(name))
         assert "PASS" in line, line
@@ -138,53 +140,57 @@ def test_skewed_clock_is_named(enrolled: Enrolled) -> None:
 
 
 def test_live_stream_camera_reports_the_rate_it_receives(assets_dir: Path) -> None:
-    """A real live stream (ffmpeg serving MPEG-TS over HTTP in real time): the rate is measured
-    after the decoder's buffered burst, so it matches the stream's 10 fps, not the burst."""
-    import subprocess
-    import time
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/live.ts"
-    clip = assets_dir / "video" / "vtest_480x360.mp4"
-    ffmpeg = subprocess.Popen(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-            str(clip),
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            "-listen",
-            "1",
-            url,
-        ],  # fmt: skip
-        stderr=subprocess.DEVNULL,
-    )
+    """A real live stream (ffmpeg serving MPEG-TS in real time to each client, as a camera does):
+    the rate is measured after the decoder's buffered burst, so it matches the stream's 10 fps."""
+    camera = TsCamera(assets_dir / "video" / "vtest_480x360.mp4").start()
     try:
-        # ffmpeg -listen 1 serves exactly one connection, so wait without connecting.
-        deadline = time.monotonic() + 10
-        while not _listening(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
         config = DeviceConfig.model_validate(
             {
                 "device": {"id": "dev-1", "ward": "w1"},
                 "broker": {"url": "mqtt://127.0.0.1:1"},
-                "cameras": [{"id": "cam-1", "source": url}],
+                "cameras": [{"id": "cam-1", "source": camera.url}],
             }
         )
-        item = Checklist(config).camera("cam-1", url)
+        item = Checklist(config).camera("cam-1", camera.url)
     finally:
-        ffmpeg.kill()
-        ffmpeg.wait(5)
-    assert item.status == "pass", item
+        camera.stop()
+    # vtest has a keyframe about every 8 s: fine to detect on, a warning for recording by copy.
+    assert item.status == "warn" and "keyframe not twice" in item.detail, item
     received = float(item.detail.split("received ")[1].split(" fps")[0])
-    assert item.detail.startswith("480x360, 10.0 fps") and 8.0 <= received <= 12.0, item.detail
+    assert item.detail.startswith("480x360 h264, 10.0 fps") and 8.0 <= received <= 12.0, item.detail
+
+
+def test_both_streams_of_a_two_input_camera_are_probed(assets_dir: Path, tmp_path: Path) -> None:
+    """The sub-stream is decoded; the 1080p main stream only probed: codec, size, rate, keyframes."""
+    import subprocess
+
+    sub, main = tmp_path / "sub.mp4", tmp_path / "main.mp4"
+    src = assets_dir / "video" / "vtest_480x360.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-t", "8", "-c", "copy", str(sub)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(sub), "-vf", "scale=1920:1080", "-c:v", "libx264",
+         "-preset", "ultrafast", "-g", "20", str(main)],
+        check=True,
+    )  # fmt: skip
+    config = DeviceConfig.model_validate(
+        {
+            "device": {"id": "dev-1", "ward": "w1"},
+            "broker": {"url": "mqtt://127.0.0.1:1"},
+            "cameras": [
+                {"id": "cam-1", "record": {"segment_s": 2},
+                 "inputs": [{"source": str(sub), "roles": ["detect"]},
+                            {"source": str(main), "roles": ["record"]}]},
+            ],
+        }
+    )  # fmt: skip
+    checklist = Checklist(config)
+    items = {name: fn() for name, fn in checklist.items() if name.startswith("camera")}
+    assert list(items) == ["camera cam-1 detect", "camera cam-1 record"]
+    detect, record = items["camera cam-1 detect"], items["camera cam-1 record"]
+    assert detect.status == "pass" and detect.detail.startswith("480x360 h264, 10.0 fps"), detect
+    assert record.status == "pass", record
+    assert record.detail == "1920x1080 h264, 10.0 fps, keyframe every 2.0 s"
+    assert checklist.state.frame is not None and checklist.state.frame.shape == (360, 480, 3)
 
 
 def _listening(port: int) -> bool:

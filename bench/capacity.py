@@ -1,0 +1,318 @@
+"""Device capacity: `python -m bench.capacity` prints a Markdown section.
+
+N cameras in one process (a fresh one for each N), as the agent runs them, for real time: each
+detects on a looped low-resolution clip played at its own rate (paced, 10 fps, detect at 5 fps,
+motion gate on) and records a looped 1080p H.264 clip of the same footage by stream copy (ffmpeg,
+2 s segments).
+For each N: the slowest camera's detect rate, the frames dropped (a frame replaced before the
+detector took it), CPU of the process and its ffmpeg children against the machine's cores, RSS
+of the process and per added camera, memory of the ffmpeg recorders (USS), threads, and the
+detector runs per second of all cameras against one interpreter invoking alone in the same run.
+
+Two scenes: busy (vtest, a walkway with 3–9 people: the detector runs on most frames) and mostly
+static (the empty first 4 s of car-detection, looped: the motion gate skips most frames).
+Two ways to hold the model: one interpreter shared by every camera behind a queue (`shared`, what
+the agent does) and one interpreter per camera (`own`).
+
+The capacity of a scene and a way is the largest N at which every camera holds its detect rate
+(≥ 95 % of it) with no frame dropped. Goals (issue #18, 2 cores): ≥ 16 cameras busy at ≤ 70 % CPU,
+≥ 32 static, ≤ 12 MB RSS per added camera, detect throughput at saturation ≥ 0.85 × invoke alone.
+
+Options: --seconds (measured window per N, default 20), --scenes, --modes, --busy-n, --static-n,
+--past-saturation (throughput beyond the capacity).
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil  # type: ignore[import-untyped]
+
+from bench.pipeline import asset
+from device.camera_worker import CameraWorker
+from device.capture import Capture
+from device.detector import SharedDetector, load_detector
+from device.recorder import Recording
+from matthan import assets
+from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig, StorageConfig
+
+DEVICE = DeviceIdentity(id="bench", ward="bench")
+DETECT_FPS = 5.0
+WARMUP_S = 6.0
+HOLD = 0.95  # a camera holds its rate at ≥ 95 % of it
+WALKWAY = [[0.0, 0.2], [1.0, 0.2], [1.0, 1.0], [0.0, 1.0]]
+PLACES: dict[str, Any] = {
+    "zones": [{"name": "walkway", "polygon": WALKWAY,
+               "rules": [{"type": "crowd", "labels": ["person"], "min_count": 6, "min_duration_s": 10},
+                         {"type": "intrusion", "labels": ["car", "truck"], "min_duration_s": 2}]}],
+}  # fmt: skip
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=300)
+
+
+def make_streams(tmp: Path) -> dict[str, tuple[Path, Path]]:
+    """scene → (detect clip, 1080p record clip), both 10 fps, made from the real footage."""
+    vtest, lane = asset("video/vtest_480x360.mp4"), asset("video/car-detection.mp4")
+    out: dict[str, tuple[Path, Path]] = {}
+    busy_d, busy_r = tmp / "busy-360p.mp4", tmp / "busy-1080p.mp4"
+    ffmpeg("-i", str(vtest), "-t", "20", "-an", "-c", "copy", str(busy_d))
+    ffmpeg("-i", str(busy_d), "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "ultrafast",
+           "-g", "20", "-pix_fmt", "yuv420p", str(busy_r))  # fmt: skip
+    out["busy"] = (busy_d, busy_r)
+    empty = tmp / "lane-4s.mp4"
+    ffmpeg("-i", str(lane), "-t", "4", "-an", "-vf", "fps=10", "-c:v", "libx264", "-preset", "veryfast",
+           "-g", "20", str(empty))  # fmt: skip
+    looped = tmp / "lane-20s.mp4"
+    ffmpeg("-stream_loop", "4", "-i", str(empty), "-c", "copy", str(looped))
+    static_d, static_r = tmp / "static-360p.mp4", tmp / "static-1080p.mp4"
+    ffmpeg("-i", str(looped), "-vf", "scale=640:360", "-c:v", "libx264", "-preset", "veryfast",
+           "-g", "20", str(static_d))  # fmt: skip
+    ffmpeg("-i", str(looped), "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "ultrafast",
+           "-g", "20", "-pix_fmt", "yuv420p", str(static_r))  # fmt: skip
+    out["static"] = (static_d, static_r)
+    return out
+
+
+def tree() -> list[psutil.Process]:
+    me = psutil.Process()
+    return [me, *me.children(recursive=True)]
+
+
+def cpu_s(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def rss_mb() -> tuple[float, float]:
+    """(RSS of this process, USS of its ffmpeg children) in MB: the children share their libraries,
+    so only what each holds alone is added up."""
+    me, *children = tree()
+    kids = 0
+    for p in children:
+        try:
+            kids += p.memory_full_info().uss
+        except psutil.Error:
+            continue
+    return me.memory_info().rss / 2**20, kids / 2**20
+
+
+def invoke_alone(model: ModelConfig, image: np.ndarray, seconds: float = 5.0) -> float:
+    """Invokes per second of one interpreter alone, back to back on a real frame (threads as configured)."""
+    detector = load_detector(model)
+    tensor = detector.preprocess(image)
+    for _ in range(5):
+        detector.invoke(tensor)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        detector.invoke(tensor)
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+@dataclass
+class Row:
+    scene: str
+    mode: str
+    n: int
+    min_fps: float
+    dropped: int
+    cpu_pct: float
+    machine_pct: float
+    rss_mb: float
+    ffmpeg_mb: float
+    threads: int
+    runs_per_s: float
+    held: bool
+
+
+def run(
+    n: int, scene: str, mode: str, clips: tuple[Path, Path], model: ModelConfig, seconds: float, tmp: Path
+) -> Row:
+    detect_clip, record_clip = clips
+    storage = StorageConfig(path=str(tmp / f"data-{scene}-{mode}-{n}"), cache_path=str(tmp / f"cache-{n}"))
+    cams = [
+        CameraConfig.model_validate(
+            {
+                "id": f"cam-{i}",
+                "loop": True,
+                "detect": {"fps": DETECT_FPS},
+                "inputs": [
+                    {"source": str(detect_clip), "roles": ["detect"]},
+                    {"source": str(record_clip), "roles": ["record"]},
+                ],
+                "record": {"segment_s": 2, "pre_capture_s": 2},
+            }
+            | PLACES
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    shared = SharedDetector(model) if mode == "shared" else None
+    if shared is not None:
+        shared.start()
+    recording = Recording(storage, paced=True)
+    recording.apply(cams)
+    seq = iter(range(1, 1 << 40))
+    lock = threading.Lock()
+
+    def next_seq() -> int:
+        with lock:
+            return next(seq)
+
+    workers = [
+        CameraWorker(DEVICE, c, model, lambda e: None, next_seq, paced=True, shared=shared) for c in cams
+    ]
+    try:
+        for w in workers:
+            w.start()
+            time.sleep(random.uniform(0.0, 1.0 / DETECT_FPS))  # cameras are not in step with each other
+        time.sleep(WARMUP_S)
+        procs = tree()
+        before = [
+            (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
+        ]
+        c0, w0 = cpu_s(procs), time.monotonic()
+        psutil.cpu_percent()
+        time.sleep(seconds)
+        after = [
+            (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
+        ]
+        c1, w1 = cpu_s(procs), time.monotonic()
+        machine = psutil.cpu_percent()
+        span = w1 - w0
+        rss, kids = rss_mb()
+        threads = psutil.Process().num_threads()
+    finally:
+        for w in workers:
+            w.stop()
+        recording.stop()
+        if shared is not None:
+            shared.stop()
+        shutil.rmtree(storage.path, ignore_errors=True)
+        shutil.rmtree(str(storage.cache_path), ignore_errors=True)
+    fps = [(a[0] - b[0]) / span for a, b in zip(after, before, strict=True)]
+    dropped = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    runs = sum(a[2] - b[2] for a, b in zip(after, before, strict=True)) / span
+    cpu = (c1 - c0) / span / (os.cpu_count() or 1) * 100
+    return Row(scene, mode, n, min(fps), dropped, cpu, machine, rss, kids, threads, runs,
+               min(fps) >= HOLD * DETECT_FPS and dropped == 0)  # fmt: skip
+
+
+def child(scene: str, mode: str, n: int, clips: tuple[Path, Path], seconds: float) -> Row | None:
+    """One run in its own process; None (and its error on stderr) if it crashed."""
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "bench.capacity", "--seconds", str(seconds),
+           "--one", scene, mode, str(n), str(clips[0]), str(clips[1])]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    if proc.returncode != 0:
+        print(f"{scene} {mode} n={n} FAILED exit={proc.returncode}\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return Row(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--scenes", nargs="+", default=["busy", "static"])
+    parser.add_argument("--modes", nargs="+", default=["shared", "own"])
+    parser.add_argument("--busy-n", type=int, nargs="+", default=[8, 12, 16, 20, 24])
+    parser.add_argument("--static-n", type=int, nargs="+", default=[16, 24, 32, 40, 48])
+    parser.add_argument("--past-saturation", action="store_true", help="run every N, also after one fails")
+    parser.add_argument(
+        "--one", nargs=5, metavar=("SCENE", "MODE", "N", "DETECT", "RECORD"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    model = ModelConfig(path=str(asset(assets.DEFAULT_MODEL)), labels=str(asset(assets.DEFAULT_LABELS)))
+    if args.one:
+        # A child: one (scene, way, N) in a fresh process, so no run inherits another's heap.
+        scene, mode, n, detect, record = args.one
+        with tempfile.TemporaryDirectory() as work:
+            one = run(int(n), scene, mode, (Path(detect), Path(record)), model, args.seconds, Path(work))
+        print(json.dumps(asdict(one)))
+        return 0
+    load0 = os.getloadavg()[0]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp_:
+        streams = make_streams(Path(tmp_))
+        frame = next(
+            iter(Capture(str(streams["busy"][0]), DETECT_FPS, threading.Event(), paced=False).frames())
+        )
+        alone = invoke_alone(model, frame.image)
+        for scene in args.scenes:
+            # The two ways alternate at each N: a machine whose load drifts cannot favour one.
+            saturated: set[str] = set()
+            for n in args.busy_n if scene == "busy" else args.static_n:
+                for mode in args.modes:
+                    if mode in saturated:
+                        continue
+                    row = child(scene, mode, n, streams[scene], args.seconds)
+                    if row is None:
+                        saturated.add(mode)
+                        continue
+                    rows.append(row)
+                    print(
+                        f"{scene} {mode} n={n} min_fps={row.min_fps:.2f} dropped={row.dropped} "
+                        f"cpu={row.cpu_pct:.0f}% machine={row.machine_pct:.0f}% rss={row.rss_mb:.0f}MB "
+                        f"ffmpeg={row.ffmpeg_mb:.0f}MB "
+                        f"threads={row.threads} runs/s={row.runs_per_s:.1f}",
+                        file=sys.stderr, flush=True,
+                    )  # fmt: skip
+                    if not row.held and not args.past_saturation:
+                        saturated.add(mode)  # larger N only fail slower
+        alone_after = invoke_alone(model, frame.image)
+    load1 = os.getloadavg()[0]
+
+    print("## Device capacity (`python -m bench.capacity`)\n")
+    print(
+        f"N cameras in one process for {args.seconds:g} s each (after {WARMUP_S:g} s warm-up): detect on a "
+        f"looped low-resolution clip at {DETECT_FPS:g} fps (paced 10 fps source, motion gate on), record a "
+        "looped 1080p H.264 clip of the same footage by copy. CPU = this process and its ffmpeg children "
+        "over all cores; machine = every process on the box. Load average "
+        f"{load0:.1f} before, {load1:.1f} after. Invoke alone (one interpreter, "
+        f"{model.threads} threads, same run): {alone:.1f}/s before the sweep, {alone_after:.1f}/s after.\n"
+    )
+    head = "| scene | detector | cameras | slowest camera fps | dropped | CPU % | machine % | RSS MB "
+    print(head + "| MB/added camera | ffmpeg USS MB | threads | detector runs/s | × invoke alone | holds |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    alone_ref = max(alone, alone_after)
+    prev: dict[tuple[str, str], Row] = {}
+    for r in sorted(rows, key=lambda r: (args.scenes.index(r.scene), args.modes.index(r.mode), r.n)):
+        p = prev.get((r.scene, r.mode))
+        per = f"{(r.rss_mb - p.rss_mb) / (r.n - p.n):.1f}" if p is not None else "—"
+        prev[(r.scene, r.mode)] = r
+        print(
+            f"| {r.scene} | {r.mode} | {r.n} | {r.min_fps:.2f} | {r.dropped} | {r.cpu_pct:.0f} | "
+            f"{r.machine_pct:.0f} | {r.rss_mb:.0f} | {per} | {r.ffmpeg_mb:.0f} | {r.threads} | "
+            f"{r.runs_per_s:.1f} | {r.runs_per_s / alone_ref:.2f} | {'yes' if r.held else 'no'} |"
+        )
+    print("\nCapacity (largest N that holds):\n")
+    print("| scene | detector | cameras |")
+    print("| --- | --- | ---: |")
+    for scene in args.scenes:
+        for mode in args.modes:
+            tried = [r for r in rows if r.scene == scene and r.mode == mode]
+            held = [r.n for r in tried if r.held]
+            best = str(max(held)) if held else f"< {min(r.n for r in tried)}" if tried else "not run"
+            print(f"| {scene} | {mode} | {best} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The attention worker of one cloud process: a ticker thread (outages, then escalation steps) and a
+sender thread (the notification queue). Safe to run in every cloud process at once: each step and
+each send is claimed in the database (see escalation.py and queue.py)."""
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud.attention.channels import Channel, channels, http_client
+from cloud.attention.clock import Clock, make_clock
+from cloud.attention.escalation import Escalator
+from cloud.attention.outages import OutageWatch
+from cloud.attention.queue import Sender
+from cloud.clipstore import ClipStore
+from cloud.notify import Notifier
+from cloud.settings import Settings
+
+log = logging.getLogger("matthan.cloud.attention")
+
+
+class AttentionWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        store: ClipStore | None,
+        notifier: Notifier | None = None,
+        clock: Clock | None = None,
+        channel_map: dict[str, Channel] | None = None,
+    ) -> None:
+        a = settings.attention
+        self.settings = a
+        self.clock = clock or make_clock(a.clock_file)
+        self.notifier = notifier
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.outages = OutageWatch(engine, self.clock, a.outage_debounce_s, a.escalate_max_age_h)
+        self.escalator = Escalator(
+            engine, self.clock, public_url=settings.public_url, tz_name=settings.console_tz,
+            max_age_h=a.escalate_max_age_h,
+        )  # fmt: skip
+        self._http = http_client(a)
+        self.sender = Sender(engine, a, channel_map or channels(a, self._http), store, self.clock, self.name)
+        self._stop = threading.Event()
+        self._wake_sender = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.errors = 0
+
+    def start(self) -> None:
+        for name, target in (("attention-ticker", self._tick_loop), ("attention-sender", self._send_loop)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info(
+            "attention worker=%s up tick=%.1fs debounce=%.0fs",
+            self.name,
+            self.settings.tick_s,
+            self.settings.outage_debounce_s,
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake_sender.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._http.close()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def tick_once(self) -> None:
+        """One round of the ticker (tests call it directly)."""
+        if self.outages.tick() and self.notifier is not None:
+            self.notifier.notify()
+        if self.escalator.tick():
+            self._wake_sender.set()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick_once()
+            except SQLAlchemyError as exc:
+                self.errors += 1
+                log.warning("attention tick failed (database): %s", str(exc).splitlines()[0][:200])
+            except Exception:
+                self.errors += 1
+                log.exception("attention tick failed")
+            self._stop.wait(self.settings.tick_s)
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sender.drain(self._stop)
+            except SQLAlchemyError as exc:
+                self.errors += 1
+                log.warning("notification sender failed (database): %s", str(exc).splitlines()[0][:200])
+            except Exception:
+                self.errors += 1
+                log.exception("notification sender failed")
+            self._wake_sender.wait(self.settings.tick_s)
+            self._wake_sender.clear()
+
+
+def attention_counts(engine: Engine) -> dict[str, int]:
+    """For the metrics: the figures every cloud process agrees on (read from the database)."""
+    from sqlalchemy import func
+    from sqlmodel import Session, col, select
+
+    from cloud.models import Escalation, Notification, Outage
+
+    with Session(engine) as s:
+        by_status = dict(
+            s.exec(select(Notification.status, func.count()).group_by(col(Notification.status))).all()
+        )
+        outages = s.exec(
+            select(func.count()).select_from(Outage).where(col(Outage.event_id).is_not(None))
+        ).one()
+        active = s.exec(
+            select(func.count()).select_from(Escalation).where(Escalation.state == "active")
+        ).one()
+    return {
+        "notifications_pending": int(by_status.get("pending", 0)),
+        "notifications_failed": int(by_status.get("failed", 0)),
+        "outages_open": int(outages),
+        "escalations_active": int(active),
+    }
