@@ -48,7 +48,7 @@
     }
     function desktop(text, url) {
       if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
-      const n = new Notification("matthan — new alert", { body: text, tag: url });
+      const n = new Notification(_("matthan — new alert"), { body: text, tag: url });
       n.onclick = () => {
         window.focus();
         location.href = url;
@@ -68,7 +68,7 @@
       const mute = document.getElementById("mute");
       if (mute) {
         const paint = () => {
-          mute.textContent = muted() ? "🔇 Sound off" : "🔔 Sound on";
+          mute.textContent = muted() ? _("🔇 Sound off") : _("🔔 Sound on");
           mute.setAttribute("aria-pressed", String(muted()));
         };
         mute.addEventListener("click", () => {
