@@ -228,7 +228,7 @@ def alert_page(request: Request, event_id: str, v: ViewerDep, session: DbSession
         request,
         "console/alert_page.html",
         v,
-        title=f"Alert {event_id}",
+        title=Msg("Alert %(event)s", event=event_id),
         nav="alerts",
         a=alerts.alert_outs(session, [row])[0],
         escalation=esc,
