@@ -145,3 +145,13 @@ def test_a_refusal_is_explained_in_the_users_language(vi_app: TestClient) -> Non
     text = _text(r.text)
     assert "Vui lòng kiểm tra lại yêu cầu" in text and "từ: 'yesterday' không phải ngày giờ hợp lệ" in text
     assert "Quay lại danh sách thiết bị" in text
+
+
+def test_the_handover_and_a_refused_escalation_page_in_vietnamese(vi_app: TestClient) -> None:
+    _login(vi_app, "lan")
+    handover = _text(vi_app.get("/console/handover").text)
+    assert "Bàn giao ca trực" in handover and "Cảnh báo chưa xử lý xong (cũ nhất trước)" in handover
+    assert "Shift handover" not in handover
+    refused = vi_app.get("/console/escalation", headers={"Accept": "text/html"})
+    assert refused.status_code == 403
+    assert "chỉ dành cho quản trị viên" in _text(refused.text)
