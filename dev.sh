@@ -37,6 +37,8 @@ system_deps() {
   [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || want+=(mosquitto)
   command -v mosquitto_pub >/dev/null || want+=(mosquitto-clients)
   command -v ffmpeg >/dev/null || want+=(ffmpeg)
+  # The snapshot caption's font (Vietnamese diacritics): device/evidence_snapshot.py.
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || want+=(fonts-dejavu-core)
   if [ "${1:-}" = test ]; then
     command -v chromium >/dev/null || want+=(chromium)
     command -v psql >/dev/null || (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null || want+=(postgresql)

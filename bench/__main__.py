@@ -26,6 +26,8 @@ BENCHES = [
     "tamper",
     "tracking",
     "escalation",
+    "evidence",
+    "snapshot",
 ]
 HERE = Path(__file__).resolve().parent
 

@@ -6,8 +6,9 @@ Use the app inside its lifespan, e.g. `with TestClient(create_app(settings)) as 
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -15,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cloud import console
-from cloud.api import alerts, attention, config, devices, enrollment, health, media, session
+from cloud.api import alerts, attention, config, devices, enrollment, evidence, health, media, session
 from cloud.attention.worker import AttentionWorker, attention_counts
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
@@ -25,11 +26,13 @@ from cloud.metrics import Metrics
 from cloud.models import Device
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
+from cloud.retention import RetentionJob
 from cloud.services.config import republish_on_connect
 from cloud.settings import Settings
 from cloud.station_delivery import StationDelivery
 from cloud.throttle import LoginThrottle
 from matthan import __version__
+from matthan_wire.timeutil import utc_now
 
 log = logging.getLogger("matthan.cloud")
 
@@ -42,12 +45,14 @@ ROUTERS = [
     alerts.router,
     media.router,
     attention.router,  # escalation policies, notification endpoints and queue
+    evidence.router,  # evidence check and export, pins, the audit chain
     enrollment.router,  # claim tokens, enrollment, revocation, bulk import
     console.router,  # the HTML console
 ]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """`clock` drives the scheduled jobs (retention); tests pass one they control."""
     settings = settings or Settings.from_env()
     app = FastAPI(
         title="matthan cloud",
@@ -61,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.mqtt = None
     app.state.ingest = None
     app.state.attention = None
+    app.state.clock = clock
+    app.state.retention = None
     app.state.station_delivery = None
     app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
@@ -105,6 +112,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher = AttentionWorker(settings, engine, app.state.clip_store, app.state.notifier)
         watcher.start()
     app.state.attention = watcher
+    retention = RetentionJob(engine, app.state.clip_store, settings, clock=app.state.clock)
+    retention.start()
+    app.state.retention = retention
     log.info(
         "cloud up db=%s broker=%s clips=%s ingest=%s",
         engine.url.render_as_string(hide_password=True),
@@ -115,6 +125,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        retention.stop()
         if watcher is not None:
             watcher.stop()
         if delivery is not None:

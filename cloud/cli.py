@@ -47,9 +47,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     a.add_argument("--api-key", action="store_true", help="also issue an API key (printed once)")
     a.set_defaults(handler=_user_add)
 
+    from cloud import evidence_cli
     from cloud.registry import cli as registry_cli
 
     registry_cli.register(csub)
+    evidence_cli.register(csub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -13,12 +13,13 @@ from typing import Any, Protocol
 from cloud.errors import CloudError
 from matthan_wire.ids import is_id
 
-EXTENSIONS = {"clip": "mp4", "snapshot": "jpg", "sidecar": "json", "crop": "jpg"}
+EXTENSIONS = {"clip": "mp4", "snapshot": "jpg", "sidecar": "json", "crop": "jpg", "manifest": "jws"}
 CONTENT_TYPES = {
     "clip": "video/mp4",
     "snapshot": "image/jpeg",
     "sidecar": "application/json",
     "crop": "image/jpeg",
+    "manifest": "application/jose",
 }
 
 
@@ -36,6 +37,7 @@ class ClipStore(Protocol):
     def local_path(self, key: str) -> Path | None: ...
     def size(self, key: str) -> int | None: ...
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]: ...
+    def delete(self, key: str) -> bool: ...  # True when something was there
     def describe(self) -> str: ...
 
 
@@ -92,6 +94,12 @@ class LocalStore:
                 left -= len(chunk)
                 yield chunk
 
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        existed = path.is_file()
+        path.unlink(missing_ok=True)
+        return existed
+
     def describe(self) -> str:
         return str(self.root)
 
@@ -136,6 +144,11 @@ class S3Store:
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
         obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{end}")
         yield from obj["Body"].iter_chunks(256 * 1024)
+
+    def delete(self, key: str) -> bool:
+        existed = self.size(key) is not None
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        return existed
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from cloud import audit, lifecycle
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key
 from cloud.db import dialect_insert, insert_ignore, upsert
-from cloud.models import AlertRow, Device, HealthLatest, HealthSample, MediaObject, table
+from cloud.models import AlertRow, Camera, Device, HealthLatest, HealthSample, MediaObject, table
 from matthan_wire import (
     Alert,
     AlertAction,
@@ -95,20 +95,22 @@ class BatchWriter:
         receipts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         wards = self._ensure_devices(s, b)
 
+        sites = registry_sites(s, [*b.starts.values(), *b.ends.values()])
         if b.starts and self._pg:
             # One statement over column arrays: executemany's per-row Python cost (a statement
             # per alert in the pipeline) was most of what the writer spent on alerts.
             with _pg_cursor(s) as cur:
-                cur.execute(_PG_ALERT_STARTS, _alert_columns(b.starts.values(), now))
+                cur.execute(_PG_ALERT_STARTS, _alert_columns(b.starts.values(), now, sites))
         elif b.starts:
-            insert_ignore(s, table(AlertRow), [_alert_row(a, now) for a in b.starts.values()], ["event_id"])
+            rows = [_alert_row(a, now, sites) for a in b.starts.values()]
+            insert_ignore(s, table(AlertRow), rows, ["event_id"])
         for a in b.starts.values():
             receipts[a.device_id]["event_ids"].append(a.event_id)
         if b.ends:
             upsert(
                 s,
                 table(AlertRow),
-                [_alert_row(a, now) for a in b.ends.values()],
+                [_alert_row(a, now, sites) for a in b.ends.values()],
                 ["event_id"],
                 ["ended_at", "clip", "updated_at"],
                 where="alert.ended_at IS NULL",
@@ -172,7 +174,8 @@ class BatchWriter:
                 rejects.append(("alert-action", ward, str(exc)))
                 continue
             if changed:
-                audit.record(s, f"{ward}:{action.by}", f"alert.{action.action}", action.event_id, via="mqtt")
+                who = f"{ward}:{action.by}"
+                audit.record(s, who, f"alert.{action.action}", action.event_id, via="mqtt", note=action.note)
                 s.add(alert)
                 states.append(alert)
         return Committed(
@@ -276,6 +279,10 @@ _ALERT_START_COLUMNS = (
     ("seq", "int[]"),
     ("snapshot_topic", "text[]"),
     ("clip", "text[]::json[]"),
+    ("site", "text[]::json[]"),
+    ("site_name", "text[]"),
+    ("zone_title", "text[]"),
+    ("rule_title", "text[]"),
 )
 _ALERT_START_NAMES = ", ".join(f'"{c}"' for c, _ in _ALERT_START_COLUMNS)
 _ALERT_START_ARRAYS = ", ".join(f"%b::{t}" for _, t in _ALERT_START_COLUMNS)
@@ -286,7 +293,33 @@ _PG_ALERT_STARTS = (
 )
 
 
-def _alert_columns(alerts: Iterable[Alert], now: datetime) -> list[Any]:
+SiteKey = tuple[str, str]  # (device, camera)
+
+
+def registry_sites(s: Session, alerts: list[Alert]) -> dict[SiteKey, dict[str, Any]]:
+    """The registry's site of each camera whose alert came without one (an older device, or a
+    camera whose site was set in the console or by import after the device's config was made)."""
+    wanted = {(a.device_id, a.camera_id) for a in alerts if a.site is None}
+    if not wanted:
+        return {}
+    devices = {d for d, _ in wanted}
+    rows = s.exec(select(Camera).where(col(Camera.device_id).in_(devices))).all()
+    return {
+        (c.device_id, c.id): camera_site(c) for c in rows if (c.device_id, c.id) in wanted and c.site_name
+    }
+
+
+def camera_site(c: Camera) -> dict[str, Any]:
+    return {"name": c.site_name, "address": c.address, "lat": c.lat, "lon": c.lon}
+
+
+def _site_of(a: Alert, sites: dict[SiteKey, dict[str, Any]]) -> dict[str, Any] | None:
+    if a.site is not None:
+        return a.site.model_dump(mode="json")
+    return sites.get((a.device_id, a.camera_id))
+
+
+def _alert_columns(alerts: Iterable[Alert], now: datetime, sites: dict[SiteKey, dict[str, Any]]) -> list[Any]:
     """The parameters of _PG_ALERT_STARTS: the time, then one list per column (as _alert_row)."""
     cols: list[list[Any]] = [[] for _ in _ALERT_START_COLUMNS]
     (
@@ -307,6 +340,10 @@ def _alert_columns(alerts: Iterable[Alert], now: datetime) -> list[Any]:
         seq,
         snapshot_topic,
         clip,
+        site,
+        site_name,
+        zone_title,
+        rule_title,
     ) = cols
     dumps = json.dumps
     for a in alerts:
@@ -327,6 +364,11 @@ def _alert_columns(alerts: Iterable[Alert], now: datetime) -> list[Any]:
         seq.append(a.seq)
         snapshot_topic.append(a.snapshot[:300] if a.snapshot else None)
         clip.append(dumps(a.clip.model_dump(mode="json")) if a.clip else None)
+        where = _site_of(a, sites)
+        site.append(dumps(where, ensure_ascii=False) if where else None)
+        site_name.append(where["name"] if where else None)
+        zone_title.append(a.zone_title)
+        rule_title.append(a.rule_title)
     return [now, now, *cols]
 
 
@@ -335,7 +377,7 @@ def _pg_cursor(s: Session) -> Any:
     return s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
-def _alert_row(a: Alert, now: datetime) -> dict[str, Any]:
+def _alert_row(a: Alert, now: datetime, sites: dict[SiteKey, dict[str, Any]]) -> dict[str, Any]:
     return {
         "event_id": a.event_id,
         "device_id": a.device_id,
@@ -354,6 +396,10 @@ def _alert_row(a: Alert, now: datetime) -> dict[str, Any]:
         "seq": a.seq,
         "snapshot_topic": a.snapshot[:300] if a.snapshot else None,
         "clip": a.clip.model_dump(mode="json") if a.clip else None,
+        "site": (where := _site_of(a, sites)),
+        "site_name": where["name"] if where else None,
+        "zone_title": a.zone_title,
+        "rule_title": a.rule_title,
         "state": "new",
         "received_at": now,
         "updated_at": now,

@@ -59,6 +59,7 @@ class Camera(SQLModel, table=True):
     device_id: str = Field(primary_key=True, max_length=63)
     id: str = Field(primary_key=True, max_length=63)
     site_name: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=500)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     # The stream URL without credentials: enough to recognise, useless to an intruder.
@@ -126,6 +127,12 @@ class AlertRow(SQLModel, table=True):
     seq: int = 0
     snapshot_topic: str | None = Field(default=None, max_length=300)
     clip: dict[str, Any] | None = _json(default=None)
+    # The camera's site {name, address, lat, lon} as the device sent it, else from the registry.
+    site: dict[str, Any] | None = _json(default=None)
+    # The site's name again as a plain column: the feed filters and searches it on both databases.
+    site_name: str | None = Field(default=None, index=True, max_length=200)
+    zone_title: str | None = Field(default=None, max_length=200)
+    rule_title: str | None = Field(default=None, max_length=200)
     state: str = Field(default="new", index=True, max_length=16)
     state_by: str | None = Field(default=None, max_length=128)
     state_at: datetime | None = _time(default=None)
@@ -192,6 +199,59 @@ class AuditLog(SQLModel, table=True):
     action: str = Field(max_length=64)
     target: str | None = Field(default=None, max_length=300)
     detail: dict[str, Any] | None = _json(default=None)
+    # The hash chain (cloud/custody.py): position, the previous entry's hash, this entry's hash.
+    seq: int | None = Field(default=None, unique=True, index=True)
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The one row every append locks: the chain's last position and hash (cloud/custody.py)."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(primary_key=True)
+    seq: int
+    hash: str = Field(max_length=64)
+
+
+class EvidenceCheck(SQLModel, table=True):
+    """The cloud's verdict on an event's signed manifest (cloud/evidence.py), redone as media arrive."""
+
+    __tablename__ = "evidence_check"
+
+    event_id: str = Field(primary_key=True, max_length=63)
+    status: str = Field(max_length=16, index=True)  # valid | invalid | incomplete
+    reason: str = Field(max_length=2000)
+    signer: str | None = Field(default=None, max_length=63)
+    serial: str | None = Field(default=None, max_length=64)
+    manifest_sha256: str = Field(max_length=64)
+    checked_at: datetime = _time(default_factory=utc_now)
+
+
+class AlertPin(SQLModel, table=True):
+    """An alert kept as evidence: retention never deletes it until an admin unpins it."""
+
+    __tablename__ = "alert_pin"
+
+    event_id: str = Field(primary_key=True, max_length=63)
+    pinned_by: str = Field(max_length=128)
+    pinned_at: datetime = _time(default_factory=utc_now)
+    reason: str = Field(max_length=2000)
+    # When retention first found it due and kept it (recorded once in the audit log).
+    kept_since: datetime | None = _time(default=None)
+
+
+class RetentionPurge(SQLModel, table=True):
+    """An alert whose media and personal data retention deleted (cloud/retention.py)."""
+
+    __tablename__ = "retention_purge"
+
+    event_id: str = Field(primary_key=True, max_length=63)
+    purged_at: datetime = _time(index=True)
+    rule: str = Field(max_length=64)  # e.g. "false_alarm 7d"
+    files: int = 0
+    bytes: int = 0
 
 
 # --- attention: notification channels, escalation, outages (cloud/attention/) --------------------
@@ -290,7 +350,11 @@ __all__ = [
     "ALERT_STATES",
     "ROLES",
     "AlertRow",
+    "AlertPin",
+    "AuditHead",
     "AuditLog",
+    "EvidenceCheck",
+    "RetentionPurge",
     "Camera",
     "ClaimToken",
     "DesiredConfigRow",

@@ -139,12 +139,45 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     session_hours: float = Field(default=12.0, gt=0.0)
 
+    # Retention by purpose (cloud/retention.py): days after an alert's outcome was decided that its
+    # clip, snapshot and personal data are kept; alerts pinned as evidence are never deleted.
+    retention_false_alarm_days: float = Field(default=7.0, gt=0.0)
+    retention_resolved_days: float = Field(default=90.0, gt=0.0)
+    # Per category and outcome, e.g. {"security_order/resolved": 180}; JSON in the environment.
+    retention_days_by_category: dict[str, float] = Field(default_factory=dict)
+    retention_interval_s: float = Field(default=3600.0, gt=0.0)
+
     # The district's clock for the console's pages and per-day counts (an IANA zone name).
     console_tz: str = "Asia/Ho_Chi_Minh"
     # The console's language for users who chose none; "auto": the browser's (Accept-Language).
     language: Literal["vi", "en", "auto"] = "vi"
+    # The console's street maps: a tile server URL with {z}/{x}/{y} (the operations centre's own, or
+    # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png within its usage policy) and the credit it
+    # asks for. None: the maps still show markers, on a blank background.
+    map_tile_url: str | None = Field(default=None, max_length=500)
+    map_attribution: str = Field(default="", max_length=300)
     enrollment: EnrollmentSettings = Field(default_factory=EnrollmentSettings)
     attention: AttentionSettings = Field(default_factory=AttentionSettings)
+
+    @field_validator("retention_days_by_category", mode="before")
+    @classmethod
+    def _retention_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value or "{}")
+            except ValueError:
+                raise ValueError('retention_days_by_category: JSON like {"traffic/resolved": 30}') from None
+        return value
+
+    def retention_days(self, category: str, outcome: str) -> float | None:
+        """Days to keep an alert's media after `outcome`; None while the purpose is not served yet."""
+        specific = self.retention_days_by_category.get(f"{category}/{outcome}")
+        if specific is not None:
+            return specific
+        days = {"false_alarm": self.retention_false_alarm_days, "resolved": self.retention_resolved_days}
+        return days.get(outcome)
 
     @field_validator("db_url")
     @classmethod
@@ -160,6 +193,18 @@ class Settings(BaseModel):
             return None
         if url is not None and not url.startswith(("mqtt://", "mqtts://")):
             raise ValueError(f"broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
+        return url
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tiles(cls, url: str | None) -> str | None:
+        if url in (None, "", "none"):
+            return None
+        placeholders = all(k in url for k in ("{z}", "{x}", "{y}"))
+        if not url.startswith(("https://", "http://", "/")) or not placeholders:
+            raise ValueError(
+                f"map tile URL {url!r}: use https://host/path/{{z}}/{{x}}/{{y}}.png (or none for no streets)"
+            )
         return url
 
     @field_validator("clips")

@@ -418,7 +418,8 @@ def run_agent(config_path: Path) -> int:
     signal.signal(signal.SIGINT, _on_signal)
 
     def media(cfg: DeviceConfig, version: Callable[[], int | None]) -> DeviceMedia:
-        return DeviceMedia(cfg, model=Path(model_of(cfg).path).name, config_version=version)
+        model = model_of(cfg).path
+        return DeviceMedia(cfg, model=Path(model).name, model_path=model, config_version=version)
 
     Agent(config, media=media).run_until(stop)
     return 0

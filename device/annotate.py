@@ -1,7 +1,7 @@
-"""Drawing on frames: boxes, track ids, zones, lines and active violations.
+"""The debug overlay: every track with its id, label, score and trail, every zone and line.
 
-Used for the snapshot that goes with an alert and for `device detect --annotate`, the video a
-technician watches to tune a zone.
+For `device detect --annotate`, the video a technician watches to tune a zone. The alert's
+snapshot is drawn apart, with only the evidence (device/evidence_snapshot.py).
 """
 
 from collections.abc import Iterable, Sequence
@@ -18,7 +18,6 @@ GREEN = (80, 200, 80)
 RED = (40, 40, 230)
 YELLOW = (0, 210, 255)
 GREY = (160, 160, 160)
-JPEG_QUALITY = 85
 
 
 def _px(box: Box, w: int, h: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -87,18 +86,3 @@ def annotated(
     draw_tracks(out, tracks, {tid for v in active for tid in v.track_ids})
     draw_violations(out, active)
     return out
-
-
-def snapshot_jpeg(
-    image: np.ndarray, camera: CameraConfig, tracks: Iterable[Track], violation: Violation
-) -> bytes:
-    """The alert's picture: the frame with the violation's objects in red, the others in green."""
-    out = annotated(image, camera, tracks, [violation])
-    if violation.bbox is not None:
-        h, w = out.shape[:2]
-        p1, p2 = _px(violation.bbox, w, h)
-        cv2.rectangle(out, (p1[0] - 3, p1[1] - 3), (p2[0] + 3, p2[1] + 3), RED, 1)
-    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()

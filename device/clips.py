@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -47,6 +47,9 @@ from device.uploader import UploadQueue, sha256_file
 from matthan_wire.config import DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import UtcDateTime, utc_now
+
+if TYPE_CHECKING:
+    from device.evidence import EvidenceSigner
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ class ClipStats:
     snapshots_saved: int = 0
     crops_saved: int = 0
     crops_missing: int = 0  # the high-resolution frame of the event's start could not be had
+    manifests_signed: int = 0
+    manifests_failed: int = 0
     last_error: str | None = None
 
 
@@ -256,6 +261,7 @@ class ClipMaker:
         model: str | None = None,
         config_version: Callable[[], int | None] = lambda: None,
         retention: Retention | None = None,
+        signer: EvidenceSigner | None = None,
         give_up_after_s: float = 30.0,
         budget_every_s: float = 60.0,
     ) -> None:
@@ -266,6 +272,7 @@ class ClipMaker:
         self._model = model
         self._config_version = config_version
         self._retention = retention
+        self._signer = signer
         self._give_up_after_s = give_up_after_s
         self._budget_every_s = budget_every_s
         self._next_budget_check = 0.0
@@ -463,6 +470,8 @@ class ClipMaker:
         rec = self._recorder_for(alert.camera_id)
         if alert.type == "camera_offline" or rec is None:
             self._uploads.drop_job(alert.event_id)
+            if alert.type != "camera_offline":
+                self._sign_evidence(alert)  # no clip, but the snapshot is still evidence
             return  # nothing was recorded for this camera
         if save:
             self._uploads.save_job(alert.event_id, alert.model_dump_json())
@@ -508,6 +517,7 @@ class ClipMaker:
                 rec.camera.id,
             )
             self._release(job.alert)
+            self._sign_evidence(job.alert)
             return True
         self._cut(job, chosen, complete=ready)
         self._release(job.alert)
@@ -557,6 +567,7 @@ class ClipMaker:
         write_atomic(side, sidecar.model_dump_json(indent=2).encode())
         self._uploads.add(a.event_id, "clip", out, sha256=digest)
         self._uploads.add(a.event_id, "sidecar", side)
+        self._sign_evidence(a, clip=(digest, size), span=(job.start, job.end))
         with self._lock:
             self._stats.clips_made += 1
             self._stats.clips_short += short
@@ -565,6 +576,32 @@ class ClipMaker:
             a.event_id, a.camera_id, duration, gap_s, len(chosen), size, short,
         )  # fmt: skip
         self._enforce_budget()
+
+    def _sign_evidence(
+        self, alert: Alert, clip: tuple[str, int] | None = None, span: tuple[datetime, datetime] | None = None
+    ) -> None:
+        """The event's signed manifest over what this device holds for it, queued for upload."""
+        if self._signer is None:
+            return
+        try:
+            files: dict[str, tuple[str, int]] = {}
+            if clip is not None:
+                files["clip"] = clip
+            for kind, name in (("snapshot", f"{alert.event_id}.jpg"), ("sidecar", f"{alert.event_id}.json")):
+                path = self.clips_dir / name
+                if (kind == "sidecar" and clip is None) or not path.is_file():
+                    continue
+                files[kind] = (sha256_file(path), path.stat().st_size)
+            manifest = self._signer.manifest(alert, files, span)
+            path = self._signer.write(manifest, self.clips_dir)
+            self._uploads.add(alert.event_id, "manifest", path)
+        except Exception as exc:  # unsigned evidence is worse, but losing the clip would be worse still
+            with self._lock:
+                self._stats.manifests_failed += 1
+            log.error("manifest not signed event=%s error=%s", alert.event_id, exc)
+            return
+        with self._lock:
+            self._stats.manifests_signed += 1
 
     def _enforce_budget(self) -> None:
         if self._retention is not None:

@@ -4,19 +4,31 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from device.annotate import snapshot_jpeg
+from device.evidence_snapshot import evidence_jpeg
 from device.frames import Frame
 from device.rules import Change
 from device.tracker import Track
 from matthan_wire import Alert, ClipRef
-from matthan_wire.config import CATEGORY_OF, CameraConfig, DeviceIdentity
+from matthan_wire.config import CATEGORY_OF, CameraConfig, DeviceIdentity, Line, Zone, rule_name
 from matthan_wire.topics import Kind, device_topic
 
 
 @dataclass(frozen=True)
 class DetectedEvent:
     alert: Alert  # phase start or end, seq already assigned
-    snapshot_jpeg: bytes | None  # with the start: a JPEG with boxes drawn; None on ends
+    snapshot_jpeg: bytes | None  # with the start: the evidence JPEG; None on ends
+
+
+def titles(camera: CameraConfig, place: str, rule: str) -> tuple[str | None, str | None]:
+    """The display names of the zone or line and of the rule, when the config gives them."""
+    places: list[Zone | Line] = [*camera.zones, *camera.lines]
+    for p in places:
+        if p.name == place:
+            for r in p.rules:
+                if rule_name(p, r) == rule:
+                    return p.title, r.title
+            return p.title, None
+    return None, None
 
 
 def to_event(
@@ -28,9 +40,12 @@ def to_event(
     tracks: Iterable[Track] = (),
 ) -> DetectedEvent:
     v = change.violation
+    zone_title, rule_title = titles(camera, v.place, v.rule)
     jpeg = None
     if change.phase == "start" and frame is not None:
-        jpeg = snapshot_jpeg(frame.image, camera, tracks, v)
+        jpeg = evidence_jpeg(
+            frame.image, camera, tracks, v, tz=device.timezone, rule_title=rule_title, place_title=zone_title
+        )
     clip = None
     if change.phase == "end" and camera.record.enabled:
         assert v.ended_at is not None
@@ -60,5 +75,8 @@ def to_event(
         if jpeg is not None
         else None,
         clip=clip,
+        site=camera.site,
+        zone_title=zone_title,
+        rule_title=rule_title,
     )
     return DetectedEvent(alert, jpeg)

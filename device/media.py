@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from device.clips import ClipMaker, media_dir
+from device.evidence import EvidenceSigner
 from device.recorder import Recording
 from device.retention import Retention
 from device.uploader import Uploader, UploadQueue, queue_path, token_from_file
@@ -34,6 +36,7 @@ class DeviceMedia:
         config: DeviceConfig,
         *,
         model: str | None = None,
+        model_path: str | None = None,
         config_version: Callable[[], int | None] = lambda: None,
         paced: bool = True,
     ) -> None:
@@ -49,6 +52,17 @@ class DeviceMedia:
             media_dir(storage),
             extra_usage=self.recording.cache_bytes if cache_on_storage else lambda: 0,
         )
+        # Evidence is signed with the device's own key (enrollment made it here): device/evidence.py.
+        self.signer: EvidenceSigner | None = None
+        if config.broker.key is not None and config.broker.cert is not None:
+            self.signer = EvidenceSigner(
+                config.device,
+                Path(config.broker.key),
+                Path(config.broker.cert),
+                camera_for=self._camera,
+                config_version=config_version,
+                model_path=Path(model_path) if model_path else None,
+            )
         self.clips = ClipMaker(
             config.device,
             media_dir(storage),
@@ -57,6 +71,7 @@ class DeviceMedia:
             model=model,
             config_version=config_version,
             retention=self.retention,
+            signer=self.signer,
         )
         self.uploader: Uploader | None = None
         if config.cloud is not None:
@@ -87,6 +102,9 @@ class DeviceMedia:
     def apply_cameras(self, cameras: list[CameraConfig]) -> None:
         self._cameras = list(cameras)
         self.recording.apply(self._cameras)
+
+    def _camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self._cameras if c.id == camera_id), None)
 
     def event_started(self, alert: Alert, snapshot_jpeg: bytes | None) -> None:
         self.clips.event_started(alert, snapshot_jpeg)

@@ -44,10 +44,10 @@ from matthan_wire.upload import (
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["clip", "snapshot", "sidecar", "crop"]
-KINDS: tuple[Kind, ...] = ("snapshot", "crop", "sidecar", "clip")
+Kind = Literal["clip", "snapshot", "sidecar", "crop", "manifest"]
+KINDS: tuple[Kind, ...] = ("snapshot", "crop", "sidecar", "manifest", "clip")
 # Small first: the snapshot and the sidecar say what happened while the clip is still on its way.
-_PRIORITY = {"snapshot": 0, "crop": 1, "sidecar": 1, "clip": 2}
+_PRIORITY = {"snapshot": 0, "crop": 1, "sidecar": 1, "manifest": 1, "clip": 2}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS media (
@@ -595,6 +595,12 @@ class Uploader:
                         raise _Retry("whole-file checksum refused three times")
                     offset = 0
                     continue
+                if code == UploadStatus.GONE:
+                    # The cloud deleted this event's media once their purpose was served: never sent again.
+                    self.uploads.mark_failed(item, f"410: {resp.text[:200]}")
+                    log.warning("upload refused event=%s kind=%s reason=deleted by the cloud's retention",
+                                item.event_id, item.kind)  # fmt: skip
+                    return False
                 if code == UploadStatus.TOO_LARGE:
                     self.uploads.mark_failed(item, f"413: over the cloud's size limit ({item.size} bytes)")
                     log.error(

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cloud import cli as cloud_cli
     from cloud.registry import cli as registry_cli
     from device import cli as device_cli
-    from matthan import assets_cli, demo_cli
+    from matthan import assets_cli, demo_cli, evidence_cli
     from provisioning import cli as provision_cli
     from ward import cli as ward_cli
 
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     ward_cli.register(sub)
     registry_cli.register_deprecated(provision_cli.register(sub))
     assets_cli.register(sub)
+    evidence_cli.register(sub)
     return parser
 
 

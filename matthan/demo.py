@@ -40,12 +40,15 @@ DEMO_DEVICES: list[dict[str, Any]] = [
     {
         "id": "q1-demo-01",
         "clip": "video/vtest_480x360.mp4",
-        "site": "Nguyễn Huệ walking street, north",
+        "site": "Phố đi bộ Nguyễn Huệ (đầu Lê Lợi)",
+        "address": "Nguyễn Huệ, phường Bến Nghé, Quận 1, TP. Hồ Chí Minh",
         "lat": 10.7745,
         "lon": 106.7038,
         "zones": [
-            {"name": "walkway", "polygon": [[0.0, 0.2], [1.0, 0.2], [1.0, 1.0], [0.0, 1.0]],
-             "rules": [{"type": "crowd", "labels": ["person"], "min_count": 6, "min_duration_s": 8}]},
+            {"name": "walkway", "title": "vỉa hè phố đi bộ",
+             "polygon": [[0.0, 0.2], [1.0, 0.2], [1.0, 1.0], [0.0, 1.0]],
+             "rules": [{"type": "crowd", "title": "Tụ tập đông người trên phố đi bộ", "labels": ["person"],
+                        "min_count": 6, "min_duration_s": 8}]},
             {"name": "curb", "polygon": [[0.8, 0.0], [1.0, 0.0], [1.0, 0.3], [0.8, 0.3]],
              "rules": [{"type": "illegal_parking", "labels": ["car", "truck"], "min_duration_s": 20,
                         "min_score": 0.6}]},
@@ -54,11 +57,13 @@ DEMO_DEVICES: list[dict[str, Any]] = [
     {
         "id": "q1-demo-02",
         "clip": "video/one-by-one-person-detection.mp4",
-        "site": "Ward office entrance, Lê Thánh Tôn",
+        "site": "Cổng trụ sở UBND phường Bến Nghé",
+        "address": "Lê Thánh Tôn, phường Bến Nghé, Quận 1, TP. Hồ Chí Minh",
         "lat": 10.7792,
         "lon": 106.7009,
         "zones": [
-            {"name": "table", "polygon": [[0.4, 0.75], [0.75, 0.75], [0.75, 1.0], [0.4, 1.0]],
+            {"name": "table", "title": "bàn tiếp dân",
+             "polygon": [[0.4, 0.75], [0.75, 0.75], [0.75, 1.0], [0.4, 1.0]],
              "rules": [{"type": "loitering", "labels": ["person"], "min_duration_s": 10}]},
         ],
     },
@@ -247,13 +252,16 @@ class Demo:
         source = yaml.safe_load((etc / "device.yaml").read_text())["cameras"][0]["source"]
         site = {
             "cameras": [{"id": "cam-1", "name": dev["site"], "source": source, "loop": True,
+                         "site": {"name": dev["site"], "address": dev["address"], "lat": dev["lat"],
+                                  "lon": dev["lon"]},
                          "detect": {"fps": 5}, "zones": dev["zones"],
                          "record": {"pre_capture_s": 3, "post_capture_s": 3}}],
             "health": {"interval_s": 10},
         }  # fmt: skip
         self._api("PUT", f"/devices/{dev['id']}/config", site)
         self._api("PUT", f"/devices/{dev['id']}/cameras/cam-1",
-                  {"site_name": dev["site"], "lat": dev["lat"], "lon": dev["lon"]})  # fmt: skip
+                  {"site_name": dev["site"], "address": dev["address"], "lat": dev["lat"],
+                   "lon": dev["lon"]})  # fmt: skip
 
     def _agent(self, dev: dict[str, Any]) -> None:
         config = self.workdir / "devices" / dev["id"] / "device.yaml"
@@ -281,7 +289,8 @@ class Demo:
                          "--ca", str(self.ca_dir / "ca.pem"), "--cert", str(self.ids / "station.pem"),
                          "--key", str(self.ids / "station.key"),
                          "--state", str(self.workdir / "ward" / "station.db"),
-                         "--snapshots", str(self.workdir / "ward" / "snapshots")),
+                         "--snapshots", str(self.workdir / "ward" / "snapshots"),
+                         "--console-url", self.cloud_url),
                 self.workdir / "ward" / "alerts.log",
                 # Connected with its subscriptions sent: alerts from now on reach the station.
                 ready=lambda: "mqtt connected" in _read(self.workdir / "ward" / "alerts.log"),

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from matthan_wire import payloads
-from matthan_wire.config import DeviceConfig
+from matthan_wire.config import DeviceConfig, Site
 from matthan_wire.topics import DELIVERY, PREFIX, Kind
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -38,6 +38,7 @@ _ROUTES: dict[Kind, tuple[str, str]] = {
 
 _PAYLOADS: list[type[BaseModel]] = [
     payloads.Alert,
+    Site,
     payloads.ClipRef,
     payloads.TamperDetail,
     payloads.TamperScores,
@@ -137,10 +138,30 @@ def mqtt_reference() -> str:
         "# MQTT API reference",
         "",
         "Generated from `matthan_wire` by `python -m matthan.docgen`; do not edit by hand. For third-party",
-        'station software: every payload is JSON (UTF-8) with `"v": 1`, unknown fields are rejected,',
+        'station software: every payload is JSON (UTF-8) with `"v": 1` and rejects unknown fields (except',
+        "the alert: see the compatibility rule below);",
         "timestamps are UTC ISO-8601 with milliseconds (`2026-11-24T08:30:12.345Z`). Delivery is at least",
         "once: drop duplicates by `event_id`. Use MQTT 5 (a publish refused by the broker's ACL then",
         "carries reason code 135 instead of looking successful).",
+        "",
+        "## Compatibility within v1",
+        "",
+        "A fleet upgrades one device at a time, so new fields reach readers of every age. The rule for",
+        "the alert (topics `alert` and `event`):",
+        "",
+        "- **Additive fields only within v1.** A field added to `Alert` is optional (it has a default),",
+        "  and a writer leaves it out when it has no value. An alert from an older device, without the",
+        "  newer fields, is accepted.",
+        "- **Tolerant reader.** A reader ignores top-level fields it does not know: an alert from a newer",
+        "  device carrying a field added later is accepted by an older cloud or station (readers",
+        "  from the release that introduced this rule on; earlier readers rejected unknown fields).",
+        "- **Strict for what it knows.** Every known field is validated as the tables below say (type,",
+        "  range, length, pattern); one malformed known field rejects the whole alert.",
+        '- Anything that is not additive (a renamed, removed or retyped field) is `"v": 2`.',
+        "",
+        "Added within v1 so far: "
+        + ", ".join(f"`{name}`" for name in payloads.ALERT_ADDITIVE_FIELDS)
+        + " (the camera's site, and the display names of its zone and rule, any Unicode).",
         "",
         "| topic | from → to | QoS | retained | payload |",
         "| --- | --- | --- | --- | --- |",

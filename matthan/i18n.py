@@ -71,6 +71,15 @@ def language_from_env(environ: Mapping[str, str] | None = None) -> str:
     return SOURCE_LANGUAGE
 
 
+def locale_language(environ: Mapping[str, str] | None = None) -> str | None:
+    """The language the locale names, or None when it names none we have (C, POSIX, unset)."""
+    env = os.environ if environ is None else environ
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if env.get(name):
+            return normalise(env[name])
+    return None
+
+
 @lru_cache(maxsize=len(LANGUAGES))
 def translations(lang: str) -> gettext.NullTranslations:
     if lang not in LANGUAGES:

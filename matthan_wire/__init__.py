@@ -5,6 +5,7 @@ there is one definition of every shape on the wire. Depends on nothing but pydan
 """
 
 from matthan_wire.codec import MAX_PAYLOAD_BYTES, WireError, decode, encode
+from matthan_wire.config import Site
 from matthan_wire.payloads import (
     SCHEMA_VERSION,
     Alert,
@@ -44,6 +45,7 @@ __all__ = [
     "Kind",
     "Receipt",
     "ReportedConfig",
+    "Site",
     "StationSync",
     "Status",
     "TamperDetail",

@@ -61,8 +61,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def absent(value: object) -> bool:
+    """Fields added within v1 are left out when empty, so older strict readers never see them."""
+    return value is None
+
+
+# A name people read (any Unicode, e.g. Vietnamese "vỉa hè cửa phường"), beside the ASCII id.
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Site(_Strict):
+    """Where a camera stands: what an officer needs to go there without a lookup."""
+
+    name: str = Field(min_length=1, max_length=200)
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+    lat: float | None = Field(default=None, ge=-90.0, le=90.0)
+    lon: float | None = Field(default=None, ge=-180.0, le=180.0)
+
+    @model_validator(mode="after")
+    def _position_whole(self) -> "Site":
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("site: lat and lon go together (both or neither)")
+        return self
+
+
 class _RuleBase(_Strict):
     name: RuleName | None = None
+    title: Title | None = Field(default=None, exclude_if=absent)
     labels: list[Label] = Field(min_length=1, max_length=MAX_LABELS)
     min_score: float | None = Field(default=None, ge=0.0, le=1.0)
     cooldown_s: float = Field(default=0.0, ge=0.0, le=MAX_SECONDS)
@@ -122,6 +147,7 @@ def _polygon_area(points: list[Point]) -> float:
 
 class Zone(_Strict):
     name: Id
+    title: Title | None = Field(default=None, exclude_if=absent)
     polygon: list[Point] = Field(min_length=3, max_length=256)
     rules: list[ZoneRule] = Field(default_factory=list, max_length=32)
     # Detector runs an object must be seen inside since it entered before the zone's rules count
@@ -138,6 +164,7 @@ class Zone(_Strict):
 
 class Line(_Strict):
     name: Id
+    title: Title | None = Field(default=None, exclude_if=absent)
     points: list[Point] = Field(min_length=2, max_length=2)
     rules: list[LineRule] = Field(default_factory=list, max_length=32)
 
@@ -234,6 +261,8 @@ class CameraConfig(_Strict):
     # software otherwise; "off" always decodes in software.
     hwaccel: Literal["auto", "off"] = Field(default="auto", exclude_if=lambda v: v == "auto")
     name: str | None = Field(default=None, max_length=200)
+    # Where the camera stands; alerts carry it so a station needs no lookup.
+    site: Site | None = Field(default=None, exclude_if=absent)
     loop: bool = False
     detect: DetectConfig = Field(default_factory=DetectConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)

@@ -1,10 +1,11 @@
-"""Payload models. Every payload is JSON, UTF-8, with "v": 1, and rejects unknown fields."""
+"""Payload models. Every payload is JSON, UTF-8, with "v": 1, and rejects unknown fields — except
+the alert, whose reader is tolerant of additive fields (see `Alert`)."""
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from matthan_wire.config import CATEGORY_OF, Category, RuleType, SiteConfig
+from matthan_wire.config import CATEGORY_OF, Category, RuleType, Site, SiteConfig, Title, absent
 from matthan_wire.ids import MAX_LABELS, Amount, ByteCount, Count, Id, Int64, Label, LongText, ShortText
 from matthan_wire.timeutil import UtcDateTime
 
@@ -47,6 +48,9 @@ class ClipRef(BaseModel):
     duration_s: Amount
 
 
+# Fields added to the alert within v1, in the order they were added. Each has a default, and is
+# written only when it has a value, so an alert without them is byte-identical to a v1.0 alert.
+ALERT_ADDITIVE_FIELDS = ("site", "zone_title", "rule_title")
 TamperKind = Literal["covered", "blinded", "defocused", "moved"]
 # A camera_tamper alert's confirm-view command name (cloud → device on `cmd`): the operator accepts
 # the camera's new view as its reference, which ends the alert and lifts the zone suspension.
@@ -81,6 +85,17 @@ class TamperDetail(BaseModel):
 
 
 class Alert(_Payload):
+    """An alert start or end.
+
+    Compatibility within v1 (a fleet upgrades one device at a time): the alert's reader ignores
+    top-level fields it does not know, so an alert from a newer device with a field added later
+    is accepted by an older cloud or station; every field it knows is validated strictly, so a
+    malformed known field is still rejected; fields added within v1 are optional, so an alert from
+    an older device without them is accepted. A change that is not additive needs "v": 2.
+    """
+
+    model_config = ConfigDict({**_CONFIG, "extra": "ignore"})
+
     event_id: Id
     phase: Literal["start", "end"]
     device_id: Id
@@ -99,6 +114,10 @@ class Alert(_Payload):
     seq: Count
     snapshot: str | None = Field(max_length=300)
     clip: ClipRef | None
+    # Additive within v1: the camera's site and the display names of its zone and rule.
+    site: Site | None = Field(default=None, exclude_if=absent)
+    zone_title: Title | None = Field(default=None, exclude_if=absent)
+    rule_title: Title | None = Field(default=None, exclude_if=absent)
     # camera_tamper only: the kind and measures; its snapshot is the reference view (before) and the
     # current view (after) side by side in one JPEG.
     tamper: TamperDetail | None = None

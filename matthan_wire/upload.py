@@ -13,7 +13,8 @@ UPLOAD_SHA256 = "Upload-Sha256"  # hex SHA-256 of the whole file
 CHUNK_SHA256 = "Chunk-Sha256"  # hex SHA-256 of this PATCH body
 CONTENT_TYPE = "application/offset+octet-stream"
 
-MEDIA_KINDS = ("clip", "snapshot", "sidecar", "crop")
+# manifest: the event's signed evidence manifest, a compact JWS (matthan_wire/evidence.py).
+MEDIA_KINDS = ("clip", "snapshot", "sidecar", "crop", "manifest")
 
 
 class UploadStatus(IntEnum):
@@ -27,3 +28,4 @@ class UploadStatus(IntEnum):
     WRONG_OFFSET = 409  # continue from the answer's Upload-Offset (or a different file is complete)
     TOO_LARGE = 413  # over the server's size limit: never retried as is
     CHECKSUM_MISMATCH = 422  # the whole file did not match Upload-Sha256; the partial is gone, start at 0
+    GONE = 410  # the event's media were deleted by the cloud's retention: never retried

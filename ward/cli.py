@@ -7,13 +7,15 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from matthan.i18n import LANGUAGES, _, language
+from matthan.i18n import LANGUAGES, _, language, locale_language
 from matthan_wire.codec import describe
 from matthan_wire.config import BrokerConfig
 from ward.errors import WardError
+from ward.lines import DEFAULT_TZ
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -40,9 +42,20 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     listen.add_argument("--snapshots", type=Path, help="save each alert's snapshot here as EVENT_ID.jpg")
     listen.add_argument(
+        "--console-url",
+        help="the console's address, e.g. https://matthan.example.vn: each line then ends with the "
+        "alert's page (CONSOLE_URL/console/alerts/EVENT_ID)",
+    )
+    listen.add_argument(
+        "--tz",
+        default=DEFAULT_TZ,
+        help=f"the time zone lines are printed in (default {DEFAULT_TZ}; the zone is printed too)",
+    )
+    listen.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object per line instead of text: each Alert payload, and AlertState changes",
+        help="one JSON object per line instead of text, with the same fields (local_time, site, rule, "
+        "count, url…) and the payload itself under alert / state_payload",
     )
     listen.add_argument(
         "--no-confirm",
@@ -64,7 +77,9 @@ def default_state(ward: str) -> Path:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    from ward.lines import LineWriter
     from ward.listener import WardListener
+    from ward.preflight import check_broker, check_ward
 
     if not args.broker.startswith(("mqtt://", "mqtts://")):
         raise WardError(
@@ -85,6 +100,17 @@ def _listen(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         raise WardError(_("--broker/--cert/--key: %(problem)s", problem=describe(exc))) from None
+    if args.console_url and not args.console_url.startswith(("http://", "https://")):
+        raise WardError(_("--console-url %(url)s: expected https://host[:port]", url=args.console_url))
+    try:
+        tz = ZoneInfo(args.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise WardError(_("--tz %(tz)s: not a time zone name (e.g. Asia/Ho_Chi_Minh)", tz=args.tz)) from None
+    if broker.cert:
+        check_ward(args.ward, broker.cert)
+    check_broker(broker)
+    # --lang (the station's or matthan's), else the locale's; none of ours (C): both languages.
+    lang = getattr(args, "lang", None) or locale_language()
     listener = WardListener(
         args.ward,
         broker,
@@ -94,7 +120,8 @@ def _listen(args: argparse.Namespace) -> int:
         as_json=args.json,
         confirm_delivery=not args.no_confirm,
         state=args.state or default_state(args.ward),
-        lang=getattr(args, "lang", None) or language(),
+        lang=lang or language(),
+        lines=LineWriter(tz=tz, console_url=args.console_url, lang=lang),
     )
     stop = threading.Event()
 

@@ -31,12 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from matthan import vocabulary
 from matthan.backoff import Backoff
-from matthan.i18n import SOURCE_LANGUAGE, format_moment, format_number, translate
+from matthan.display import zone_of
+from matthan.i18n import SOURCE_LANGUAGE, translate
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
-from matthan.vocabulary import ALERT_STATES, RULE_TYPES, name
 from matthan_wire import (
     Alert,
     AlertAction,
@@ -53,6 +52,7 @@ from matthan_wire.config import BrokerConfig
 from matthan_wire.ids import is_id
 from matthan_wire.topics import device_filter, ward_filter, ward_topic
 from ward.errors import WardError
+from ward.lines import DEFAULT_TZ, LineWriter
 from ward.state import StationState
 
 log = logging.getLogger("matthan.ward")
@@ -104,6 +104,7 @@ class WardListener:
         dedupe_limit: int = 100_000,
         on_alert: Callable[[Alert], None] | None = None,
         confirm_delivery: bool = True,
+        lines: LineWriter | None = None,
         state: Path | None = None,
         lang: str = SOURCE_LANGUAGE,
     ) -> None:
@@ -127,6 +128,7 @@ class WardListener:
         self.out = out
         self.snapshots = snapshots
         self.as_json = as_json
+        self.lines = lines or LineWriter(tz=zone_of(DEFAULT_TZ))
         self.on_alert = on_alert
         self.alerts = 0
         self.duplicates = 0
@@ -254,7 +256,7 @@ class WardListener:
                 self._expect_confirmation(alert.event_id)
             return
         # Rendered before anything is recorded: an alert that cannot be shown is not marked shown.
-        line = alert.model_dump_json() if self.as_json else alert_line(alert, self.lang)
+        line = self.lines.alert_json(alert) if self.as_json else self.lines.alert_line(alert)
         self._print(line)
         self.state.add(alert.event_id)
         self.alerts += 1
@@ -303,54 +305,8 @@ class WardListener:
         if state.state != "new":
             # Its heap entry is skipped when its turn comes (a heap cannot drop one by key cheaply).
             self._waiting.discard(state.event_id)
-        if self.as_json:
-            self._print(state.model_dump_json())
-        else:
-            self._print(state_line(state, self.lang))
+        self._print(self.lines.state_json(state) if self.as_json else self.lines.state_line(state))
 
     def _print(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
-
-
-def alert_line(a: Alert, lang: str = SOURCE_LANGUAGE) -> str:
-    """One readable line in the station's language: local time (with its zone), what, where, how
-    many. `event=` stays as it is in every language: it is what an officer quotes to the centre."""
-    labels = ",".join(a.labels) or "-"
-    if lang == SOURCE_LANGUAGE:
-        place = f"{a.device_id}/{a.camera_id}" + (f" zone={a.zone}" if a.zone else "")
-        return (
-            f"{format_moment(a.started_at, lang)}  {a.type.upper():<16} {place} rule={a.rule} "
-            f"count={a.object_count} labels={labels} score={a.score:.2f} event={a.event_id}"
-        )
-    what = name(lang, a.type, RULE_TYPES).upper()
-    where = f"{a.device_id}/{a.camera_id}" + (
-        translate(lang, ", zone %(zone)s", zone=a.zone) if a.zone else ""
-    )
-    return translate(
-        lang,
-        "%(time)s  %(what)s  at %(where)s · rule %(rule)s · %(count)s × %(labels)s · score %(score)s · event=%(event)s",  # noqa: E501
-        time=format_moment(a.started_at, lang),
-        what=what,
-        where=where,
-        rule=a.rule,
-        count=a.object_count,
-        labels=vocabulary.labels(lang, a.labels) or "-",
-        score=format_number(a.score, lang, 2),
-        event=a.event_id,
-    )
-
-
-def state_line(state: AlertState, lang: str = SOURCE_LANGUAGE) -> str:
-    """A change of an alert's state, as the station shows it."""
-    if lang == SOURCE_LANGUAGE:
-        by = f" by {state.by}" if state.by else ""
-        return f"{format_moment(state.at, lang)}  {state.state.upper():<12} event={state.event_id}{by}"
-    return translate(
-        lang,
-        "%(time)s  %(state)s  event=%(event)s%(by)s",
-        time=format_moment(state.at, lang),
-        state=name(lang, state.state, ALERT_STATES).upper(),
-        event=state.event_id,
-        by=translate(lang, " by %(who)s", who=state.by) if state.by else "",
-    )

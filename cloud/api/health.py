@@ -29,6 +29,10 @@ def healthz(request: Request, response: Response) -> dict[str, object]:
     attention = request.app.state.attention
     if attention is not None and not attention.alive:
         dead.append("attention")
+    # A dead retention job deletes nothing any more: personal data kept past its purpose. Red.
+    retention = request.app.state.retention
+    if retention is not None and not retention.alive:
+        dead.append("retention")
     ok = db_ok and not dead
     if not ok:
         response.status_code = 503

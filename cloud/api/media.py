@@ -16,6 +16,7 @@ where to resume, PATCH to append, GET to read back. Status codes:
 
 import asyncio
 import hashlib
+import logging
 import re
 from pathlib import Path
 from typing import Annotated
@@ -24,10 +25,11 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlmodel import Session
 
+from cloud import audit, evidence
 from cloud.auth import AnyCaller, DbSession, DeviceCaller, Principal, require_ward
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key, partial_path
 from cloud.errors import CloudError, Forbidden, NotFound
-from cloud.models import AlertRow, Device, MediaObject
+from cloud.models import AlertRow, Device, MediaObject, RetentionPurge
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 from matthan_wire.upload import (
@@ -42,6 +44,7 @@ from matthan_wire.upload import (
 )
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
+log = logging.getLogger("matthan.cloud.media")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -128,6 +131,7 @@ def _int_header(name: str, value: str | None) -> int:
         409: {"description": "wrong offset (see Upload-Offset), or a different completed file"},
         413: {"description": "over the size limit"},
         422: {"description": "whole-file SHA-256 mismatch; partial discarded"},
+        410: {"description": "the event's media were deleted by retention; do not send again"},
     },
 )
 async def upload_chunk(
@@ -163,6 +167,9 @@ async def upload_chunk(
     if declared is not None and declared.isdigit() and int(declared) > length - offset:
         raise HTTPException(413, f"the body runs past Upload-Length ({length - offset} bytes left)")
 
+    if session.get(RetentionPurge, event_id) is not None:
+        # A late copy must not bring back what retention deleted once its purpose was served.
+        raise HTTPException(UploadStatus.GONE, f"event {event_id}: its media were deleted by retention")
     store: ClipStore = request.app.state.clip_store
     lock = _locks.setdefault((event_id, kind), asyncio.Lock())
     async with lock:
@@ -226,6 +233,14 @@ async def upload_chunk(
         media.complete, media.completed_at = True, utc_now()
         session.add(media)
         session.commit()
+        # A manifest, or a file it names, completed: (re)check the event's evidence. The file is
+        # stored whatever happens here; a check that fails is redone with the next file or on demand.
+        try:
+            evidence.check_event(session, settings, store, event_id)
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("evidence check failed event=%s kind=%s", event_id, kind)
         # Complete uploads answer from the row alone; the lock is not needed any more.
         _locks.pop((event_id, kind), None)
         return Response(status_code=UploadStatus.COMPLETED, headers=_state_headers(media))
@@ -284,6 +299,12 @@ def download(
     _owner_check(session, principal, event_id, media)
     if media is None or not media.complete:
         raise NotFound("not stored (yet)")
+    if principal.is_user:
+        # Chain of custody: every view and download of an alert's media, by whom (and which bytes).
+        audit.record(
+            session, principal.label(), "media.view", event_id, kind=kind, range=request.headers.get("range")
+        )
+        session.commit()
     store: ClipStore = request.app.state.clip_store
     ctype = CONTENT_TYPES[kind]
     local = store.local_path(media.key)

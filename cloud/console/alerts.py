@@ -1,6 +1,8 @@
 """The alert feed: filters, the live stream's cards, and acting on an alert (acknowledge, resolve,
 false alarm) through the same service as the API."""
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
@@ -11,8 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from cloud import retention
 from cloud.attention.escalation import UNACKNOWLEDGED
-from cloud.attention.escalation import history as escalation_history
 from cloud.auth import DbSession
 from cloud.console import figures, views
 from cloud.console.pages import (
@@ -28,8 +30,9 @@ from cloud.console.pages import (
     zone_of,
 )
 from cloud.errors import CloudError, Forbidden, Invalid, NotFound
-from cloud.models import AlertRow, AuditLog
+from cloud.models import AlertRow
 from cloud.services import alerts
+from matthan.display import rule_words
 from matthan.i18n import N_, Msg
 from matthan_wire.codec import describe
 from matthan_wire.config import CATEGORY_OF
@@ -52,6 +55,8 @@ class AlertFilters:
     since: datetime | None = None
     until: datetime | None = None
     order: str = "newest"  # or "oldest": the unacknowledged queue, worked from the oldest
+    site: str | None = None
+    q: str | None = None
 
     @property
     def since_local(self) -> str:
@@ -89,6 +94,8 @@ def alert_filters(
     since: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
     until: Annotated[str | None, Query(max_length=64, pattern=QUERY_TEXT)] = None,
     order: Annotated[str | None, Query(max_length=16, pattern=QUERY_TEXT)] = None,
+    site: Annotated[str | None, Query(max_length=200, pattern=QUERY_TEXT)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=QUERY_TEXT)] = None,
 ) -> AlertFilters:
     zone = zone_of(request)
     return AlertFilters(
@@ -102,6 +109,8 @@ def alert_filters(
         since=_local_input(since, Msg("from"), zone),
         until=_local_input(until, Msg("to"), zone),
         order="oldest" if order == "oldest" else "newest",
+        site=site or None,
+        q=(q or "").strip() or None,
     )
 
 
@@ -116,7 +125,7 @@ def alert_query(v: Viewer, f: AlertFilters) -> Any:
     )  # fmt: skip
     return alerts.alert_query(
         ward=scope(v, f.ward), device=f.device, rule=f.rule, category=f.category, type=f.type,
-        states=states, since=f.since, until=f.until,
+        states=states, since=f.since, until=f.until, site=f.site, text=f.q,
     )  # fmt: skip
 
 
@@ -159,11 +168,91 @@ def alerts_page(
         wards=ward_choices(session, v),
         rule_types=sorted(CATEGORY_OF),
         stats=stats(session, v, f.ward, 7, f.zone),
+        stats_url="/console/alerts/part/stats" + (f"?{urlencode({'ward': f.ward})}" if f.ward else ""),
+        sites=site_choices(session, v),
+        map=alert_map(request, alerts.alert_outs(session, list(rows))),
+        csv_url="/console/alerts.csv" + (f"?{request.url.query}" if request.url.query else ""),
         stream_url=stream,
         more_url=more_url,
         page_size=FEED_PAGE,
         can_act=v.can_act,
+        is_admin=v.principal.role == "admin",
         next_url=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+    )
+
+
+def site_choices(session: Session, v: Viewer) -> list[str]:
+    q = select(AlertRow.site_name).where(col(AlertRow.site_name).is_not(None)).distinct()
+    if v.principal.ward_scope is not None:
+        q = q.where(AlertRow.ward == v.principal.ward_scope)
+    return sorted(n for n in session.exec(q.limit(500)).all() if n)
+
+
+def map_config(request: Request, markers: list[dict[str, Any]]) -> dict[str, Any]:
+    """What cloud/static/map.js draws: the tile server (none: a blank background) and the markers."""
+    settings = request.app.state.settings
+    return {"tiles": settings.map_tile_url, "attribution": settings.map_attribution, "markers": markers}
+
+
+def alert_marker(a: alerts.AlertOut) -> dict[str, Any] | None:
+    site = a.site or {}
+    if site.get("lat") is None or site.get("lon") is None:
+        return None
+    return {
+        "lat": site["lat"], "lon": site["lon"], "state": a.state, "url": f"/console/alerts/{a.event_id}",
+        "label": f"{rule_words(a.type, a.rule_title)} · {site.get('name', '')} · {a.state.replace('_', ' ')}",
+    }  # fmt: skip
+
+
+def alert_map(request: Request, outs: list[alerts.AlertOut]) -> dict[str, Any]:
+    return map_config(request, [m for m in map(alert_marker, outs) if m is not None])
+
+
+@router.get("/console/alerts/part/stats")
+def stats_part(request: Request, v: ViewerDep, session: DbSession, ward: str | None = None) -> HTMLResponse:
+    """The "Last 7 days" panel again: the feed re-reads it when the live stream reports a change."""
+    return templates.TemplateResponse(
+        request, "console/stats_part.html", {"stats": stats(session, v, ward or None, 7, zone_of(request))}
+    )
+
+
+CSV_COLUMNS = [
+    "event_id", "started_at_local", "ended_at_local", "ward", "site", "address", "lat", "lon", "device",
+    "camera", "zone", "zone_title", "rule", "rule_title", "type", "category", "count", "score", "state",
+    "state_by", "state_at_local", "note", "page",
+]  # fmt: skip
+CSV_MAX_ROWS = 50_000
+
+
+@router.get("/console/alerts.csv")
+def alerts_csv(request: Request, v: ViewerDep, session: DbSession, f: FiltersDep) -> Response:
+    """The filtered list as CSV (UTF-8 with a BOM, so a spreadsheet reads Vietnamese right)."""
+    q = alert_query(v, f).order_by(col(AlertRow.started_at).desc(), col(AlertRow.event_id))
+    rows = session.exec(q.limit(CSV_MAX_ROWS)).all()
+    zone = f.zone
+
+    def local(moment: datetime | None) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+    base = str(request.base_url).rstrip("/")
+    out = io.StringIO()
+    out.write("\ufeff")
+    w = csv.writer(out)
+    w.writerow(CSV_COLUMNS)
+    for a in rows:
+        site = a.site or {}
+        w.writerow([
+            a.event_id, local(a.started_at), local(a.ended_at), a.ward, site.get("name", ""),
+            site.get("address") or "", site.get("lat", ""), site.get("lon", ""), a.device_id, a.camera_id,
+            a.zone or "", a.zone_title or "", a.rule, a.rule_title or "", a.type, a.category,
+            a.object_count, f"{a.score:.2f}", a.state, a.state_by or "", local(a.state_at), a.note or "",
+            f"{base}/console/alerts/{a.event_id}",
+        ])  # fmt: skip
+    stamp = utc_now().astimezone(zone).strftime("%Y%m%d-%H%M")
+    return Response(
+        out.getvalue().encode(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="alerts-{stamp}.csv"'},
     )
 
 
@@ -172,7 +261,13 @@ def _card(request: Request, v: Viewer, session: Session, row: AlertRow, next_url
     return templates.TemplateResponse(
         request,
         "console/alert_card.html",
-        {"a": a, "csrf": v.csrf, "can_act": v.can_act, "next_url": next_url},
+        {
+            "a": a,
+            "csrf": v.csrf,
+            "can_act": v.can_act,
+            "is_admin": v.principal.role == "admin",
+            "next_url": next_url,
+        },
     )
 
 
@@ -215,25 +310,21 @@ def alert_action(
     return RedirectResponse(safe_next(next or "/console/alerts") + f"#{event_id}", 303)
 
 
-@router.get("/console/alerts/{event_id}")
-def alert_page(request: Request, event_id: str, v: ViewerDep, session: DbSession) -> HTMLResponse:
-    """One alert: its card, and its history (lifecycle, escalation levels, who was notified on
-    which channel and what became of each message). The link every notification carries."""
-    row = alerts.get_alert(session, v.principal, event_id)
-    esc, sent = escalation_history(session, event_id)
-    trail = session.exec(
-        select(AuditLog).where(AuditLog.target == event_id).order_by(col(AuditLog.at), col(AuditLog.id))
-    ).all()
-    return page(
-        request,
-        "console/alert_page.html",
-        v,
-        title=Msg("Alert %(event)s", event=event_id),
-        nav="alerts",
-        a=alerts.alert_outs(session, [row])[0],
-        escalation=esc,
-        sent=sent,
-        trail=trail,
-        can_act=v.can_act,
-        next_url=f"/console/alerts/{event_id}",
-    )
+@router.post("/console/alerts/{event_id}/pin")
+def alert_pin(
+    event_id: str,
+    v: ViewerDep,
+    session: DbSession,
+    reason: Annotated[str, Form()] = "",
+    pin: Annotated[str, Form()] = "1",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """Pin as evidence (kept until unpinned) or unpin, by an admin, with a reason; audited."""
+    check_csrf(v, csrf_token)
+    if pin == "1":
+        retention.pin(session, v.principal, event_id, reason)
+    else:
+        retention.unpin(session, v.principal, event_id, reason)
+    session.commit()
+    return RedirectResponse(safe_next(next or "/console/alerts") + f"#{event_id}", 303)

@@ -30,10 +30,12 @@ def console_home() -> RedirectResponse:
     return RedirectResponse("/console/fleet", 303)
 
 
-@router.get("/console/static/{name}")
+@router.get("/console/static/{name:path}")
 def static(name: str) -> FileResponse:
-    path = STATIC / name
-    if "/" in name or name.startswith(".") or not path.is_file():
+    """Our files and the vendored libraries under static/vendor (Leaflet with its images)."""
+    parts = name.split("/")
+    path = STATIC.joinpath(*parts)
+    if len(parts) > 4 or any(not p or p.startswith(".") for p in parts) or not path.is_file():
         raise NotFound("not found")
     return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 

@@ -148,6 +148,7 @@ def camera_place(
     v: ViewerDep,
     session: DbSession,
     site_name: Annotated[str, Form()] = "",
+    address: Annotated[str, Form()] = "",
     lat: Annotated[str, Form()] = "",
     lon: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
@@ -159,6 +160,7 @@ def camera_place(
     try:
         body = devices.CameraIn(
             site_name=site_name.strip() or None,
+            address=address.strip() or None,
             lat=_optional_float(lat, Msg("latitude")),
             lon=_optional_float(lon, Msg("longitude")),
         )

@@ -10,17 +10,9 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cloud.auth import DbSession
-from cloud.console import svg, views
-from cloud.console.pages import (
-    Viewer,
-    ViewerDep,
-    lang_of,
-    page,
-    page_router,
-    scope,
-    templates,
-    ward_choices,
-)
+from cloud.console import views
+from cloud.console.alerts import map_config
+from cloud.console.pages import Viewer, ViewerDep, lang_of, page, page_router, scope, templates, ward_choices
 from cloud.models import Camera, Device, HealthLatest, table
 from cloud.settings import Settings
 from matthan import vocabulary
@@ -45,7 +37,9 @@ def device_views(session: Session, ward: str | None, revoked: bool = False) -> l
     # every 5 s per open page cost more than the rest of the page (bench.console).
     cams: dict[str, list[views.CameraRow]] = {}
     c_ = table(Camera).c
-    q_cams = sa_select(c_.device_id, c_.id, c_.site_name, c_.lat, c_.lon).where(c_.device_id.in_(ids))
+    q_cams = sa_select(c_.device_id, c_.id, c_.site_name, c_.address, c_.lat, c_.lon).where(
+        c_.device_id.in_(ids)
+    )
     for c in session.execute(q_cams):
         cams.setdefault(c.device_id, []).append(c)
     # `online` is the ingest's verdict: the status will, and its sweep of devices silent too long.
@@ -64,35 +58,36 @@ def _fleet_context(
     shown = views.trouble_first(
         d for d in everything if (scoped is None or d.ward == scoped) and views.matches_state(d, state)
     )
-    points = [
-        svg.MapPoint(
-            c.lat,
-            c.lon,
-            c.id,
-            views.map_state(d, c),
-            f"/console/devices/{d.id}",
-            # The tooltip in the reader's words: the site's own name, the device's state.
-            " ".join(filter(None, [c.name, f"({d.id}, {vocabulary.name(lang, d.state)})"])),
-        )
+    # The totals count the ward's whole fleet: a state filter narrows the table, never the tiles.
+    in_ward = [d for d in everything if scoped is None or d.ward == scoped]
+    markers = [
+        {
+            "lat": c.lat, "lon": c.lon, "state": views.map_state(d, c), "url": f"/console/devices/{d.id}",
+            "label": f"{c.name or c.id} · {d.id} ({vocabulary.name(lang, d.state)})",
+        }
         for d in shown
         for c in d.cameras
         if c.lat is not None and c.lon is not None
-    ]
+    ]  # fmt: skip
     settings: Settings = request.app.state.settings
     offline_after = views.human_duration(
         timedelta(seconds=settings.health_interval_s * settings.offline_factor)
     )
-    cams = [(d, c) for d in shown for c in d.cameras]
+    cams = [(d, c) for d in in_ward for c in d.cameras]
     query = urlencode({k: x for k, x in (("ward", ward), ("state", state)) if x})
     return {
         "devices": shown,
-        "map_svg": svg.camera_map(points),
+        "map": map_config(request, markers),
         "summary": {
-            "online": sum(d.state == "online" for d in shown),
-            "offline": sum(d.state != "online" for d in shown),
+            "devices": len(in_ward),
+            "shown": len(shown),
+            "online": sum(d.state == "online" for d in in_ward),
+            "offline": sum(d.state == "offline" for d in in_ward),
+            # Enrolled or imported but never heard from: a visit to the pole, not an outage.
+            "never": sum(d.state == "never" for d in in_ward),
             "cameras": len(cams),
-            "cameras_down": sum(d.state != "online" or c.stream_up is False for d, c in cams),
-            "out_of_sync": sum(not d.config_in_sync or not d.model_in_sync for d in shown),
+            "cameras_down": sum(d.state == "offline" or c.stream_up is False for d, c in cams),
+            "out_of_sync": sum(not d.config_in_sync or not d.model_in_sync for d in in_ward),
         },
         "filters": {"ward": ward or "", "state": state or ""},
         "offline_after": offline_after,

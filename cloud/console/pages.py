@@ -244,6 +244,14 @@ def js_messages(lang: str) -> dict[str, str]:
     return {m: i18n.translate(lang, m) for m in js_msgids()}
 
 
+@pass_context
+def _rule_label(ctx: Context, a: Any) -> str:
+    """An alert's rule as people read it: its own title, else its type's name in the reader's language."""
+    if a.rule_title:
+        return str(a.rule_title)
+    return vocabulary.name(_ctx_lang(ctx), a.type, vocabulary.RULE_TYPES)
+
+
 templates.env.filters.update(
     ago=_ago, local=_local, day=_day, utc=_utc, number=_number, tr=_tr, name=_name, dayname=_dayname
 )
@@ -253,6 +261,7 @@ templates.env.globals.update(
     actions_for=views.actions_for,
     clip_note=views.clip_note,
     alert_duration=views.alert_duration,
+    rule_label=_rule_label,
 )
 
 

@@ -1,7 +1,7 @@
-"""Inline SVG for the console: health history charts and the camera map.
+"""Inline SVG for the console: health history charts (the maps are Leaflet, cloud/static/map.js).
 
-Drawn on the server so a page needs no chart library and no map tile server (the operations
-centre may have no internet). Output is markup for Jinja's `|safe`; every text is escaped here.
+Drawn on the server so a page needs no chart library. Output is markup for Jinja's `|safe`; every
+text is escaped here.
 """
 
 import math
@@ -104,78 +104,3 @@ def line_chart(
             lx += 8 * len(s.name) + 16
     out.append("</svg>")
     return "".join(out)
-
-
-MAP_LABELS_MAX = 40
-
-
-@dataclass(frozen=True)
-class MapPoint:
-    lat: float
-    lon: float
-    label: str
-    state: str  # "ok" | "warn" | "down": the colour of the dot
-    href: str
-    detail: str = ""
-
-
-def camera_map(points: Sequence[MapPoint], width: int = 560, height: int = 360) -> str:
-    """Camera positions on a plain plane: equirectangular, longitude shrunk by cos(latitude).
-
-    A district is a few kilometres across, so the projection error is far below a dot's size.
-    """
-    out = [
-        f'<svg class="map" viewBox="0 0 {width} {height}" role="img" aria-label="camera map">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" class="map-bg"/>',
-    ]
-    if not points:
-        out.append(
-            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-empty">'
-            "no camera has a position yet</text></svg>"
-        )
-        return "".join(out)
-    pad = 28
-    mid_lat = sum(p.lat for p in points) / len(points)
-    k = math.cos(math.radians(mid_lat))
-    xs = [p.lon * k for p in points]
-    ys = [p.lat for p in points]
-    # Never zoom in past ~200 m across: one camera alone should not fill the whole box.
-    span = max(max(xs) - min(xs), max(ys) - min(ys), 0.002)
-    scale = min((width - 2 * pad) / span, (height - 2 * pad) / span)
-    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-    metres = _scale_bar_metres(span)
-    bar = metres / 111_320 * scale
-    out.append(f'<line x1="{pad}" x2="{pad + bar:.1f}" y1="{height - 12}" y2="{height - 12}" class="scale"/>')
-    out.append(f'<text x="{pad}" y="{height - 16}" class="axis">{metres:.0f} m</text>')
-    out.append(f'<text x="{width - 12}" y="20" text-anchor="end" class="axis">N ↑</text>')
-    # Trouble is drawn last so it sits on top of healthy neighbours.
-    order = {"ok": 0, "warn": 1, "down": 2}
-    # A whole district (1,115 cameras) would be a blot of overlapping names: past a few dozen
-    # dots, names are only in the tooltips, and dots shrink.
-    labelled = len(points) <= MAP_LABELS_MAX
-    radius = 7 if labelled else 4
-    for p, px, py in sorted(zip(points, xs, ys, strict=True), key=lambda r: order.get(r[0].state, 0)):
-        sx = width / 2 + (px - cx) * scale
-        sy = height / 2 - (py - cy) * scale
-        tip = escape(f"{p.label} {p.detail}".strip())
-        label = (
-            f'<text x="{sx + 10:.1f}" y="{sy + 4:.1f}" class="dot-label">{escape(p.label)}</text>'
-            if labelled
-            else ""
-        )
-        out.append(
-            f'<a href="{escape(p.href)}">'
-            f'<circle cx="{sx:.1f}" cy="{sy:.1f}" r="{radius}" class="dot dot-{escape(p.state)}">'
-            f"<title>{tip}</title></circle>{label}</a>"
-        )
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _scale_bar_metres(span_deg: float) -> float:
-    target = span_deg * 111_320 / 4
-    power = 10 ** math.floor(math.log10(max(target, 1.0)))
-    for step in (5, 2, 1):
-        if step * power <= target:
-            return float(step * power)
-    return float(power)

@@ -53,6 +53,7 @@ CLIP_GRACE = timedelta(hours=1)
 class CameraView:
     id: str
     name: str | None = None
+    address: str | None = None
     lat: float | None = None
     lon: float | None = None
     stream_up: bool | None = None
@@ -213,6 +214,7 @@ def device_view(
             CameraView(
                 id=cam_id,
                 name=row.site_name if row else None,
+                address=getattr(row, "address", None) if row else None,
                 lat=row.lat if row else None,
                 lon=row.lon if row else None,
                 stream_up=h.get("stream_up"),

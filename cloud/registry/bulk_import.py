@@ -1,6 +1,7 @@
 """Bulk import of cameras from CSV: registry entries and one claim token per device.
 
-Columns: site, ward, lat, lon, source, device (header row required, any order). Several rows
+Columns: site, ward, lat, lon, source, device, and optionally address (header row required, any
+order; UTF-8, so a site may be named "Ngã tư Bến Thành"). Several rows
 with the same device are that device's cameras, named cam-1, cam-2, … in file order. Every row
 is checked before anything is written; one bad row means nothing is imported, and the error
 names each bad line.
@@ -17,11 +18,13 @@ from cloud.errors import Invalid
 from cloud.models import Device
 from cloud.registry.claims import issue_claim
 from cloud.registry.sites import store_site
-from matthan_wire.config import CameraConfig, SiteConfig
+from matthan_wire.config import CameraConfig, Site, SiteConfig
 from matthan_wire.enrollment import ImportResult
 from matthan_wire.ids import is_id
 
 COLUMNS = ("site", "ward", "lat", "lon", "source", "device")
+OPTIONAL = ("address",)
+MAX_TEXT = {"site": 200, "address": 500}
 MAX_ROWS = 20_000
 
 
@@ -29,6 +32,7 @@ MAX_ROWS = 20_000
 class _Row:
     line: int
     site: str
+    address: str | None
     ward: str
     lat: float
     lon: float
@@ -73,6 +77,9 @@ def parse_csv(text: str) -> dict[str, _Plan]:
             problems.append("source is empty")
         if not cells.get("site"):
             problems.append("site is empty")
+        for name, limit in MAX_TEXT.items():
+            if len(cells.get(name, "")) > limit:
+                problems.append(f"{name} is longer than {limit} characters")
         if None in raw:
             problems.append("more cells than columns (a comma inside an unquoted value?)")
         plan = plans.get(device)
@@ -81,7 +88,7 @@ def parse_csv(text: str) -> dict[str, _Plan]:
         if problems:
             errors.append(f"line {line}: {'; '.join(problems)}")
             continue
-        row = _Row(line, cells["site"], ward, lat, lon, cells["source"], device)
+        row = _Row(line, cells["site"], cells.get("address") or None, ward, lat, lon, cells["source"], device)
         plans.setdefault(device, _Plan(ward)).rows.append(row)
     if errors:
         raise Invalid("nothing imported: " + " | ".join(errors))
@@ -120,12 +127,18 @@ def import_csv(session: Session, text: str, by: str, ttl_hours: float = 72.0) ->
     cameras = 0
     for device_id, plan in plans.items():
         device = session.get(Device, device_id) or Device(id=device_id, ward=plan.ward)
+        # The place goes into the desired config too: the device then sends it with every alert.
         site = SiteConfig(
-            cameras=[CameraConfig(id=f"cam-{i}", source=row.source) for i, row in enumerate(plan.rows, 1)]
+            cameras=[
+                CameraConfig(
+                    id=f"cam-{i}",
+                    source=row.source,
+                    site=Site(name=row.site, address=row.address, lat=row.lat, lon=row.lon),
+                )
+                for i, row in enumerate(plan.rows, 1)
+            ]
         )
         session.add(device)
-        for cam, row in zip(store_site(session, device, site, by=by)[0], plan.rows, strict=True):
-            cam.site_name, cam.lat, cam.lon = row.site, row.lat, row.lon
-            cameras += 1
+        cameras += len(store_site(session, device, site, by=by)[0])
         tokens.append(issue_claim(session, plan.ward, device_id, ttl_hours, by))
     return ImportResult(devices=len(plans), cameras=cameras, tokens=tokens)

@@ -21,7 +21,8 @@ def store_site(
     session: Session, device: Device, site: SiteConfig, by: str
 ) -> tuple[list[Camera], DesiredConfigRow | None]:
     """A new desired-config version when the site changed (returned, to publish after the commit),
-    and a registry row per camera with its stream URL redacted."""
+    and a registry row per camera with its stream URL redacted and its place (name, address, lat,
+    lon) when the config gives one."""
     latest = latest_desired(session, device.id)
     body = site.model_dump(mode="json")
     row = None
@@ -38,6 +39,10 @@ def store_site(
     for cam in site.cameras:
         cam_row = session.get(Camera, (device.id, cam.id)) or Camera(device_id=device.id, id=cam.id)
         cam_row.source_redacted = redact(cam.detect_source)
+        if cam.site is not None:
+            # The registry keeps the place too: it fills the site of an alert sent without one.
+            cam_row.site_name, cam_row.address = cam.site.name, cam.site.address
+            cam_row.lat, cam_row.lon = cam.site.lat, cam.site.lon
         session.add(cam_row)
         cameras.append(cam_row)
     return cameras, row

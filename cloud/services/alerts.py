@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import case, func
+from sqlalchemy import case, func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cloud import audit, lifecycle
 from cloud.auth import Principal, require_ward, scope_ward
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.models import AlertRow, MediaObject
+from cloud.models import AlertRow, AuditLog, HealthLatest, HealthSample, MediaObject
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from matthan_wire.ids import is_id
@@ -57,6 +57,10 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     resolved_by: str | None
     updated_at: datetime
+    site: dict[str, Any] | None = None
+    site_name: str | None = None
+    zone_title: str | None = None
+    rule_title: str | None = None
     snapshot_url: str | None = None
     clip_url: str | None = None
 
@@ -109,8 +113,12 @@ def alert_query(
     states: Sequence[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    site: str | None = None,
+    text: str | None = None,
 ) -> Any:
     """Alerts matching the filters; `ward` must already be scoped to the principal (scope_ward).
+    `text` is found in the site, the rule and zone (ids and display names), the device, camera or
+    event id.
 
     The one place alert filters become SQL, for the API and the console alike."""
     q = select(AlertRow)
@@ -121,9 +129,17 @@ def alert_query(
         (AlertRow.rule, rule),
         (AlertRow.category, category),
         (AlertRow.type, type),
+        (AlertRow.site_name, site),
     ):
         if value is not None:
             q = q.where(column == value)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        searched = (
+            AlertRow.site_name, AlertRow.rule, AlertRow.rule_title, AlertRow.zone, AlertRow.zone_title,
+            AlertRow.device_id, AlertRow.camera_id, AlertRow.event_id, AlertRow.type,
+        )  # fmt: skip
+        q = q.where(or_(*(col(c).ilike(pattern, escape="\\") for c in searched)))
     if states:
         q = q.where(col(AlertRow.state).in_(states))
     if since is not None:
@@ -271,3 +287,74 @@ def get_alert(session: Session, principal: Principal, event_id: str) -> AlertRow
         raise NotFound(f"no alert {event_id}")
     require_ward(principal, a.ward)
     return a
+
+
+class Step(BaseModel):
+    """One step of an alert's life, as its page lists it."""
+
+    at: datetime
+    what: str  # received | delivered | acknowledged | resolved | false_alarm
+    by: str | None = None
+    note: str | None = None
+    via: str | None = None
+
+
+_STEP_OF = {f"alert.{action}": state for action, state in lifecycle.ACTIONS.items()}
+
+
+def history(session: Session, a: AlertRow) -> list[Step]:
+    """Received by the cloud, then every lifecycle action from the audit log (API, console, MQTT)."""
+    steps = [Step(at=a.received_at, what="received", by=f"{a.device_id}/{a.camera_id}")]
+    q = select(AuditLog).where(AuditLog.target == a.event_id, col(AuditLog.action).in_(list(_STEP_OF)))
+    for row in session.exec(q.order_by(col(AuditLog.at), col(AuditLog.id))).all():
+        detail = row.detail or {}
+        note = detail.get("note")
+        steps.append(
+            Step(
+                at=row.at, what=_STEP_OF[row.action], by=row.who,
+                note=note if isinstance(note, str) else None, via=str(detail.get("via") or "console / API"),
+            )
+        )  # fmt: skip
+    return steps
+
+
+class HealthThen(BaseModel):
+    """The device's last figures at or before the alert's start (none older than an hour), and the
+    camera's state in the device's latest report (per-camera figures are not kept as history)."""
+
+    sample_at: datetime | None = None
+    cpu_pct: float | None = None
+    temp_c: float | None = None
+    disk_free_mb: float | None = None
+    outbox_depth: int | None = None
+    cameras_up: int | None = None
+    cameras_total: int | None = None
+    camera_at: datetime | None = None
+    camera: dict[str, Any] | None = None
+
+
+def health_at(session: Session, a: AlertRow) -> HealthThen:
+    q = (
+        select(HealthSample)
+        .where(HealthSample.device_id == a.device_id, col(HealthSample.at) <= a.started_at)
+        .order_by(col(HealthSample.at).desc())
+        .limit(1)
+    )
+    sample = session.exec(q).first()
+    out = HealthThen()
+    if sample is not None and a.started_at - sample.at < timedelta(hours=1):
+        out = HealthThen(
+            sample_at=sample.at,
+            cpu_pct=sample.cpu_pct,
+            temp_c=sample.temp_c,
+            disk_free_mb=sample.disk_free_mb,
+            outbox_depth=sample.outbox_depth,
+            cameras_up=sample.cameras_up,
+            cameras_total=sample.cameras_total,
+        )
+    latest = session.get(HealthLatest, a.device_id)
+    if latest is not None:
+        for cam in latest.body.get("cameras", []):
+            if isinstance(cam, dict) and cam.get("id") == a.camera_id:
+                out.camera, out.camera_at = cam, latest.at
+    return out

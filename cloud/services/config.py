@@ -123,6 +123,14 @@ def _sync_cameras(session: Session, device_id: str, config: SiteConfig) -> None:
         row = session.get(Camera, (device_id, cam.id)) or Camera(device_id=device_id, id=cam.id)
         row.site_name = row.site_name or cam.name
         row.source_redacted = redact(cam.detect_source)
+        if cam.site is not None:
+            # Set in the console's config editor: the registry fills alerts sent without a site.
+            row.site_name, row.address, row.lat, row.lon = (
+                cam.site.name,
+                cam.site.address,
+                cam.site.lat,
+                cam.site.lon,
+            )
         session.add(row)
 
 

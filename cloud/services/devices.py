@@ -73,6 +73,7 @@ class DeviceList(BaseModel):
 class CameraOut(BaseModel):
     id: str
     site_name: str | None
+    address: str | None = None
     lat: float | None
     lon: float | None
     source_redacted: str | None
@@ -183,6 +184,7 @@ def device_detail(
 
 class CameraIn(BaseModel):
     site_name: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=500)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
 
@@ -190,10 +192,11 @@ class CameraIn(BaseModel):
 def set_camera(
     session: Session, principal: Principal, device_id: str, camera_id: str, body: CameraIn
 ) -> CameraOut:
-    """A camera's site name and map position (committed, audited)."""
+    """A camera's site name, address and map position (committed, audited); alerts sent without a
+    site get this one."""
     get_device(session, principal, device_id)
     cam = session.get(Camera, (device_id, camera_id)) or Camera(device_id=device_id, id=camera_id)
-    cam.site_name, cam.lat, cam.lon = body.site_name, body.lat, body.lon
+    cam.site_name, cam.address, cam.lat, cam.lon = body.site_name, body.address, body.lat, body.lon
     session.add(cam)
     audit.record(session, principal.label(), "camera.set", f"{device_id}/{camera_id}", **body.model_dump())
     session.commit()

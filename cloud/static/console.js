@@ -132,9 +132,6 @@
       const card = tmp.firstElementChild;
       const old = feed.querySelector(`[data-event-id="${CSS.escape(eventId)}"]`);
       if (old) {
-        // Keep a clip that is playing: swap everything but the player.
-        const video = old.querySelector("video");
-        if (video && !video.paused) return;
         old.replaceWith(card);
       } else {
         if (fresh) card.classList.add("fresh");
@@ -146,6 +143,8 @@
         const count = document.getElementById("feed-count");
         if (count) count.textContent = String(Number(count.textContent || 0) + 1);
       }
+      // Counters elsewhere on the page (the "Last 7 days" panel) follow every change.
+      document.dispatchEvent(new CustomEvent("console:refresh"));
     }
 
     // The stream starts at the page's render time; after a drop we reconnect from the last change

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from cloud.models import AlertRow, Device
+from cloud.models import AlertRow, Camera, Device
 from cloud.settings import Settings
-from matthan_wire import Kind, encode
+from matthan_wire import Alert, Kind, encode
 from matthan_wire.topics import device_topic
 from tests.cloud.conftest import add_user, bearer, running
 from tests.cloud.devicesim import JPEG, SimDevice, make_alert, make_health
@@ -83,7 +83,8 @@ def test_duplicates_are_stored_once_and_receipted_after_commit(make_settings, db
 # --- malformed input ------------------------------------------------------------------------------
 
 VALID = json.loads(encode(make_alert(DEV, WARD, seq=1)))
-REQUIRED = [k for k in VALID if k != "v"]
+# Only what the contract requires: dropping an optional field (tamper, clip, …) leaves a valid alert.
+REQUIRED = [k for k, f in Alert.model_fields.items() if f.is_required() and k != "v"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -101,7 +102,15 @@ def mutated_alert(draw: st.DrawFn) -> bytes:
         key = draw(st.sampled_from(["score", "seq", "labels", "started_at", "object_count", "bbox"]))
         body[key] = draw(st.sampled_from(["high", -1, {"x": 1}, "yesterday", [1, 2], True]))
     elif how == "extra":
-        body[draw(st.text(min_size=1, max_size=10).filter(lambda k: k not in VALID))] = draw(json_values)
+        # A field added within v1 that is malformed (an unknown field is ignored: test_mixed_versions…).
+        bad_sites = [
+            "Bến Thành",
+            {"name": ""},
+            {"name": "a", "lat": 91, "lon": 1},
+            {"name": "a", "lat": 10},
+            7,
+        ]
+        body["site"] = draw(st.sampled_from(bad_sites))
     elif how == "version":
         body["v"] = draw(st.integers().filter(lambda v: v != 1))
     elif how == "id":
@@ -164,6 +173,47 @@ def test_a_thousand_malformed_payloads_are_rejected_counted_and_logged_once(  # 
     rejected_logs = [r for r in caplog.records if "rejected" in r.getMessage()]
     # One line per (source, kind), not one per message.
     assert 1 <= len(rejected_logs) <= len(set(sent))
+
+
+def test_mixed_versions_older_and_newer_devices_alerts_are_accepted(make_settings, db_url, broker) -> None:  # type: ignore[no-untyped-def]
+    """An older device sends no site: the cloud fills it from its registry. A newer device sends a
+    field this cloud does not know: ignored, the alert kept. A site sent is kept as sent."""
+    with live(make_settings, db_url, broker) as cloud:
+        with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
+            s.add(Device(id=DEV, ward=WARD))
+            s.add(Camera(device_id=DEV, id="cam-1", site_name="Chợ Bến Thành", address="Lê Lợi, Quận 1",
+                         lat=10.7725, lon=106.698))  # fmt: skip
+            s.commit()
+        dev = SimDevice(broker.port, DEV, WARD).start()
+        try:
+            older = make_alert(DEV, WARD, seq=1)
+            newer = json.loads(encode(make_alert(DEV, WARD, seq=2, camera="cam-2")))
+            newer["site"] = {"name": "Nhà hát Thành phố", "address": None, "lat": 10.7767, "lon": 106.7031}
+            newer["zone_title"] = "quảng trường"
+            newer["priority"] = {"level": 2}  # added by a later release
+            dev.client.publish(device_topic(Kind.ALERT, WARD, DEV), json.dumps(newer).encode(), qos=1)
+            dev.send_alert(older)
+            wait_until(lambda: _count(cloud) == 2, 15, what="both alerts stored")
+            with Session(cloud.app.state.engine) as s:  # type: ignore[attr-defined]
+                a = s.get(AlertRow, older.event_id)
+                b = s.get(AlertRow, newer["event_id"])
+                assert a is not None and b is not None
+                assert a.site == {
+                    "name": "Chợ Bến Thành",
+                    "address": "Lê Lợi, Quận 1",
+                    "lat": 10.7725,
+                    "lon": 106.698,
+                }
+                assert b.site == {
+                    "name": "Nhà hát Thành phố",
+                    "address": None,
+                    "lat": 10.7767,
+                    "lon": 106.7031,
+                }
+                assert b.zone_title == "quảng trường"
+            assert _metric(cloud, "matthan_ingest_rejected_total") == 0
+        finally:
+            dev.stop()
 
 
 # --- outages --------------------------------------------------------------------------------------

@@ -115,10 +115,10 @@ def test_a_message_that_breaks_our_code_is_quarantined_and_its_batch_stored(  # 
 ) -> None:
     real_row = cloud.ingest_write._alert_row
 
-    def row(a: Alert, now: Any) -> dict[str, Any]:
+    def row(a: Alert, now: Any, sites: Any) -> dict[str, Any]:
         if a.rule == "plaza.bug":
             raise KeyError("a bug that only this alert meets")
-        return real_row(a, now)
+        return real_row(a, now, sites)
 
     monkeypatch.setattr(cloud.ingest_write, "_alert_row", row)
     with live(make_settings, sqlite_url, broker, batch_wait_s=0.5) as client:

@@ -54,7 +54,7 @@ def test_a_start_carries_the_snapshot_and_no_clip() -> None:
     assert a.snapshot == f"matthan/v1/ben-nghe/q1-rex-01/snapshot/{VIOLATION.event_id}"
     assert ev.snapshot_jpeg is not None and ev.snapshot_jpeg[:2] == b"\xff\xd8"
     image = cv2.imdecode(np.frombuffer(ev.snapshot_jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert image.shape == (360, 480, 3)
+    assert image.shape[1] == 480 and image.shape[0] > 360  # the frame, then the caption band
     assert decode(Alert, encode(a)) == a
 
 
@@ -71,3 +71,18 @@ def test_an_end_carries_the_clip_span_when_recording() -> None:
     assert decode(Alert, encode(a)) == a
     no_rec = to_event(Change("end", ended), DEVICE, cam(record=False), lambda: 43, None)
     assert no_rec.alert.clip is None
+
+
+def test_a_start_carries_the_cameras_site_and_the_display_names() -> None:
+    camera = CameraConfig.model_validate({
+        "id": "rex-north", "source": "x.mp4",
+        "site": {"name": "Ngã tư Bến Thành", "address": "Lê Lợi, Quận 1", "lat": 10.7725, "lon": 106.698},
+        "zones": [{"name": "curb", "title": "lề đường chợ", "polygon": [[0, 0], [1, 0], [1, 1]],
+                   "rules": [{"type": "illegal_parking", "title": "Đỗ xe trước chợ", "labels": ["car"],
+                              "min_duration_s": 5}]}],
+    })  # fmt: skip
+    frame = Frame(np.full((360, 480, 3), 90, np.uint8), T0, 7)
+    a = to_event(Change("start", VIOLATION), DEVICE, camera, lambda: 1, frame).alert
+    assert a.site is not None and a.site.name == "Ngã tư Bến Thành" and a.site.lat == 10.7725
+    assert (a.zone_title, a.rule_title) == ("lề đường chợ", "Đỗ xe trước chợ")
+    assert decode(Alert, encode(a)) == a

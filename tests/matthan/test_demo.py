@@ -48,9 +48,19 @@ def test_alerts_reach_the_ward_station_and_the_cloud_with_clips(
     demo_run: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     workdir, _ = demo_run
-    ward_lines = [ln for ln in (workdir / "ward" / "alerts.log").read_text().splitlines() if "event=" in ln]
-    ward_events = {ln.rsplit("event=", 1)[1].split()[0] for ln in ward_lines}
+    login = json.loads((workdir / "login.json").read_text())
+    page = f"{login['url']}/console/alerts/"
+    # Alert lines end with the alert's page (the station runs with --console-url).
+    ward_lines = [ln for ln in (workdir / "ward" / "alerts.log").read_text().splitlines() if page in ln]
+    ward_events = {ln.rsplit(page, 1)[1].split()[0] for ln in ward_lines}
     assert ward_events, "the ward station received no alert"
+    # The real agent's alert carries its camera's site: Vietnamese name, address and position intact
+    # at the station (local time with its zone) and in the cloud.
+    crowd = [ln for ln in ward_lines if "Tụ tập đông người trên phố đi bộ" in ln]
+    assert crowd, ward_lines[:5]
+    assert "Phố đi bộ Nguyễn Huệ (đầu Lê Lợi), Nguyễn Huệ, phường Bến Nghé, Quận 1" in crowd[0]
+    assert "(10.77450, 106.70380)" in crowd[0] and "+07 (Asia/Ho_Chi_Minh)" in crowd[0]
+    assert "(vỉa hè phố đi bộ)" in crowd[0]
     snapshots = list((workdir / "ward" / "snapshots").glob("*.jpg"))
     assert snapshots and cv2.imread(str(snapshots[0])) is not None
 
@@ -59,6 +69,11 @@ def test_alerts_reach_the_ward_station_and_the_cloud_with_clips(
     # Every alert the station saw is in the cloud's database (the station may see fewer: it
     # subscribes last).
     assert ward_events <= cloud_events
+    sites = {json.loads(row[0])["name"]: json.loads(row[0]) for row in db.execute(
+        "SELECT site FROM alert WHERE site IS NOT NULL")}  # fmt: skip
+    walk = sites["Phố đi bộ Nguyễn Huệ (đầu Lê Lợi)"]
+    assert walk["address"] == "Nguyễn Huệ, phường Bến Nghé, Quận 1, TP. Hồ Chí Minh"
+    assert (walk["lat"], walk["lon"]) == (10.7745, 106.7038)
     # The station confirmed what it showed; the cloud moved those alerts to delivered, by the station.
     delivered = {
         row[0]: row[1]

@@ -133,10 +133,10 @@ class StationProcess:
         return code
 
     def shown(self) -> list[str]:
-        """Event ids of the alerts it printed, in order (alert-state lines carry no phase)."""
+        """Event ids of the alerts it printed, in order (ward/lines.py: "kind" is alert or state)."""
         ids = []
         for line in self.out.read_text().splitlines() if self.out.exists() else []:
             body = json.loads(line)
-            if "phase" in body:
+            if body.get("kind") == "alert":
                 ids.append(str(body["event_id"]))
         return ids

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from matthan_wire import Alert, AlertAction, AlertState, Kind, StationSync, decode, encode, utc_now
+from matthan_wire import Alert, AlertAction, AlertState, Kind, Site, StationSync, decode, encode, utc_now
 from matthan_wire.topics import device_topic, ward_topic
 from tests.support.broker import Mosquitto
 from tests.support.receipts import Probe, wait_for
@@ -21,6 +21,14 @@ from tests.support.receipts import Probe, wait_for
 GOLDEN = Path(__file__).parent.parent / "wire" / "golden"
 BASE = decode(Alert, (GOLDEN / "alert_start.json").read_bytes().strip())
 WARD, DEVICE = BASE.ward, BASE.device_id
+
+
+PLACE = {
+    "site": Site(
+        name="Ngã tư Bến Thành", address="Lê Lợi, phường Bến Thành, Quận 1", lat=10.7725, lon=106.698
+    ),
+    "zone_title": "vỉa hè cửa phường",
+}
 
 
 def _alert(event_id: str, **kw: object) -> bytes:
@@ -58,12 +66,14 @@ class Station:
 
 def test_prints_one_line_per_alert_deduped_and_saves_snapshots(tmp_path: Path, broker: Mosquitto) -> None:
     snaps = tmp_path / "snaps"
-    station = Station(tmp_path, broker, "--snapshots", str(snaps))
+    station = Station(
+        tmp_path, broker, "--snapshots", str(snaps), "--console-url", "http://console.test:8000/"
+    )
     device = Probe(broker.port, [], client_id=DEVICE)
     try:
         ok, jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 200, np.uint8))
         assert ok
-        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-1", object_count=7))
+        device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-1", object_count=7, **PLACE))
         device.publish(device_topic(Kind.SNAPSHOT, WARD, DEVICE, "ev-1"), jpeg.tobytes())
         device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-1", object_count=7))  # resent
         device.publish(
@@ -75,27 +85,32 @@ def test_prints_one_line_per_alert_deduped_and_saves_snapshots(tmp_path: Path, b
         device.publish(device_topic(Kind.ALERT, WARD, DEVICE), b'{"v": 1, "event_id": "broken"}')
         device.publish(device_topic(Kind.ALERT, "other-ward", DEVICE), _alert("ev-3", ward="other-ward"))
         state = AlertState(
-            event_id="ev-1", ward=WARD, device_id=DEVICE, state="acknowledged", by="officer-12", at=utc_now()
-        )
+            event_id="ev-1", ward=WARD, device_id=DEVICE, state="acknowledged", by="officer-12",
+            note="đã cử tổ tuần tra", at=utc_now(),
+        )  # fmt: skip
         device.publish(ward_topic(Kind.ALERT_STATE, WARD), encode(state))
         wait_for(lambda: len(station.lines()) >= 3, 10, "three lines")
         time.sleep(0.5)
         lines = station.lines()
         assert len(lines) == 3, lines
         first, second, third = lines
+        # Local time with its zone (the golden alert starts 08:30:12Z), the rule in words, the count,
+        # the site, the alert's page.
+        assert first.startswith("2026-11-24 15:30:12 +07 (Asia/Ho_Chi_Minh)"), first
         for part in (
-            BASE.camera_id,
-            DEVICE,
-            f"zone={BASE.zone}",
-            f"rule={BASE.rule}",
-            "count=7",
-            "event=ev-1",
+            "Tụ tập đông người",
+            "(vỉa hè cửa phường)",
+            "×7",
+            "Ngã tư Bến Thành, Lê Lợi, phường Bến Thành, Quận 1 (10.77250, 106.69800)",
+            "http://console.test:8000/console/alerts/ev-1",
         ):
-            assert part in first
-        local = BASE.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        assert first.startswith(local)
-        assert "CAMERA_OFFLINE" in second and "zone=" not in second
-        assert "ACKNOWLEDGED" in third and "officer-12" in third
+            assert part in first, (part, first)
+        assert "Camera mất tín hiệu" in second and f"{DEVICE}/{BASE.camera_id}" in second
+        assert "đang xử lý (acknowledged) by officer-12" in third
+        assert (
+            "Tụ tập đông người (crowd) — Ngã tư Bến Thành" in third and 'note: "đã cử tổ tuần tra"' in third
+        )
+        assert third.endswith("http://console.test:8000/console/alerts/ev-1")
         assert (snaps / "ev-1.jpg").read_bytes() == jpeg.tobytes()
         assert "ignored malformed message" in station.err.read_text()
     finally:
@@ -157,7 +172,7 @@ def test_json_lines_and_survives_a_broker_restart(tmp_path: Path, broker: Mosqui
         device.publish(device_topic(Kind.ALERT, WARD, DEVICE), _alert("ev-b"))
         device.stop()
         wait_for(lambda: len(station.lines()) == 2, 15, "alert after the broker restart")
-        got = [decode(Alert, ln) for ln in station.lines()]
+        got = [decode(Alert, json.dumps(json.loads(ln)["alert"])) for ln in station.lines()]
         assert [a.event_id for a in got] == ["ev-a", "ev-b"]
     finally:
         assert station.stop() == 0

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 
 from tests.cloud.console.helpers import DESKTOP, PASSWORD
+from tests.cloud.console.tiles import tile_server
 from tests.support.broker import Mosquitto
 from tests.support.net import free_port, wait_until
 
@@ -87,6 +88,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     from cloud.settings import Settings
 
     work = tmp_path_factory.mktemp("console")
+    tiles = tile_server(work / "tiles")
+    tile_url = tiles.__enter__()
     broker = Mosquitto(work / "broker").start()
     port = free_port()
     settings = Settings(
@@ -98,6 +101,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         port=port,
         # Fast enough for a test to watch a silent device go offline without waiting minutes.
         health_interval_s=2.0,
+        # Street maps from a tile folder the test made, served on loopback (tests/cloud/console/tiles.py).
+        map_tile_url=tile_url,
+        map_attribution="test tiles",
         # Users without a language of their own read English (the existing tests' texts);
         # test_i18n_browser.py logs in users who chose Vietnamese.
         language="en",
@@ -123,6 +129,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         server.should_exit = True
         thread.join(10)
         broker.stop()
+        tiles.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,16 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from cloud import auth
-from cloud.models import AlertRow, AuditLog, Device
+from cloud.models import AlertRow, Device
+from matthan.display import zone_of
 from matthan_wire import Alert, ClipRef, Kind, Topic, encode, utc_now
+from matthan_wire import Site as Site_
 from tests.cloud.console.conftest import Site
 from tests.cloud.console.helpers import PASSWORD, PHONE, login, shot, wait_for
+from ward.lines import LineWriter
 
 pytestmark = [pytest.mark.browser]
 
@@ -38,6 +41,10 @@ CAMERAS = {
     DAKAO: [("dk-market", 10.79020, 106.69690)],
 }
 WARD = {REX: BEN_NGHE, HUE: BEN_NGHE, DAKAO: DA_KAO}
+VN_SITE: dict[str, Any] = {
+    "name": "Phố đi bộ Nguyễn Huệ (đầu Lê Lợi)", "address": "Nguyễn Huệ, phường Bến Nghé, Quận 1",
+    "lat": 10.7764, "lon": 106.7012,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +157,12 @@ def _alert(
     event_id: str, phase: Literal["start", "end"], seq: int, started: datetime, clip: ClipRef | None = None
 ) -> Alert:
     return Alert(
-        event_id=event_id, phase=phase, device_id=REX, camera_id="rex-north", ward=BEN_NGHE, zone="plaza",
+        event_id=event_id, phase=phase, device_id=REX, camera_id="rex-south", ward=BEN_NGHE, zone="plaza",
         rule="plaza.crowd", type="crowd", category="security_order", labels=["person"], object_count=7,
         score=0.81, bbox=[0.2, 0.4, 0.7, 0.95], started_at=started,
         ended_at=utc_now() if phase == "end" else None, seq=seq,
         snapshot=str(Topic(Kind.SNAPSHOT, BEN_NGHE, REX, event_id)), clip=clip,
+        site=Site_(**VN_SITE), zone_title="quảng trường đi bộ",
     )  # fmt: skip
 
 
@@ -194,7 +202,9 @@ def test_login_then_a_device_goes_offline_when_its_agent_dies(
         page.wait_for_selector(f"tr.dev[data-device='{dev}'][data-state='online']")
     hue = page.locator(f"tr.dev[data-device='{HUE}']")
     assert "ssd_mobilenet_v1_coco_quant" in hue.inner_text()
-    assert page.locator("svg.map circle").count() == 4  # every camera with a position is on the map
+    page.wait_for_selector("#fleet-map[data-ready='1']")
+    assert page.locator("#fleet-map .map-marker").count() == 4  # every camera with a position is on the map
+    wait_for(lambda: page.locator("#fleet-map img.leaflet-tile-loaded").count() > 0, what="street tiles")
     shot(page, test_output, "fleet-online")
 
     killed = time.monotonic()
@@ -206,7 +216,8 @@ def test_login_then_a_device_goes_offline_when_its_agent_dies(
     assert page.locator("tr.dev").first.get_attribute("data-device") == HUE
     assert "device offline" in page.locator(f"tr.dev[data-device='{HUE}']").inner_text()
     assert page.locator("[data-testid=n-offline]").inner_text() == "1"
-    assert page.locator("svg.map circle.dot-down").count() == 1
+    down = page.locator("#fleet-map .map-marker[data-state='down']")
+    wait_for(lambda: down.count() == 1, what="its cameras' marker turns red without a reload")
     shot(page, test_output, "fleet-offline")
 
     page.click(f"a[href='/console/devices/{REX}']")
@@ -222,13 +233,22 @@ def test_login_then_a_device_goes_offline_when_its_agent_dies(
     shot(phone, test_output, "fleet-phone")
 
 
-def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
+def test_an_alert_arrives_live_opens_on_its_page_plays_and_is_acknowledged_then_resolved(
     site: Site, fleet: dict[str, Any], history: dict[str, int], new_page: Any, test_output: Path
 ) -> None:
+    # rex-south watches a plaza (its zone is drawn over the clip on the alert's page).
+    config = fleet["ops"].get(f"/api/v1/devices/{REX}/config").json()["config"]
+    config["cameras"][1]["zones"] = [{
+        "name": "plaza", "title": "quảng trường đi bộ",
+        "polygon": [[0.1, 0.35], [0.9, 0.35], [0.9, 0.95], [0.1, 0.95]],
+        "rules": [{"type": "crowd", "min_count": 5, "labels": ["person"]}],
+    }]  # fmt: skip
+    assert fleet["ops"].put(f"/api/v1/devices/{REX}/config", json=config).status_code == 200
     page = new_page()
     login(page, "lan")
     page.goto("/console/alerts")
     page.wait_for_selector("#live.on")  # the EventSource is connected
+    total_before = int(page.locator("[data-testid=stat-total]").inner_text())
     event_id = "rex-north-20261124-0001"
     started = utc_now() - timedelta(seconds=2)
     published = time.monotonic()
@@ -236,12 +256,17 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
         (str(Topic(Kind.ALERT, BEN_NGHE, REX)), encode(_alert(event_id, "start", 1, started))),
         (str(Topic(Kind.SNAPSHOT, BEN_NGHE, REX, event_id)), fleet["jpeg"]),
     ])  # fmt: skip
-    card = page.locator(f"article[data-event-id='{event_id}']")
-    card.wait_for(timeout=10_000)
-    print(f"\nconsole: alert published -> card on screen in {time.monotonic() - published:.2f} s")
-    assert "ongoing" in card.inner_text() and "crowd" in card.inner_text()
-    card.locator("img.thumb").wait_for()
-    wait_for(lambda: card.locator("img.thumb").evaluate("i => i.naturalWidth") > 0, what="thumbnail loaded")
+    row = page.locator(f"a.alert-row[data-event-id='{event_id}']")
+    row.wait_for(timeout=10_000)
+    print(f"\nconsole: alert published -> row on screen in {time.monotonic() - published:.2f} s")
+    text = row.inner_text()
+    assert "ongoing" in text and "Tụ tập đông người" in text and VN_SITE["name"] in text
+    wait_for(lambda: row.locator("img.thumb").evaluate("i => i.naturalWidth") > 0, what="thumbnail loaded")
+    # The "Last 7 days" panel follows the live feed.
+    wait_for(
+        lambda: int(page.locator("[data-testid=stat-total]").inner_text()) == total_before + 1,
+        what="7-day total counts the new alert",
+    )
 
     clip_bytes = fleet["clip"].read_bytes()
     _upload(site, fleet["tokens"][REX], event_id, "clip", clip_bytes)
@@ -252,6 +277,10 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
     _publish(
         site, [(str(Topic(Kind.EVENT, BEN_NGHE, REX)), encode(_alert(event_id, "end", 2, started, ref)))]
     )
+    wait_for(lambda: "ongoing" not in row.inner_text(), what="the row follows the end")
+    shot(page, test_output, "alerts-feed")
+
+    # Watched from before the page opens: the player starts fetching the clip as soon as it loads.
     clip_responses: list[tuple[str | None, int]] = []
 
     def on_response(r: Any) -> None:
@@ -259,46 +288,119 @@ def test_an_alert_arrives_live_its_clip_plays_and_it_is_acknowledged(
             clip_responses.append((r.request.headers.get("range"), r.status))
 
     page.on("response", on_response)
-    video = card.locator("video")
-    video.wait_for(timeout=10_000)  # the card was re-rendered live with its clip
+    row.click()
+    page.wait_for_url(f"**/console/alerts/{event_id}")
+    assert page.locator("[data-testid=site-name]").inner_text() == VN_SITE["name"]
+    assert page.locator("[data-testid=site-address]").inner_text() == VN_SITE["address"]
+    assert page.locator("[data-testid=site-position]").inner_text() == "10.77640, 106.70120"
+
+    # The snapshot opens at full size.
+    page.locator("button.zoomable").click()
+    zoomed = page.locator("dialog#zoom[open] img")
+    zoomed.wait_for()
+    wait_for(lambda: zoomed.evaluate("i => i.naturalWidth") > 0, what="zoomed snapshot")
+    assert (
+        zoomed.evaluate("i => i.getBoundingClientRect().width")
+        > page.locator("#snapshot").evaluate("i => i.getBoundingClientRect().width") * 0.9
+    )
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog#zoom:not([open])", state="attached")
+
+    video = page.locator("video#clip")
     video.evaluate("v => { v.muted = true; return v.play(); }")
     wait_for(lambda: video.evaluate("v => v.currentTime") > 1.0, timeout=15, what="clip playing")
     assert video.evaluate("v => v.duration") == pytest.approx(4.0, abs=0.3)
     assert video.evaluate("v => v.videoWidth") == 768
-    # The browser fetched the clip with range requests and the store answered them as such.
     assert clip_responses and all(
         rng and rng.startswith("bytes=") and st == 206 for rng, st in clip_responses
     )
-    shot(page, test_output, "alerts-live")
-
     video.evaluate("v => v.pause()")
-    card.locator("input[name=note]").fill("Team 2 dispersed the crowd")
-    card.locator("button[value=acknowledge]").click()
-    page.wait_for_selector(f"article[data-event-id='{event_id}'][data-state='acknowledged']")
-    card = page.locator(f"article[data-event-id='{event_id}']")
-    assert "acknowledged by lan" in card.inner_text() and "Team 2 dispersed the crowd" in card.inner_text()
-    # The state is the cloud's, not the page's: the API and the audit log say the same.
+    # The zone is drawn over the clip, and the site is a marker on a street map.
+    assert page.locator("svg.zone-over polygon").count() == 1
+    page.wait_for_selector(".map[data-ready='1'] .map-marker[data-state='new']")
+    wait_for(
+        lambda: page.locator(".map img.leaflet-tile-loaded").count() > 0,
+        what="street tiles from the tile folder",
+    )
+    shot(page, test_output, "alert-page")
+
+    page.fill("form.act-page textarea[name=note]", "Tổ 2 đang đến hiện trường")
+    page.click("form.act-page button[value=acknowledge]")
+    page.wait_for_selector("ol.history li[data-step='acknowledged']")
+    page.fill("form.act-page textarea[name=note]", "Đã giải tán, không có thiệt hại")
+    page.click("form.act-page button[value=resolve]")
+    resolved = page.locator("ol.history li[data-step='resolved']")
+    resolved.wait_for()
+    acked = page.locator("ol.history li[data-step='acknowledged']")
+    for step, note in ((acked, "Tổ 2 đang đến hiện trường"), (resolved, "Đã giải tán, không có thiệt hại")):
+        t = step.inner_text()
+        assert "by user:lan" in t and note in t
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", step.locator(".when").inner_text())
+    assert page.locator("form.act-page").count() == 0  # nothing left to do
     alert = fleet["ops"].get(f"/api/v1/alerts/{event_id}").json()
-    assert alert["state"] == "acknowledged" and alert["acknowledged_by"] == "lan"
-    with Session(site.engine) as s:
-        assert s.exec(select(AuditLog).where(AuditLog.action == "alert.acknowledge")).first() is not None
-        row = s.get(AlertRow, event_id)
-        assert row is not None and row.note == "Team 2 dispersed the crowd"
-    shot(page, test_output, "alerts-acknowledged")
+    assert (
+        alert["state"] == "resolved" and alert["acknowledged_by"] == "lan" and alert["resolved_by"] == "lan"
+    )
+    shot(page, test_output, "alert-page-resolved")
 
     phone = new_page(PHONE)
     login(phone, "lan")
-    phone.goto("/console/alerts")
-    phone.locator(f"article[data-event-id='{event_id}'][data-state='acknowledged']").wait_for()
+    phone.goto(f"/console/alerts/{event_id}")
+    phone.wait_for_selector(".map[data-ready='1']")
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    shot(phone, test_output, "alerts-phone")
+    shot(phone, test_output, "alert-page-phone")
+    phone.goto("/console/alerts")
+    phone.locator(f"a.alert-row[data-event-id='{event_id}'][data-state='resolved']").wait_for()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(phone, test_output, "alerts-feed-phone")
+
+    # The address a ward station prints opens the same page, after logging in.
+    station_url = LineWriter(tz=zone_of("Asia/Ho_Chi_Minh"), console_url=site.url).url(event_id)
+    assert station_url == f"{site.url}/console/alerts/{event_id}"
+    other = new_page()
+    other.goto(station_url)
+    other.wait_for_url("**/console/login**")
+    other.fill("input[name=username]", "lan")
+    other.fill("input[name=password]", PASSWORD)
+    other.click("button[type=submit]")
+    other.wait_for_url(f"**/console/alerts/{event_id}")
+    assert other.locator("[data-testid=site-name]").inner_text() == VN_SITE["name"]
 
     page.goto("/console/reports")
     assert page.locator("[data-testid=stat-total]").inner_text() == str(sum(history.values()) + 1)
     wards = page.locator("#per-ward tbody tr").evaluate_all("rs => rs.map(r => r.cells[0].innerText)")
     assert sorted(wards) == [BEN_NGHE, DA_KAO]
     assert "plaza.crowd" in page.locator("#per-rule").inner_text()
-    shot(page, test_output, "reports")
+
+
+def test_the_alert_map_shows_markers_on_streets_and_opens_the_alert(
+    site: Site, fleet: dict[str, Any], history: dict[str, int], new_page: Any, test_output: Path
+) -> None:
+    with Session(site.engine) as s:
+        for i, (lat, lon) in enumerate([(10.7764, 106.7012), (10.7742, 106.7038), (10.7902, 106.6969)]):
+            a = s.get(AlertRow, f"hist-{i:03d}")
+            assert a is not None
+            a.site = {"name": f"Điểm {i + 1}", "address": None, "lat": lat, "lon": lon}
+            a.site_name = a.site["name"]
+            s.add(a)
+        s.commit()
+    for viewport, name in ((None, "alerts-map"), (PHONE, "alerts-map-phone")):
+        page = new_page(viewport) if viewport else new_page()
+        login(page, "lan")
+        page.goto("/console/alerts?limit=40")
+        markers = page.locator("#alert-map .map-marker")
+        page.wait_for_selector("#alert-map[data-ready='1']")
+        assert markers.count() >= 3
+        states = set(markers.evaluate_all("ms => ms.map(m => m.getAttribute('data-state'))"))
+        assert states <= {"new", "delivered", "acknowledged", "resolved", "false_alarm"} and len(states) >= 2
+        tiles = page.locator("#alert-map img.leaflet-tile-loaded")
+        wait_for(lambda t=tiles: t.count() > 0, what="tiles")
+        assert page.evaluate("document.documentElement.scrollWidth") <= (viewport or {"width": 1366})["width"]
+        page.locator("#alert-map").scroll_into_view_if_needed()
+        shot(page, test_output, name)
+    target = markers.first.get_attribute("data-url")
+    markers.first.dispatch_event("click")
+    page.wait_for_url(f"**{target}")
 
 
 def test_drawing_a_zone_changes_the_desired_config_and_the_device_applies_it(
@@ -398,9 +500,11 @@ def test_a_ward_officer_sees_only_their_ward(
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     shot(page, test_output, "device-ward-officer-phone")
     page.goto("/console/alerts")
-    cards = page.locator("article.alert-card")
-    assert cards.count() == history[DA_KAO]
-    assert all(f"ward {DA_KAO}" in t for t in cards.all_inner_texts())  # none of ben-nghe's
+    rows = page.locator("a.alert-row")
+    assert rows.count() == history[DA_KAO]
+    ids = rows.evaluate_all("rs => rs.map(r => r.dataset.eventId)")
+    with Session(site.engine) as s:
+        assert {s.get(AlertRow, i).ward for i in ids} == {DA_KAO}  # type: ignore[union-attr]
     page.goto("/console/reports")
     wards = page.locator("#per-ward tbody tr").evaluate_all("rs => rs.map(r => r.cells[0].innerText)")
     assert wards == [DA_KAO]

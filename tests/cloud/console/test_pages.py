@@ -202,13 +202,17 @@ def test_camera_position_is_set_from_the_device_page_through_the_api_rules(app: 
     r = app.post(url, data={"lat": "10.7764", "lon": "", "csrf_token": token})
     assert r.status_code == 400 and "both latitude and longitude" in r.text
     r = app.post(
-        url, data={"site_name": "Rex north", "lat": "10,7764", "lon": "106.7012", "csrf_token": token}
-    )
+        url, data={"site_name": "Rex north", "address": "Lê Lợi, Quận 1", "lat": "10,7764", "lon": "106.7012",
+                   "csrf_token": token},
+    )  # fmt: skip
     assert r.status_code == 200 and "10.77640, 106.70120" in r.text
     cams = app.get("/api/v1/devices/dev-bn").json()["cameras"]
-    assert cams == [{"id": "cam-a", "site_name": "Rex north", "lat": 10.7764, "lon": 106.7012,
-                     "source_redacted": None}]  # fmt: skip
-    assert 'class="dot dot-' in app.get("/console/fleet").text  # and it is on the map
+    assert cams == [{"id": "cam-a", "site_name": "Rex north", "address": "Lê Lợi, Quận 1", "lat": 10.7764,
+                     "lon": 106.7012, "source_redacted": None}]  # fmt: skip
+    assert (
+        'id="fleet-map"' in app.get("/console/fleet").text
+        and '"state": "ok"' in app.get("/console/fleet").text
+    )
     app.cookies.clear()
     _login(app, "officer")
     token = _csrf(app, "/console/devices/dev-dk")
@@ -232,11 +236,11 @@ def test_logout_needs_the_form_token_and_ends_the_session(app: TestClient) -> No
 def test_the_feed_pages_older_alerts_keeping_the_filters(app: TestClient) -> None:
     _login(app, "lan")
     page = app.get("/console/alerts?limit=1&category=security_order").text
-    assert page.count('class="alert-card') == 1
+    assert page.count('class="alert-row') == 1
     link = re.search(r'id="feed-more" href="([^"]+)"', page)
     assert link is not None and link.group(1) == "/console/alerts?category=security_order&amp;limit=21"
     page = app.get("/console/alerts?category=security_order&limit=21").text
-    assert page.count('class="alert-card') == 2 and 'id="feed-more"' not in page
+    assert page.count('class="alert-row') == 2 and 'id="feed-more"' not in page
 
 
 def test_what_people_type_is_shown_as_text_never_run(app: TestClient) -> None:
@@ -249,7 +253,9 @@ def test_what_people_type_is_shown_as_text_never_run(app: TestClient) -> None:
     )
     assert r.status_code == 200
     for text in (r.text, app.get("/console/alerts").text):
-        assert evil not in text and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in text
+        assert evil not in text  # the feed's row does not show notes
+    text = app.get("/console/alerts/ev-dev-bn").text  # the alert's page does, as text
+    assert evil not in text and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in text
 
 
 def test_the_sync_state_says_pending_applied_or_rejected_with_the_reason(app: TestClient) -> None:
@@ -286,3 +292,81 @@ def test_a_revoked_device_leaves_the_fleet_but_keeps_its_page(app: TestClient) -
     assert 'data-device="dev-dk"' not in app.get("/console/fleet/part").text
     page = app.get("/console/devices/dev-dk")
     assert page.status_code == 200 and 'data-state="revoked"' in page.text
+
+
+def _place(app: TestClient) -> None:
+    with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
+        a = s.get(AlertRow, "ev-dev-bn")
+        assert a is not None
+        a.site = {"name": "Ngã tư Bến Thành", "address": "Lê Lợi, Quận 1", "lat": 10.7725, "lon": 106.698}
+        a.site_name, a.rule_title = "Ngã tư Bến Thành", "Xâm nhập quảng trường"
+        s.add(a)
+        s.commit()
+
+
+def test_the_alert_page_is_the_wards_own_and_shows_place_and_history(app: TestClient) -> None:
+    _place(app)
+    _login(app, "officer")  # da-kao
+    assert app.get("/console/alerts/ev-dev-bn").status_code == 404  # another ward's alert: "not found"
+    assert app.get("/console/alerts/ev-dev-dk").status_code == 200
+    app.cookies.clear()
+    _login(app, "lan")
+    r = app.post(
+        "/console/alerts/ev-dev-bn/action",
+        data={"action": "acknowledge", "note": "tổ 2 đang đến", "csrf_token": _csrf(app),
+              "next": "/console/alerts/ev-dev-bn"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/alerts/ev-dev-bn")
+    page = app.get("/console/alerts/ev-dev-bn").text
+    for part in ("Xâm nhập quảng trường", "Ngã tư Bến Thành", "Lê Lợi, Quận 1", "10.77250, 106.69800",
+                 'data-step="received"', 'data-step="acknowledged"', 'by <span class="actor">user:lan</span>',
+                 "tổ 2 đang đến", "data-map="):  # fmt: skip
+        assert part in page, part
+
+
+def test_the_feed_searches_filters_by_site_and_exports_what_it_shows(app: TestClient) -> None:
+    _place(app)
+    _login(app, "lan")
+    feed = app.get("/console/alerts?q=bến thành").text
+    assert 'id="ev-dev-bn"' in feed and 'id="ev-dev-dk"' not in feed
+    feed = app.get("/console/alerts", params={"site": "Ngã tư Bến Thành"}).text
+    assert 'id="ev-dev-bn"' in feed and 'id="ev-dev-dk"' not in feed
+    assert app.get("/console/alerts?q=100%25").text.count('class="alert-row') == 0  # % is literal
+    r = app.get("/console/alerts.csv", params={"q": "plaza"})
+    assert r.headers["content-type"].startswith("text/csv")
+    text = r.content.decode("utf-8-sig")
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("event_id,started_at_local") and len(lines) == 3
+    assert "Ngã tư Bến Thành" in text and "/console/alerts/ev-dev-bn" in text
+    only = app.get("/console/alerts.csv", params={"site": "Ngã tư Bến Thành"}).content.decode("utf-8-sig")
+    assert len(only.strip().splitlines()) == 2
+    app.cookies.clear()
+    _login(app, "officer")
+    mine = app.get("/console/alerts.csv").content.decode("utf-8-sig")
+    assert "ev-dev-dk" in mine and "ev-dev-bn" not in mine
+
+
+def test_fleet_totals_count_never_reported_apart_and_filters_keep_the_totals(app: TestClient) -> None:
+    with Session(app.app.state.engine) as s:  # type: ignore[attr-defined]
+        s.add(Device(id="dev-new", ward="ben-nghe"))  # imported, never heard from
+        quiet = s.get(Device, "dev-dk")
+        assert quiet is not None
+        quiet.online, quiet.last_seen = False, utc_now() - timedelta(hours=2)
+        s.add(quiet)
+        s.commit()
+    _login(app, "lan")
+
+    def tile(text: str, name: str) -> str:
+        m = re.search(rf'data-testid="n-{name}">(\d+)<', text)
+        assert m is not None, name
+        return m.group(1)
+
+    for query in ("", "?state=online", "?state=offline"):
+        part = app.get(f"/console/fleet/part{query}").text
+        assert (tile(part, "devices"), tile(part, "online"), tile(part, "offline"), tile(part, "never")) == (
+            "3", "1", "1", "1",
+        ), query  # fmt: skip
+    assert 'data-testid="n-shown">1 shown' in app.get("/console/fleet/part?state=online").text
+    part = app.get("/console/fleet/part").text
+    assert re.search(r'<tr class="dev stale" data-device="dev-dk" data-state="offline"', part)

@@ -89,3 +89,29 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(ClaimToken)).one() == 2
     engine.dispose()
+
+
+def test_a_vietnamese_site_and_its_address_reach_the_registry_and_the_desired_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'cloud.db'}"
+    csv_file = tmp_path / "cameras.csv"
+    csv_file.write_text(
+        "site,address,ward,lat,lon,source,device\n"
+        '"Ngã tư Bến Thành","Lê Lợi, phường Bến Thành, Quận 1",ben-thanh,10.7725,106.698,rtsp://10.0.0.1/a,bt-01\n',
+        encoding="utf-8",
+    )
+    assert main(["cloud", "import", str(csv_file), "--db", db]) == 0
+    capsys.readouterr()
+    engine = make_engine(db)
+    with Session(engine) as s:
+        cam = s.get(Camera, ("bt-01", "cam-1"))
+        assert cam is not None
+        assert (cam.site_name, cam.address, cam.lat, cam.lon) == (
+            "Ngã tư Bến Thành", "Lê Lợi, phường Bến Thành, Quận 1", 10.7725, 106.698,
+        )  # fmt: skip
+        desired = s.exec(select(DesiredConfigRow).where(DesiredConfigRow.device_id == "bt-01")).one()
+        site = desired.body["cameras"][0]["site"]
+        assert site["name"] == "Ngã tư Bến Thành" and site["address"] == "Lê Lợi, phường Bến Thành, Quận 1"
+        assert (site["lat"], site["lon"]) == (10.7725, 106.698)
+    engine.dispose()

@@ -1,7 +1,7 @@
 """notifications escalation outages
 
-Revision ID: 0002_attention
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-26 11:03:40.034187
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import cloud.dbtypes
 
-revision: str = "0002_attention"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,52 @@
+"""`matthan evidence verify FILE.zip --ca ca.pem`: check an exported evidence bundle offline.
+
+Needs nothing but the zip and the project's CA certificate (from a source the investigator
+trusts, not the copy inside the zip). Exit 0 when valid, 1 with every reason when not.
+"""
+
+import argparse
+from pathlib import Path
+
+from matthan.errors import UserError
+
+
+class VerifyFailed(UserError):
+    exit_code = 1
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("evidence", help="check an exported evidence bundle (offline)")
+    esub = p.add_subparsers(dest="evidence_command", metavar="ACTION", required=True)
+    v = esub.add_parser("verify", help="verify FILE.zip against the project's CA certificate")
+    v.add_argument("file", type=Path, help="the evidence zip exported by the cloud")
+    v.add_argument("--ca", type=Path, required=True, help="the project's CA certificate (PEM)")
+    v.set_defaults(handler=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from matthan.evidence import verify_bundle
+
+    try:
+        ca = x509.load_pem_x509_certificate(args.ca.read_bytes())
+    except ValueError:
+        raise UserError(f"{args.ca}: not a PEM certificate") from None
+    verdict = verify_bundle(args.file.read_bytes(), ca)
+    m = verdict.manifest
+    if m is not None:
+        print(f"event {m.event_id}  device {m.device_id}  camera {m.camera_id}  ward {m.ward}")
+        print(
+            f"rule {m.rule.rule}  started {m.started_at:%Y-%m-%d %H:%M:%S} UTC"
+            f"  signed {m.signed_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        for kind, d in m.files.items():
+            print(f"  {kind:9} sha256 {d.sha256}  {d.size} bytes")
+    for note in verdict.notes:
+        print(f"note: {note}")
+    if not verdict.valid:
+        for problem in verdict.problems:
+            print(f"INVALID: {problem}")
+        raise VerifyFailed(f"{args.file}: NOT valid evidence ({len(verdict.problems)} problem(s))")
+    print(f"{args.file}: valid (signed by {verdict.signer}, certificate serial {verdict.serial})")
+    return 0
