@@ -1,7 +1,7 @@
 """a user's console language
 
-Revision ID: 0003_user_language
-Revises: 0002_attention
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-26 11:45:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0003_user_language"
-down_revision: str | None = "0002_attention"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
