@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from matthan_wire import Kind
+from matthan_wire import Kind, Site
 from matthan_wire.topics import device_topic
 from tests.support.broker import Mosquitto
 from tests.support.receipts import Probe, wait_for
@@ -15,6 +15,7 @@ from tests.ward.test_listener import BASE, DEVICE, WARD, Station, _alert
 
 # A place name as the district writes it: every diacritic must reach the officer unchanged.
 PLACE = "Chợ Bến Thành · cửa Nam"
+SITE = Site(name=PLACE, address="Lê Lợi, phường Bến Thành, Quận 1")
 
 
 def _one_line(tmp_path: Path, broker: Mosquitto, *flags: str, env: dict[str, str] | None = None) -> str:
@@ -29,7 +30,7 @@ def _one_line(tmp_path: Path, broker: Mosquitto, *flags: str, env: dict[str, str
     device = Probe(broker.port, [], client_id=DEVICE)
     try:
         alert = _alert(
-            "ev-vi-1", rule=PLACE, type="crowd", category="security_order", object_count=9, score=0.87
+            "ev-vi-1", site=SITE, type="crowd", category="security_order", object_count=9, score=0.87
         )
         device.publish(device_topic(Kind.ALERT, WARD, DEVICE), alert)
         wait_for(lambda: len(station.lines()) >= 1, 10, "the alert's line")
@@ -45,20 +46,23 @@ def _one_line(tmp_path: Path, broker: Mosquitto, *flags: str, env: dict[str, str
 def test_lang_vi_prints_a_vietnamese_line_with_the_place_name_intact(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
-    env = {"LANG": "C.UTF-8", "LC_ALL": "", "TZ": "Asia/Ho_Chi_Minh"}  # a station's machine in the district
-    line = _one_line(tmp_path, broker, "--lang", "vi", env=env)
-    assert "TỤ TẬP ĐÔNG NGƯỜI" in line, line
-    assert f"quy tắc {PLACE}" in line, line  # the name as sent, diacritics and all
-    assert "độ tin cậy 0,87" in line and "9 × người" in line and "event=ev-vi-1" in line
+    line = _one_line(tmp_path, broker, "--lang", "vi", env={"LANG": "C.UTF-8", "LC_ALL": ""})
     local = BASE.started_at.astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
-    assert line.startswith(local.strftime("%H:%M:%S %d/%m/%Y") + " GMT+7  "), line  # with the zone shown
+    # The time as Vietnamese writes it, with its zone; the type's Vietnamese name only; the site intact.
+    assert line.startswith(local.strftime("%H:%M:%S %d/%m/%Y") + " GMT+7 (Asia/Ho_Chi_Minh)  "), line
+    assert "Tụ tập đông người  " in line and "(crowd)" not in line, line
+    assert f"{PLACE}, Lê Lợi, phường Bến Thành, Quận 1" in line and "×9" in line and "event=ev-vi-1" in line
 
 
 def test_the_locale_chooses_the_language_and_the_flag_wins(tmp_path: Path, broker: Mosquitto) -> None:
     line = _one_line(tmp_path / "a", broker, env={"LANG": "vi_VN.UTF-8", "LC_ALL": ""})
-    assert "TỤ TẬP ĐÔNG NGƯỜI" in line, line
+    assert "Tụ tập đông người  " in line and "(crowd)" not in line, line
     line = _one_line(tmp_path / "b", broker, "--lang", "en", env={"LANG": "vi_VN.UTF-8", "LC_ALL": ""})
-    assert "CROWD" in line and f"rule={PLACE}" in line, line
+    assert "Crowd gathering" in line and "Tụ tập" not in line and PLACE in line, line
+    assert line[:10] == BASE.started_at.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%Y-%m-%d")
+    # No language in the locale (C): both, Vietnamese first, as the station printed before.
+    line = _one_line(tmp_path / "c", broker, env={"LANG": "C.UTF-8", "LC_ALL": ""})
+    assert "Tụ tập đông người (crowd)" in line, line
 
 
 @pytest.mark.parametrize("lang, expected", [("vi", "không có tệp này"), ("en", "no such file")])
