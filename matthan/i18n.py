@@ -97,6 +97,8 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 
 def translate(lang: str, msgid: str, **params: Any) -> str:
+    if not msgid:
+        return ""  # gettext("") is the catalogue's header, never a text to show
     text = translations(lang).gettext(msgid)
     return text % params if params else text
 

@@ -96,7 +96,7 @@ def _ctx_lang(ctx: Context) -> str:
 
 @pass_context
 def _gettext(ctx: Context, message: str) -> str:
-    return i18n.translations(_ctx_lang(ctx)).gettext(message)
+    return i18n.translate(_ctx_lang(ctx), message) if message else ""
 
 
 @pass_context
@@ -187,8 +187,8 @@ def _number(ctx: Context, value: float | None, decimals: int = 0) -> str:
 @pass_context
 def _tr(ctx: Context, text: str | None) -> str:
     """A text built in Python (a Msg with its parameters, or an N_-marked text) in the reader's language."""
-    if text is None:
-        return ""
+    if not text:
+        return ""  # gettext("") would be the catalogue's header
     lang = _ctx_lang(ctx)
     return text.translated(lang) if isinstance(text, Msg) else i18n.translate(lang, text)
 

@@ -159,3 +159,9 @@ def test_the_handover_and_a_refused_escalation_page_in_vietnamese(vi_app: TestCl
     refused = vi_app.get("/console/escalation", headers={"Accept": "text/html"})
     assert refused.status_code == 403
     assert "chỉ dành cho quản trị viên" in _text(refused.text)
+
+
+def test_an_empty_text_stays_empty_not_the_catalogues_header() -> None:
+    from matthan import i18n
+
+    assert i18n.translate("vi", "") == "" and "Project-Id-Version" not in i18n.translate("en", "")
