@@ -6,11 +6,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
 
 from cloud.errors import CloudError
 from cloud.settings import Settings
+
+if TYPE_CHECKING:  # the device image has no SQLAlchemy, and `matthan --help` loads this module
+    from sqlalchemy import Engine
 
 
 def register(csub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -49,7 +51,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 @contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
+def _engine(settings: Settings) -> Iterator["Engine"]:
     from cloud.db import make_engine, migrate
 
     engine = make_engine(settings.db_url)
