@@ -186,6 +186,8 @@ class User(SQLModel, table=True):
     api_key_hash: str | None = Field(default=None, max_length=64, index=True)
     disabled: bool = False
     created_at: datetime = _time(default_factory=utc_now)
+    # The console's language for this user (matthan.i18n.LANGUAGES); None: the deployment's.
+    language: str | None = Field(default=None, max_length=8)
 
 
 class AuditLog(SQLModel, table=True):

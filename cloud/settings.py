@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -149,6 +149,8 @@ class Settings(BaseModel):
 
     # The district's clock for the console's pages and per-day counts (an IANA zone name).
     console_tz: str = "Asia/Ho_Chi_Minh"
+    # The console's language for users who chose none; "auto": the browser's (Accept-Language).
+    language: Literal["vi", "en", "auto"] = "vi"
     # The console's street maps: a tile server URL with {z}/{x}/{y} (the operations centre's own, or
     # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png within its usage policy) and the credit it
     # asks for. None: the maps still show markers, on a blank background.

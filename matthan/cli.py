@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from matthan import __version__, logs
+from matthan import __version__, i18n, logs
 from matthan.errors import UserError
 from matthan_wire import WireError
 from matthan_wire.codec import describe
@@ -45,16 +45,20 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         unknown = self.unknown_option()
         if unknown is not None:
-            message = f"unknown option {unknown}"
+            message = i18n._("unknown option %(option)s", option=unknown)
             close = difflib.get_close_matches(unknown, self._long_options(), n=1, cutoff=0.5)
             if close:
-                message += f" (did you mean {close[0]}?)"
+                message += i18n._(" (did you mean %(option)s?)", option=close[0])
         elif (choice := _INVALID_CHOICE.search(message)) is not None:
             options = re.findall(r"'([^']*)'", choice.group(2))
             close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.5)
             if close:
-                message += f"; did you mean {close[0]!r}?"
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+                message += i18n._("; did you mean %(choice)r?", choice=close[0])
+        self.exit(
+            2,
+            i18n._("%(prog)s: error: %(message)s (see '%(prog)s --help')", prog=self.prog, message=message)
+            + "\n",
+        )
 
     def unknown_option(self) -> str | None:
         known = self._option_string_actions
@@ -89,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="matthan", description="Street-camera network: edge agent, cloud service, tools.")
     parser.add_argument("--version", action="version", version=f"matthan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--lang",
+        choices=i18n.LANGUAGES,
+        help="language of messages and output (default: the locale, LC_ALL/LC_MESSAGES/LANG; else English)",
+    )
     # Parser for every sub-command too, so their usage errors are one line as well.
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=Parser
@@ -104,10 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lang_flag(argv: Sequence[str]) -> str | None:
+    """--lang read before parsing, so that the parser's own errors speak the language too."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--lang="):
+            return arg.split("=", 1)[1]
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    i18n.set_language(_lang_flag(sys.argv[1:] if argv is None else argv) or i18n.language_from_env())
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.verbose)
+    i18n.set_language(args.lang or i18n.language_from_env())
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
@@ -119,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except UserError as exc:
-        print(f"matthan: {exc}", file=sys.stderr)
+        print(f"matthan: {i18n.translate(i18n.language(), str(exc))}", file=sys.stderr)
         return exc.exit_code
     except (WireError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"matthan: {exc}", file=sys.stderr)

@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from matthan.i18n import N_, _
 from matthan_wire.config import CameraConfig, DeviceConfig
 from matthan_wire.enrollment import CheckItem, CommissioningReport
 from matthan_wire.identities import check_topic
@@ -94,7 +95,7 @@ class Checklist:
         todo = self.items()
         done: list[CheckItem] = []
         for i, (name, fn) in enumerate(todo, 1):
-            self._say(f"[{i}/{len(todo)}] {name} … ")
+            self._say(f"[{i}/{len(todo)}] {item_name(name)} … ")
             started = time.perf_counter()
             try:
                 item = fn()
@@ -102,7 +103,7 @@ class Checklist:
                 item = CheckItem(name=name, status="fail", detail=f"{exc.__class__.__name__}: {exc}")
             if item.ms is None:
                 item = item.model_copy(update={"ms": round((time.perf_counter() - started) * 1000, 1)})
-            self._say(f"{item.status}\n")
+            self._say(f"{_(MARKS[item.status]).lower()}\n")
             done.append(item)
         return done
 
@@ -418,14 +419,44 @@ def cpu_temperature() -> float | None:
     return None
 
 
+# The checklist as the technician reads it, in the process's language (matthan --lang, the locale).
+# The report sent to the cloud keeps the item names and details as they are: they are data.
+MARKS = {"pass": N_("PASS"), "warn": N_("WARN"), "fail": N_("FAIL")}
+ITEM_NAMES = {
+    "certificate": N_("certificate"),
+    "model": N_("model"),
+    "broker": N_("broker"),
+    "cloud": N_("cloud"),
+    "clock": N_("clock"),
+    "disk": N_("disk"),
+    "cpu temperature": N_("cpu temperature"),
+}
+
+
+def item_name(name: str) -> str:
+    if name.startswith("camera "):
+        return _("camera %(camera)s", camera=name.removeprefix("camera "))
+    return _(ITEM_NAMES[name]) if name in ITEM_NAMES else name
+
+
 def table(items: list[CheckItem]) -> str:
-    width = max(len(i.name) for i in items)
-    marks = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
-    lines = [f"{'item':<{width}}  result  detail", f"{'-' * width}  ------  ------"]
-    lines += [f"{i.name:<{width}}  {marks[i.status]:<6}  {i.detail}" for i in items]
+    names = [item_name(i.name) for i in items]
+    marks = [_(MARKS[i.status]) for i in items]
+    head = (_("item"), _("result"), _("detail"))
+    width = max(len(n) for n in [*names, head[0]])
+    mark_w = max(len(m) for m in [*marks, head[1]])
+    lines = [f"{head[0]:<{width}}  {head[1]:<{mark_w}}  {head[2]}", f"{'-' * width}  {'-' * mark_w}  ------"]
+    lines += [f"{n:<{width}}  {m:<{mark_w}}  {i.detail}" for n, m, i in zip(names, marks, items, strict=True)]
     fails = sum(i.status == "fail" for i in items)
     warns = sum(i.status == "warn" for i in items)
-    lines.append(f"{fails} fail, {warns} warn, {len(items) - fails - warns} pass")
+    lines.append(
+        _(
+            "%(fails)d fail, %(warns)d warn, %(passes)d pass",
+            fails=fails,
+            warns=warns,
+            passes=len(items) - fails - warns,
+        )
+    )
     return "\n".join(lines)
 
 

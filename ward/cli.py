@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
+from matthan.i18n import LANGUAGES, _, language, locale_language
 from matthan_wire.codec import describe
 from matthan_wire.config import BrokerConfig
 from ward.errors import WardError
@@ -61,6 +62,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         action="store_true",
         help="do not confirm to the cloud that alerts reached this station (a second, read-only screen)",
     )
+    listen.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=argparse.SUPPRESS,
+        help="language of the alert lines (default: matthan's --lang, else the locale: LC_ALL, LANG)",
+    )
     listen.set_defaults(handler=_listen)
 
 
@@ -75,11 +82,13 @@ def _listen(args: argparse.Namespace) -> int:
     from ward.preflight import check_broker, check_ward
 
     if not args.broker.startswith(("mqtt://", "mqtts://")):
-        raise WardError(f"--broker {args.broker}: expected mqtt://host[:port] or mqtts://host[:port]")
+        raise WardError(
+            _("--broker %(url)s: expected mqtt://host[:port] or mqtts://host[:port]", url=args.broker)
+        )
     for name in ("ca", "cert", "key"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():
-            raise WardError(f"--{name} {value}: no such file")
+            raise WardError(_("--%(flag)s %(path)s: no such file", flag=name, path=value))
     try:
         broker = BrokerConfig(
             url=args.broker,
@@ -90,16 +99,18 @@ def _listen(args: argparse.Namespace) -> int:
             password=args.password,
         )
     except ValidationError as exc:
-        raise WardError(f"--broker/--cert/--key: {describe(exc)}") from None
+        raise WardError(_("--broker/--cert/--key: %(problem)s", problem=describe(exc))) from None
     if args.console_url and not args.console_url.startswith(("http://", "https://")):
-        raise WardError(f"--console-url {args.console_url}: expected https://host[:port]")
+        raise WardError(_("--console-url %(url)s: expected https://host[:port]", url=args.console_url))
     try:
         tz = ZoneInfo(args.tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise WardError(f"--tz {args.tz}: not a time zone name (e.g. Asia/Ho_Chi_Minh)") from None
+        raise WardError(_("--tz %(tz)s: not a time zone name (e.g. Asia/Ho_Chi_Minh)", tz=args.tz)) from None
     if broker.cert:
         check_ward(args.ward, broker.cert)
     check_broker(broker)
+    # --lang (the station's or matthan's), else the locale's; none of ours (C): both languages.
+    lang = getattr(args, "lang", None) or locale_language()
     listener = WardListener(
         args.ward,
         broker,
@@ -109,7 +120,8 @@ def _listen(args: argparse.Namespace) -> int:
         as_json=args.json,
         confirm_delivery=not args.no_confirm,
         state=args.state or default_state(args.ward),
-        lines=LineWriter(tz=tz, console_url=args.console_url),
+        lang=lang or language(),
+        lines=LineWriter(tz=tz, console_url=args.console_url, lang=lang),
     )
     stop = threading.Event()
 

@@ -33,6 +33,7 @@ from typing import TextIO
 
 from matthan.backoff import Backoff
 from matthan.display import zone_of
+from matthan.i18n import SOURCE_LANGUAGE, translate
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, MqttLink
 from matthan_wire import (
@@ -105,16 +106,24 @@ class WardListener:
         confirm_delivery: bool = True,
         lines: LineWriter | None = None,
         state: Path | None = None,
+        lang: str = SOURCE_LANGUAGE,
     ) -> None:
         if not is_id(ward):
-            raise WardError(f"ward {ward!r} is not an id ([a-z0-9-], at most 63 characters)")
+            raise WardError(
+                translate(lang, "ward %(ward)r is not an id ([a-z0-9-], at most 63 characters)", ward=ward)
+            )
         if snapshots is not None:
             try:
                 snapshots.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise WardError(f"snapshots folder {snapshots}: {exc.strerror}") from None
+                raise WardError(
+                    translate(
+                        lang, "snapshots folder %(path)s: %(error)s", path=snapshots, error=exc.strerror
+                    )
+                ) from None
             if not os.access(snapshots, os.W_OK):
-                raise WardError(f"snapshots folder {snapshots}: not writable")
+                raise WardError(translate(lang, "snapshots folder %(path)s: not writable", path=snapshots))
+        self.lang = lang
         self.ward = ward
         self.out = out
         self.snapshots = snapshots

@@ -10,19 +10,16 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from cloud.models import AlertRow, Camera
+from matthan import vocabulary
 
-# Rule types in the words an officer reads (Vietnamese first: the users are Vietnamese-speaking).
-RULE_WORDS: dict[str, str] = {
-    "crowd": "Tụ tập đông người (gathering)",
-    "intrusion": "Xâm nhập khu vực cấm (intrusion)",
-    "loitering": "Lảng vảng (loitering)",
-    "illegal_parking": "Đỗ xe trái phép (illegal parking)",
-    "encroachment": "Lấn chiếm vỉa hè (sidewalk encroachment)",
-    "wrong_way": "Đi ngược chiều (wrong-way traffic)",
-    "camera_offline": "Mất tín hiệu camera (camera stream lost)",
-    "tamper": "Phá hoại camera (camera tampering)",
-    "device_offline": "Thiết bị mất kết nối (device offline)",
-}
+
+def rule_words(rule_type: str) -> str:
+    """The rule type in the words an officer reads, Vietnamese first and the English after it: a
+    notification goes to a phone or a mailbox whose reader's language the cloud does not know.
+    The words are the catalogues' (matthan/vocabulary.py, docs/glossary-vi.md)."""
+    vi = vocabulary.name("vi", rule_type, vocabulary.RULE_TYPES)
+    en = vocabulary.name("en", rule_type, vocabulary.RULE_TYPES)
+    return vi if vi == en else f"{vi} ({en})"
 
 
 class Message(BaseModel):
@@ -111,7 +108,7 @@ def build(
         camera_id=alert.camera_id,
         site=cam.site_name if cam is not None else None,
         rule=alert.rule,
-        rule_words=RULE_WORDS.get(alert.type, alert.type.replace("_", " ")),
+        rule_words=rule_words(alert.type),
         category=alert.category,
         started_local=local_time(alert.started_at, tz_name),
         started_at=alert.started_at,

@@ -1,17 +1,29 @@
 """The operations centre's web console: server-rendered pages over the cloud's services, one module
-per page (auth, fleet, device, alerts, alert_page, handover, reports, escalation, audit, zones);
-`pages` holds what they share.
+per page (auth, fleet, device, alerts, alert_page, handover, reports, escalation, audit, zones,
+account); `pages` holds what they share.
 
 `router` is what cloud/app.py includes.
 """
 
 from fastapi import APIRouter
 
-from cloud.console import alert_page, alerts, audit, auth, device, escalation, fleet, handover, reports, zones
+from cloud.console import (
+    account,
+    alert_page,
+    alerts,
+    audit,
+    auth,
+    device,
+    escalation,
+    fleet,
+    handover,
+    reports,
+    zones,
+)
 
 router = APIRouter(include_in_schema=False)
 # alerts before alert_page: its fixed paths (/console/alerts/card/…, /part/…) come first.
-for _page in (auth, fleet, device, alerts, alert_page, handover, reports, escalation, audit, zones):
+for _page in (auth, fleet, device, alerts, alert_page, handover, reports, escalation, audit, zones, account):
     router.include_router(_page.router)
 
 __all__ = ["router"]

@@ -12,11 +12,12 @@ from fastapi.responses import HTMLResponse
 from cloud.attention.escalation import history as escalation_history
 from cloud.auth import DbSession
 from cloud.console.alerts import alert_marker, map_config
-from cloud.console.pages import ViewerDep, page, page_router
+from cloud.console.pages import ViewerDep, lang_of, page, page_router
 from cloud.models import Device
 from cloud.services import alerts
 from cloud.services.config import current_site_config
-from matthan.display import STATE_WORDS, rule_words
+from matthan import vocabulary
+from matthan.i18n import N_
 
 router = page_router()
 
@@ -49,15 +50,16 @@ def alert_page(request: Request, event_id: str, v: ViewerDep, session: DbSession
     shape = place_shape(current_site_config(session, device) if device else None, row.camera_id, row.zone)
     marker = alert_marker(detail)
     escalation, sent = escalation_history(session, event_id)
+    rule_text = detail.rule_title or vocabulary.name(lang_of(request), detail.type, vocabulary.RULE_TYPES)
     return page(
         request,
         "console/alert.html",
         v,
-        title=f"{rule_words(detail.type, detail.rule_title)} · {detail.site_name or detail.device_id}",
+        title=f"{rule_text} · {detail.site_name or detail.device_id}",
         nav="alerts",
         a=detail,
-        rule_text=rule_words(detail.type, detail.rule_title),
-        state_words=STATE_WORDS,
+        rule_text=rule_text,
+        state_words={**vocabulary.ALERT_STATES, "received": N_("received by the cloud")},  # |tr in the page
         steps=alerts.history(session, row),
         escalation=escalation,  # levels reached, and who was notified on which channel
         sent=sent,

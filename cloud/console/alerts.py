@@ -33,6 +33,7 @@ from cloud.errors import CloudError, Forbidden, Invalid, NotFound
 from cloud.models import AlertRow
 from cloud.services import alerts
 from matthan.display import rule_words
+from matthan.i18n import N_, Msg
 from matthan_wire.codec import describe
 from matthan_wire.config import CATEGORY_OF
 from matthan_wire.ids import QUERY_TEXT, is_id
@@ -73,7 +74,9 @@ def _local_input(text: str | None, what: str, zone: tzinfo) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text[:64])
     except ValueError:
-        raise CloudError(f"{what}: {text[:64]!r} is not a date and time like 2026-11-24T08:30") from None
+        raise CloudError(
+            Msg("%(what)s: %(text)r is not a date and time like 2026-11-24T08:30", what=what, text=text[:64])
+        ) from None
     try:
         return bounded_utc(moment.replace(tzinfo=zone) if moment.tzinfo is None else moment)
     except ValueError as exc:
@@ -103,8 +106,8 @@ def alert_filters(
         rule=rule or None,
         state=state or None,
         device=device or None,
-        since=_local_input(since, "from", zone),
-        until=_local_input(until, "to", zone),
+        since=_local_input(since, Msg("from"), zone),
+        until=_local_input(until, Msg("to"), zone),
         order="oldest" if order == "oldest" else "newest",
         site=site or None,
         q=(q or "").strip() or None,
@@ -158,7 +161,7 @@ def alerts_page(
         request,
         "console/alerts.html",
         v,
-        title="Alerts",
+        title=N_("Alerts"),
         nav="alerts",
         alerts=alerts.alert_outs(session, list(rows)),
         filters=f,
@@ -295,7 +298,7 @@ def alert_action(
 ) -> Response:
     check_csrf(v, csrf_token)
     if not v.can_act:
-        raise Forbidden("your role may not act on alerts")
+        raise Forbidden(N_("your role may not act on alerts"))
     try:
         body = alerts.ActionIn.model_validate({"action": action, "note": note.strip() or None})
     except ValidationError as exc:

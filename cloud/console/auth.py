@@ -13,6 +13,7 @@ from cloud.auth import DbSession
 from cloud.console.pages import STATIC, ViewerDep, check_csrf, page, page_router, safe_next
 from cloud.errors import NotFound
 from cloud.settings import Settings
+from matthan.i18n import N_, Msg
 
 log = logging.getLogger("matthan.cloud.console")
 router = page_router()
@@ -46,7 +47,7 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
         request,
         "console/login.html",
         None,
-        title="Sign in",
+        title=N_("Sign in"),
         next=safe_next(next),
         error=None,
         username="",
@@ -88,7 +89,7 @@ def login_submit(
             "console/login.html",
             None,
             status=status,
-            title="Sign in",
+            title=N_("Sign in"),
             next=target,
             error=error,
             username=username,
@@ -98,13 +99,13 @@ def login_submit(
         return resp
 
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
-        return again("The sign-in form expired; please try again.", 403)
+        return again(N_("The sign-in form expired; please try again."), 403)
     try:
         user = auth.sign_in(request, session, username, password, via="console")
     except HTTPException as exc:
         if exc.status_code == 429:
-            return again(f"Too many failed sign-ins: {exc.detail}.", 429)
-        return again("Wrong user name or password.", 401)
+            return again(Msg("Too many failed sign-ins: %(detail)s.", detail=str(exc.detail)), 429)
+        return again(N_("Wrong user name or password."), 401)
     resp = RedirectResponse(target, 303)
     auth.login(resp, request.app.state.settings, user)
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")

@@ -12,11 +12,12 @@ from sqlmodel import Session, col, select
 from cloud.auth import DbSession
 from cloud.console import svg
 from cloud.console.fleet import device_views
-from cloud.console.pages import ViewerDep, check_csrf, page, page_router, zone_of
+from cloud.console.pages import ViewerDep, check_csrf, lang_of, page, page_router, zone_of
 from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import AlertRow, Device, HealthSample
 from cloud.services import devices
 from cloud.settings import Settings
+from matthan.i18n import N_, Msg, translate
 from matthan_wire.codec import describe
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
@@ -26,7 +27,7 @@ HEALTH_HOURS = 24
 
 
 def _charts(
-    session: Session, device: Device, settings: Settings, hours: int, zone: tzinfo
+    session: Session, device: Device, settings: Settings, hours: int, zone: tzinfo, lang: str = "en"
 ) -> tuple[list[str], int]:
     since = utc_now() - timedelta(hours=hours)
     rows = session.exec(
@@ -59,30 +60,30 @@ def _charts(
                 or pts[i + 1][1] is None
                 or pts[i - 1][1] is None
             ]
-        return svg.Series(name, pts, colour)
+        return svg.Series(translate(lang, name), pts, colour)
 
     def chart(title: str, unit: str, series_: list[svg.Series]) -> str:
-        return svg.line_chart(title, unit, series_, zone=zone)
+        return svg.line_chart(translate(lang, title), unit, series_, zone=zone)
 
     charts = [
-        chart("CPU", "%", [series("cpu", lambda r: r.cpu_pct)]),
-        chart("CPU temperature", "°C", [series("temp", lambda r: r.temp_c, "#dc2626")]),
-        chart("Disk free", "MB", [series("disk", lambda r: r.disk_free_mb, "#059669")]),
-        chart("Memory", "MB", [series("mem", lambda r: r.mem_mb, "#7c3aed")]),
+        chart(N_("CPU"), "%", [series(N_("cpu"), lambda r: r.cpu_pct)]),
+        chart(N_("CPU temperature"), "°C", [series(N_("temp"), lambda r: r.temp_c, "#dc2626")]),
+        chart(N_("Disk free"), "MB", [series(N_("disk"), lambda r: r.disk_free_mb, "#059669")]),
+        chart(N_("Memory"), "MB", [series(N_("mem"), lambda r: r.mem_mb, "#7c3aed")]),
         chart(
-            "Backlog",
+            N_("Backlog"),
             "",
             [
-                series("outbox", lambda r: float(r.outbox_depth), "#d97706"),
-                series("uploads", lambda r: float(r.upload_backlog), "#0891b2"),
+                series(N_("outbox"), lambda r: float(r.outbox_depth), "#d97706"),
+                series(N_("uploads"), lambda r: float(r.upload_backlog), "#0891b2"),
             ],
         ),
         chart(
-            "Cameras streaming",
+            N_("Cameras streaming"),
             "",
             [
-                series("up", lambda r: float(r.cameras_up), "#15803d"),
-                series("total", lambda r: float(r.cameras_total), "#9ca3af"),
+                series(N_("up"), lambda r: float(r.cameras_up), "#15803d"),
+                series(N_("total"), lambda r: float(r.cameras_total), "#9ca3af"),
             ],
         ),
     ]
@@ -103,7 +104,9 @@ def device_page(
     # Judged among the visible fleet: "model in sync" compares with what the others run.
     everything = device_views(session, v.principal.ward_scope, revoked=device.revoked_at is not None)
     view = next(d for d in everything if d.id == device.id)
-    charts, samples = _charts(session, device, request.app.state.settings, hours, zone_of(request))
+    charts, samples = _charts(
+        session, device, request.app.state.settings, hours, zone_of(request), lang_of(request)
+    )
     recent = session.exec(
         select(AlertRow)
         .where(AlertRow.device_id == device.id)
@@ -114,7 +117,7 @@ def device_page(
         request,
         "console/device.html",
         v,
-        title=f"Device {device.id}",
+        title=Msg("Device %(device)s", device=device.id),
         nav="fleet",
         d=view,
         charts=charts,
@@ -133,7 +136,9 @@ def _optional_float(text: str, what: str) -> float | None:
     try:
         return float(text.replace(",", "."))
     except ValueError:
-        raise CloudError(f"{what}: {text!r} is not a number (decimal degrees, e.g. 10.7764)") from None
+        raise CloudError(
+            Msg("%(what)s: %(text)r is not a number (decimal degrees, e.g. 10.7764)", what=what, text=text)
+        ) from None
 
 
 @router.post("/console/devices/{device_id}/cameras/{camera_id}/place")
@@ -151,18 +156,18 @@ def camera_place(
     """A camera's name and map position, through the same service as the API (validation, audit)."""
     check_csrf(v, csrf_token)
     if not v.can_edit_config:
-        raise Forbidden("camera positions are set by the operations centre")
+        raise Forbidden(N_("camera positions are set by the operations centre"))
     try:
         body = devices.CameraIn(
             site_name=site_name.strip() or None,
             address=address.strip() or None,
-            lat=_optional_float(lat, "latitude"),
-            lon=_optional_float(lon, "longitude"),
+            lat=_optional_float(lat, Msg("latitude")),
+            lon=_optional_float(lon, Msg("longitude")),
         )
     except ValidationError as exc:
         raise CloudError(describe(exc)) from None
     if (body.lat is None) != (body.lon is None):
-        raise CloudError("give both latitude and longitude, or neither")
+        raise CloudError(N_("give both latitude and longitude, or neither"))
     devices.set_camera(session, v.principal, device_id, camera_id, body)
     return RedirectResponse(f"/console/devices/{device_id}#cam-{camera_id}", 303)
 
@@ -179,7 +184,7 @@ def camera_confirm_view(
     """An operator accepts a tampered (moved) camera's new view, through the same service as the API."""
     check_csrf(v, csrf_token)
     if not v.can_edit_config:
-        raise Forbidden("a camera's new view is confirmed by the operations centre")
+        raise Forbidden(N_("a camera's new view is confirmed by the operations centre"))
     if not is_id(camera_id):
         raise NotFound(f"no camera {camera_id!r}")
     sent = devices.confirm_view(session, v.principal, device_id, camera_id, request.app.state.mqtt)

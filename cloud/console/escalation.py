@@ -14,6 +14,7 @@ from cloud.attention.escalation import CATEGORIES, PolicyIn
 from cloud.auth import DbSession
 from cloud.console.pages import Viewer, ViewerDep, check_csrf, page, page_router, ward_choices
 from cloud.errors import Forbidden, Invalid
+from matthan.i18n import N_
 from matthan_wire.codec import describe
 from matthan_wire.timeutil import utc_now
 
@@ -35,7 +36,7 @@ EXAMPLES = {
 
 def _admin(v: Viewer) -> None:
     if v.principal.role != "admin":
-        raise Forbidden("escalation policies and notification endpoints are for administrators")
+        raise Forbidden(N_("escalation policies and notification endpoints are for administrators"))
 
 
 @router.get("/console/escalation")
@@ -48,7 +49,7 @@ def escalation_page(
         request,
         "console/escalation.html",
         v,
-        title="Escalation",
+        title=N_("Escalation"),
         nav="escalation",
         endpoints=admin.list_endpoints(session),
         policies=policies,

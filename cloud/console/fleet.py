@@ -12,9 +12,11 @@ from sqlmodel import Session, col, select
 from cloud.auth import DbSession
 from cloud.console import views
 from cloud.console.alerts import map_config
-from cloud.console.pages import Viewer, ViewerDep, page, page_router, scope, templates, ward_choices
+from cloud.console.pages import Viewer, ViewerDep, lang_of, page, page_router, scope, templates, ward_choices
 from cloud.models import Camera, Device, HealthLatest, table
 from cloud.settings import Settings
+from matthan import vocabulary
+from matthan.i18n import N_
 
 router = page_router()
 
@@ -50,6 +52,7 @@ def _fleet_context(
     request: Request, session: Session, v: Viewer, ward: str | None, state: str | None
 ) -> dict[str, Any]:
     scoped = scope(v, ward)
+    lang = lang_of(request)
     # The model check compares with the whole visible fleet, not the filtered page.
     everything = device_views(session, v.principal.ward_scope)
     shown = views.trouble_first(
@@ -60,7 +63,7 @@ def _fleet_context(
     markers = [
         {
             "lat": c.lat, "lon": c.lon, "state": views.map_state(d, c), "url": f"/console/devices/{d.id}",
-            "label": f"{c.name or c.id} · {d.id} ({d.state})",
+            "label": f"{c.name or c.id} · {d.id} ({vocabulary.name(lang, d.state)})",
         }
         for d in shown
         for c in d.cameras
@@ -103,7 +106,7 @@ def fleet(
         request,
         "console/fleet.html",
         v,
-        title="Fleet health",
+        title=N_("Fleet health"),
         nav="fleet",
         wards=ward_choices(session, v),
         **ctx,

@@ -18,6 +18,7 @@ from cloud.console import views
 from cloud.console.alerts import _local_input
 from cloud.console.pages import Viewer, ViewerDep, page, page_router, scope, ward_choices, zone_of
 from cloud.models import AlertRow, AuditLog
+from matthan.i18n import N_
 from matthan_wire.timeutil import utc_now
 
 router = page_router()
@@ -125,7 +126,7 @@ def handover_page(
         request,
         "console/handover.html",
         v,
-        title="Shift handover",
+        title=N_("Shift handover"),
         nav="handover",
         h=h,
         wards=ward_choices(session, v),

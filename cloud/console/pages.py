@@ -17,13 +17,15 @@ import hmac
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_timedelta
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
@@ -38,7 +40,8 @@ from cloud.console import views
 from cloud.errors import CloudError, Forbidden
 from cloud.models import Device, User
 from cloud.settings import Settings
-from matthan.display import rule_words
+from matthan import i18n, vocabulary
+from matthan.i18n import N_, Msg
 from matthan_wire.timeutil import utc_now
 
 log = logging.getLogger("matthan.cloud.console")
@@ -47,7 +50,61 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "static"
 TEMPLATES = HERE.parent / "templates"
 
-templates = Jinja2Templates(directory=str(TEMPLATES))
+
+def lang_of(request: Request) -> str:
+    """The reader's language: their own setting (read with their session), else the deployment's
+    (Settings.language), else — when the deployment says "auto" — the browser's Accept-Language."""
+    chosen = getattr(request.state, "lang", None)
+    if chosen in i18n.LANGUAGES:
+        return str(chosen)
+    setting: str = request.app.state.settings.language
+    if setting != "auto":
+        return setting
+    return browser_language(request.headers.get("accept-language", ""))
+
+
+def browser_language(header: str) -> str:
+    wanted = []
+    for part in header.split(","):
+        tag, _, q = part.strip().partition(";q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            continue
+        if tag and tag != "*":
+            wanted.append((weight, tag.replace("-", "_")))
+    ordered = [tag for _, tag in sorted(wanted, key=lambda w: -w[0])]
+    try:
+        found = Locale.negotiate(ordered, list(i18n.LANGUAGES))
+    except (UnknownLocaleError, ValueError):
+        found = None
+    return found.language if found is not None else i18n.DEFAULT_LANGUAGE
+
+
+def _lang_context(request: Request) -> dict[str, Any]:
+    return {"lang": lang_of(request)}
+
+
+templates = Jinja2Templates(directory=str(TEMPLATES), context_processors=[_lang_context])
+templates.env.add_extension("jinja2.ext.i18n")
+
+
+def _ctx_lang(ctx: Context) -> str:
+    lang = ctx.get("lang")
+    return lang if isinstance(lang, str) else i18n.DEFAULT_LANGUAGE
+
+
+@pass_context
+def _gettext(ctx: Context, message: str) -> str:
+    return i18n.translate(_ctx_lang(ctx), message) if message else ""
+
+
+@pass_context
+def _ngettext(ctx: Context, singular: str, plural: str, n: int) -> str:
+    return i18n.translations(_ctx_lang(ctx)).ngettext(singular, plural, n)
+
+
+templates.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
 
 
 class ConsoleRoute(APIRoute):
@@ -62,6 +119,8 @@ class ConsoleRoute(APIRoute):
             except (HTTPException, CloudError) as exc:
                 status = exc.status_code if isinstance(exc, HTTPException) else exc.status
                 detail = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
+                if isinstance(exc, CloudError) and exc.args and isinstance(exc.args[0], Msg):
+                    detail = exc.args[0]  # kept with its parameters: the page translates it
                 wants_page = "text/html" in request.headers.get("accept", "")
                 if status < 400 or not wants_page or request.headers.get("x-requested-with"):
                     raise
@@ -96,29 +155,48 @@ def _zone(name: str) -> tzinfo:
         return ZoneInfo("UTC")
 
 
-def _ago(moment: datetime | None) -> str:
+@pass_context
+def _ago(ctx: Context, moment: datetime | None) -> str:
+    lang = _ctx_lang(ctx)
     if moment is None:
-        return "never"
-    s = (utc_now() - moment).total_seconds()
-    if s < 0:
-        return "just now"
-    if s < 90:
-        return f"{s:.0f} s ago"
-    if s < 5400:
-        return f"{s / 60:.0f} min ago"
-    if s < 48 * 3600:
-        return f"{s / 3600:.0f} h ago"
-    return f"{s / 86400:.0f} d ago"
+        return i18n.translate(lang, "never")
+    span = utc_now() - moment
+    if span.total_seconds() < 1:
+        return i18n.translate(lang, "just now")
+    return str(format_timedelta(-span, threshold=1.5, add_direction=True, format="short", locale=lang))
 
 
 @pass_context
 def _local(ctx: Context, moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(zone_of(ctx["request"])).strftime("%Y-%m-%d %H:%M:%S")
+    """A moment on the district's clock, written the reader's way (the zone is in each page's header)."""
+    if moment is None:
+        return ""
+    return i18n.format_moment(moment, _ctx_lang(ctx), zone_of(ctx["request"]), with_zone=False)
 
 
 @pass_context
 def _day(ctx: Context, moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(zone_of(ctx["request"])).strftime("%Y-%m-%d")
+    return "" if moment is None else i18n.format_day(moment, _ctx_lang(ctx), zone_of(ctx["request"]))
+
+
+@pass_context
+def _number(ctx: Context, value: float | None, decimals: int = 0) -> str:
+    return "" if value is None else i18n.format_number(value, _ctx_lang(ctx), decimals)
+
+
+@pass_context
+def _tr(ctx: Context, text: str | None) -> str:
+    """A text built in Python (a Msg with its parameters, or an N_-marked text) in the reader's language."""
+    if not text:
+        return ""  # gettext("") would be the catalogue's header
+    lang = _ctx_lang(ctx)
+    return text.translated(lang) if isinstance(text, Msg) else i18n.translate(lang, text)
+
+
+@pass_context
+def _name(ctx: Context, code: str | None) -> str:
+    """A code's name (rule type, category, state, role) in the reader's language."""
+    return vocabulary.name(_ctx_lang(ctx), code)
 
 
 def _utc(moment: datetime | None) -> str:
@@ -136,13 +214,54 @@ def _digest(path: Path, _mtime_ns: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
-templates.env.filters.update(ago=_ago, local=_local, day=_day, utc=_utc)
+@pass_context
+def _dayname(ctx: Context, iso_day: str) -> str:
+    """A calendar day given as YYYY-MM-DD (the figures' keys), written the reader's way."""
+    try:
+        day = date.fromisoformat(iso_day)
+    except ValueError:
+        return iso_day
+    return day.strftime("%d/%m/%Y") if _ctx_lang(ctx) == "vi" else iso_day
+
+
+@lru_cache(maxsize=1)
+def js_msgids() -> tuple[str, ...]:
+    """The texts the console's scripts show: every `_("…")` in cloud/static/*.js, found with the
+    same Babel extractor the catalogue is built with, so a script's text cannot miss the page."""
+    from babel.messages.extract import extract_from_file
+
+    found: set[str] = set()
+    for path in sorted(STATIC.glob("*.js")):
+        for _lineno, message, _comments, _context in extract_from_file("javascript", str(path)):
+            if isinstance(message, str):
+                found.add(message)
+    return tuple(sorted(found))
+
+
+@lru_cache(maxsize=len(i18n.LANGUAGES))
+def js_messages(lang: str) -> dict[str, str]:
+    """The scripts' texts in one language, rendered into each page (no extra request)."""
+    return {m: i18n.translate(lang, m) for m in js_msgids()}
+
+
+@pass_context
+def _rule_label(ctx: Context, a: Any) -> str:
+    """An alert's rule as people read it: its own title, else its type's name in the reader's language."""
+    if a.rule_title:
+        return str(a.rule_title)
+    return vocabulary.name(_ctx_lang(ctx), a.type, vocabulary.RULE_TYPES)
+
+
+templates.env.filters.update(
+    ago=_ago, local=_local, day=_day, utc=_utc, number=_number, tr=_tr, name=_name, dayname=_dayname
+)
 templates.env.globals.update(
+    js_messages=js_messages,
     static=_static_url,
     actions_for=views.actions_for,
     clip_note=views.clip_note,
     alert_duration=views.alert_duration,
-    rule_label=lambda a: rule_words(a.type, a.rule_title),
+    rule_label=_rule_label,
 )
 
 
@@ -180,6 +299,7 @@ def session_viewer(request: Request, session: Session) -> Viewer | None:
     user = session.get(User, user_id)
     if user is None or user.disabled:
         return None
+    request.state.lang = user.language  # read by lang_of for every page and part of this request
     return Viewer(auth.Principal("user", user.name, user.role, user.ward, "cookie", user.id), csrf)
 
 
@@ -196,7 +316,7 @@ ViewerDep = Annotated[Viewer, Depends(viewer)]
 
 def check_csrf(v: Viewer, sent: str | None) -> None:
     if not sent or not hmac.compare_digest(sent, v.csrf):
-        raise Forbidden("the form has expired (CSRF check failed); reload the page and try again")
+        raise Forbidden(N_("the form has expired (CSRF check failed); reload the page and try again"))
 
 
 def safe_next(target: str | None) -> str:
@@ -219,18 +339,25 @@ def page(request: Request, name: str, v: Viewer | None, status: int = 200, **ctx
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
+ERROR_TITLES = {
+    400: N_("Please check the request"),
+    401: N_("Please sign in"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+}
+
+
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    titles = {400: "Please check the request", 401: "Please sign in", 403: "Not allowed", 404: "Not found"}
     with Session(request.app.state.engine) as session:
         v = session_viewer(request, session)
-    if message.strip().lower() == titles.get(status, "").lower():
-        message = "There is no such page, or it is not yours to see."
+    if message.strip().lower() in (ERROR_TITLES.get(status, "").lower(), "not found"):
+        message = N_("There is no such page, or it is not yours to see.")
     return page(
         request,
         "console/error.html",
         v,
         status=status,
-        title=titles.get(status, "Something went wrong"),
+        title=ERROR_TITLES.get(status, N_("Something went wrong")),
         message=message,
     )
 

@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from cloud.auth import DbSession
 from cloud.console.alerts import stats
 from cloud.console.pages import ViewerDep, page, page_router, ward_choices, zone_of
+from matthan.i18n import N_
 from matthan_wire.ids import QUERY_TEXT
 
 router = page_router()
@@ -26,7 +27,7 @@ def reports(
         request,
         "console/reports.html",
         v,
-        title="Report",
+        title=N_("Report"),
         nav="reports",
         stats=figures,
         filters={"ward": ward or ""},

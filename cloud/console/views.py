@@ -17,6 +17,8 @@ from pydantic import ConfigDict, Field
 from cloud.models import Device, HealthLatest
 from cloud.services.alerts import AlertOut
 from cloud.services.devices import DeviceOut, device_fields
+from matthan import vocabulary
+from matthan.i18n import N_, Msg
 from matthan_wire.timeutil import utc_now
 
 # Thresholds for "needs attention"; a warning is worth a look, trouble is worth a technician.
@@ -34,9 +36,10 @@ CLOUD_STALE_WARN_S, CLOUD_STALE_BAD_S = 300, 3600
 ACTIONS: dict[str, list[tuple[str, str]]] = {
     # Which buttons an alert in a state offers: resolving or dismissing needs no prior acknowledge
     # (an officer on the spot may do both at once).
-    "new": [("acknowledge", "Acknowledge"), ("resolve", "Resolve"), ("false_alarm", "False alarm")],
-    "delivered": [("acknowledge", "Acknowledge"), ("resolve", "Resolve"), ("false_alarm", "False alarm")],
-    "acknowledged": [("resolve", "Resolve"), ("false_alarm", "False alarm")],
+    # The labels are the catalogue's texts (matthan.vocabulary), translated where the card is shown.
+    "new": [(a, vocabulary.ACTIONS[a]) for a in ("acknowledge", "resolve", "false_alarm")],
+    "delivered": [(a, vocabulary.ACTIONS[a]) for a in ("acknowledge", "resolve", "false_alarm")],
+    "acknowledged": [(a, vocabulary.ACTIONS[a]) for a in ("resolve", "false_alarm")],
     "resolved": [],
     "false_alarm": [],
 }
@@ -75,13 +78,13 @@ class CameraView:
         return self.tamper_state in ("suspect", "tampered")
 
     @property
-    def tamper_text(self) -> str:
-        kind = self.tamper_kind or "changed"
+    def tamper_text(self) -> Msg:
+        kind = Msg(vocabulary.TAMPER_KINDS.get(self.tamper_kind or "changed", self.tamper_kind or "changed"))
         if self.zones_suspended:
-            return "view moved: zone rules suspended until the new view is confirmed"
+            return Msg("view moved: zone rules suspended until the new view is confirmed")
         if self.tamper_state == "tampered":
-            return f"camera tampered: {kind}"
-        return "view changed: moved?" if kind == "moved" else f"view changed: {kind}?"
+            return Msg("camera tampered: %(kind)s", kind=kind)
+        return Msg("view changed: %(kind)s?", kind=kind)
 
     @property
     def fine(self) -> bool:
@@ -106,7 +109,7 @@ class DeviceView(DeviceOut):
 
     latest: dict[str, Any] = Field(default_factory=dict)  # the raw latest health body
     cameras: list[CameraView] = Field(default_factory=list)
-    trouble: list[str] = Field(default_factory=list)
+    trouble: list[str] = Field(default_factory=list)  # Msg: translated where shown
     severity: int = 0  # 0 fine, 1 warning, 2 trouble
     model_expected: str | None = None
 
@@ -250,45 +253,55 @@ def judge(views: Sequence[DeviceView]) -> None:
         bad: list[str] = []
         warn: list[str] = []
         if v.state == "revoked":  # out of service on purpose: nothing to fix
-            v.trouble, v.severity = ["revoked"], 0
+            v.trouble, v.severity = [Msg("revoked")], 0
             continue
         if v.state == "offline":
-            bad.append("device offline")
+            bad.append(Msg("device offline"))
         elif v.state == "never":
-            warn.append("never reported")
+            warn.append(Msg("never reported"))
         if v.state == "online":
             down = [c.id for c in v.cameras if c.stream_up is False]
             if down:
-                bad.append(f"camera down: {', '.join(down)}")
+                bad.append(Msg("camera down: %(cameras)s", cameras=", ".join(down)))
             poor = [c.id for c in v.cameras if c.quality is not None and c.quality < QUALITY_WARN]
             if poor:
                 (
                     bad if any(c.quality is not None and c.quality < QUALITY_BAD for c in v.cameras) else warn
-                ).append(f"poor stream: {', '.join(poor)}")
+                ).append(Msg("poor stream: %(cameras)s", cameras=", ".join(poor)))
             slow = [c.id for c in v.cameras if c.detect_ms is not None and c.detect_ms >= DETECT_WARN_MS]
             if slow:
-                warn.append(f"slow detector: {', '.join(slow)}")
+                warn.append(Msg("slow detector: %(cameras)s", cameras=", ".join(slow)))
             for c in v.cameras:
                 if c.view_changed:
-                    (bad if c.tamper_state == "tampered" else warn).append(f"{c.id}: {c.tamper_text}")
-        _threshold(v.temp_c, TEMP_WARN_C, TEMP_BAD_C, "hot: {:.0f} °C", warn, bad)
+                    (bad if c.tamper_state == "tampered" else warn).append(
+                        Msg("%(camera)s: %(problem)s", camera=c.id, problem=c.tamper_text)
+                    )
+        _threshold(v.temp_c, TEMP_WARN_C, TEMP_BAD_C, N_("hot: %(value).0f °C"), warn, bad)
         if v.disk_free_mb is not None and v.disk_free_mb <= DISK_WARN_MB:
-            (bad if v.disk_free_mb <= DISK_BAD_MB else warn).append(f"disk: {v.disk_free_mb:.0f} MB free")
-        _threshold(v.outbox_depth, OUTBOX_WARN, OUTBOX_BAD, "outbox: {} waiting", warn, bad)
-        _threshold(v.upload_backlog, BACKLOG_WARN, BACKLOG_BAD, "uploads: {} waiting", warn, bad)
+            (bad if v.disk_free_mb <= DISK_BAD_MB else warn).append(
+                Msg("disk: %(mb).0f MB free", mb=v.disk_free_mb)
+            )
+        _threshold(v.outbox_depth, OUTBOX_WARN, OUTBOX_BAD, N_("outbox: %(value)d waiting"), warn, bad)
+        _threshold(v.upload_backlog, BACKLOG_WARN, BACKLOG_BAD, N_("uploads: %(value)d waiting"), warn, bad)
         oldest = v.outbox_oldest_age_s
         if isinstance(oldest, int) and oldest >= CLOUD_STALE_WARN_S:
             # Clamped: the contract allows up to 2^63-1 s, timedelta stops at ~3e13 s.
             age = human_duration(timedelta(seconds=min(oldest, 10**9)))
             (bad if oldest >= CLOUD_STALE_BAD_S else warn).append(
-                f"cloud link stale: no receipt for {age}, {v.outbox_resends_1h or 0} resends in 1 h"
+                Msg(
+                    "cloud link stale: no receipt for %(age)s, %(resends)d resends in 1 h",
+                    age=age,
+                    resends=v.outbox_resends_1h or 0,
+                )
             )
         if v.reported_status == "rejected" and v.desired_version is not None:
-            bad.append(f"config v{v.desired_version} rejected")
+            bad.append(Msg("config v%(version)s rejected", version=v.desired_version))
         elif not v.config_in_sync:
-            warn.append(f"config v{v.desired_version} not applied yet")
+            warn.append(Msg("config v%(version)s not applied yet", version=v.desired_version))
         if not v.model_in_sync:
-            warn.append(f"model {v.model} (fleet runs {v.model_expected})")
+            warn.append(
+                Msg("model %(model)s (fleet runs %(expected)s)", model=v.model, expected=v.model_expected)
+            )
         v.trouble = bad + warn
         v.severity = 2 if bad else (1 if warn else 0)
 
@@ -297,7 +310,7 @@ def _threshold(
     value: float | None, warn_at: float, bad_at: float, text: str, warn: list[str], bad: list[str]
 ) -> None:
     if value is not None and value >= warn_at:
-        (bad if value >= bad_at else warn).append(text.format(value))
+        (bad if value >= bad_at else warn).append(Msg(text, value=value))
 
 
 def trouble_first(views: Iterable[DeviceView]) -> list[DeviceView]:
@@ -342,7 +355,7 @@ def clip_note(a: AlertOut) -> str:
     if a.ended_at is None or a.clip_url is not None:
         return ""
     recent = utc_now() - a.ended_at < CLIP_GRACE
-    return "clip not uploaded yet" if recent else "no clip was uploaded"
+    return Msg("clip not uploaded yet") if recent else Msg("no clip was uploaded")
 
 
 def alert_duration(a: AlertOut) -> str:
@@ -354,7 +367,7 @@ def human_duration(span: timedelta | None) -> str:
         return ""
     s = int(max(0.0, span.total_seconds()))
     if s < 60:
-        return f"{s} s"
+        return Msg("%(s)d s", s=s)
     if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+        return Msg("%(min)d min %(s)02d s", min=s // 60, s=s % 60)
+    return Msg("%(h)d h %(min)02d min", h=s // 3600, min=s % 3600 // 60)

@@ -15,6 +15,7 @@ from cloud.console.pages import ViewerDep, check_csrf, page, page_router, templa
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.models import AlertRow, Device, MediaObject
 from cloud.services import config, devices
+from matthan.i18n import N_, Msg
 from matthan_wire.codec import describe
 from matthan_wire.config import SiteConfig
 
@@ -50,7 +51,7 @@ def zone_editor(
 ) -> HTMLResponse:
     device = devices.get_device(session, v.principal, device_id)
     if not v.can_edit_config:
-        raise Forbidden("zones are edited by the operations centre")
+        raise Forbidden(N_("zones are edited by the operations centre"))
     camera = _camera_config(config.current_site_config(session, device), device_id, camera_id)
     snap = session.exec(
         select(AlertRow.event_id, AlertRow.started_at)
@@ -68,7 +69,7 @@ def zone_editor(
         request,
         "console/zones.html",
         v,
-        title=f"Zones {camera_id}",
+        title=Msg("Zones %(camera)s", camera=camera_id),
         nav="fleet",
         device_id=device.id,
         camera_id=camera_id,
@@ -112,7 +113,7 @@ def zone_save(
     check_csrf(v, request.headers.get(CSRF_HEADER))
     device = devices.get_device(session, v.principal, device_id)
     if not v.can_edit_config:
-        raise Forbidden("zones are edited by the operations centre")
+        raise Forbidden(N_("zones are edited by the operations centre"))
     if body.base_version is not None and device.desired_version not in (None, body.base_version):
         raise Conflict(
             f"someone saved version {device.desired_version} while you edited version {body.base_version}; "

@@ -9,6 +9,9 @@
 //    it), and counts in the tab title until the user is back (click, key, or the tab shown again).
 (function () {
   "use strict";
+  // The page's texts in the reader's language, from the same catalogue as the page (see base.html).
+  const MESSAGES = JSON.parse((document.getElementById("i18n-messages") || {}).textContent || "{}");
+  const _ = (text) => MESSAGES[text] || text;
 
   // ---- attention ---------------------------------------------------------------------------
   const attention = (function () {
@@ -45,7 +48,7 @@
     }
     function desktop(text, url) {
       if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
-      const n = new Notification("matthan — new alert", { body: text, tag: url });
+      const n = new Notification(_("matthan — new alert"), { body: text, tag: url });
       n.onclick = () => {
         window.focus();
         location.href = url;
@@ -70,7 +73,7 @@
       const mute = document.getElementById("mute");
       if (mute) {
         const paint = () => {
-          mute.textContent = muted() ? "🔇 Sound off" : "🔔 Sound on";
+          mute.textContent = muted() ? _("🔇 Sound off") : _("🔔 Sound on");
           mute.setAttribute("aria-pressed", String(muted()));
         };
         mute.addEventListener("click", () => {
@@ -236,7 +239,7 @@
       card.replaceWith(tmp.firstElementChild);
     } else {
       form.querySelectorAll("button").forEach((b) => (b.disabled = false));
-      let msg = `HTTP ${resp.status}`;
+      let msg = _("The server refused (HTTP {status}); reload the page and try again.").replace("{status}", resp.status);
       try {
         msg = (await resp.json()).detail || msg;
       } catch (e) {}

@@ -7,9 +7,25 @@
   if (!root) return;
   // Only this camera's zones and lines come and go; the server merges them into its newest config.
   const camera = JSON.parse(document.getElementById("camera-json").textContent);
+  // The page's texts in the reader's language, from the same catalogue as the page (see base.html).
+  const MESSAGES = JSON.parse((document.getElementById("i18n-messages") || {}).textContent || "{}");
+  const _ = (text) => MESSAGES[text] || text;
   camera.zones = camera.zones || [];
   camera.lines = camera.lines || [];
 
+  // What the codes are called (the same catalogue texts as matthan/vocabulary.py); the value stays the code.
+  const NAMES = {
+    intrusion: _("Intrusion into a restricted area"),
+    loitering: _("Loitering"),
+    crowd: _("Crowd gathering"),
+    illegal_parking: _("Illegal parking"),
+    encroachment: _("Sidewalk encroachment"),
+    wrong_way: _("Wrong-way traffic"),
+    up: _("↑ up"),
+    down: _("↓ down"),
+    left: _("← left"),
+    right: _("→ right"),
+  };
   const ZONE_RULES = ["intrusion", "loitering", "crowd", "illegal_parking", "encroachment"];
   const LINE_RULES = ["wrong_way"];
   // Sensible starting values; each is what docs/design.md's example config uses.
@@ -118,7 +134,7 @@
     for (const s of shapes()) {
       const li = document.createElement("li");
       li.className = isSel(s) ? "sel" : "";
-      const rules = (s.obj.rules || []).map((r) => r.type).join(", ") || "no rules";
+      const rules = (s.obj.rules || []).map((r) => NAMES[r.type] || r.type).join(", ") || _("no rules");
       li.textContent = `${s.kind === "zone" ? "▱" : "╱"} ${s.obj.name} — ${rules}`;
       li.dataset.name = s.obj.name;
       li.onclick = () => select({ kind: s.kind, index: s.index });
@@ -127,7 +143,7 @@
     if (!listEl.children.length) {
       const li = document.createElement("li");
       li.className = "muted";
-      li.textContent = "No zones or lines yet: pick “Draw zone” and click on the image.";
+      li.textContent = _("No zones or lines yet: pick “Draw zone” and click on the image.");
       listEl.appendChild(li);
     }
   }
@@ -157,7 +173,7 @@
   }
   function selectBox(options, value, onChange) {
     const s = document.createElement("select");
-    for (const o of options) s.add(new Option(o, o, false, o === value));
+    for (const o of options) s.add(new Option(NAMES[o] || o, o, false, o === value));
     s.addEventListener("change", () => onChange(s.value));
     return s;
   }
@@ -172,16 +188,20 @@
     propsEl.replaceChildren();
     const shape = current();
     if (!shape) {
-      propsEl.innerHTML = '<p class="muted">Select a zone or line to name it and give it rules.</p>';
+      // Not in a template literal: Babel's extractor does not look inside those.
+      const hint = document.createElement("p");
+      hint.className = "muted";
+      hint.textContent = _("Select a zone or line to name it and give it rules.");
+      propsEl.replaceChildren(hint);
       return;
     }
     const isZone = selected.kind === "zone";
     const h = document.createElement("h2");
-    h.textContent = isZone ? "Zone" : "Line";
+    h.textContent = isZone ? _("Zone") : _("Line");
     propsEl.appendChild(h);
     const name = input("text", shape.name, (v) => (shape.name = v.trim()), { name: "shape-name" });
     name.addEventListener("change", () => render());
-    propsEl.appendChild(field("Name (a-z, 0-9, -)", name));
+    propsEl.appendChild(field(_("Name (a-z, 0-9, -)"), name));
     shape.rules = shape.rules || [];
     shape.rules.forEach((rule, ri) => propsEl.appendChild(ruleBox(shape, rule, ri, isZone)));
     const row = document.createElement("div");
@@ -190,7 +210,7 @@
     pick.name = "new-rule-type";
     const add = document.createElement("button");
     add.type = "button";
-    add.textContent = "Add rule";
+    add.textContent = _("Add rule");
     add.className = "secondary";
     add.onclick = () => {
       shape.rules.push({ type: pick.value, ...structuredClone(DEFAULTS[pick.value]) });
@@ -198,7 +218,7 @@
     };
     const del = document.createElement("button");
     del.type = "button";
-    del.textContent = isZone ? "Delete zone" : "Delete line";
+    del.textContent = isZone ? _("Delete zone") : _("Delete line");
     del.className = "danger";
     del.onclick = deleteSelected;
     row.append(pick, add, document.createElement("span"), del);
@@ -215,39 +235,39 @@
       if (!shape.rules[ri].name) delete shape.rules[ri].name;
       changed(true);
     });
-    box.appendChild(field("Rule", type));
+    box.appendChild(field(_("Rule"), type));
     const labels = input("text", (rule.labels || []).join(", "), (v) => {
       rule.labels = v.split(",").map((x) => x.trim()).filter(Boolean);
     });
-    box.appendChild(field("Labels", labels));
+    box.appendChild(field(_("Labels"), labels));
     for (const p of PARAMS[rule.type]) {
       if (p === "direction") {
-        box.appendChild(field("Allowed direction", selectBox(["up", "down", "left", "right"], rule.direction, (v) => {
+        box.appendChild(field(_("Allowed direction"), selectBox(["up", "down", "left", "right"], rule.direction, (v) => {
           rule.direction = v;
           changed(false);
           render();
         })));
       } else {
-        const label = p === "min_count" ? "Min. objects" : "Min. duration (s)";
+        const label = p === "min_count" ? _("Min. objects") : _("Min. duration (s)");
         box.appendChild(field(label, input("number", rule[p], numberOrDrop(rule, p), { name: p, min: 0, step: "any" })));
       }
     }
-    box.appendChild(field("Min. score", input("number", rule.min_score, numberOrDrop(rule, "min_score"),
-      { min: 0, max: 1, step: 0.05, placeholder: "camera default" })));
-    box.appendChild(field("Cooldown (s)", input("number", rule.cooldown_s, numberOrDrop(rule, "cooldown_s"),
+    box.appendChild(field(_("Min. score"), input("number", rule.min_score, numberOrDrop(rule, "min_score"),
+      { min: 0, max: 1, step: 0.05, placeholder: _("camera default") })));
+    box.appendChild(field(_("Cooldown (s)"), input("number", rule.cooldown_s, numberOrDrop(rule, "cooldown_s"),
       { min: 0, step: "any", placeholder: "0" })));
     const sched = input("text", (rule.schedule || []).join(", "), (v) => {
       const parts = v.split(",").map((x) => x.trim()).filter(Boolean);
       if (parts.length) rule.schedule = parts;
       else delete rule.schedule;
-    }, { placeholder: "always, or 22:00-06:00" });
-    const sf = field("Active hours", sched);
+    }, { placeholder: _("always, or 22:00-06:00") });
+    const sf = field(_("Active hours"), sched);
     sf.classList.add("full");
     box.appendChild(sf);
     const rm = document.createElement("button");
     rm.type = "button";
     rm.className = "secondary full";
-    rm.textContent = "Remove rule";
+    rm.textContent = _("Remove rule");
     rm.onclick = () => {
       shape.rules.splice(ri, 1);
       changed(true);
@@ -259,7 +279,7 @@
   // ---- state changes -------------------------------------------------------------------------
   function changed(rebuildProps) {
     dirty = true;
-    status.textContent = "Unsaved changes.";
+    status.textContent = _("Unsaved changes.");
     status.className = "flash";
     if (rebuildProps) renderProps();
     render();
@@ -383,9 +403,9 @@
   function localProblems() {
     const names = [...camera.zones, ...camera.lines].map((s) => s.name);
     const bad = names.filter((n) => !NAME_RE.test(n));
-    if (bad.length) return `names must be lower-case letters, digits and dashes: ${bad.join(", ")}`;
+    if (bad.length) return _("names must be lower-case letters, digits and dashes: {names}").replace("{names}", bad.join(", "));
     const dup = names.filter((n, i) => names.indexOf(n) !== i);
-    if (dup.length) return `names used twice: ${dup.join(", ")}`;
+    if (dup.length) return _("names used twice: {names}").replace("{names}", dup.join(", "));
     return null;
   }
   document.getElementById("save-zones").addEventListener("click", async () => {
@@ -395,7 +415,7 @@
       status.className = "flash error";
       return;
     }
-    status.textContent = "Saving…";
+    status.textContent = _("Saving…");
     status.className = "flash";
     const resp = await fetch(root.dataset.saveUrl, {
       method: "POST",
@@ -408,7 +428,7 @@
       credentials: "same-origin",
     });
     if (resp.redirected) {
-      status.textContent = "Your session has ended: sign in again in another tab, then save again here.";
+      status.textContent = _("Your session has ended: sign in again in another tab, then save again here.");
       status.className = "flash error";
       return;
     }
@@ -421,7 +441,10 @@
     if (resp.ok) {
       dirty = false;
       root.dataset.version = body.version;
-      status.textContent = `Saved as desired config version ${body.version}; the device picks it up next.`;
+      status.textContent = _("Saved as desired config version {version}; the device picks it up next.").replace(
+        "{version}",
+        body.version,
+      );
       status.className = "flash ok";
       document.dispatchEvent(new CustomEvent("console:refresh"));
     } else {

@@ -18,6 +18,8 @@ from cloud.settings import Settings
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(db_url: str, broker_url: str | None = None, **kw: Any) -> Settings:
+        # The tests read the console's English texts; the Vietnamese ones have tests of their own.
+        kw.setdefault("language", "en")
         kw.setdefault("quarantine_dir", str(tmp_path / "quarantine"))
         return Settings(
             db_url=db_url, broker_url=broker_url, clips=str(tmp_path / "clips"), secret_key="t" * 32, **kw

@@ -104,6 +104,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         # Street maps from a tile folder the test made, served on loopback (tests/cloud/console/tiles.py).
         map_tile_url=tile_url,
         map_attribution="test tiles",
+        # Users without a language of their own read English (the existing tests' texts);
+        # test_i18n_browser.py logs in users who chose Vietnamese.
+        language="en",
     )
     app = create_app(settings)
     server = uvicorn.Server(

@@ -33,6 +33,7 @@ def app(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
     settings = Settings(
         db_url=db_url, broker_url=None, clips=str(tmp_path / "clips"),
         secret_key="pages-test-secret-key-0123456789",
+        language="en",  # the English texts; the Vietnamese ones: test_i18n_pages.py
     )  # fmt: skip
     with TestClient(create_app(settings)) as client:
         with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
