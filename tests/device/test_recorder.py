@@ -58,7 +58,10 @@ def test_stream_copy_segments_named_by_wall_clock(
     for s in segs:
         # The name's second and the observed appearance bracket the true start.
         assert t0 - timedelta(seconds=1) <= s.start_lo <= s.start_hi <= t1 + timedelta(seconds=1)
-        assert (s.start_hi - s.start_lo).total_seconds() <= 1.0
+        # Its width is the name's whole second plus how late the watcher saw the file appear: under
+        # a second on an idle machine, 1.5 s seen with both cores busy. What clip cutting relies on
+        # is the bracket above; the width only has to stay within a few segments.
+        assert (s.start_hi - s.start_lo).total_seconds() <= 3.0
     starts = [s.start for s in segs]
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     # Paced (-re) like the capture: one-second GOPs arrive about a second apart, not in a burst.

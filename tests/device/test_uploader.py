@@ -517,7 +517,8 @@ def test_an_event_on_real_footage_reaches_the_cloud_as_a_verified_clip(
         assert side.sha256 == hashlib.sha256(got.read_bytes()).hexdigest()
         assert side.event_id == end.event_id and side.config_version == 3
         jpeg = cv2.imdecode(np.frombuffer(cloud.get(end.event_id, "snapshot"), np.uint8), cv2.IMREAD_COLOR)
-        assert jpeg is not None and jpeg.shape[:2] == (432, 768)
+        # The evidence snapshot: the whole frame (768 × 432 here) above its caption band.
+        assert jpeg is not None and jpeg.shape[1] == 768 and jpeg.shape[0] > 432
 
 
 def test_the_queue_survives_a_killed_process(tmp_path: Path, long_clip: Path) -> None:
