@@ -17,9 +17,16 @@ def _tracked() -> list[Path]:
     return [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
 
 
+# CI's own script may name the asset mirror its machine lays beside the clone: that is CI's
+# environment (no network there), not something a person using the repository needs.
+CI_ENVIRONMENT = {Path(".ci/run")}
+
+
 def test_no_tracked_file_depends_on_a_folder_outside_the_repository() -> None:
     found = []
     for path in _tracked():
+        if path.relative_to(ROOT) in CI_ENVIRONMENT:
+            continue
         try:
             text = path.read_text()
         except (UnicodeDecodeError, OSError):
