@@ -39,7 +39,8 @@ import yaml
 from device.agent import Agent
 from device.config_file import parse_config
 from device.events import DetectedEvent
-from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox_publisher import OutboxPublisher
 from matthan import assets
 from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, encode, utc_now

@@ -35,7 +35,8 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import yaml
 
-from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox_publisher import OutboxPublisher
 from matthan import assets
 from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, encode, utc_now

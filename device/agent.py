@@ -32,7 +32,8 @@ from device.events import DetectedEvent
 from device.health import CameraView, HealthMonitor, UploadView
 from device.media import DeviceMedia
 from device.offline import OfflineWatch
-from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox_publisher import OutboxPublisher
 from device.sd_notify import SdNotify
 from device.site_check import check_site
 from matthan.mqtt import MqttLink

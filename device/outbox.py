@@ -10,59 +10,29 @@ reuses a number) and the counters health reports: alerts_total, alerts_acked_tot
 
 Each message carries its own resend schedule in its row (`sends`, `step`, `next_at`): the publisher
 keeps no per-message state beyond the messages awaiting a PUBACK, so a backlog of 100,000 costs disk,
-not memory. The schedule is the `ResendPolicy` (docs/architecture.md, "Resends during a cloud outage").
+not memory. The schedule is the `ResendPolicy` (device/resend_policy.py); `OutboxPublisher`
+(device/outbox_publisher.py) sends what is due. The SQLite file itself is device/outbox_db.py.
 """
 
 import contextlib
 import logging
-import queue
-import random
 import sqlite3
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
 
 from device.errors import DeviceError
-from matthan_wire import Receipt, WireError, decode
+from device.outbox_db import bump, chunks, meta, open_db, set_meta, transaction
+from matthan_wire import Receipt
 from matthan_wire.config import OutboxConfig
 
 log = logging.getLogger("matthan.device.outbox")
 
-# After the first receipt that ends a silence, the backlog is replayed this much later: the cloud
-# works through what its persistent session kept at the broker (thousands of messages a second) and
-# receipts it meanwhile, which leaves only what the broker dropped to replay.
-REPLAY_GRACE_S = 5.0
-
 # Numbers handed out per reservation: one commit per block instead of one per alert.
 SEQ_BLOCK = 1000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- publishing order; AUTOINCREMENT never reuses an id
-    event_id TEXT NOT NULL,
-    kind TEXT NOT NULL,                    -- alert | event | snapshot
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    created REAL NOT NULL,                 -- unix time, for the age bound
-    UNIQUE (event_id, kind)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-
-# The resend schedule, added to outboxes made before it (ALTER TABLE keeps their rows): copies sent
-# so far, the backoff step (reset when the cloud is back), and when the next copy is due (unix time;
-# 0 = never sent, due at once).
-_SCHEDULE_COLUMNS = {
-    "sends": "INTEGER NOT NULL DEFAULT 0",
-    "step": "INTEGER NOT NULL DEFAULT 0",
-    "next_at": "REAL NOT NULL DEFAULT 0",
-}
-_SCHEDULE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (next_at, id)"
 
 
 class MessageKind(StrEnum):
@@ -131,24 +101,10 @@ class Outbox:
         self.clock = clock
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process crash; FULL also survives a power cut, which a
-            # device on a street pole must expect.
-            self._db.execute("PRAGMA synchronous=FULL")
-            # The only memory that grows with the backlog is SQLite's page cache: bounded here
-            # (SQLite's default, set on purpose), whatever the backlog (bench.soak).
-            self._db.execute("PRAGMA cache_size=-2048")
-            self._db.executescript(_SCHEMA)
-            have = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
-            for name, decl in _SCHEDULE_COLUMNS.items():
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE messages ADD COLUMN {name} {decl}")
-            self._db.execute(_SCHEDULE_INDEX)
+            self._db = open_db(self.path)
         except sqlite3.Error as exc:
             raise DeviceError(f"outbox {self.path}: cannot open ({exc})") from None
-        self._seq_next = self._meta("seq_reserved")
+        self._seq_next = meta(self._db, "seq_reserved")
         self._seq_reserved = self._seq_next
         self._depth = 0
         self._bytes = 0
@@ -165,7 +121,7 @@ class Outbox:
         with self._lock:
             if self._seq_next >= self._seq_reserved:
                 self._seq_reserved = self._seq_next + SEQ_BLOCK
-                self._set_meta({"seq_reserved": self._seq_reserved})
+                set_meta(self._db, {"seq_reserved": self._seq_reserved})
             seq = self._seq_next
             self._seq_next += 1
             return seq
@@ -191,7 +147,7 @@ class Outbox:
                     self._depth += 1
                     self._bytes += len(m.payload)
                     new_alerts += m.kind is MessageKind.ALERT
-            self._bump({"alerts_total": new_alerts, "dropped_total": dropped})
+            bump(self._db, {"alerts_total": new_alerts, "dropped_total": dropped})
         return ids
 
     def _make_room(self, incoming: int, incoming_bytes: int) -> int:
@@ -214,7 +170,7 @@ class Outbox:
                     break
                 victims.append(int(vid))
                 freed += int(size)
-            for chunk in _chunks(victims, 500):
+            for chunk in chunks(victims, 500):
                 marks = ",".join("?" * len(chunk))
                 gone = self._db.execute(
                     f"DELETE FROM messages WHERE id IN ({marks}) RETURNING event_id, kind, LENGTH(payload)",
@@ -247,7 +203,7 @@ class Outbox:
                 "DELETE FROM messages WHERE created < ? RETURNING event_id, kind, LENGTH(payload)", (cutoff,)
             ).fetchall()
             self._forget(gone)
-            self._bump({"dropped_total": len(gone)})
+            bump(self._db, {"dropped_total": len(gone)})
         if gone:
             log.warning(
                 "outbox: dropped %d message(s) older than %.0f h without receipt, e.g. event=%s kind=%s",
@@ -269,7 +225,7 @@ class Outbox:
                 (MessageKind.SNAPSHOT, receipt.snapshots),
             ):
                 gone: list[int] = []
-                for chunk in _chunks(event_ids, 500):
+                for chunk in chunks(event_ids, 500):
                     marks = ",".join("?" * len(chunk))
                     rows = self._db.execute(
                         f"DELETE FROM messages WHERE kind = ? AND event_id IN ({marks}) "
@@ -281,7 +237,7 @@ class Outbox:
                 counts[kind] = len(gone)
                 ids.extend(gone)
             self._depth -= len(ids)
-            self._bump({"alerts_acked_total": counts[MessageKind.ALERT]})
+            bump(self._db, {"alerts_acked_total": counts[MessageKind.ALERT]})
         return Acked(
             ids=ids,
             alerts=counts[MessageKind.ALERT],
@@ -289,28 +245,8 @@ class Outbox:
             snapshots=counts[MessageKind.SNAPSHOT],
         )
 
-    @contextlib.contextmanager
-    def _transaction(self, durable: bool) -> Iterator[None]:
-        """One write transaction (the caller holds the lock); rolled back, counts re-read, on error.
-
-        Only puts wait for the disk (synchronous=FULL: a message is on disk before it is published).
-        Deletions need not: one lost in a power cut only means a message is sent (or dropped) again,
-        and the next put's fsync makes it durable anyway, the WAL being written in order. This keeps
-        an fsync per receipt off the publisher's thread.
-        """
-        if not durable:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._recount()
-            raise
-        finally:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=FULL")
+    def _transaction(self, durable: bool) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._db, durable, on_rollback=self._recount)
 
     # ---- reading ---------------------------------------------------------------------------------
 
@@ -327,7 +263,7 @@ class Outbox:
         """The messages still held among ids, in publishing order."""
         out: list[Message] = []
         with self._lock:
-            for chunk in _chunks(list(ids), 500):
+            for chunk in chunks(list(ids), 500):
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
                     f"SELECT id, event_id, kind, topic, payload FROM messages WHERE id IN ({marks})",
@@ -395,9 +331,9 @@ class Outbox:
         with self._lock:
             return OutboxStats(
                 depth=self._depth,
-                alerts_total=self._meta("alerts_total"),
-                alerts_acked_total=self._meta("alerts_acked_total"),
-                dropped_total=self._meta("dropped_total"),
+                alerts_total=meta(self._db, "alerts_total"),
+                alerts_acked_total=meta(self._db, "alerts_acked_total"),
+                dropped_total=meta(self._db, "dropped_total"),
                 oldest_age_s=self._oldest_age_s(),
             )
 
@@ -405,308 +341,6 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    # ---- meta ------------------------------------------------------------------------------------
-
-    def _meta(self, key: str) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _set_meta(self, values: dict[str, int]) -> None:
-        self._db.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            list(values.items()),
-        )
-
-    def _bump(self, deltas: dict[str, int]) -> None:
-        self._db.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + ?",
-            [(k, d, d) for k, d in deltas.items() if d],
-        )
-
 
 def _message(row: tuple[int, str, str, str, bytes]) -> Message:
     return Message(id=row[0], event_id=row[1], kind=MessageKind(row[2]), topic=row[3], payload=bytes(row[4]))
-
-
-def _chunks(items: Sequence[str] | list[int], size: int) -> Iterable[list]:  # type: ignore[type-arg]
-    for i in range(0, len(items), size):
-        yield list(items[i : i + size])
-
-
-class Link(Protocol):
-    """What the publisher needs of an MQTT link (matthan.mqtt.MqttLink)."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    @property
-    def epoch(self) -> int: ...
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None: ...
-
-
-@dataclass
-class PublisherCounters:
-    published: int = 0  # first copies
-    republished: int = 0  # every further copy: backoff resends, reconnect and cloud-back replays
-    pubacks: int = 0
-    refused: int = 0
-    receipts: int = 0
-    bad_receipts: int = 0
-    replays: int = 0  # times the whole backlog was made due at once
-
-
-class ResendPolicy:
-    """When a message without a receipt is sent again: exponential backoff with jitter, capped.
-
-    After the n-th copy the next is due `min(max_s, first_s * factor**(n-1)) * (1 + jitter * U)`, U
-    uniform in [0, 1): the jitter only lengthens a delay, so the nominal delays are a hard floor and
-    the bound on copies holds whatever the dice say. With the defaults (30 s, ×4, 600 s, 20 %) a
-    message goes out at most at 0, 30, 150 and 630 s: ≤ 3 copies in its first 10 minutes, then one
-    per ≥ 10 minutes (≤ 8 in an hour, against 120 at a fixed 30 s). `factor=1, jitter=0` is the
-    fixed interval this replaced.
-    """
-
-    def __init__(self, limits: OutboxConfig, rng: random.Random | None = None) -> None:
-        self.first_s = limits.resend_after_s
-        self.factor = limits.resend_factor
-        self.max_s = max(limits.resend_max_s, limits.resend_after_s)
-        self.jitter = limits.resend_jitter
-        self._rng = rng or random.Random()
-
-    def delay(self, step: int) -> float:
-        """Seconds from the `step`-th copy (1 = the first) to the next."""
-        exp = min(max(step - 1, 0), 64)  # past the cap already; keeps the power finite
-        nominal = min(self.max_s, self.first_s * self.factor**exp)
-        return nominal * (1.0 + self.jitter * self._rng.random())
-
-    @property
-    def horizon_s(self) -> float:
-        """No copy is ever scheduled further ahead than this."""
-        return self.max_s * (1.0 + self.jitter)
-
-
-class OutboxPublisher:
-    """Drains the outbox through the link: in order, a bounded window in flight, resend until receipted.
-
-    One thread. Each pass it publishes, while fewer than `window` await their PUBACK, what the outbox
-    says is due: never-sent messages first (a new alert goes out at once), then copies due by their
-    own `ResendPolicy` schedule, kept in the outbox's rows. Two things make the whole backlog due at
-    once, in publishing order, paced by the PUBACK window (the rate `bench.alert_latency` measures as
-    replay): a new connection (the broker may have lost what it acknowledged) and the first receipt
-    after a silence (a resend went unanswered: the cloud was away and is back; the backoff restarts).
-    PUBACKs and receipts arrive from paho's thread through `on_published` and `on_receipt`, which
-    only enqueue.
-    """
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        link: Link,
-        *,
-        window: int = 100,
-        policy: ResendPolicy | None = None,
-        prune_every_s: float = 60.0,
-    ) -> None:
-        self.outbox = outbox
-        self.link = link
-        self.window = window
-        self.policy = policy or ResendPolicy(outbox.limits)
-        self.prune_every_s = prune_every_s
-        self.counters = PublisherCounters()
-        # (what, mid, ok, payload): "wake", "puback" (mid, ok) or "receipt" (payload).
-        self._events: queue.SimpleQueue[tuple[str, int, bool, bytes]] = queue.SimpleQueue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        # mid -> id awaiting PUBACK: the only per-message state, at most `window` entries.
-        self._inflight: dict[int, int] = {}
-        self._epoch = -1
-        # A resend went out since the last receipt and none came for resend_after_s: the cloud was
-        # silent, so the next receipt means it is back.
-        self._unanswered = False
-        self._last_receipt = outbox.clock()
-        # Resends per minute of the outbox clock, for the last hour: at most 61 buckets.
-        self._resend_minutes: deque[list[int]] = deque(maxlen=61)
-        self._next_due: float | None = 0.0  # cached outbox.next_due(); None = nothing held
-        self.passes = 0
-
-    # ---- inputs (any thread) ---------------------------------------------------------------------
-
-    def wake(self) -> None:
-        """A new message is in the outbox."""
-        self._events.put(("wake", 0, True, b""))
-
-    def on_published(self, mid: int, ok: bool) -> None:
-        self._events.put(("puback", mid, ok, b""))
-
-    def on_receipt(self, payload: bytes) -> None:
-        self._events.put(("receipt", 0, True, payload))
-
-    # ---- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._events.put(("wake", 0, True, b""))
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def in_flight(self) -> int:
-        return len(self._inflight)
-
-    def resends_1h(self) -> int:
-        now_min = int(self.outbox.clock() // 60)
-        return sum(n for minute, n in list(self._resend_minutes) if now_min - minute < 60)
-
-    def stats(self) -> OutboxStats:
-        """The outbox's figures with this publisher's resends of the last hour, for health."""
-        s = self.outbox.stats()
-        return OutboxStats(
-            depth=s.depth,
-            alerts_total=s.alerts_total,
-            alerts_acked_total=s.alerts_acked_total,
-            dropped_total=s.dropped_total,
-            oldest_age_s=s.oldest_age_s,
-            resends_1h=self.resends_1h(),
-        )
-
-    def settled(self) -> bool:
-        """Nothing awaits a PUBACK and nothing is due now (tests step their clock on this)."""
-        due = self.outbox.next_due()
-        return not self._inflight and (due is None or due > self.outbox.clock())
-
-    # ---- the loop --------------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        next_prune = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                woken = self._drain_events(timeout=0.05)
-                now = time.monotonic()
-                if now >= next_prune:
-                    self.outbox.prune()
-                    # A wall clock set back (NTP on boot) must not park copies far in the future.
-                    self.outbox.clamp_schedule(self.outbox.clock() + self.policy.horizon_s)
-                    next_prune = now + self.prune_every_s
-                    woken = True
-                if woken:
-                    self._next_due = 0.0
-                self._send()
-                self.passes += 1
-            except Exception:  # a bad row or a closed database must not end delivery silently
-                log.exception("outbox publisher error; retrying")
-                self._stop.wait(1.0)
-
-    def _drain_events(self, timeout: float) -> bool:
-        """Apply what arrived; True when the outbox may have changed (a wake or a receipt)."""
-        try:
-            item = self._events.get(timeout=timeout)
-        except queue.Empty:
-            return False
-        receipts: list[bytes] = []
-        woken = False
-        while True:
-            what, mid, ok, data = item
-            if what == "puback":
-                if self._inflight.pop(mid, None) is not None:
-                    self.counters.pubacks += 1
-                    self.counters.refused += not ok
-            elif what == "receipt":
-                receipts.append(data)
-            else:
-                woken = True
-            try:
-                item = self._events.get_nowait()
-            except queue.Empty:
-                break
-        for payload in receipts:
-            self._apply_receipt(payload)
-        return woken or bool(receipts)
-
-    def _apply_receipt(self, payload: bytes) -> None:
-        try:
-            receipt = decode(Receipt, payload)
-        except WireError as exc:
-            self.counters.bad_receipts += 1
-            log.warning("receipt rejected: %s", exc)
-            return
-        acked = self.outbox.ack(receipt)
-        self.counters.receipts += 1
-        clock = self.outbox.clock()
-        silent_s = clock - self._last_receipt
-        self._last_receipt = clock
-        if self._unanswered and silent_s >= self.policy.first_s:
-            # The first receipt after a silence: the cloud is back. What it has not receipted goes
-            # again, oldest first, instead of each message waiting out its own (by now long) backoff.
-            # The grace lets the receipts for what the cloud's own session kept at the broker arrive
-            # first, so those are not sent once more for nothing.
-            held = self.outbox.replay_all(clock + REPLAY_GRACE_S, reset_backoff=True)
-            self.counters.replays += 1
-            self._next_due = 0.0
-            log.info(
-                "cloud receipts again after %.0f s of silence: replaying %d unreceipted message(s) in order",
-                silent_s,
-                held,
-            )
-        self._unanswered = False
-        log.debug(
-            "receipt alerts=%d ends=%d snapshots=%d depth=%d",
-            acked.alerts,
-            acked.ends,
-            acked.snapshots,
-            self.outbox.depth(),
-        )
-
-    def _send(self) -> None:
-        if not self.link.connected:
-            return
-        clock = self.outbox.clock()
-        if self.link.epoch != self._epoch:
-            # A new connection: the broker may have lost anything it acknowledged (SIGKILL after
-            # PUBACK), so everything not receipted goes again, oldest first. The backoff goes on:
-            # a flapping link must not turn into a flood either.
-            self._epoch = self.link.epoch
-            self._inflight.clear()
-            if self.outbox.replay_all(clock, reset_backoff=False):
-                self.counters.replays += 1
-            self._next_due = 0.0
-        while self._room() > 0:
-            if self._next_due is None or self._next_due > clock:
-                return
-            batch = self.outbox.due(clock, self._room())
-            if not batch:
-                self._next_due = self.outbox.next_due()
-                return
-            plan: list[tuple[int, int, float]] = []
-            try:
-                for s in batch:
-                    mid = self.link.publish(s.message.topic, s.message.payload, qos=1)
-                    if mid is None:
-                        return
-                    self._inflight[mid] = s.message.id
-                    step = s.step + 1
-                    plan.append((s.message.id, step, clock + self.policy.delay(step)))
-                    if s.sends:
-                        self.counters.republished += 1
-                        self._count_resend(clock)
-                    else:
-                        self.counters.published += 1
-            finally:
-                if plan:
-                    self.outbox.scheduled(plan)
-
-    def _count_resend(self, clock: float) -> None:
-        self._unanswered = True
-        minute = int(clock // 60)
-        if self._resend_minutes and self._resend_minutes[-1][0] == minute:
-            self._resend_minutes[-1][1] += 1
-        else:
-            self._resend_minutes.append([minute, 1])
-
-    def _room(self) -> int:
-        return max(0, self.window - len(self._inflight))

@@ -15,7 +15,9 @@ log = logging.getLogger("matthan.worker")
 
 
 class WorkerThread:
-    def __init__(self, name: str, step: Callable[[], None], *, wake: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], None], *, wake: Callable[[], None] | None = None
+    ) -> None:
         """`wake` interrupts the step's wait when a stop is asked (it sets the owner's wake event,
         or puts a token in its queue); a step that waits on `stopping` needs none."""
         self.name = name

@@ -1,6 +1,5 @@
 """The durable outbox on a real SQLite file: commit before publish, forget only on receipt, bounded."""
 
-import random
 import sqlite3
 import subprocess
 import sys
@@ -8,7 +7,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from device.outbox import MessageKind, NewMessage, Outbox, ResendPolicy
+from device.outbox import MessageKind, NewMessage, Outbox
 from matthan_wire import Receipt, utc_now
 from matthan_wire.config import OutboxConfig
 
@@ -174,15 +173,3 @@ def test_an_outbox_from_before_the_schedule_keeps_its_rows_and_sends_them_at_onc
     assert (due.message.event_id, due.sends, due.step) == ("old", 0, 0)
     ob.put([_msg("new")])
     assert [s.message.event_id for s in ob.due(time.time(), 10)] == ["old", "new"]
-
-
-def test_resend_delays_grow_to_the_cap_and_jitter_only_lengthens_them() -> None:
-    limits = OutboxConfig()  # 30 s, ×4, 600 s, 20 %
-    nominal = [30.0, 120.0, 480.0, 600.0, 600.0]
-    for seed in range(50):
-        policy = ResendPolicy(limits, random.Random(seed))
-        for step, floor in enumerate(nominal, start=1):
-            assert floor <= policy.delay(step) <= floor * 1.2
-    fixed = ResendPolicy(OutboxConfig(resend_factor=1.0, resend_max_s=30.0, resend_jitter=0.0))
-    assert [fixed.delay(s) for s in (1, 2, 50)] == [30.0, 30.0, 30.0]
-    assert ResendPolicy(limits).delay(10_000) <= 720.0  # no overflow far past the cap

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox_publisher import OutboxPublisher
 from matthan.backoff import Backoff
 from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, Status, decode, encode

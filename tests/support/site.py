@@ -12,7 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
-from device.outbox import MessageKind, NewMessage, Outbox, OutboxPublisher
+from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox_publisher import OutboxPublisher
 from matthan.backoff import Backoff
 from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, encode

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from device.outbox import REPLAY_GRACE_S, MessageKind, NewMessage, Outbox, OutboxPublisher
+from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox_publisher import REPLAY_GRACE_S, OutboxPublisher
 from matthan.backoff import Backoff
 from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, decode, encode
