@@ -33,6 +33,7 @@ from cloud.clipstore import ClipStore
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.models import AlertPin, AlertRow, MediaObject, RetentionPurge
 from cloud.settings import Settings
+from matthan.worker_thread import WorkerThread
 from matthan_wire.timeutil import utc_now
 
 log = logging.getLogger("matthan.cloud.retention")
@@ -117,32 +118,27 @@ class RetentionJob:
         self.clock = clock
         self.batch = batch
         self.totals = RetentionTotals()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = WorkerThread("retention", self._step)
         self._lock = threading.Lock()  # run_once from a test or the CLI never overlaps the thread's
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.stop(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.alive
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.retention_interval_s):
-            try:
-                self.run_once()
-            except Exception:  # the database may be away for a while; the next run tries again
-                self.totals.errors += 1
-                log.exception("retention run failed")
+    def _step(self) -> None:
+        if self._worker.stopping.wait(self.settings.retention_interval_s):
+            return
+        try:
+            self.run_once()
+        except Exception:  # the database may be away for a while; the next run tries again
+            self.totals.errors += 1
+            log.exception("retention run failed")
 
     def _due(self, alert: AlertRow, now: datetime) -> str | None:
         """The rule that makes this alert's media due for deletion now ("false_alarm 7d"), or None."""

@@ -37,6 +37,7 @@ from cloud.metrics import Metrics
 from cloud.models import AlertRow
 from cloud.mqtt import MqttLink
 from cloud.settings import Settings
+from matthan.worker_thread import WorkerThread
 from matthan_wire import Alert, Kind, StationSync, WireError, decode, encode, parse_topic
 from matthan_wire.timeutil import utc_now
 from matthan_wire.topics import ward_filter, ward_topic
@@ -64,9 +65,8 @@ class StationDelivery:
         self.metrics = metrics
         self._due: dict[str, _Due] = {}  # event id → next resend
         self._syncs: queue.SimpleQueue[str] = queue.SimpleQueue()  # wards (or _ALL) to replay now
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = WorkerThread("station-delivery", self._step, wake=self._wake.set)
         self.resent = 0
         self._last_scan = float("-inf")
         sync = ward_filter(Kind.STATION_SYNC)
@@ -98,29 +98,24 @@ class StationDelivery:
     # --- life ---
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="station-delivery", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout)
+        self._worker.stop(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.alive
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except SQLAlchemyError as exc:
-                log.warning("station delivery pass failed (database): %s", str(exc).splitlines()[0][:200])
-            except Exception:  # one bad row or bug must not end delivery for every ward
-                log.exception("station delivery pass failed")
-            self._wake.wait(TICK_S)
-            self._wake.clear()
+    def _step(self) -> None:
+        try:
+            self.run_once()
+        except SQLAlchemyError as exc:
+            log.warning("station delivery pass failed (database): %s", str(exc).splitlines()[0][:200])
+        except Exception:  # one bad row or bug must not end delivery for every ward
+            log.exception("station delivery pass failed")
+        self._wake.wait(TICK_S)
+        self._wake.clear()
 
     def run_once(self) -> int:
         """One pass: replay what stations asked for, resend what is due; returns copies published."""

@@ -19,6 +19,7 @@ from cloud.attention.queue import Sender
 from cloud.clipstore import ClipStore
 from cloud.notify import Notifier
 from cloud.settings import Settings
+from matthan.worker_thread import WorkerThread
 
 log = logging.getLogger("matthan.cloud.attention")
 
@@ -45,16 +46,14 @@ class AttentionWorker:
         )  # fmt: skip
         self._http = http_client(a)
         self.sender = Sender(engine, a, channel_map or channels(a, self._http), store, self.clock, self.name)
-        self._stop = threading.Event()
         self._wake_sender = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._ticker = WorkerThread("attention-ticker", self._tick_step)
+        self._sending = WorkerThread("attention-sender", self._send_step, wake=self._wake_sender.set)
         self.errors = 0
 
     def start(self) -> None:
-        for name, target in (("attention-ticker", self._tick_loop), ("attention-sender", self._send_loop)):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._ticker.start()
+        self._sending.start()
         log.info(
             "attention worker=%s up tick=%.1fs debounce=%.0fs",
             self.name,
@@ -63,15 +62,16 @@ class AttentionWorker:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake_sender.set()
-        for t in self._threads:
-            t.join(timeout)
+        # Both asked at once, then each joined: a send in progress hears of the stop at once.
+        self._ticker.ask_stop()
+        self._sending.ask_stop()
+        self._ticker.join(timeout)
+        self._sending.join(timeout)
         self._http.close()
 
     @property
     def alive(self) -> bool:
-        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+        return self._ticker.alive and self._sending.alive
 
     def tick_once(self) -> None:
         """One round of the ticker (tests call it directly)."""
@@ -80,30 +80,28 @@ class AttentionWorker:
         if self.escalator.tick():
             self._wake_sender.set()
 
-    def _tick_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick_once()
-            except SQLAlchemyError as exc:
-                self.errors += 1
-                log.warning("attention tick failed (database): %s", str(exc).splitlines()[0][:200])
-            except Exception:
-                self.errors += 1
-                log.exception("attention tick failed")
-            self._stop.wait(self.settings.tick_s)
+    def _tick_step(self) -> None:
+        try:
+            self.tick_once()
+        except SQLAlchemyError as exc:
+            self.errors += 1
+            log.warning("attention tick failed (database): %s", str(exc).splitlines()[0][:200])
+        except Exception:
+            self.errors += 1
+            log.exception("attention tick failed")
+        self._ticker.stopping.wait(self.settings.tick_s)
 
-    def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sender.drain(self._stop)
-            except SQLAlchemyError as exc:
-                self.errors += 1
-                log.warning("notification sender failed (database): %s", str(exc).splitlines()[0][:200])
-            except Exception:
-                self.errors += 1
-                log.exception("notification sender failed")
-            self._wake_sender.wait(self.settings.tick_s)
-            self._wake_sender.clear()
+    def _send_step(self) -> None:
+        try:
+            self.sender.drain(self._sending.stopping)
+        except SQLAlchemyError as exc:
+            self.errors += 1
+            log.warning("notification sender failed (database): %s", str(exc).splitlines()[0][:200])
+        except Exception:
+            self.errors += 1
+            log.exception("notification sender failed")
+        self._wake_sender.wait(self.settings.tick_s)
+        self._wake_sender.clear()
 
 
 def attention_counts(engine: Engine) -> dict[str, int]:
