@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from device.camera_alert import camera_alert
 from device.camera_worker import CameraStats
 from device.events import DetectedEvent
 from matthan_wire import Alert, utc_now
-from matthan_wire.config import CATEGORY_OF, CameraConfig, DeviceIdentity
+from matthan_wire.config import CameraConfig, DeviceIdentity
 
 log = logging.getLogger("matthan.device.offline")
 
@@ -89,25 +90,15 @@ class OfflineWatch:
     def _alert(
         self, camera_id: str, started: datetime, ended: datetime | None, event_id: str | None = None
     ) -> Alert:
-        return Alert(
-            event_id=event_id or str(uuid.uuid4()),
-            phase="start" if ended is None else "end",
-            device_id=self.device.id,
-            camera_id=camera_id,
-            ward=self.device.ward,
-            zone=None,
-            rule=RULE,
-            type="camera_offline",
-            category=CATEGORY_OF["camera_offline"],
-            labels=[],
-            object_count=0,
-            score=1.0,
-            bbox=None,
-            started_at=started,
-            ended_at=ended,
-            seq=self.next_seq(),
-            snapshot=None,
-            clip=None,
+        return camera_alert(
+            self.device,
+            camera_id,
+            "camera_offline",
+            RULE,
+            event_id or str(uuid.uuid4()),
+            started,
+            ended,
+            self.next_seq(),
         )
 
 

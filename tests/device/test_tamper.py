@@ -8,7 +8,7 @@ Clips are 320 px wide and 10 fps, the persistence short (10 s), so the whole fil
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
@@ -21,7 +21,7 @@ from device.detector import load_detector
 from device.events import DetectedEvent
 from device.frames import Frame
 from device.health import CameraView, camera_health
-from device.tamper import TamperWatch, before_after_jpeg
+from device.tamper import TamperWatch
 from matthan_wire import Alert, Command, CommandResult, Health, decode, utc_now
 from matthan_wire.config import CameraConfig, ModelConfig
 from tests.device.conftest import DEVICE, T0, camera
@@ -370,14 +370,3 @@ def test_confirm_view_command(clips: Callable[..., Path]) -> None:
     assert not send(camera_id="other").ok
     assert "needs camera_id" in str(send().error)
     assert published[-1][0] == f"matthan/v1/{DEVICE.ward}/{DEVICE.id}/cmd/result"
-
-
-def test_snapshot_shows_reference_and_current_side_by_side() -> None:
-    ref = np.full((360, 480, 3), 200, np.uint8)
-    cur = np.zeros((720, 960, 3), np.uint8)
-    jpeg = before_after_jpeg(ref, cur, "covered", datetime(2026, 11, 24, 8, 0, tzinfo=T0.tzinfo))
-    assert jpeg is not None
-    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
-    assert img is not None
-    assert img.shape == (360, 480 * 2 + 6)
-    assert img[200:, :400].mean() > 180 and img[200:, 500:].mean() < 20
