@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -81,27 +82,24 @@ class AttentionWorker:
             self._wake_sender.set()
 
     def _tick_step(self) -> None:
-        try:
-            self.tick_once()
-        except SQLAlchemyError as exc:
-            self.errors += 1
-            log.warning("attention tick failed (database): %s", str(exc).splitlines()[0][:200])
-        except Exception:
-            self.errors += 1
-            log.exception("attention tick failed")
+        self._guarded("attention tick", self.tick_once)
         self._ticker.stopping.wait(self.settings.tick_s)
 
     def _send_step(self) -> None:
-        try:
-            self.sender.drain(self._sending.stopping)
-        except SQLAlchemyError as exc:
-            self.errors += 1
-            log.warning("notification sender failed (database): %s", str(exc).splitlines()[0][:200])
-        except Exception:
-            self.errors += 1
-            log.exception("notification sender failed")
+        self._guarded("notification sender", lambda: self.sender.drain(self._sending.stopping))
         self._wake_sender.wait(self.settings.tick_s)
         self._wake_sender.clear()
+
+    def _guarded(self, what: str, run: Callable[[], object]) -> None:
+        """One round; a failure is counted and logged, and the next round tries again."""
+        try:
+            run()
+        except SQLAlchemyError as exc:
+            self.errors += 1
+            log.warning("%s failed (database): %s", what, str(exc).splitlines()[0][:200])
+        except Exception:
+            self.errors += 1
+            log.exception("%s failed", what)
 
 
 def attention_counts(engine: Engine) -> dict[str, int]:
