@@ -1,57 +1,44 @@
 """`matthan device run`: the composition root of the edge agent.
 
-Starts, in order: the outbox (on disk), the outbox publisher and the MQTT link, the cameras (capture →
-detect → rules → events into the outbox), camera-offline watch, config sync and command handling
-(on one control thread), and health. Stops in reverse. Everything an alert needs survives a stop or a
-crash: it is committed to the outbox before it is logged, published or handed to the clip maker, and
-the outbox replays it on the next start.
+Builds its parts in dependency order, starts them in that order and stops them in reverse: the
+outbox (on disk), the MQTT link and the outbox publisher, the recording and uploads
+(device/media.py), the cameras (capture → detect → rules → events), the control loop (config sync,
+commands, camera-offline watch, the watchdog; device/control.py), and health. Every event enters
+through device/alert_intake.py, which commits it to the outbox before anything else happens to it:
+what is not yet receipted survives a stop or a crash and is replayed on the next start.
 
-Hooks for recording and uploads (device/media.py): `clip_sink` receives every event start and end
-after it is in the outbox; `uploads` tells health the upload backlog.
+Hooks for recording and uploads: `clip_sink` receives every event start and end after it is in the
+outbox; `uploads` tells health the upload backlog.
 """
 
-import fcntl
 import logging
-import os
-import queue
-import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
-from device import heartbeat
+from device.agent_lock import AgentLock
+from device.alert_intake import AlertIntake, EventSink
 from device.camera_worker import CameraStats
 from device.cameras import Cameras, FrameHook
 from device.commands import CommandHandler, CommandTargets
 from device.config_file import model_of
 from device.config_sync import STATE_FILE, ConfigSync, load_applied
+from device.control import ControlLoop
 from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.health import CameraView, HealthMonitor, UploadView
 from device.media import DeviceMedia
 from device.offline import OfflineWatch
-from device.outbox import MessageKind, NewMessage, Outbox
+from device.outbox import Outbox
 from device.outbox_publisher import OutboxPublisher
 from device.sd_notify import SdNotify
 from device.site_check import check_site
 from matthan.mqtt import MqttLink
-from matthan_wire import Alert, Health, Kind, ReportedConfig, encode
+from matthan_wire import Health, Kind, ReportedConfig, encode
 from matthan_wire.config import DeviceConfig, SiteConfig
 from matthan_wire.topics import device_topic
 
 log = logging.getLogger("matthan.device.agent")
-
-OFFLINE_CHECK_S = 1.0
-
-
-class EventSink(Protocol):
-    """The clip maker's side of an event (device.clips.ClipMaker has this shape)."""
-
-    def event_started(self, alert: Alert, snapshot_jpeg: bytes | None) -> None: ...
-
-    def event_ended(self, alert: Alert) -> None: ...
 
 
 class Agent:
@@ -65,19 +52,15 @@ class Agent:
         publish_window: int = 100,
     ) -> None:
         # In dependency order; every callback below is a method, so nothing refers to a part that
-        # is not built yet. Nothing connects or starts here: start() does, in the order it says.
+        # is not built yet. Nothing connects or starts here: start() does, in the same order.
         self.storage = _storage_folder(config)
         self.state_path = self.storage / STATE_FILE
         config, version = _effective_config(config, self.state_path)
         self.config = config
         self.device = config.device
         self.model = model_of(config)
-        self._stop = threading.Event()
-        self._control: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
-        self._control_thread: threading.Thread | None = None
         self._notify = SdNotify.from_env()
-        self._lock_fd: int | None = None
-        self.unstored_total = 0
+        self._lock = AgentLock(self.storage)
 
         # 1. The desired-config state (applied, reported), which the media's sidecars quote.
         self.config_sync = ConfigSync(
@@ -92,7 +75,6 @@ class Agent:
         if self.media is not None:
             clip_sink = clip_sink or self.media
             uploads = uploads or self.media.upload_view
-        self.clip_sink = clip_sink
         # 3. The outbox may hold at most a quarter of the storage budget; recordings and clips (the
         # retention part) have the rest.
         self.outbox = Outbox(
@@ -112,7 +94,9 @@ class Agent:
             max_inflight=publish_window + 20,
         )
         self.publisher = OutboxPublisher(self.outbox, self.link, window=publish_window)
-        # 5. What acts on the cameras' state and the cloud's commands.
+        # 5. Where every event enters: into the outbox first, then to the publisher and the clips.
+        self.intake = AlertIntake(self.outbox, self.publisher, self.link, self._topics, clip_sink)
+        # 6. The cameras, the watch on their streams, and what acts on them for the cloud.
         self.offline = OfflineWatch(self.device, self.outbox.next_seq, self._on_event)
         self.cameras = Cameras(
             self.device,
@@ -135,7 +119,17 @@ class Agent:
                 confirm_view=self.cameras.confirm_view,
             ),
         )
-        # 6. Health, last: it reads every part above.
+        # 7. The control loop: desired config and commands from the link, the offline check, the
+        # watchdog.
+        self.control = ControlLoop(
+            desired=self.config_sync.handle_desired,
+            command=self.commands.handle,
+            connected=self._after_connect,
+            check_offline=self._check_offline,
+            notify=self._notify,
+            storage=self.storage,
+        )
+        # 8. Health, last: it reads every part above.
         self.health = HealthMonitor(
             self.device.id,
             self.device.ward,
@@ -149,16 +143,93 @@ class Agent:
             uploads=uploads,
         )
 
-    # ---- callbacks the parts above call (after start) -----------------------------------------------
+    # ---- lifecycle -------------------------------------------------------------------------------
 
-    def _config_version(self) -> int | None:
-        return self.config_sync.version
+    def start(self) -> None:
+        try:
+            self._lock.take()
+        except DeviceError:
+            self.outbox.close()
+            raise
+        log.info(
+            "agent starting device=%s ward=%s cameras=%d outbox_depth=%d",
+            self.device.id,
+            self.device.ward,
+            len(self.config.cameras),
+            self.outbox.depth(),
+        )
+        self.link.start()
+        self.publisher.start()
+        try:
+            # Recording before the cameras: an event's pre-capture must already be on disk.
+            if self.media is not None:
+                self.media.start()
+            self.cameras.start(self.config.cameras)
+        except BaseException:
+            self.stop()
+            raise
+        # Ready once capture and the link are up; the control loop's watchdog pets follow.
+        self._notify.send("READY=1")
+        self.control.start()
+        self.health.start()
+        log.info("agent running device=%s", self.device.id)
+
+    def stop(self) -> None:
+        """Reverse order. Cameras stop before the publisher so their last events are in the outbox;
+        what is not yet receipted stays there for the next start."""
+        self._notify.send("STOPPING=1")
+        self.health.stop()
+        self.control.stop(10)
+        self.cameras.stop()
+        if self.media is not None:
+            self.media.stop()
+        self.publisher.stop()
+        self.link.stop()
+        depth = self.outbox.depth()
+        self.outbox.close()
+        self._lock.release()
+        log.info("agent stopped device=%s outbox_depth=%d (kept for the next start)", self.device.id, depth)
+
+    def run_until(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+    # ---- callbacks the parts above call (after start) --------------------------------------------
+
+    def _on_event(self, ev: DetectedEvent) -> None:
+        """From a camera's detect thread (or the offline watch); never blocks on the network."""
+        self.intake.take(ev)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """Paho's network thread: enqueue only."""
+        if topic == self._topics[Kind.RECEIPT]:
+            self.publisher.on_receipt(payload)
+        elif topic == self._topics[Kind.CONFIG_DESIRED]:
+            self.control.desired(payload)
+        elif topic == self._topics[Kind.CMD]:
+            self.control.command(payload)
+        else:
+            log.warning("unexpected message topic=%s", topic)
 
     def _on_published(self, mid: int, ok: bool) -> None:
         self.publisher.on_published(mid, ok)
 
     def _on_connected(self) -> None:
-        self._control.put(("connected", b""))
+        self.control.connected()
+
+    def _after_connect(self) -> None:
+        """On the control thread, after each (re)connect: what the broker may not have kept."""
+        self.config_sync.republish()
+        self.health.send_now()
+
+    def _check_offline(self, now: float) -> None:
+        self.cameras.check_offline(self.config.camera, now)
+
+    def _config_version(self) -> int | None:
+        return self.config_sync.version
 
     def _frame_hook(self, camera_id: str) -> FrameHook | None:
         return self.media.frame_hook(camera_id) if self.media is not None else None
@@ -174,171 +245,6 @@ class Agent:
 
     def _publish_result(self, topic: str, payload: bytes) -> bool:
         return self.link.publish(topic, payload, qos=1) is not None
-
-    def _take_lock(self) -> None:
-        """One agent per storage folder: a second one would share the outbox and, with the same
-        client id, kick the first off the broker over and over (docs/lessons.md)."""
-        path = self.storage / "agent.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DeviceError(
-                f"another agent (pid {other}) is running on {self.storage}; stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
-
-    # ---- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        try:
-            self._take_lock()
-        except DeviceError:
-            self.outbox.close()
-            raise
-        log.info(
-            "agent starting device=%s ward=%s cameras=%d outbox_depth=%d",
-            self.device.id,
-            self.device.ward,
-            len(self.config.cameras),
-            self.outbox.depth(),
-        )
-        self.publisher.start()
-        self.link.start()
-        try:
-            # Recording before the cameras: an event's pre-capture must already be on disk.
-            if self.media is not None:
-                self.media.start()
-            self.cameras.start(self.config.cameras)
-        except BaseException:
-            self.stop()
-            raise
-        # Ready once capture and the link are up; the control loop's watchdog pets follow.
-        self._notify.send("READY=1")
-        self._control_thread = threading.Thread(target=self._control_main, name="agent-control", daemon=True)
-        self._control_thread.start()
-        self.health.start()
-        log.info("agent running device=%s", self.device.id)
-
-    def stop(self) -> None:
-        """Reverse order. Cameras stop before the publisher so their last events are in the outbox;
-        what is not yet receipted stays there for the next start."""
-        self._notify.send("STOPPING=1")
-        self._stop.set()
-        self.health.stop()
-        if self._control_thread is not None:
-            self._control_thread.join(10)
-        self.cameras.stop()
-        if self.media is not None:
-            self.media.stop()
-        self.publisher.stop()
-        self.link.stop()
-        depth = self.outbox.depth()
-        self.outbox.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = None
-        log.info("agent stopped device=%s outbox_depth=%d (kept for the next start)", self.device.id, depth)
-
-    def run_until(self, stop: threading.Event) -> None:
-        self.start()
-        try:
-            stop.wait()
-        finally:
-            self.stop()
-
-    # ---- events ----------------------------------------------------------------------------------
-
-    def _on_event(self, ev: DetectedEvent) -> None:
-        """From a camera's detect thread (or the offline watch): commit, then announce. Never blocks
-        on the network."""
-        a = ev.alert
-        msgs: list[NewMessage] = []
-        if a.phase == "start":
-            msgs.append(NewMessage(a.event_id, MessageKind.ALERT, self._topics[Kind.ALERT], encode(a)))
-            if ev.snapshot_jpeg is not None:
-                topic = device_topic(Kind.SNAPSHOT, a.ward, a.device_id, a.event_id)
-                msgs.append(NewMessage(a.event_id, MessageKind.SNAPSHOT, topic, ev.snapshot_jpeg))
-        else:
-            msgs.append(NewMessage(a.event_id, MessageKind.EVENT, self._topics[Kind.EVENT], encode(a)))
-        try:
-            self.outbox.put(msgs)
-        except sqlite3.Error as exc:
-            # Disk full or the card failing: the alert cannot be made durable. Say so loudly and still
-            # try to get it out once, rather than drop it.
-            self.unstored_total += 1
-            log.error(
-                "alert NOT stored device=%s event=%s error=%s; publishing once", a.device_id, a.event_id, exc
-            )
-            for m in msgs:
-                self.link.publish(m.topic, m.payload, qos=1)
-        self.publisher.wake()
-        log.info(
-            "alert %s device=%s camera=%s event=%s type=%s rule=%s zone=%s count=%d seq=%d",
-            a.phase,
-            a.device_id,
-            a.camera_id,
-            a.event_id,
-            a.type,
-            a.rule,
-            a.zone or "-",
-            a.object_count,
-            a.seq,
-        )
-        if self.clip_sink is not None:
-            try:
-                if a.phase == "start":
-                    self.clip_sink.event_started(a, ev.snapshot_jpeg)
-                else:
-                    self.clip_sink.event_ended(a)
-            except Exception:  # the alert is safe in the outbox; a clip failure must not lose it
-                log.exception("clip sink failed event=%s", a.event_id)
-
-    # ---- MQTT in (network thread: enqueue only) --------------------------------------------------
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic == self._topics[Kind.RECEIPT]:
-            self.publisher.on_receipt(payload)
-        elif topic == self._topics[Kind.CONFIG_DESIRED]:
-            self._control.put(("desired", payload))
-        elif topic == self._topics[Kind.CMD]:
-            self._control.put(("cmd", payload))
-        else:
-            log.warning("unexpected message topic=%s", topic)
-
-    # ---- the control thread ----------------------------------------------------------------------
-
-    def _control_main(self) -> None:
-        next_check = 0.0
-        next_watchdog = 0.0
-        while not self._stop.is_set():
-            try:
-                what, payload = self._control.get(timeout=0.2)
-            except queue.Empty:
-                what, payload = "", b""
-            try:
-                if what == "desired":
-                    self.config_sync.handle_desired(payload)
-                elif what == "cmd":
-                    self.commands.handle(payload)
-                elif what == "connected":
-                    self.config_sync.republish()
-                    self.health.send_now()
-                now = time.monotonic()
-                if now >= next_check:
-                    self.cameras.check_offline(self.config.camera, now)
-                    next_check = now + OFFLINE_CHECK_S
-                if now >= next_watchdog:
-                    # Only this loop pets the watchdog: if it wedges, systemd restarts the agent.
-                    self._notify.send("WATCHDOG=1")
-                    heartbeat.beat(self.storage)
-                    next_watchdog = now + self._notify.watchdog_every_s
-            except Exception:
-                log.exception("control step failed what=%s", what or "tick")
 
     # ---- config ----------------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ def test_invalid_desired_is_rejected_with_reason_and_old_keeps_running(
     assert agent.config_sync.version == 1
     assert agent.cameras.workers["rex-north"] is worker
     assert [z.name for z in agent.config.camera("rex-north").zones] == ["plaza", "curb"]
-    assert agent._control_thread is not None and agent._control_thread.is_alive()
+    assert agent.control.alive
 
 
 def test_changed_source_restarts_only_that_camera(
