@@ -12,40 +12,27 @@ from pathlib import Path
 import pytest
 
 from device.outbox import MessageKind, NewMessage, Outbox
-from device.outbox_publisher import REPLAY_GRACE_S, OutboxPublisher
-from matthan.backoff import Backoff
-from matthan.mqtt import MqttLink
+from device.outbox_publisher import REPLAY_GRACE_S
 from matthan_wire import Alert, Kind, decode, encode
 from matthan_wire.config import BrokerConfig, OutboxConfig
 from matthan_wire.topics import device_topic
 from tests.support.broker import Mosquitto
 from tests.support.clock import SimClock
+from tests.support.delivery import DEVICE, WARD, DeliveryPath
 from tests.support.receipts import CopyCounter, ReceiptStandIn, wait_for
 
 GOLDEN = Path(__file__).parent.parent / "wire" / "golden"
-WARD, DEVICE = "ben-nghe", "q1-rex-01"
 BASE = decode(Alert, (GOLDEN / "alert_start.json").read_bytes().strip())
 STEP_S = 5.0
 
 
-class SimDevice:
-    """The agent's delivery path (as device/agent.py wires it) on a simulated clock."""
+class SimDevice(DeliveryPath):
+    """The agent's delivery path on a simulated clock."""
 
     def __init__(self, db: Path, port: int, clock: SimClock, limits: OutboxConfig | None = None) -> None:
         self.clock = clock
-        self.outbox = Outbox(db, limits or OutboxConfig(), clock=clock.now)
-        self.publisher: OutboxPublisher
-        self.link = MqttLink(
-            BrokerConfig(url=f"mqtt://127.0.0.1:{port}", keepalive_s=5),
-            DEVICE,
-            subscriptions=[(device_topic(Kind.RECEIPT, WARD, DEVICE), 1)],
-            on_message=lambda topic, payload: self.publisher.on_receipt(payload),
-            on_published=lambda mid, ok: self.publisher.on_published(mid, ok),
-            status_topic=device_topic(Kind.STATUS, WARD, DEVICE),
-            backoff=Backoff(initial=0.2, maximum=2.0),
-        )
-        self.publisher = OutboxPublisher(self.outbox, self.link)
-        self.generated: list[str] = []
+        outbox = Outbox(db, limits or OutboxConfig(), clock=clock.now)
+        super().__init__(outbox, BrokerConfig(url=f"mqtt://127.0.0.1:{port}", keepalive_s=5))
 
     def start(self) -> "SimDevice":
         self.link.start()

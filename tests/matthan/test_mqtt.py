@@ -17,38 +17,21 @@ from pathlib import Path
 import pytest
 
 from device.outbox import MessageKind, NewMessage, Outbox
-from device.outbox_publisher import OutboxPublisher
-from matthan.backoff import Backoff
-from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, Status, decode, encode
 from matthan_wire.config import BrokerConfig, OutboxConfig
 from matthan_wire.topics import device_topic
 from tests.support.broker import Mosquitto
+from tests.support.delivery import DEVICE, WARD, DeliveryPath
 from tests.support.receipts import ReceiptStandIn, WardCollector, wait_for
 
 GOLDEN = Path(__file__).parent.parent / "wire" / "golden"
-WARD, DEVICE = "ben-nghe", "q1-rex-01"
 BASE = decode(Alert, (GOLDEN / "alert_start.json").read_bytes().strip())
 
 
-class Device:
-    """The agent's delivery path, wired as device/agent.py wires it."""
-
+class Device(DeliveryPath):
     def __init__(self, db: Path, broker_url: str, resend_after_s: float = 30.0, **broker: object) -> None:
-        self.outbox = Outbox(db, OutboxConfig(resend_after_s=resend_after_s))
-        receipt_topic = device_topic(Kind.RECEIPT, WARD, DEVICE)
-        self.publisher: OutboxPublisher
-        self.link = MqttLink(
-            BrokerConfig(url=broker_url, keepalive_s=5, **broker),
-            DEVICE,
-            subscriptions=[(receipt_topic, 1)],
-            on_message=lambda topic, payload: self.publisher.on_receipt(payload),
-            on_published=lambda mid, ok: self.publisher.on_published(mid, ok),
-            status_topic=device_topic(Kind.STATUS, WARD, DEVICE),
-            backoff=Backoff(initial=0.2, maximum=2.0),
-        )
-        self.publisher = OutboxPublisher(self.outbox, self.link)
-        self.generated: list[str] = []
+        outbox = Outbox(db, OutboxConfig(resend_after_s=resend_after_s))
+        super().__init__(outbox, BrokerConfig(url=broker_url, keepalive_s=5, **broker))
 
     def start(self) -> "Device":
         self.link.start()
