@@ -105,7 +105,7 @@ class RetentionTotals:
     last_run: datetime | None = None
 
 
-class RetentionJob:
+class RetentionJob(WorkerThread):
     def __init__(
         self,
         engine: Engine,
@@ -118,21 +118,11 @@ class RetentionJob:
         self.clock = clock
         self.batch = batch
         self.totals = RetentionTotals()
-        self._worker = WorkerThread("retention", self._step)
         self._lock = threading.Lock()  # run_once from a test or the CLI never overlaps the thread's
-
-    def start(self) -> None:
-        self._worker.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._worker.stop(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._worker.alive
+        super().__init__("retention", self._step, stop_timeout_s=10.0)
 
     def _step(self) -> None:
-        if self._worker.stopping.wait(self.settings.retention_interval_s):
+        if self.stopping.wait(self.settings.retention_interval_s):
             return
         try:
             self.run_once()

@@ -57,7 +57,7 @@ class _Due:
     sends: int
 
 
-class StationDelivery:
+class StationDelivery(WorkerThread):
     def __init__(self, settings: Settings, engine: Engine, link: MqttLink, metrics: Metrics) -> None:
         self.settings = settings
         self.engine = engine
@@ -66,7 +66,7 @@ class StationDelivery:
         self._due: dict[str, _Due] = {}  # event id → next resend
         self._syncs: queue.SimpleQueue[str] = queue.SimpleQueue()  # wards (or _ALL) to replay now
         self._wake = threading.Event()
-        self._worker = WorkerThread("station-delivery", self._step, wake=self._wake.set)
+        super().__init__("station-delivery", self._step, wake=self._wake.set)
         self.resent = 0
         self._last_scan = float("-inf")
         sync = ward_filter(Kind.STATION_SYNC)
@@ -96,16 +96,6 @@ class StationDelivery:
         self._wake.set()
 
     # --- life ---
-
-    def start(self) -> None:
-        self._worker.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._worker.stop(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._worker.alive
 
     def _step(self) -> None:
         try:

@@ -179,7 +179,7 @@ class Agent:
         what is not yet receipted stays there for the next start."""
         self._notify.send("STOPPING=1")
         self.health.stop()
-        self.control.stop(10)
+        self.control.stop()
         self.cameras.stop()
         if self.media is not None:
             self.media.stop()

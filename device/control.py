@@ -21,7 +21,7 @@ log = logging.getLogger("matthan.device.agent")
 OFFLINE_CHECK_S = 1.0
 
 
-class ControlLoop:
+class ControlLoop(WorkerThread):
     def __init__(
         self,
         *,
@@ -41,9 +41,9 @@ class ControlLoop:
         self._notify = notify
         self._storage = storage
         self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
-        self._worker = WorkerThread("agent-control", self._step)
         self._next_check = 0.0
         self._next_watchdog = 0.0
+        super().__init__("agent-control", self._step, stop_timeout_s=10.0)
 
     # ---- inputs (paho's thread: enqueue only) ----------------------------------------------------
 
@@ -60,14 +60,7 @@ class ControlLoop:
 
     def start(self) -> None:
         self._next_check = self._next_watchdog = 0.0
-        self._worker.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._worker.stop(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._worker.alive
+        super().start()
 
     def _step(self) -> None:
         try:

@@ -44,7 +44,7 @@ class PublisherCounters:
     replays: int = 0  # times the whole backlog was made due at once
 
 
-class OutboxPublisher:
+class OutboxPublisher(WorkerThread):
     """Drains the outbox through the link: in order, a bounded window in flight, resend until receipted.
 
     One thread. Each pass it publishes, while fewer than `window` await their PUBACK, what the outbox
@@ -74,7 +74,6 @@ class OutboxPublisher:
         self.counters = PublisherCounters()
         # (what, mid, ok, payload): "wake", "puback" (mid, ok) or "receipt" (payload).
         self._events: queue.SimpleQueue[tuple[str, int, bool, bytes]] = queue.SimpleQueue()
-        self._worker = WorkerThread("outbox-publisher", self._step, wake=self.wake)
         self._next_prune = 0.0  # monotonic; a start prunes at once
         # mid -> id awaiting PUBACK: the only per-message state, at most `window` entries.
         self._inflight: dict[int, int] = {}
@@ -87,6 +86,7 @@ class OutboxPublisher:
         self._resend_minutes: deque[list[int]] = deque(maxlen=61)
         self._next_due: float | None = 0.0  # cached outbox.next_due(); None = nothing held
         self.passes = 0
+        super().__init__("outbox-publisher", self._step, wake=self.wake)
 
     # ---- inputs (any thread) ---------------------------------------------------------------------
 
@@ -104,10 +104,7 @@ class OutboxPublisher:
 
     def start(self) -> None:
         self._next_prune = 0.0
-        self._worker.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._worker.stop(timeout)
+        super().start()
 
     def in_flight(self) -> int:
         return len(self._inflight)
@@ -151,7 +148,7 @@ class OutboxPublisher:
             self.passes += 1
         except Exception:  # a bad row or a closed database must not end delivery silently
             log.exception("outbox publisher error; retrying")
-            self._worker.stopping.wait(1.0)
+            self.stopping.wait(1.0)
 
     def _drain_events(self, timeout: float) -> bool:
         """Apply what arrived; True when the outbox may have changed (a wake or a receipt)."""

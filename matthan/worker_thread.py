@@ -1,10 +1,11 @@
 """A named daemon thread that calls one step over and over until it is asked to stop.
 
 Every background job of ours (the retention job, station delivery, the attention worker, the
-outbox publisher, the agent's control loop …) is such a thread. The step does its own waiting
-(on `stopping`, on a wake event or a queue, with a timeout) and catches the failures it expects,
-so one bad pass does not end the job. Whatever escapes it ends the thread: that is logged once,
-counted in `crashes`, and `alive` turns false, which is what health reads to go red.
+outbox publisher, the agent's control loop …) is such a thread: a job either is one (subclass,
+passing its step) or holds several. The step does its own waiting (on `stopping`, on a wake event
+or a queue, with a timeout) and catches the failures it expects, so one bad pass does not end the
+job. Whatever escapes it ends the thread: that is logged once, counted in `crashes`, and `alive`
+turns false, which is what health reads to go red.
 """
 
 import logging
@@ -16,15 +17,22 @@ log = logging.getLogger("matthan.worker")
 
 class WorkerThread:
     def __init__(
-        self, name: str, step: Callable[[], None], *, wake: Callable[[], None] | None = None
+        self,
+        name: str,
+        step: Callable[[], None],
+        *,
+        wake: Callable[[], None] | None = None,
+        stop_timeout_s: float = 5.0,
     ) -> None:
         """`wake` interrupts the step's wait when a stop is asked (it sets the owner's wake event,
-        or puts a token in its queue); a step that waits on `stopping` needs none."""
+        or puts a token in its queue); a step that waits on `stopping` needs none. `stop()` waits
+        at most `stop_timeout_s` for the step in progress to end."""
         self.name = name
         self.stopping = threading.Event()
         self.crashes = 0
-        self._step = step
-        self._wake = wake
+        self.stop_timeout_s = stop_timeout_s
+        self._work = step
+        self._wake_hook = wake
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -35,14 +43,14 @@ class WorkerThread:
     def ask_stop(self) -> None:
         """Ask without waiting: an owner of several threads asks them all, then joins each."""
         self.stopping.set()
-        if self._wake is not None:
-            self._wake()
+        if self._wake_hook is not None:
+            self._wake_hook()
 
-    def join(self, timeout: float) -> None:
+    def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(self.stop_timeout_s if timeout is None else timeout)
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         self.ask_stop()
         self.join(timeout)
 
@@ -53,7 +61,7 @@ class WorkerThread:
     def _main(self) -> None:
         try:
             while not self.stopping.is_set():
-                self._step()
+                self._work()
         except BaseException:
             self.crashes += 1
             log.exception("thread crashed thread=%s crashes=%d", self.name, self.crashes)
