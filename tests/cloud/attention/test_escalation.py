@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from cloud.attention.worker import AttentionWorker
@@ -176,6 +177,10 @@ def test_sigkill_between_levels_then_the_second_happens_once(
     engine.dispose()
 
 
+def _sent(engine: Engine) -> int:
+    return sum(1 for n in notifications(engine) if n.status == "sent")
+
+
 def test_two_cloud_processes_send_each_escalation_once(
     pg_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -190,6 +195,9 @@ def test_two_cloud_processes_send_each_escalation_once(
     with cloud_process(pg_url, tmp_path, clock, "a"), cloud_process(pg_url, tmp_path, clock, "b"):
         clock.advance(1.5)
         wait_until(lambda: len(receiver.bodies()) >= 20, timeout=60, what="20 first levels")
+        # The test's clock jumps 2 min, past a sender's 2-min lease: a send received but not yet
+        # committed on a loaded machine would be claimed again, as after a real crash. Wait for commits.
+        wait_until(lambda: _sent(engine) >= 20, timeout=60, what="20 first levels committed")
         clock.advance(2)
         wait_until(lambda: len(receiver.bodies()) >= 40, timeout=60, what="20 second levels")
         add_alert(engine, "ev-probe", received=clock.now() - timedelta(minutes=2))
