@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 from device.clips import concat_copy
-from device.recorder import FFMPEG, Recorder, probe_codec
+from device.ffmpeg import FFMPEG
+from device.recorder import Recorder
+from device.source_probe import probe_codec
 from matthan import assets
 from matthan_wire.config import CameraConfig
 

@@ -41,8 +41,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from device.errors import DeviceError
-from device.recorder import FFMPEG, FFPROBE, Recorder, Segment
+from device.ffmpeg import FFMPEG, FFPROBE
+from device.recorder import Recorder
 from device.retention import Retention
+from device.segment_cache import Segment
 from device.uploader import UploadQueue, sha256_file
 from matthan_wire.config import DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from device.recorder import FFMPEG
+from device.ffmpeg import FFMPEG
 from device.retention import Retention
 from device.uploader import UploadQueue
 

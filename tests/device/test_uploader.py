@@ -27,8 +27,8 @@ from device.camera_worker import CameraWorker
 from device.clips import ClipSidecar, probe_media
 from device.errors import DeviceError
 from device.events import DetectedEvent
+from device.ffmpeg import FFMPEG
 from device.media import DeviceMedia
-from device.recorder import FFMPEG
 from device.uploader import Uploader, UploadQueue
 from matthan.backoff import Backoff
 from matthan_wire import Alert, Health, decode
