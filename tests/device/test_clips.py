@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from device.clips import ClipMaker, ClipSidecar, probe_media, sha256_file
+from device.clip_cut import ClipSidecar, probe_media
+from device.clips import ClipMaker
+from device.files import sha256_file
 from device.frames import Frame
 from device.media import DeviceMedia
 from device.recorder import Recorder
-from device.uploader import UploadQueue
+from device.upload_queue import UploadQueue
 from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity
 from matthan_wire.payloads import Alert, ClipRef
 from tests.support.net import wait_until

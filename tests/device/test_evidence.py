@@ -20,7 +20,8 @@ from cloud.settings import EnrollmentSettings, Settings
 from device.agent import Agent
 from device.evidence import EvidenceSigner, config_digest
 from device.media import DeviceMedia
-from device.uploader import Uploader, UploadQueue
+from device.upload_queue import UploadQueue
+from device.uploader import Uploader
 from matthan import jws
 from matthan.cli import main as matthan_main
 from matthan.evidence import sha256_hex, verify_bundle

@@ -8,7 +8,7 @@ import pytest
 
 from device.ffmpeg import FFMPEG
 from device.retention import Retention
-from device.uploader import UploadQueue
+from device.upload_queue import UploadQueue
 
 
 @pytest.fixture

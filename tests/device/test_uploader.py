@@ -24,12 +24,13 @@ from cloud.db import make_engine, migrate
 from cloud.models import Device
 from device.agent import Agent
 from device.camera_worker import CameraWorker
-from device.clips import ClipSidecar, probe_media
+from device.clip_cut import ClipSidecar, probe_media
 from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.ffmpeg import FFMPEG
 from device.media import DeviceMedia
-from device.uploader import Uploader, UploadQueue
+from device.upload_queue import UploadQueue
+from device.uploader import Uploader
 from matthan.backoff import Backoff
 from matthan_wire import Alert, Health, decode
 from matthan_wire.config import DeviceConfig, DeviceIdentity, ModelConfig
@@ -525,7 +526,7 @@ def test_the_queue_survives_a_killed_process(tmp_path: Path, long_clip: Path) ->
     """Committed means on disk: an agent SIGKILLed right after queueing still has the entry."""
     script = (
         "import os, sys\n"
-        "from device.uploader import UploadQueue\n"
+        "from device.upload_queue import UploadQueue\n"
         "q = UploadQueue(sys.argv[1])\n"
         "q.add('ev-9', 'clip', sys.argv[2])\n"
         "q.set_offset(q.get('ev-9', 'clip'), 65536)\n"
