@@ -43,6 +43,14 @@ def alert(
     )  # fmt: skip
 
 
+def looping(assets_dir: Path) -> CameraConfig:
+    """cam-1 on one-by-one, looped: 1 s segments, 1 s of pre- and post-capture."""
+    return CameraConfig.model_validate(
+        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
+         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
+    )  # fmt: skip
+
+
 def snapshot_of(source: Path) -> bytes:
     """A JPEG with a box drawn, as the agent hands it over: from a real frame of the footage."""
     cap = cv2.VideoCapture(str(source))
@@ -57,14 +65,7 @@ def snapshot_of(source: Path) -> bytes:
 
 @pytest.fixture
 def parts(tmp_path: Path, assets_dir: Path) -> Iterator[tuple[Recorder, ClipMaker, UploadQueue]]:
-    cam = CameraConfig.model_validate(
-        {
-            "id": "cam-1",
-            "source": str(assets_dir / ONE_BY_ONE),
-            "loop": True,
-            "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
-        }
-    )
+    cam = looping(assets_dir)
     # A cache window far shorter than the event: only the event's hold keeps its beginning.
     rec = Recorder(cam, tmp_path / "cache", keep_s=1.0)
     uploads = UploadQueue(tmp_path / "media.db")
@@ -173,10 +174,7 @@ def test_span_past_the_end_of_a_file_gives_a_short_clip(assets_dir: Path, tmp_pa
 
 
 def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: Path, tmp_path: Path) -> None:
-    cam = CameraConfig.model_validate(
-        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
-         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
-    )  # fmt: skip
+    cam = looping(assets_dir)
     rec = Recorder(cam, tmp_path / "cache")
     uploads = UploadQueue(tmp_path / "media.db")
     maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)
@@ -216,10 +214,7 @@ def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: P
 
 def test_a_long_event_keeps_its_beginning_and_its_end(assets_dir: Path, tmp_path: Path) -> None:
     """Held segments are bounded: past hold_head_s the middle goes, the clip is head + tail."""
-    cam = CameraConfig.model_validate(
-        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
-         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
-    )  # fmt: skip
+    cam = looping(assets_dir)
     rec = Recorder(cam, tmp_path / "cache", keep_s=1.0, hold_head_s=2.0)
     uploads = UploadQueue(tmp_path / "media.db")
     maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)

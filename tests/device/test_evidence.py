@@ -31,7 +31,8 @@ from matthan_wire.evidence import MANIFEST_TYP, EvidenceManifest
 from matthan_wire.timeutil import utc_now
 from provisioning import pki
 from tests.cloud.conftest import served
-from tests.device.test_uploader import FAST, walk_in_walk_out  # noqa: F401  (a fixture)
+from tests.device.test_media import walk_in_walk_out  # noqa: F401  (a fixture)
+from tests.device.test_uploader import FAST
 from tests.support.broker import Mosquitto
 from tests.support.net import wait_until
 
