@@ -51,6 +51,18 @@ def looping(assets_dir: Path) -> CameraConfig:
     )  # fmt: skip
 
 
+def record_event(rec: Recorder, maker: ClipMaker, event_id: str, seconds: float) -> tuple[datetime, datetime]:
+    """Once the recorder writes: an event of `seconds` (1 s pre- and post-capture) to the clip maker."""
+    wait_until(lambda: rec.segments(), timeout=10, what="recording")
+    time.sleep(1.5)
+    started = datetime.now(UTC)
+    maker.event_started(alert(event_id, "start", started, None, 1, 1), None)
+    time.sleep(seconds)
+    ended = datetime.now(UTC)
+    maker.event_ended(alert(event_id, "end", started, ended, 1, 1))
+    return started, ended
+
+
 def snapshot_of(source: Path) -> bytes:
     """A JPEG with a box drawn, as the agent hands it over: from a real frame of the footage."""
     cap = cv2.VideoCapture(str(source))
@@ -180,13 +192,7 @@ def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: P
     maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)
     maker.start()
     rec.start()
-    wait_until(lambda: rec.segments(), timeout=10, what="recording")
-    time.sleep(1.5)
-    started = datetime.now(UTC)
-    maker.event_started(alert("ev-4", "start", started, None, 1, 1), None)
-    time.sleep(1.0)
-    ended = datetime.now(UTC)
-    maker.event_ended(alert("ev-4", "end", started, ended, 1, 1))
+    started, ended = record_event(rec, maker, "ev-4", 1.0)
     time.sleep(0.5)
     maker.stop()  # the agent goes down inside the post-capture second
     assert not (tmp_path / "media" / "ev-4.mp4").exists()
@@ -221,13 +227,7 @@ def test_a_long_event_keeps_its_beginning_and_its_end(assets_dir: Path, tmp_path
     maker.start()
     rec.start()
     try:
-        wait_until(lambda: rec.segments(), timeout=10, what="recording")
-        time.sleep(1.5)
-        started = datetime.now(UTC)
-        maker.event_started(alert("ev-5", "start", started, None, 1, 1), None)
-        time.sleep(7.0)
-        ended = datetime.now(UTC)
-        maker.event_ended(alert("ev-5", "end", started, ended, 1, 1))
+        started, ended = record_event(rec, maker, "ev-5", 7.0)
         assert maker.wait_idle(20)
     finally:
         maker.stop()
