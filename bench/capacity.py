@@ -43,7 +43,7 @@ from bench.pipeline import asset
 from device.camera_worker import CameraWorker
 from device.capture import Capture
 from device.detector import SharedDetector, load_detector
-from device.recorder import Recording
+from device.recording import Recording
 from matthan import assets
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig, StorageConfig
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device.evidence import EvidenceSigner
-from device.recorder import FFMPEG
-from device.uploader import sha256_file
+from device.ffmpeg import FFMPEG
+from device.files import sha256_file
 from matthan import assets
 from matthan.evidence import load_crl, verify_manifest
 from matthan_wire.config import CameraConfig, DeviceIdentity

@@ -6,7 +6,7 @@ CPU seconds per minute of video, measured side by side in one run on the same fo
 - x264 veryfast: what re-encoding for recording usually means (the baseline stream copy avoids).
 Each runs unpaced (no `-re`) over the same looped footage; CPU is the child's user + system time from
 wait4, so time spent waiting on the disk or on other processes does not count. Also: the CPU to cut
-one 12-second clip from those segments by concat copy (device/clips.py).
+one 12-second clip from those segments by concat copy (device/clip_cut.py).
 Goal (issue #5): recording costs a small fraction of a re-encode, so a Pi can afford it per camera.
 """
 
@@ -18,8 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from device.clips import concat_copy
-from device.recorder import FFMPEG, Recorder, probe_codec
+from device.clip_cut import concat_copy
+from device.ffmpeg import FFMPEG
+from device.recorder import Recorder
+from device.source_probe import probe_codec
 from matthan import assets
 from matthan_wire.config import CameraConfig
 

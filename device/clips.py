@@ -1,95 +1,42 @@
-"""A clip per event: the recorded segments covering [start − pre, end + post], joined by copy.
+"""A clip per event: the clip maker takes every event start and end from the agent and, on one
+worker thread, turns them into evidence files queued for upload.
 
 The agent hands every event start (with its snapshot JPEG) and end to the clip maker; neither
 call blocks. A start holds the camera's segments from start − pre so a long event cannot lose
 its beginning to the cache pruning; an end schedules a cut for when the post-capture span has
-been recorded, i.e. when a segment has begun after end + post. The cut is ffmpeg's concat
-demuxer with `-c copy` and `-movflags +faststart` (a browser can play it while it downloads),
-into one self-contained `{event_id}.mp4`, with a JSON sidecar (who, where, when, which rule,
-model and config version, the MP4's SHA-256, size and ffprobe duration). Snapshot, clip and
-sidecar then go into the durable upload queue; retention keeps the folder within budget.
-
-Segment starts are known as an interval (device/recorder.py); a cut always takes the segment
-whose start is surely before the span's start, so the clip covers the span and overshoots it by
-at most about one segment at each end.
-
-A camera that records another stream than it detects on (a main stream, inputs with roles) also
-gets a crop of the violating object from the high-resolution picture: once the segment holding
-the event's first moment is closed, ffmpeg decodes that one frame from it (from the segment's
-keyframe on, hardware decoding when the recorder has it), and the box of the alert, with a
-margin, is cut out of it into `{event_id}-crop.jpg` (upload kind `crop`). The alert's own
-snapshot stays the detect frame: it goes out with the alert, within the second.
+been recorded, i.e. when a segment has begun after end + post. The cut and its sidecar are
+device/clip_cut.py; a camera with a separate record stream also gets a crop of the violating
+object (device/crops.py). Snapshot, crop, clip, sidecar and the signed manifest then go into the
+durable upload queue; retention keeps the folder within budget.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-from pydantic import BaseModel, ConfigDict
-
-from device.errors import DeviceError
-from device.recorder import FFMPEG, FFPROBE, Recorder, Segment
+from device.clip_cut import ClipError, cut_clip, select_segments
+from device.crops import crop_jpeg, frame_at, holding_segment
+from device.files import sha256_file, write_atomic
+from device.recorder import Recorder
 from device.retention import Retention
-from device.uploader import UploadQueue, sha256_file
+from device.segment_cache import Segment
+from device.upload_queue import UploadQueue
 from matthan_wire.config import DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert
-from matthan_wire.timeutil import UtcDateTime, utc_now
+from matthan_wire.timeutil import utc_now
 
 if TYPE_CHECKING:
     from device.evidence import EvidenceSigner
 
 log = logging.getLogger(__name__)
-
-
-class ClipError(DeviceError):
-    """A clip that could not be cut from the recorded segments."""
-
-
-class ClipSidecar(BaseModel):
-    """What a clip shows and how to check it; travels next to the MP4 as `{event_id}.json`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    v: Literal[1] = 1
-    event_id: str
-    device_id: str
-    ward: str
-    camera_id: str
-    zone: str | None
-    rule: str
-    type: str
-    category: str
-    labels: list[str]
-    started_at: UtcDateTime
-    ended_at: UtcDateTime
-    # The span asked for (event ± pre/post) and the span the joined segments cover (estimated).
-    clip_start: UtcDateTime
-    clip_end: UtcDateTime
-    covered_start: UtcDateTime
-    covered_end: UtcDateTime
-    duration_s: float
-    gap_s: float = 0.0
-    segments: int
-    file: str
-    sha256: str
-    size: int
-    codec: str | None
-    model: str | None
-    config_version: int | None
-    made_at: UtcDateTime
 
 
 @dataclass
@@ -107,49 +54,10 @@ class ClipStats:
     last_error: str | None = None
 
 
-CROP_MARGIN = 0.15  # of the box's size on each side: the object's surroundings identify it too
-CROP_MIN_PX = 96
-CROP_JPEG_QUALITY = 92
-
-
 @dataclass
 class _Crop:
     alert: Alert
     give_up_at: float  # monotonic
-
-
-def crop_box(bbox: list[float], width: int, height: int) -> tuple[int, int, int, int]:
-    """The pixel rectangle (x1, y1, x2, y2) to cut for a normalised box: a margin around it, at
-    least CROP_MIN_PX on a side, inside the picture."""
-    x1, y1, x2, y2 = bbox
-    mx, my = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
-    px1, px2 = int((x1 - mx) * width), int(round((x2 + mx) * width))
-    py1, py2 = int((y1 - my) * height), int(round((y2 + my) * height))
-    grow_x, grow_y = max(0, CROP_MIN_PX - (px2 - px1)), max(0, CROP_MIN_PX - (py2 - py1))
-    px1, px2 = px1 - grow_x // 2, px2 + grow_x - grow_x // 2
-    py1, py2 = py1 - grow_y // 2, py2 + grow_y - grow_y // 2
-    px1, py1 = max(0, px1), max(0, py1)
-    return px1, py1, min(width, max(px2, px1 + 1)), min(height, max(py2, py1 + 1))
-
-
-def frame_at(segment: Segment, at: datetime, hwaccel: str | None = None) -> np.ndarray | None:
-    """The decoded picture of `segment` at wall time `at` (BGR), None when ffmpeg cannot give it."""
-    offset = max(0.0, (at - segment.start).total_seconds())
-    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin"]
-    if hwaccel is not None:
-        cmd += ["-hwaccel", hwaccel]
-    # -ss after -i: decoded from the segment's first keyframe up to the exact frame.
-    cmd += ["-i", str(segment.path), "-ss", f"{offset:.3f}", "-frames:v", "1", "-f", "image2pipe"]
-    cmd += ["-c:v", "png", "pipe:1"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
-    except subprocess.TimeoutExpired:
-        return None
-    if out.returncode != 0 or not out.stdout:
-        # A hardware decoder that refuses this stream: once more in software.
-        return frame_at(segment, at) if hwaccel is not None else None
-    image = cv2.imdecode(np.frombuffer(out.stdout, np.uint8), cv2.IMREAD_COLOR)
-    return image if image is not None and image.size else None
 
 
 @dataclass
@@ -158,89 +66,6 @@ class _Job:
     start: datetime
     end: datetime
     give_up_at: float  # monotonic: cut with what there is, the recorder is not delivering
-
-
-def probe_media(path: Path) -> tuple[float, str | None]:
-    """(duration in seconds, video codec) as ffprobe reads the file; ClipError if it cannot."""
-    cmd = [FFPROBE, "-v", "error", "-show_entries", "format=duration:stream=codec_name,codec_type"]
-    out = subprocess.run([*cmd, "-of", "json", str(path)], capture_output=True, text=True, timeout=30)
-    if out.returncode != 0:
-        raise ClipError(f"{path.name}: ffprobe cannot read it: {out.stderr.strip()[-300:]}")
-    info = json.loads(out.stdout or "{}")
-    try:
-        duration = float(info["format"]["duration"])
-    except (KeyError, TypeError, ValueError):
-        raise ClipError(f"{path.name}: ffprobe reports no duration") from None
-    codec = next(
-        (s.get("codec_name") for s in info.get("streams", []) if s.get("codec_type") == "video"), None
-    )
-    return duration, codec
-
-
-def select_segments(segments: list[Segment], start: datetime, end: datetime) -> tuple[list[Segment], bool]:
-    """The segments that together cover [start, end], and whether the span's end has been recorded.
-
-    Segments are in recording order. The end is recorded once some segment surely began at or after
-    `end` (everything before it is then closed). The first segment taken is the last one that surely
-    began at or before `start`.
-    """
-    ordered = list(segments)
-    cut = next((i for i, s in enumerate(ordered) if s.start_lo >= end), None)
-    ready = cut is not None
-    candidates = ordered[:cut] if cut is not None else [s for s in ordered if s.complete]
-    candidates = [s for s in candidates if s.end > start]
-    if not candidates:
-        return [], ready
-    first = 0
-    for i, s in enumerate(candidates):
-        if s.start_hi <= start:
-            first = i
-    return candidates[first:], ready
-
-
-def concat_copy(segments: list[Path], out: Path, workdir: Path) -> None:
-    """Join segments into one MP4 by stream copy; `out` appears only when complete (atomic rename)."""
-    listing = workdir / f".{out.stem}.concat.txt"
-    part = out.with_name(out.name + ".part")
-    # The concat demuxer's list syntax: one quoted path per line, single quotes escaped.
-    listing.write_text("".join("file '" + str(p).replace("'", "'\\''") + "'\n" for p in segments))
-    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "concat", "-safe", "0"]
-    cmd += ["-i", str(listing), "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(part)]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if res.returncode != 0 or not part.exists():
-            raise ClipError(f"{out.name}: ffmpeg concat failed: {res.stderr.strip()[-300:]}")
-        _fsync_file(part)
-        os.replace(part, out)
-        _fsync_dir(out.parent)
-    except subprocess.TimeoutExpired:
-        raise ClipError(f"{out.name}: ffmpeg concat took over 120s") from None
-    finally:
-        listing.unlink(missing_ok=True)
-        part.unlink(missing_ok=True)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".part")
-    with part.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def media_dir(storage: StorageConfig) -> Path:
@@ -351,7 +176,6 @@ class ClipMaker:
         except queue.Full:
             with self._lock:
                 self._unhandled -= 1
-            with self._lock:
                 self._stats.clips_failed += 1
             log.error("clip request dropped event=%s reason=clip maker queue full", alert.event_id)
 
@@ -431,31 +255,23 @@ class ClipMaker:
         rec = self._recorder_for(a.camera_id)
         if rec is None or a.bbox is None:
             return True
-        segments = rec.segments()
-        # The segment that surely began at or before the moment, and is closed (a later one began).
-        holding = [s for s in segments if s.complete and s.start_lo <= a.started_at <= s.end]
-        if not holding:
+        segment = holding_segment(rec.segments(), a.started_at)
+        if segment is None:
             if time.monotonic() < job.give_up_at and not rec.state().finished:
                 return False
-            with self._lock:
-                self._stats.crops_missing += 1
-            log.warning(
-                "crop missing event=%s camera=%s reason=no segment holds its start", a.event_id, a.camera_id
-            )
+            self._crop_missing(a, "no segment holds its start")
             return True
-        image = frame_at(holding[-1], a.started_at, rec.hwaccel)
+        image = frame_at(segment, a.started_at, rec.hwaccel)
         if image is None:
-            with self._lock:
-                self._stats.crops_missing += 1
-            log.warning("crop missing event=%s camera=%s reason=frame not decoded", a.event_id, a.camera_id)
+            self._crop_missing(a, "frame not decoded")
             return True
         h, w = image.shape[:2]
-        x1, y1, x2, y2 = crop_box(list(a.bbox), w, h)
-        ok, buf = cv2.imencode(".jpg", image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
-        if not ok:
+        crop = crop_jpeg(image, list(a.bbox))
+        if crop is None:
             raise ClipError(f"{a.event_id}: JPEG encoding of the crop failed")
+        jpeg, (x1, y1, x2, y2) = crop
         path = self.clips_dir / f"{a.event_id}-crop.jpg"
-        write_atomic(path, buf.tobytes())
+        write_atomic(path, jpeg)
         self._uploads.add(a.event_id, "crop", path)
         with self._lock:
             self._stats.crops_saved += 1
@@ -465,6 +281,11 @@ class ClipMaker:
         )  # fmt: skip
         self._enforce_budget()
         return True
+
+    def _crop_missing(self, a: Alert, reason: str) -> None:
+        with self._lock:
+            self._stats.crops_missing += 1
+        log.warning("crop missing event=%s camera=%s reason=%s", a.event_id, a.camera_id, reason)
 
     def _schedule(self, alert: Alert, save: bool = True) -> None:
         rec = self._recorder_for(alert.camera_id)
@@ -525,55 +346,19 @@ class ClipMaker:
 
     def _cut(self, job: _Job, chosen: list[Segment], complete: bool) -> None:
         a = job.alert
-        out = self.clips_dir / f"{a.event_id}.mp4"
-        concat_copy([s.path for s in chosen], out, self.clips_dir)
-        duration, codec = probe_media(out)
-        size = out.stat().st_size
-        digest = sha256_file(out)
-        covered_start, covered_end = chosen[0].start, chosen[-1].end
-        # Wall time the segments span minus the video they hold: the let-go middle of a long event,
-        # or a time the recorder was down.
-        gap_s = max(0.0, (covered_end - covered_start).total_seconds() - duration)
-        short = not complete or chosen[0].start_hi > job.start
-        assert a.ended_at is not None
-        sidecar = ClipSidecar(
-            event_id=a.event_id,
-            device_id=a.device_id,
-            ward=a.ward,
-            camera_id=a.camera_id,
-            zone=a.zone,
-            rule=a.rule,
-            type=a.type,
-            category=a.category,
-            labels=list(a.labels),
-            started_at=a.started_at,
-            ended_at=a.ended_at,
-            clip_start=job.start,
-            clip_end=job.end,
-            covered_start=covered_start,
-            covered_end=covered_end,
-            duration_s=round(duration, 3),
-            gap_s=round(gap_s, 1),
-            segments=len(chosen),
-            file=out.name,
-            sha256=digest,
-            size=size,
-            codec=codec,
-            model=self._model,
-            config_version=self._config_version(),
-            made_at=datetime.now(UTC),
+        span = (job.start, job.end)
+        clip = cut_clip(
+            a, span, chosen, complete, self.clips_dir, model=self._model, config_version=self._config_version
         )
-        side = self.clips_dir / f"{a.event_id}.json"
-        write_atomic(side, sidecar.model_dump_json(indent=2).encode())
-        self._uploads.add(a.event_id, "clip", out, sha256=digest)
-        self._uploads.add(a.event_id, "sidecar", side)
-        self._sign_evidence(a, clip=(digest, size), span=(job.start, job.end))
+        self._uploads.add(a.event_id, "clip", clip.path, sha256=clip.sha256)
+        self._uploads.add(a.event_id, "sidecar", clip.sidecar)
+        self._sign_evidence(a, clip=(clip.sha256, clip.size), span=span)
         with self._lock:
             self._stats.clips_made += 1
-            self._stats.clips_short += short
+            self._stats.clips_short += clip.short
         log.info(
             "clip made event=%s camera=%s duration_s=%.2f gap_s=%.1f segments=%d size=%d short=%s",
-            a.event_id, a.camera_id, duration, gap_s, len(chosen), size, short,
+            a.event_id, a.camera_id, clip.duration_s, clip.gap_s, clip.segments, clip.size, clip.short,
         )  # fmt: skip
         self._enforce_budget()
 

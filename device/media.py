@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from device.clips import ClipMaker, media_dir
 from device.evidence import EvidenceSigner
-from device.recorder import Recording
+from device.recording import Recording
 from device.retention import Retention
-from device.uploader import Uploader, UploadQueue, queue_path, token_from_file
+from device.upload_queue import UploadQueue, queue_path
+from device.uploader import Uploader, token_from_file
 from matthan_wire.config import CameraConfig, DeviceConfig
 from matthan_wire.payloads import Alert
 

@@ -2,9 +2,9 @@
 
 A Pi cannot afford to decode and re-encode every camera a second time, so the recorder only
 remuxes: `-c copy` into `-f segment` files. A clip per event is later cut from these segments by
-copy (device/clips.py). The segments live in a cache folder (tmpfs spares an SD card that would be
+copy (device/clip_cut.py). The segments live in a cache folder (tmpfs spares an SD card that would be
 rewritten every few seconds) and are pruned to the last pre-capture span plus a margin, except
-for what an open event still holds.
+for what an open event still holds (device/segment_cache.py).
 
 MPEG-TS rather than fragmented MP4: a segment cut short by a crash or a power cut is still
 readable up to its last packet.
@@ -13,81 +13,44 @@ Sources whose codec cannot go into MPEG-TS by copy (MJPEG over HTTP, GIFs) get o
 (libx264 ultrafast, keyframes at segment boundaries). Cameras the capture opens itself, the Pi
 camera (`picamera2:N`) and USB cameras (`/dev/videoN`), cannot be opened a second time: the
 capture hands the recorder its frames (feed(), at the detect rate) and ffmpeg encodes them once,
-stamped by arrival, into the same segments. Cheaper still on a Pi, and not built: the hardware
-H.264 encoder on the capture's own Picamera2 object, `start_encoder(H264Encoder(iperiod=fps ×
-segment_s), FfmpegOutput("-f segment … <pattern>"))`, writing the segment names indexed here.
+stamped by arrival, into the same segments (device/frame_feed.py). Cheaper still on a Pi, and not
+built: the hardware H.264 encoder on the capture's own Picamera2 object,
+`start_encoder(H264Encoder(iperiod=fps × segment_s), FfmpegOutput("-f segment … <pattern>"))`,
+writing the segment names indexed here.
 
-Wall-clock times: files are named `{camera}-{session}-{index}.ts`, the session being the
-millisecond the ffmpeg process was started. ffmpeg closes a segment (its last write, the file's
-mtime) the moment it opens the next, so a segment starts at its predecessor's mtime and ends at
-its own. The first segment of a session starts between two directory scans when the recorder
-saw it appear, or at worst after the session began. strftime names were tried and dropped: they
-have one-second resolution, and a burst of packets after a network hiccup opens several segments
-in one second, which then overwrite each other.
+Wall-clock times come from the segments' names and write times (device/segment_cache.py).
+strftime names were tried and dropped: they have one-second resolution, and a burst of packets
+after a network hiccup opens several segments in one second, which then overwrite each other.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import functools
-import json
 import logging
 import os
-import queue
-import re
-import shutil
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from device.capture import redact
-from device.errors import DeviceError
+from device.ffmpeg import FFMPEG, cheap_encode, ffmpeg_hwaccel, hide_password
+from device.frame_feed import FrameFeed, frames_command
+from device.segment_cache import Segment, SegmentCache
+from device.source_probe import COPYABLE, RecorderError, probe_codec
 from matthan.backoff import Backoff
 from matthan.children import die_with_parent
-from matthan_wire.config import CameraConfig, StorageConfig
+from matthan_wire.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
-FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
-FFPROBE = shutil.which("ffprobe") or "ffprobe"
-
-# Codecs MPEG-TS carries by copy and every player of an evidence clip understands.
-COPYABLE = frozenset({"h264", "hevc"})
-
-_NAME_RE = re.compile(r"^(?P<cam>[a-z0-9-]+)-(?P<session>\d{13})-(?P<index>\d{6})\.ts$")
 SCAN_S = 0.2
-FEED_FRAMES = 64  # a few seconds of detect-rate frames between the capture and the encoder
-_CLOSE_SLACK = timedelta(milliseconds=50)
-_CLOCK_SLACK = timedelta(milliseconds=20)
-
-
-class RecorderError(DeviceError):
-    """A camera that cannot be recorded as configured."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    path: Path
-    session: int
-    # The segment started somewhere in [start_lo, start_hi].
-    start_lo: datetime
-    start_hi: datetime
-    # Best estimate of its end: the next segment's start, or its last write for a session's last.
-    end: datetime
-    complete: bool
-    size: int
-
-    @property
-    def start(self) -> datetime:
-        return self.start_lo + (self.start_hi - self.start_lo) / 2
 
 
 @dataclass
@@ -108,22 +71,6 @@ class RecorderState:
     frames_dropped: int = 0  # frames-fed cameras: frames the encoder could not take in time
 
 
-@dataclass
-class _Seg:
-    session: int
-    index: int
-    # When the recorder saw the file appear (between two scans); None for files found at start-up.
-    seen: tuple[datetime, datetime] | None
-    size: int = 0
-    mtime: datetime | None = None
-
-
-def cache_dir(storage: StorageConfig, camera_id: str) -> Path:
-    """A camera's segment folder: storage.cache_path (a tmpfs, ideally) or segments/ under storage.path."""
-    base = Path(storage.cache_path) if storage.cache_path else Path(storage.path) / "segments"
-    return base / camera_id
-
-
 def source_kind(source: str) -> str:
     """file | stream | device | picamera2 — decides pacing, looping and probing."""
     if source.startswith("picamera2:"):
@@ -133,123 +80,6 @@ def source_kind(source: str) -> str:
     if "://" in source:
         return "stream"
     return "file"
-
-
-def _hide_password(text: str, source: str) -> str:
-    """ffmpeg repeats the input URL in its errors; a camera's password has no place in a log."""
-    password = urlsplit(source).password if "://" in source else None
-    return text.replace(password, "***") if password else text
-
-
-def probe_codec(source: str, timeout: float = 15.0) -> str:
-    """The codec of the source's first video stream, by ffprobe; RecorderError when unreadable."""
-    cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name"]
-    # The codec name is in the first packets; waiting for ffprobe's default 5 s of analysis is not needed.
-    cmd += ["-analyzeduration", "1000000", "-probesize", "2000000"]
-    if source.startswith("rtsp://"):
-        cmd += ["-rtsp_transport", "tcp"]
-    cmd += ["-of", "csv=p=0", source]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise RecorderError(f"source {redact(source)}: no answer within {timeout:.0f}s") from None
-    codec = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
-    if out.returncode != 0 or not codec:
-        reason = _hide_password((out.stderr.strip().splitlines() or ["no video stream"])[-1], source)
-        raise RecorderError(f"source {redact(source)}: cannot read video ({reason})")
-    return codec
-
-
-_HW_DEVICES = (("cuda", "/dev/nvidia0"), ("vaapi", "/dev/dri/renderD128"), ("drm", "/dev/dri/card0"))
-
-
-@functools.cache
-def _ffmpeg_hwaccels() -> frozenset[str]:
-    try:
-        out = subprocess.run(
-            [FFMPEG, "-hide_banner", "-hwaccels"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return frozenset()
-    return frozenset(line.strip() for line in out.stdout.splitlines()[1:] if line.strip())
-
-
-def ffmpeg_hwaccel(mode: str) -> str | None:
-    """The `-hwaccel` ffmpeg decodes with on this device, None for software.
-
-    Only with `hwaccel: auto`, only a method this ffmpeg was built with, only when its device node
-    exists (a build with vaapi on a box without a GPU would try, log errors and fall back anyway).
-    """
-    if mode != "auto":
-        return None
-    built = _ffmpeg_hwaccels()
-    return next((name for name, node in _HW_DEVICES if name in built and Path(node).exists()), None)
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """What ffprobe reads from a stream's first seconds, without decoding a picture."""
-
-    codec: str
-    width: int
-    height: int
-    fps: float | None
-    # Between the first two keyframes seen; None when the sample held fewer than two.
-    keyframe_interval_s: float | None
-    sampled_s: float
-
-
-def _rate(text: str | None) -> float | None:
-    num, _, den = (text or "").partition("/")
-    try:
-        value = float(num) / float(den or 1)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return value if 0.0 < value <= 240.0 else None
-
-
-def probe_stream(source: str, sample_s: float = 6.0, timeout: float = 25.0) -> StreamInfo:
-    """Codec, resolution, frame rate and keyframe interval of the source's first video stream.
-
-    The packets of `sample_s` seconds are read (their keyframe flags): no decoding, so it costs
-    nothing on a 4 MP main stream. RecorderError when the source cannot be read.
-    """
-    cmd = [FFPROBE, "-v", "error", "-select_streams", "v:0"]
-    cmd += ["-show_entries", "stream=codec_name,width,height,avg_frame_rate,r_frame_rate"]
-    cmd += ["-show_entries", "packet=pts_time,flags", "-read_intervals", f"%+{sample_s:g}"]
-    if source.startswith("rtsp://"):
-        cmd += ["-rtsp_transport", "tcp"]
-    cmd += ["-of", "json", source]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise RecorderError(f"source {redact(source)}: no answer within {timeout:.0f}s") from None
-    try:
-        info = json.loads(out.stdout or "{}")
-        stream = info["streams"][0]
-    except (ValueError, KeyError, IndexError):
-        reason = _hide_password((out.stderr.strip().splitlines() or ["no video stream"])[-1], source)
-        raise RecorderError(f"source {redact(source)}: cannot read video ({reason})") from None
-    times: list[float] = []
-    keys: list[float] = []
-    for pkt in info.get("packets", []):
-        try:
-            t = float(pkt["pts_time"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        times.append(t)
-        if "K" in str(pkt.get("flags", "")):
-            keys.append(t)
-    keys.sort()
-    gaps = [b - a for a, b in zip(keys, keys[1:], strict=False) if b > a]
-    return StreamInfo(
-        codec=str(stream.get("codec_name") or "unknown"),
-        width=int(stream.get("width") or 0),
-        height=int(stream.get("height") or 0),
-        fps=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
-        keyframe_interval_s=round(max(gaps), 3) if gaps else None,
-        sampled_s=round(max(times) - min(times), 3) if times else 0.0,
-    )
 
 
 class Recorder:
@@ -285,21 +115,20 @@ class Recorder:
         self.hold_head_s = hold_head_s
         self._backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._lock = threading.Lock()
-        self._segs: dict[Path, _Seg] = {}
-        self._holds: dict[str, datetime] = {}
+        self._cache = SegmentCache(
+            camera.id, self.cache_dir, self.segment_s, writing=lambda: self.pid is not None
+        )
         self._state = RecorderState(camera_id=camera.id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
-        self._last_scan: datetime | None = None
-        self._longest_segment_s = self.segment_s
         self._codec: str | None = None
         # Hardware decoding (only when re-encoding: a copy decodes nothing); dropped for good when
         # an ffmpeg using it produced nothing.
         self.hwaccel = ffmpeg_hwaccel(camera.hwaccel)
-        # Frames from the capture, for cameras only it can open; bounded, newest dropped when full.
-        self._feed: queue.Queue[np.ndarray] = queue.Queue(maxsize=FEED_FRAMES)
+        # Frames from the capture, for cameras only it can open.
+        self._feed = FrameFeed()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -329,16 +158,15 @@ class Recorder:
     # -- what clips and health read -----------------------------------------------------------
 
     def segments(self) -> list[Segment]:
-        with self._lock:
-            return self._segments_locked()
+        return self._cache.segments()
 
     def state(self) -> RecorderState:
         with self._lock:
             st = RecorderState(**self._state.__dict__)
-            st.segments = len(self._segs)
-            st.cache_bytes = sum(s.size for s in self._segs.values())
-            st.held_events = len(self._holds)
-            newest = max((s.mtime for s in self._segs.values() if s.mtime), default=None)
+        st.segments, st.cache_bytes, newest = self._cache.usage()
+        st.segments_pruned = self._cache.pruned
+        st.held_events = len(self._cache.holds())
+        st.frames_dropped = self._feed.dropped
         st.last_segment_age_s = (
             max(0.0, (datetime.now(UTC) - newest).total_seconds()) if newest is not None else None
         )
@@ -350,48 +178,23 @@ class Recorder:
         For an event that goes on (a car parked for hours) the first `hold_head_s` are kept and the
         middle is let go: the clip is then its beginning and its end, and the cache stays bounded.
         """
-        with self._lock:
-            self._holds[key] = since
+        self._cache.hold(key, since)
+
+    def release(self, key: str) -> None:
+        self._cache.release(key)
+
+    def holds(self) -> dict[str, datetime]:
+        return self._cache.holds()
+
+    def take_holds(self, holds: dict[str, datetime]) -> None:
+        self._cache.take_holds(holds)
 
     def feed(self, image: np.ndarray) -> None:
         """A frame from the capture (BGR), for cameras the recorder cannot open; never blocks."""
-        if not self.frames:
-            return
-        try:
-            self._feed.put_nowait(image)
-        except queue.Full:
-            with self._lock:
-                self._state.frames_dropped += 1
-
-    def holds(self) -> dict[str, datetime]:
-        with self._lock:
-            return dict(self._holds)
-
-    def take_holds(self, holds: dict[str, datetime]) -> None:
-        with self._lock:
-            self._holds.update(holds)
-
-    def release(self, key: str) -> None:
-        with self._lock:
-            self._holds.pop(key, None)
+        if self.frames:
+            self._feed.put(image)
 
     # -- the ffmpeg command -------------------------------------------------------------------
-
-    def frames_command(self, width: int, height: int, session: int) -> list[str]:
-        """Raw BGR frames on stdin, stamped by arrival, one cheap encode into the same segments."""
-        seg = self.segment_s
-        return [
-            FFMPEG, "-hide_banner", "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
-            "-use_wallclock_as_timestamps", "1", "-i", "pipe:0",
-            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-            "-fps_mode", "passthrough", "-force_key_frames", f"expr:gte(t,n_forced*{seg:g})",
-            "-f", "segment", "-segment_time", f"{seg:g}", "-segment_format", "mpegts",
-            "-reset_timestamps", "1", str(self._pattern(session)),
-        ]  # fmt: skip
-
-    def _pattern(self, session: int) -> Path:
-        return self.cache_dir / f"{self.camera.id}-{session:013d}-%06d.ts"
 
     def command(self, codec: str, session: int) -> list[str]:
         src = self.camera.record_source
@@ -408,20 +211,8 @@ class Recorder:
             cmd += ["-hwaccel", self.hwaccel]
         cmd += ["-i", src, "-map", "0:v:0"]
         # Audio is left out: street evidence is the picture, and recording speech needs a legal basis.
-        if codec in COPYABLE:
-            cmd += ["-c", "copy"]
-        else:
-            seg = self.segment_s
-            cmd += [
-                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-                "-force_key_frames", f"expr:gte(t,n_forced*{seg:g})",
-            ]  # fmt: skip
-        pattern = self._pattern(session)
-        cmd += [
-            "-f", "segment", "-segment_time", f"{self.segment_s:g}", "-segment_format", "mpegts",
-            "-reset_timestamps", "1", str(pattern),
-        ]  # fmt: skip
-        return cmd
+        cmd += ["-c", "copy"] if codec in COPYABLE else cheap_encode(self.segment_s)
+        return cmd + self._cache.output(session)
 
     # -- the monitor thread -------------------------------------------------------------------
 
@@ -453,7 +244,8 @@ class Recorder:
                 if first is None:
                     continue  # stopping, or still waiting for the capture
                 mode, codec = "frames", "rawvideo"
-                cmd = self.frames_command(first.shape[1], first.shape[0], session)
+                height, width = first.shape[:2]
+                cmd = frames_command(width, height, self.segment_s, self._cache.output(session))
             else:
                 try:
                     # Probed once: every probe of a network camera is one more connection to it.
@@ -485,7 +277,10 @@ class Recorder:
             threading.Thread(target=self._drain, args=(proc,), daemon=True, name=f"ffmpeg-err-{cam}").start()
             if first is not None:
                 threading.Thread(
-                    target=self._write_frames, args=(proc, first), daemon=True, name=f"ffmpeg-in-{cam}"
+                    target=self._feed.write_to,
+                    args=(proc, first, self._stop),
+                    daemon=True,
+                    name=f"ffmpeg-in-{cam}",
                 ).start()
             # "recording" only once this ffmpeg writes segments (see _scan): a started ffmpeg whose
             # camera does not answer is not recording, and health must not flicker to true.
@@ -529,33 +324,12 @@ class Recorder:
     def _first_frame(self) -> np.ndarray | None:
         self._set(recording=False)
         while not self._stop.is_set():
-            try:
-                return self._feed.get(timeout=0.5)
-            except queue.Empty:
-                with self._lock:
-                    self._state.last_error = self._state.last_error or "waiting for frames from the capture"
+            image = self._feed.get(timeout=0.5)
+            if image is not None:
+                return image
+            with self._lock:
+                self._state.last_error = self._state.last_error or "waiting for frames from the capture"
         return None
-
-    def _write_frames(self, proc: subprocess.Popen[bytes], first: np.ndarray) -> None:
-        """Feed ffmpeg until it ends; a frame of another size ends the session (ffmpeg restarts)."""
-        assert proc.stdin is not None
-        shape = first.shape
-        image: np.ndarray | None = first
-        try:
-            while proc.poll() is None and not self._stop.is_set():
-                if image is not None:
-                    if image.shape != shape:
-                        break
-                    proc.stdin.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
-                try:
-                    image = self._feed.get(timeout=0.5)
-                except queue.Empty:
-                    image = None
-        except (BrokenPipeError, ValueError, OSError):
-            pass  # ffmpeg went away; the monitor restarts it
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                proc.stdin.close()  # end of input: ffmpeg closes its segment and exits
 
     def _watch(self, proc: subprocess.Popen[bytes], session: int) -> tuple[str, int]:
         """Until ffmpeg exits, stalls or we stop: 'eof' | 'died' | 'stall' | 'stopped'."""
@@ -570,7 +344,7 @@ class Recorder:
             rc = proc.poll()
             if rc is not None:
                 return ("eof" if rc == 0 else "died"), produced
-            stall_after = max(self.min_stall_s, self.stall_factor * self._longest_segment_s)
+            stall_after = max(self.min_stall_s, self.stall_factor * self._cache.longest_segment_s)
             if not produced:
                 # Connecting and ffmpeg's stream analysis (5 s by default) come before the first segment.
                 stall_after += self.startup_s
@@ -600,7 +374,7 @@ class Recorder:
         assert proc.stderr is not None
         self._stderr.clear()
         for raw in proc.stderr:
-            line = _hide_password(raw.decode("utf-8", "replace").strip(), self.camera.record_source)
+            line = hide_password(raw.decode("utf-8", "replace").strip(), self.camera.record_source)
             if line:
                 self._stderr.append(line)
                 log.debug("ffmpeg camera=%s %s", self.camera.id, line)
@@ -610,166 +384,16 @@ class Recorder:
             for k, v in kw.items():
                 setattr(self._state, k, v)
 
-    # -- the segment index --------------------------------------------------------------------
+    # -- the segment cache ----------------------------------------------------------------------
 
     def _scan(self, live_session: int | None = None) -> int:
-        """Index new segment files, forget vanished ones; returns how many are new in the live session."""
-        began = datetime.now(UTC)
-        prefix = f"{self.camera.id}-"
-        seen: dict[Path, os.stat_result] = {}
-        try:
-            with os.scandir(self.cache_dir) as it:
-                for entry in it:
-                    if entry.name.startswith(prefix) and entry.name.endswith(".ts"):
-                        try:
-                            seen[Path(entry.path)] = entry.stat()
-                        except FileNotFoundError:
-                            continue
-        except FileNotFoundError:
-            seen = {}  # the folder is gone, and with it every segment it held
-        # A file first listed now was created after the previous listing began and before this one ended.
-        listed = datetime.now(UTC)
-        new = 0
-        with self._lock:
-            for path in [p for p in self._segs if p not in seen]:
-                del self._segs[path]
-            for path, st in seen.items():
-                seg = self._segs.get(path)
-                if seg is None:
-                    m = _NAME_RE.match(path.name)
-                    if m is None or m.group("cam") != self.camera.id:
-                        continue  # not ours: never touched
-                    session, index = int(m.group("session")), int(m.group("index"))
-                    live = live_session is not None and session == live_session
-                    bracket = (self._last_scan - _CLOCK_SLACK, listed) if live and self._last_scan else None
-                    seg = self._segs[path] = _Seg(session, index, bracket)
-                    if live:
-                        new += 1
-                        self._state.segments_written += 1
-                        self._state.recording = True
-                seg.size = st.st_size
-                seg.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
-            self._last_scan = began
-            segs = self._segments_locked()
-            for s in segs:
-                if s.complete:
-                    self._longest_segment_s = max(
-                        self._longest_segment_s, (s.end - s.start_lo).total_seconds()
-                    )
+        """Index the cache; a new segment of the live session means this ffmpeg is recording."""
+        new = self._cache.scan(live_session)
+        if new:
+            with self._lock:
+                self._state.segments_written += new
+                self._state.recording = True
         return new
 
-    def _segments_locked(self) -> list[Segment]:
-        items = sorted(self._segs.items(), key=lambda kv: (kv[1].session, kv[1].index))
-        live = self._proc is not None and self._proc.poll() is None
-        out: list[Segment] = []
-        prev: _Seg | None = None
-        for i, (path, seg) in enumerate(items):
-            mtime = seg.mtime or datetime.now(UTC)
-            if (
-                prev is not None
-                and prev.session == seg.session
-                and prev.index == seg.index - 1
-                and prev.mtime
-            ):
-                # Opened when its predecessor was closed; a few ms of slack for the two system calls.
-                lo, hi = prev.mtime - _CLOSE_SLACK, prev.mtime + _CLOSE_SLACK
-            elif seg.seen is not None:
-                lo, hi = seg.seen
-            else:
-                lo = datetime.fromtimestamp(seg.session / 1000, UTC)
-                hi = mtime
-            # A file's times come from the kernel's coarse clock, a tick behind datetime.now().
-            lo, hi = min(lo, mtime), min(hi, mtime + _CLOCK_SLACK)
-            # The newest file of a running ffmpeg is still being written.
-            complete = not (live and i == len(items) - 1)
-            out.append(Segment(path, seg.session, lo, hi, mtime, complete, seg.size))
-            prev = seg
-        return out
-
     def _prune(self) -> None:
-        now = datetime.now(UTC)
-        with self._lock:
-            window = now - timedelta(seconds=self.keep_s)
-            heads = [(since, since + timedelta(seconds=self.hold_head_s)) for since in self._holds.values()]
-            doomed = [
-                s.path
-                for s in self._segments_locked()
-                if s.complete and s.end < window and not any(s.end >= a and s.start_lo <= b for a, b in heads)
-            ]
-        for path in doomed:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("segment not pruned camera=%s path=%s error=%s", self.camera.id, path, exc)
-                continue
-            with self._lock:
-                self._segs.pop(path, None)
-                self._state.segments_pruned += 1
-
-
-def _recording_of(cam: CameraConfig) -> tuple[object, ...]:
-    """What a recorder is started with: a change in any of it restarts the recorder."""
-    return (cam.record_source, cam.loop, cam.record, cam.hwaccel)
-
-
-class Recording:
-    """Every recorded camera of a device: one Recorder each, following config changes.
-
-    A camera with `record.enabled: false` has none; a change of source, loop or record settings
-    restarts its recorder; zones and rules do not concern it.
-    """
-
-    def __init__(self, storage: StorageConfig, paced: bool = True) -> None:
-        self.storage = storage
-        self.paced = paced
-        self._lock = threading.Lock()
-        self._recorders: dict[str, Recorder] = {}
-
-    def apply(self, cameras: list[CameraConfig]) -> None:
-        wanted = {c.id: c for c in cameras if c.record.enabled}
-        held: dict[str, dict[str, datetime]] = {}
-        with self._lock:
-            for cid in list(self._recorders):
-                old = self._recorders[cid].camera
-                new = wanted.get(cid)
-                if new is None or _recording_of(old) != _recording_of(new):
-                    gone = self._recorders.pop(cid)
-                    # Events open across the restart still need the segments already in the cache.
-                    held[cid] = gone.holds()
-                    gone.stop()
-                    log.info(
-                        "recording stopped camera=%s reason=%s", cid, "removed" if new is None else "changed"
-                    )
-            for cid, cam in wanted.items():
-                if cid in self._recorders:
-                    self._recorders[cid].camera = cam  # same recording; the config object stays current
-                    continue
-                try:
-                    rec = Recorder(cam, cache_dir(self.storage, cid), paced=self.paced)
-                    rec.take_holds(held.get(cid, {}))
-                    rec.start()
-                except RecorderError as exc:
-                    # One camera that cannot be recorded must not cost the others their evidence.
-                    log.error("recording not started camera=%s reason=%s", cid, exc)
-                    continue
-                self._recorders[cid] = rec
-
-    def get(self, camera_id: str) -> Recorder | None:
-        with self._lock:
-            return self._recorders.get(camera_id)
-
-    def states(self) -> dict[str, RecorderState]:
-        with self._lock:
-            recs = list(self._recorders.values())
-        return {r.camera.id: r.state() for r in recs}
-
-    def cache_bytes(self) -> int:
-        return sum(s.cache_bytes for s in self.states().values())
-
-    def stop(self) -> None:
-        with self._lock:
-            recs, self._recorders = list(self._recorders.values()), {}
-        for r in recs:
-            r.stop()
+        self._cache.prune(self.keep_s, self.hold_head_s)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.uploader import MediaItem, UploadQueue
+from device.upload_queue import MediaItem, UploadQueue
 from matthan_wire.config import StorageConfig
 
 log = logging.getLogger(__name__)

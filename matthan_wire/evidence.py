@@ -61,8 +61,9 @@ class ModelRef(BaseModel):
     sha256: Sha256Hex | None = None
 
 
-class EvidenceManifest(BaseModel):
-    """The signed statement: the JWS payload, as canonical JSON (see canonical_manifest)."""
+class EventOrigin(BaseModel):
+    """The first fields of what a device writes about one event (this manifest, the clip's sidecar):
+    the format's version, the event, and the device, ward and camera that recorded it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,6 +72,11 @@ class EvidenceManifest(BaseModel):
     device_id: Id
     ward: Id
     camera_id: Id
+
+
+class EvidenceManifest(EventOrigin):
+    """The signed statement: the JWS payload, as canonical JSON (see canonical_manifest)."""
+
     site: SiteRef = Field(default_factory=SiteRef)
     rule: RuleRef
     model: ModelRef = Field(default_factory=ModelRef)

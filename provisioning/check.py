@@ -144,7 +144,7 @@ class Checklist:
         is measured. Every stream the device can open twice is also probed by ffprobe: codec,
         resolution, frame rate, keyframe interval (what recording by copy depends on)."""
         from device.capture import redact
-        from device.recorder import COPYABLE, RecorderError, probe_stream
+        from device.source_probe import COPYABLE, RecorderError, probe_stream
 
         name = f"camera {camera_id}" + ("" if role == "both" else f" {role}")
         camera = camera or next((c for c in self.config.cameras if c.id == camera_id), None)

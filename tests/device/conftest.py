@@ -1,17 +1,21 @@
-"""Fixtures of the device tests: the real model, the real footage, a camera config builder."""
+"""Fixtures of the device tests: the real model, the real footage, a camera config builder, a cloud
+to upload to."""
 
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from device.camera_worker import CameraWorker
 from device.events import DetectedEvent
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
+
+if TYPE_CHECKING:
+    from tests.support.cloud_server import Cloud
 
 T0 = datetime(2026, 11, 24, 8, 0, 0, tzinfo=UTC)
 DEVICE = DeviceIdentity(id="q1-rex-01", ward="ben-nghe", timezone="Asia/Ho_Chi_Minh")
@@ -44,6 +48,29 @@ def vtest_45s(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         check=True, timeout=60,
     )  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Cloud"]:
+    """One cloud for the tests that leave it running (each uses its own event ids)."""
+    # Imported here: the cloud's modules load only for the tests that upload.
+    from tests.support.cloud_server import Cloud
+
+    c = Cloud(tmp_path_factory.mktemp("cloud")).start()
+    yield c
+    c.kill()
+
+
+@pytest.fixture
+def own_cloud(tmp_path: Path) -> Iterator["Cloud"]:
+    """A cloud of the test's own, for tests that kill it."""
+    from tests.support.cloud_server import Cloud
+
+    workdir = tmp_path / "cloud"
+    workdir.mkdir()
+    c = Cloud(workdir).start()
+    yield c
+    c.kill()
 
 
 def camera(source: Path | str, **fields: Any) -> CameraConfig:

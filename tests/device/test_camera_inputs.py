@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from device.camera_worker import CameraWorker
-from device.clips import probe_media
+from device.clip_cut import probe_media
 from device.events import DetectedEvent
 from device.frames import Frame
 from device.health import CameraView, camera_health

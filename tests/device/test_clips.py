@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from device.clips import ClipMaker, ClipSidecar, probe_media, sha256_file
+from device.clip_cut import ClipSidecar, probe_media
+from device.clips import ClipMaker
+from device.files import sha256_file
 from device.frames import Frame
 from device.media import DeviceMedia
 from device.recorder import Recorder
-from device.uploader import UploadQueue
+from device.upload_queue import UploadQueue
 from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity
 from matthan_wire.payloads import Alert, ClipRef
 from tests.support.net import wait_until
@@ -41,6 +43,26 @@ def alert(
     )  # fmt: skip
 
 
+def looping(assets_dir: Path) -> CameraConfig:
+    """cam-1 on one-by-one, looped: 1 s segments, 1 s of pre- and post-capture."""
+    return CameraConfig.model_validate(
+        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
+         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
+    )  # fmt: skip
+
+
+def record_event(rec: Recorder, maker: ClipMaker, event_id: str, seconds: float) -> tuple[datetime, datetime]:
+    """Once the recorder writes: an event of `seconds` (1 s pre- and post-capture) to the clip maker."""
+    wait_until(lambda: rec.segments(), timeout=10, what="recording")
+    time.sleep(1.5)
+    started = datetime.now(UTC)
+    maker.event_started(alert(event_id, "start", started, None, 1, 1), None)
+    time.sleep(seconds)
+    ended = datetime.now(UTC)
+    maker.event_ended(alert(event_id, "end", started, ended, 1, 1))
+    return started, ended
+
+
 def snapshot_of(source: Path) -> bytes:
     """A JPEG with a box drawn, as the agent hands it over: from a real frame of the footage."""
     cap = cv2.VideoCapture(str(source))
@@ -55,14 +77,7 @@ def snapshot_of(source: Path) -> bytes:
 
 @pytest.fixture
 def parts(tmp_path: Path, assets_dir: Path) -> Iterator[tuple[Recorder, ClipMaker, UploadQueue]]:
-    cam = CameraConfig.model_validate(
-        {
-            "id": "cam-1",
-            "source": str(assets_dir / ONE_BY_ONE),
-            "loop": True,
-            "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
-        }
-    )
+    cam = looping(assets_dir)
     # A cache window far shorter than the event: only the event's hold keeps its beginning.
     rec = Recorder(cam, tmp_path / "cache", keep_s=1.0)
     uploads = UploadQueue(tmp_path / "media.db")
@@ -171,22 +186,13 @@ def test_span_past_the_end_of_a_file_gives_a_short_clip(assets_dir: Path, tmp_pa
 
 
 def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: Path, tmp_path: Path) -> None:
-    cam = CameraConfig.model_validate(
-        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
-         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
-    )  # fmt: skip
+    cam = looping(assets_dir)
     rec = Recorder(cam, tmp_path / "cache")
     uploads = UploadQueue(tmp_path / "media.db")
     maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)
     maker.start()
     rec.start()
-    wait_until(lambda: rec.segments(), timeout=10, what="recording")
-    time.sleep(1.5)
-    started = datetime.now(UTC)
-    maker.event_started(alert("ev-4", "start", started, None, 1, 1), None)
-    time.sleep(1.0)
-    ended = datetime.now(UTC)
-    maker.event_ended(alert("ev-4", "end", started, ended, 1, 1))
+    started, ended = record_event(rec, maker, "ev-4", 1.0)
     time.sleep(0.5)
     maker.stop()  # the agent goes down inside the post-capture second
     assert not (tmp_path / "media" / "ev-4.mp4").exists()
@@ -214,23 +220,14 @@ def test_an_end_waiting_for_post_capture_survives_an_agent_restart(assets_dir: P
 
 def test_a_long_event_keeps_its_beginning_and_its_end(assets_dir: Path, tmp_path: Path) -> None:
     """Held segments are bounded: past hold_head_s the middle goes, the clip is head + tail."""
-    cam = CameraConfig.model_validate(
-        {"id": "cam-1", "source": str(assets_dir / ONE_BY_ONE), "loop": True,
-         "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1}}
-    )  # fmt: skip
+    cam = looping(assets_dir)
     rec = Recorder(cam, tmp_path / "cache", keep_s=1.0, hold_head_s=2.0)
     uploads = UploadQueue(tmp_path / "media.db")
     maker = ClipMaker(DEVICE, tmp_path / "media", lambda cid: rec, uploads)
     maker.start()
     rec.start()
     try:
-        wait_until(lambda: rec.segments(), timeout=10, what="recording")
-        time.sleep(1.5)
-        started = datetime.now(UTC)
-        maker.event_started(alert("ev-5", "start", started, None, 1, 1), None)
-        time.sleep(7.0)
-        ended = datetime.now(UTC)
-        maker.event_ended(alert("ev-5", "end", started, ended, 1, 1))
+        started, ended = record_event(rec, maker, "ev-5", 7.0)
         assert maker.wait_idle(20)
     finally:
         maker.stop()

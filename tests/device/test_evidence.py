@@ -20,7 +20,8 @@ from cloud.settings import EnrollmentSettings, Settings
 from device.agent import Agent
 from device.evidence import EvidenceSigner, config_digest
 from device.media import DeviceMedia
-from device.uploader import Uploader, UploadQueue
+from device.upload_queue import UploadQueue
+from device.uploader import Uploader
 from matthan import jws
 from matthan.cli import main as matthan_main
 from matthan.evidence import sha256_hex, verify_bundle
@@ -30,7 +31,8 @@ from matthan_wire.evidence import MANIFEST_TYP, EvidenceManifest
 from matthan_wire.timeutil import utc_now
 from provisioning import pki
 from tests.cloud.conftest import served
-from tests.device.test_uploader import FAST, walk_in_walk_out  # noqa: F401  (a fixture)
+from tests.device.test_media import walk_in_walk_out  # noqa: F401  (a fixture)
+from tests.device.test_uploader import FAST
 from tests.support.broker import Mosquitto
 from tests.support.net import wait_until
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from device.recorder import FFMPEG
+from device.ffmpeg import FFMPEG
 from device.retention import Retention
-from device.uploader import UploadQueue
+from device.upload_queue import UploadQueue
 
 
 @pytest.fixture

@@ -3,104 +3,25 @@
 import hashlib
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
-import httpx
-import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from sqlmodel import Session
 
-from cloud.auth import issue_device_token
-from cloud.db import make_engine, migrate
-from cloud.models import Device
-from device.agent import Agent
-from device.camera_worker import CameraWorker
-from device.clips import ClipSidecar, probe_media
 from device.errors import DeviceError
-from device.events import DetectedEvent
-from device.media import DeviceMedia
-from device.recorder import FFMPEG
-from device.uploader import Uploader, UploadQueue
+from device.ffmpeg import FFMPEG
+from device.upload_queue import UploadQueue
+from device.uploader import Uploader
 from matthan.backoff import Backoff
-from matthan_wire import Alert, Health, decode
-from matthan_wire.config import DeviceConfig, DeviceIdentity, ModelConfig
-from tests.support.broker import Mosquitto
-from tests.support.net import free_port, wait_port, wait_until
+from tests.support.cloud_server import Cloud
+from tests.support.net import free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-DEVICE = DeviceIdentity(id="dev-1", ward="ben-nghe")
 FAST = Backoff(initial=0.2, maximum=1.0)
-
-
-class Cloud:
-    """`matthan cloud serve` on a loopback port; SQLite and the clip folder survive kill/start."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db_url = f"sqlite:///{workdir / 'cloud.db'}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        engine = make_engine(self.db_url)
-        migrate(engine)
-        with Session(engine) as s:
-            self.token = issue_device_token(s, Device(id=DEVICE.id, ward=DEVICE.ward))
-            s.commit()
-        engine.dispose()
-
-    def start(self) -> "Cloud":
-        cmd = [sys.executable, "-m", "matthan", "cloud", "serve", "--db", self.db_url, "--broker", "none",
-               "--clips", str(self.workdir / "clips"), "--port", str(self.port), "--no-ingest"]  # fmt: skip
-        log = (self.workdir / "cloud.log").open("ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
-        wait_port(self.port, timeout=30)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or a power cut: no chance to finish the request in flight."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def head(self, event_id: str, kind: str) -> httpx.Response:
-        return httpx.head(f"{self.url}/api/v1/media/{event_id}/{kind}", headers=self.auth, timeout=10)
-
-    def get(self, event_id: str, kind: str) -> bytes:
-        r = httpx.get(f"{self.url}/api/v1/media/{event_id}/{kind}", headers=self.auth, timeout=30)
-        assert r.status_code == 200, r.text
-        return r.content
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    """One cloud for the tests that leave it running (each uses its own event ids)."""
-    c = Cloud(tmp_path_factory.mktemp("cloud")).start()
-    yield c
-    c.kill()
-
-
-@pytest.fixture
-def own_cloud(tmp_path: Path) -> Iterator[Cloud]:
-    """A cloud of the test's own, for tests that kill it."""
-    workdir = tmp_path / "cloud"
-    workdir.mkdir()
-    c = Cloud(workdir).start()
-    yield c
-    c.kill()
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +34,15 @@ def long_clip(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         check=True,
     )  # fmt: skip
     return out
+
+
+def run_until(up: Uploader, done: Callable[[], object], timeout: float, what: str) -> None:
+    """Run the uploader until `done()` holds (failing after `timeout`), then stop it."""
+    up.start()
+    try:
+        wait_until(done, timeout=timeout, what=what)
+    finally:
+        up.stop()
 
 
 def uploader(uploads: UploadQueue, cloud: Cloud, **kw: object) -> Uploader:
@@ -137,11 +67,7 @@ def test_uploads_each_kind_and_the_cloud_holds_identical_bytes(
     uploads.add("ev-1", "sidecar", side)
     assert uploads.backlog().count == 3 and uploads.backlog().bytes > 1_000_000
     up = uploader(uploads, cloud)
-    up.start()
-    try:
-        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="all uploaded")
-    finally:
-        up.stop()
+    run_until(up, lambda: uploads.backlog().count == 0, timeout=30, what="all uploaded")
     for kind, path in (("clip", long_clip), ("snapshot", jpeg), ("sidecar", side)):
         assert cloud.get("ev-1", kind) == path.read_bytes()
         item = uploads.get("ev-1", kind)
@@ -152,11 +78,7 @@ def test_uploads_each_kind_and_the_cloud_holds_identical_bytes(
     again = UploadQueue(tmp_path / "other.db")
     again.add("ev-1", "clip", long_clip)
     up2 = uploader(again, cloud)
-    up2.start()
-    try:
-        wait_until(lambda: again.backlog().count == 0, timeout=15, what="re-confirmed")
-    finally:
-        up2.stop()
+    run_until(up2, lambda: again.backlog().count == 0, timeout=15, what="re-confirmed")
     assert up2.stats.bytes_sent == 0 and again.get("ev-1", "clip").state == "uploaded"  # type: ignore[union-attr]
 
 
@@ -225,11 +147,7 @@ def test_resumes_after_the_device_restarts(cloud: Cloud, long_clip: Path, tmp_pa
     reopened = UploadQueue(tmp_path / "media.db")  # the agent came back up
     assert reopened.backlog().count == 1
     second = uploader(reopened, cloud, chunk_bytes=64 * 1024)
-    second.start()
-    try:
-        wait_until(lambda: reopened.backlog().count == 0, timeout=20, what="finished after restart")
-    finally:
-        second.stop()
+    run_until(second, lambda: reopened.backlog().count == 0, timeout=20, what="finished after restart")
     assert cloud.get("ev-3", "clip") == long_clip.read_bytes()
     assert first.stats.bytes_sent + second.stats.bytes_sent <= size + 64 * 1024
     assert second.stats.resumed_at is not None and second.stats.resumed_at >= size // 2
@@ -406,11 +324,7 @@ def test_cloud_down_backs_off_and_reports_the_backlog(tmp_path: Path, long_clip:
     uploads = UploadQueue(tmp_path / "media.db")
     uploads.add("ev-7", "clip", long_clip)
     up = Uploader(uploads, f"http://127.0.0.1:{free_port()}", "t", backoff=FAST, timeout_s=2.0)
-    up.start()
-    try:
-        wait_until(lambda: up.stats.errors >= 2, timeout=10, what="failed attempts")
-    finally:
-        up.stop()
+    run_until(up, lambda: up.stats.errors >= 2, timeout=10, what="failed attempts")
     backlog = up.backlog()
     assert backlog.count == 1 and backlog.bytes == long_clip.stat().st_size
     assert backlog.oldest_age_s is not None and backlog.oldest_age_s > 0
@@ -418,203 +332,7 @@ def test_cloud_down_backs_off_and_reports_the_backlog(tmp_path: Path, long_clip:
     assert item is not None and item.attempts >= 2 and item.state == "pending"
 
 
-# -- the whole device side on a real clip with a rule that fires ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def walk_in_walk_out(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 s of one-by-one, by copy: an empty room, a person walks in (~2.6 s) and out again.
-
-    Seconds 4–8 and 19–23 of the original (a keyframe every second), joined by the concat demuxer.
-    """
-    d = tmp_path_factory.mktemp("walk")
-    src = assets_dir / "video/one-by-one-person-detection.mp4"
-    parts = []
-    for i, (ss, to) in enumerate(((4, 8), (19, 23))):
-        part = d / f"part{i}.mp4"
-        subprocess.run(
-            [FFMPEG, "-v", "error", "-ss", str(ss), "-to", str(to), "-i", str(src), "-map", "0:v",
-             "-c", "copy", str(part)],
-            check=True,
-        )  # fmt: skip
-        parts.append(part)
-    (d / "list.txt").write_text("".join(f"file '{p}'\n" for p in parts))
-    out = d / "walk.mp4"
-    subprocess.run(
-        [
-            FFMPEG,
-            "-v",
-            "error",
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            str(d / "list.txt"),
-            "-c",
-            "copy",
-            str(out),
-        ],
-        check=True,
-    )
-    return out
-
-
-def test_an_event_on_real_footage_reaches_the_cloud_as_a_verified_clip(
-    cloud: Cloud, walk_in_walk_out: Path, model_config: ModelConfig, tmp_path: Path
-) -> None:
-    token_file = tmp_path / "device.token"
-    token_file.write_text(cloud.token + "\n")
-    config = DeviceConfig.model_validate(
-        {
-            "device": {"id": DEVICE.id, "ward": DEVICE.ward},
-            "broker": {"url": "mqtt://127.0.0.1:1883"},  # unused: the agent's MQTT side is not under test
-            "cloud": {"url": cloud.url, "token_file": str(token_file), "upload_max_bytes_per_s": 4_000_000},
-            "storage": {"path": str(tmp_path / "storage"), "cache_path": str(tmp_path / "tmpfs")},
-            "cameras": [
-                {"id": "cam-1", "source": str(walk_in_walk_out), "detect": {"fps": 5},
-                 "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
-                 "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
-                            "rules": [{"type": "intrusion", "labels": ["person"]}]}]}
-            ],
-        }
-    )  # fmt: skip
-    media = DeviceMedia(config, model="ssd", config_version=lambda: 3)
-    assert media.uploader is not None and media.uploader.max_bytes_per_s == 4_000_000
-    events: list[DetectedEvent] = []
-
-    def on_event(ev: DetectedEvent) -> None:  # what the agent does with each event, minus MQTT
-        events.append(ev)
-        media.clips.handle(ev.alert, ev.snapshot_jpeg)
-
-    seq = iter(range(1, 1000))
-    worker = CameraWorker(DEVICE, config.cameras[0], model_config, on_event, lambda: next(seq), paced=True)
-    media.start()
-    worker.start()
-    try:
-        wait_until(lambda: media.recording_up("cam-1"), timeout=10, what="recording")
-        assert worker.wait_finished(30)
-        assert media.clips.wait_idle(30)
-        wait_until(lambda: media.upload_view().backlog == 0, timeout=30, what="everything uploaded")
-        view = media.upload_view()
-        assert view.backlog_bytes == 0 and view.evicted_unconfirmed_total == 0
-    finally:
-        worker.stop()
-        media.stop()
-    assert list((tmp_path / "tmpfs" / "cam-1").glob("*.ts")), "segments go to storage.cache_path"
-    ends = [e.alert for e in events if e.alert.phase == "end"]
-    # One walk-in on the footage; a starved detector could split it, and every part has its clip.
-    assert ends, [e.alert for e in events]
-    for end in ends:
-        assert end.ended_at is not None
-        need = (end.ended_at - end.started_at).total_seconds() + 2.0
-        got = tmp_path / f"{end.event_id}.from-cloud.mp4"
-        got.write_bytes(cloud.get(end.event_id, "clip"))
-        duration, codec = probe_media(got)  # ffprobe reads what the cloud holds
-        assert codec == "h264"
-        assert need - 0.5 <= duration <= need + 2 * 1.0 + 0.5, (duration, need)
-        side = ClipSidecar.model_validate_json(cloud.get(end.event_id, "sidecar"))
-        assert side.sha256 == hashlib.sha256(got.read_bytes()).hexdigest()
-        assert side.event_id == end.event_id and side.config_version == 3
-        jpeg = cv2.imdecode(np.frombuffer(cloud.get(end.event_id, "snapshot"), np.uint8), cv2.IMREAD_COLOR)
-        # The evidence snapshot: the whole frame (768 × 432 here) above its caption band.
-        assert jpeg is not None and jpeg.shape[1] == 768 and jpeg.shape[0] > 432
-
-
-def test_the_queue_survives_a_killed_process(tmp_path: Path, long_clip: Path) -> None:
-    """Committed means on disk: an agent SIGKILLed right after queueing still has the entry."""
-    script = (
-        "import os, sys\n"
-        "from device.uploader import UploadQueue\n"
-        "q = UploadQueue(sys.argv[1])\n"
-        "q.add('ev-9', 'clip', sys.argv[2])\n"
-        "q.set_offset(q.get('ev-9', 'clip'), 65536)\n"
-        "os.kill(os.getpid(), 9)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "media.db"), str(long_clip)], cwd=ROOT
-    )
-    assert proc.returncode == -signal.SIGKILL
-    uploads = UploadQueue(tmp_path / "media.db")
-    item = uploads.get("ev-9", "clip")
-    assert item is not None and item.state == "pending" and item.sent_offset == 65536
-    assert item.sha256 == hashlib.sha256(long_clip.read_bytes()).hexdigest()
-    assert uploads.backlog().count == 1
-
-
-def test_the_agent_hands_events_to_device_media_and_reports_the_backlog(
-    own_cloud: Cloud, broker: Mosquitto, walk_in_walk_out: Path, model_config: ModelConfig, tmp_path: Path
-) -> None:
-    """The real agent (outbox, MQTT link, health) with DeviceMedia as its clip sink and upload view."""
-    cloud = own_cloud
-    token_file = tmp_path / "device.token"
-    token_file.write_text(cloud.token)
-    config = DeviceConfig.model_validate(
-        {
-            "device": {"id": DEVICE.id, "ward": DEVICE.ward},
-            "broker": {"url": broker.url},
-            "cloud": {"url": cloud.url, "token_file": str(token_file)},
-            "storage": {"path": str(tmp_path / "storage")},
-            "health": {"interval_s": 1},
-            "model": model_config.model_dump(),
-            "cameras": [
-                {"id": "cam-1", "source": str(walk_in_walk_out), "detect": {"fps": 5},
-                 "record": {"segment_s": 1, "pre_capture_s": 1, "post_capture_s": 1},
-                 "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
-                            "rules": [{"type": "intrusion", "labels": ["person"]}]}]}
-            ],
-        }
-    )  # fmt: skip
-    got: dict[str, list[bytes]] = {"event": [], "health": []}
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub", protocol=mqtt.MQTTv5)
-    sub.on_message = lambda c, u, msg: got.setdefault(msg.topic.split("/")[4], []).append(msg.payload)
-    sub.connect("127.0.0.1", broker.port)
-    sub.subscribe(f"matthan/v1/{DEVICE.ward}/{DEVICE.id}/#", qos=1)
-    sub.loop_start()
-    media = DeviceMedia(config, model=Path(model_config.path).name)
-    # As `device run` composes it: the agent starts the media side before its cameras, stops it after.
-    agent = Agent(config, media=lambda cfg, version: media)
-    cloud.kill()  # the cloud is down at first: health must show the backlog, then see it drain
-    agent.start()
-    try:
-        waiting = wait_until(
-            lambda: [h for h in (decode(Health, p) for p in got["health"]) if h.upload_backlog > 0],
-            timeout=30,
-            what="health reporting a backlog",
-        )
-        assert waiting[-1].upload_backlog_bytes > 0 and waiting[-1].upload_oldest_age_s is not None
-        assert [c.recording for c in waiting[-1].cameras] == [True]  # the recorder's state reaches health
-        cloud.start()
-        wait_until(lambda: got["event"], timeout=30, what="an event end on MQTT")
-        assert media.clips.wait_idle(30)
-        wait_until(lambda: media.upload_view().backlog == 0, timeout=60, what="clip uploaded")
-        wait_until(lambda: decode(Health, got["health"][-1]).upload_backlog == 0, timeout=10, what="health")
-    finally:
-        agent.stop()
-        sub.loop_stop()
-        sub.disconnect()
-    end = decode(Alert, got["event"][0])
-    assert end.clip is not None and end.clip.name == f"{end.event_id}.mp4"
-    clip = cloud.get(end.event_id, "clip")
-    side = ClipSidecar.model_validate_json(cloud.get(end.event_id, "sidecar"))
-    assert (
-        side.sha256 == hashlib.sha256(clip).hexdigest() and side.model == "ssd_mobilenet_v1_coco_quant.tflite"
-    )
-    assert side.clip_start == end.clip.start and side.clip_end == end.clip.end
-
-
-def test_unusable_storage_is_one_clear_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the storage folder should be")
-    config = DeviceConfig.model_validate(
-        {"device": {"id": DEVICE.id, "ward": DEVICE.ward}, "broker": {"url": "mqtt://127.0.0.1:1883"},
-         "storage": {"path": str(blocker / "data")},
-         "cameras": [{"id": "cam-1", "source": "rtsp://10.0.0.1/stream"}]}
-    )  # fmt: skip
-    with pytest.raises(DeviceError) as err:
-        DeviceMedia(config)
-    message = str(err.value)
-    assert "upload queue" in message and str(blocker) in message and "\n" not in message
+def test_a_bad_bandwidth_cap_or_ca_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DeviceError, match="bandwidth cap"):
         Uploader(UploadQueue(tmp_path / "q.db"), "http://127.0.0.1:1", None, max_bytes_per_s=0)
     with pytest.raises(DeviceError, match="CA certificate"):

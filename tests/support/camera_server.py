@@ -11,7 +11,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from device.recorder import FFMPEG
+from device.ffmpeg import FFMPEG
 
 
 class TsCamera:

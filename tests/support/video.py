@@ -3,7 +3,7 @@
 import subprocess
 from pathlib import Path
 
-from device.recorder import FFMPEG
+from device.ffmpeg import FFMPEG
 
 
 def frame_hashes(path: Path, limit: int | None = None) -> list[str]:
