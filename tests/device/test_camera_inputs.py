@@ -199,8 +199,12 @@ def test_losing_the_record_stream_keeps_detection_and_says_so(
         stats = cam.worker.stats()
         health = camera_health(CameraView("cam-1", stats, 30.0, cam.media.recording_up("cam-1")))
         assert health.stream_up is True and health.recording is False and health.fps_detect > 0
-        state = cam.media.recording.states()["cam-1"]
-        assert state.last_error and "127.0.0.1" in state.last_error
+        # First the recorder sees its ffmpeg end ("eof"); its reconnect attempt then names the camera.
+        wait_until(
+            lambda: "127.0.0.1" in (cam.media.recording.states()["cam-1"].last_error or ""),
+            timeout=30,
+            what="the recorder's error naming the camera's address",
+        )
     finally:
         cam.stop()
         detect_cam.stop()
