@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cloud import console
-from cloud.api import alerts, attention, config, devices, enrollment, evidence, health, media, session
+from cloud.api import alerts, attention, config, devices, enrollment, evidence, health, media, session, users
 from cloud.attention.worker import AttentionWorker, attention_counts
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
@@ -47,6 +47,7 @@ ROUTERS = [
     attention.router,  # escalation policies, notification endpoints and queue
     evidence.router,  # evidence check and export, pins, the audit chain
     enrollment.router,  # claim tokens, enrollment, revocation, bulk import
+    users.router,  # console and API users, for administrators
     console.router,  # the HTML console
 ]
 

@@ -173,6 +173,9 @@ class ClaimToken(SQLModel, table=True):
     used_by: str | None = Field(default=None, max_length=63)
     created_by: str | None = Field(default=None, max_length=128)
     created_at: datetime = _time(default_factory=utc_now)
+    # Withdrawn before use (a lost printout): enrollment refuses it from then on.
+    revoked_at: datetime | None = _time(default=None)
+    revoked_by: str | None = Field(default=None, max_length=128)
 
 
 class User(SQLModel, table=True):

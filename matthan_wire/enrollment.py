@@ -10,7 +10,7 @@ from matthan_wire.ids import Id
 from matthan_wire.timeutil import UtcDateTime
 
 CLAIM_PREFIX = "mct_"
-ClaimStatus = Literal["open", "used", "expired"]
+ClaimStatus = Literal["open", "used", "expired", "revoked"]
 
 
 class _Body(BaseModel):
@@ -43,6 +43,9 @@ class ClaimInfo(_Body):
     used_at: UtcDateTime | None
     used_by: str | None
     created_by: str | None
+    created_at: UtcDateTime | None = None
+    revoked_at: UtcDateTime | None = None
+    revoked_by: str | None = None
 
 
 class EnrollRequest(_Body):
@@ -103,7 +106,11 @@ class ImportResult(_Body):
     tokens: list[ClaimIssued]
 
 
-def status_of(expires_at: datetime, used_at: datetime | None, now: datetime) -> ClaimStatus:
+def status_of(
+    expires_at: datetime, used_at: datetime | None, now: datetime, revoked_at: datetime | None = None
+) -> ClaimStatus:
     if used_at is not None:
         return "used"
+    if revoked_at is not None:
+        return "revoked"
     return "expired" if expires_at <= now else "open"

@@ -10,7 +10,7 @@ from cloud.auth import Admin, DbSession, DeviceCaller, Staff
 from cloud.errors import Forbidden
 from cloud.registry import enrollment
 from cloud.registry.bulk_import import import_csv
-from cloud.registry.claims import list_claims
+from cloud.registry.claims import list_claims, revoke_claim
 from matthan_wire.enrollment import (
     ClaimInfo,
     ClaimIssued,
@@ -35,6 +35,14 @@ def create_claim_token(body: ClaimRequest, who: Staff, session: DbSession) -> Cl
 @router.get("/claim-tokens", response_model=list[ClaimInfo])
 def list_claim_tokens(who: Staff, session: DbSession, ward: str | None = None) -> list[ClaimInfo]:
     return list_claims(session, ward)
+
+
+@router.post("/claim-tokens/{ref}/revoke", response_model=ClaimInfo)
+def revoke_claim_token(ref: str, who: Admin, session: DbSession) -> ClaimInfo:
+    """Withdraw an unused token (a lost printout): enrollment refuses it from now on."""
+    revoked = revoke_claim(session, ref, who.label())
+    session.commit()
+    return revoked
 
 
 @router.post("/enroll", response_model=EnrollResponse)

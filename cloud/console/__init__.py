@@ -1,6 +1,6 @@
 """The operations centre's web console: server-rendered pages over the cloud's services, one module
 per page (auth, fleet, device, alerts, alert_page, handover, reports, escalation, audit, zones,
-account); `pages` holds what they share.
+claims, users, account); `pages` holds what they share.
 
 `router` is what cloud/app.py includes.
 """
@@ -13,17 +13,33 @@ from cloud.console import (
     alerts,
     audit,
     auth,
+    claims,
     device,
     escalation,
     fleet,
     handover,
     reports,
+    users,
     zones,
 )
 
 router = APIRouter(include_in_schema=False)
 # alerts before alert_page: its fixed paths (/console/alerts/card/…, /part/…) come first.
-for _page in (auth, fleet, device, alerts, alert_page, handover, reports, escalation, audit, zones, account):
+for _page in (
+    auth,
+    fleet,
+    device,
+    alerts,
+    alert_page,
+    handover,
+    reports,
+    escalation,
+    audit,
+    claims,
+    users,
+    zones,
+    account,
+):
     router.include_router(_page.router)
 
 __all__ = ["router"]

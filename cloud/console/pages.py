@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_timedelta
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -37,6 +38,7 @@ from sqlmodel import Session, select
 from cloud import auth
 from cloud.auth import SESSION_COOKIE, DbSession, Principal
 from cloud.console import views
+from cloud.console.invalid import invalid_message
 from cloud.errors import CloudError, Forbidden
 from cloud.models import Device, User
 from cloud.settings import Settings
@@ -116,17 +118,26 @@ class ConsoleRoute(APIRoute):
         async def render_errors(request: Request) -> Response:
             try:
                 return await handler(request)
+            except RequestValidationError as exc:
+                # A page's query or form with a value it cannot use (`?days=abc`): the API's 422 JSON
+                # for scripts, a page in the reader's language for a browser.
+                if not _wants_page(request):
+                    raise
+                return error_page(request, 422, invalid_message(exc.errors()))
             except (HTTPException, CloudError) as exc:
                 status = exc.status_code if isinstance(exc, HTTPException) else exc.status
                 detail = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
                 if isinstance(exc, CloudError) and exc.args and isinstance(exc.args[0], Msg):
                     detail = exc.args[0]  # kept with its parameters: the page translates it
-                wants_page = "text/html" in request.headers.get("accept", "")
-                if status < 400 or not wants_page or request.headers.get("x-requested-with"):
+                if status < 400 or not _wants_page(request):
                     raise
                 return error_page(request, status, detail)
 
         return render_errors
+
+
+def _wants_page(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") and not request.headers.get("x-requested-with")
 
 
 def page_router() -> APIRouter:
@@ -344,10 +355,11 @@ ERROR_TITLES = {
     401: N_("Please sign in"),
     403: N_("Not allowed"),
     404: N_("Not found"),
+    422: N_("Please check the request"),
 }
 
 
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def error_page(request: Request, status: int, message: str | Msg) -> HTMLResponse:
     with Session(request.app.state.engine) as session:
         v = session_viewer(request, session)
     if message.strip().lower() in (ERROR_TITLES.get(status, "").lower(), "not found"):

@@ -77,6 +77,8 @@ def enroll(
     claim = session.get(ClaimToken, token_hash(body.token))
     if claim is None:
         raise Forbidden("claim token unknown (mistyped, or issued by another server)")
+    if claim.revoked_at is not None:
+        raise Gone(f"claim token revoked at {claim.revoked_at:%Y-%m-%d %H:%M} UTC; ask for a new one")
     if claim.used_at is not None:
         raise Conflict(f"claim token already used (by {claim.used_by} at {claim.used_at:%Y-%m-%d %H:%M} UTC)")
     if claim.expires_at <= now:
@@ -101,7 +103,11 @@ def enroll(
     # Single use even under a race: only the request whose UPDATE flips used_at goes on.
     flipped = session.execute(
         update(ClaimToken)
-        .where(col(ClaimToken.token_hash) == claim.token_hash, col(ClaimToken.used_at).is_(None))
+        .where(
+            col(ClaimToken.token_hash) == claim.token_hash,
+            col(ClaimToken.used_at).is_(None),
+            col(ClaimToken.revoked_at).is_(None),
+        )
         .values(used_at=now, used_by=body.device_id)
     )
     if flipped.rowcount != 1:  # type: ignore[attr-defined]

@@ -200,3 +200,24 @@ def _race(cloud: CloudServer) -> None:
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(Device)).one() == 1
     engine.dispose()
+
+
+def test_an_admin_revokes_an_unused_token_and_enrollment_refuses_it(cloud: CloudServer) -> None:
+    operator, admin = cloud.user_key(), cloud.user_key("root", "admin")
+    claims = f"{cloud.url}/api/v1/claim-tokens"
+    token = httpx.post(claims, json={"ward": "ben-nghe"}, headers=auth(operator)).json()["token"]
+    (listed,) = httpx.get(claims, headers=auth(admin)).json()
+    revoke = f"{claims}/{listed['ref']}/revoke"
+    assert httpx.post(revoke, headers=auth(operator)).status_code == 403  # administrators only
+    assert httpx.post(f"{claims}/0123456789ab/revoke", headers=auth(admin)).status_code == 404
+    resp = httpx.post(revoke, headers=auth(admin))
+    assert resp.status_code == 200 and resp.json()["status"] == "revoked"
+    assert resp.json()["revoked_by"] == "user:root"
+    assert httpx.post(revoke, headers=auth(admin)).status_code == 409
+    body, _ = enroll_body(token, "dev-1", camera="rtsp://10.0.0.1/s")
+    resp = httpx.post(f"{cloud.url}/api/v1/enroll", json=body)
+    assert resp.status_code == 410 and "revoked" in resp.json()["detail"]
+    engine = cloud.engine()
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(Device)).one() == 0  # nothing enrolled
+    engine.dispose()

@@ -18,6 +18,8 @@ import httpx
 import pytest
 import uvicorn
 
+# The district's devices, users and alerts, for the modules that ask for them.
+from tests.cloud.console.district import fleet, history
 from tests.cloud.console.helpers import DESKTOP, PASSWORD
 from tests.cloud.console.tiles import tile_server
 from tests.support.broker import Mosquitto
@@ -34,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ROOT = Path(__file__).resolve().parents[3]
+__all__ = ["Site", "fleet", "history"]
 
 
 @dataclass
