@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 import cloud.ingest
-import cloud.ingest_write
+import cloud.ingest_rows
 from cloud.models import AlertRow
 from matthan_wire import Alert, Kind, encode
 from matthan_wire.topics import device_topic
@@ -113,14 +113,14 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
 def test_a_message_that_breaks_our_code_is_quarantined_and_its_batch_stored(  # type: ignore[no-untyped-def]
     make_settings, sqlite_url, broker, monkeypatch
 ) -> None:
-    real_row = cloud.ingest_write._alert_row
+    real_row = cloud.ingest_rows.alert_row
 
     def row(a: Alert, now: Any, sites: Any) -> dict[str, Any]:
         if a.rule == "plaza.bug":
             raise KeyError("a bug that only this alert meets")
         return real_row(a, now, sites)
 
-    monkeypatch.setattr(cloud.ingest_write, "_alert_row", row)
+    monkeypatch.setattr(cloud.ingest_rows, "alert_row", row)
     with live(make_settings, sqlite_url, broker, batch_wait_s=0.5) as client:
         dev = SimDevice(broker.port, DEV, WARD).start()
         try:
