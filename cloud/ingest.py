@@ -25,20 +25,19 @@ import gc
 import logging
 import threading
 import time
-from datetime import timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session
 
 from cloud import lifecycle
 from cloud.clipstore import ClipStore
 from cloud.inbox import Inbound, Inbox
 from cloud.ingest_parse import RETAINED_KINDS, SHARED_KINDS, BatchParser
 from cloud.ingest_rejects import Rejections
+from cloud.ingest_upkeep import DeviceUpkeep
 from cloud.ingest_write import Batch, BatchWriter, Committed, PoisonBatch
 from cloud.metrics import Metrics
-from cloud.models import Device, HealthSample, table
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from cloud.quarantine import Quarantine
@@ -89,9 +88,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._accepting = True
         self._thread: threading.Thread | None = None
-        self._started_at = utc_now()
-        self._last_sweep = 0.0
-        self._last_purge = 0.0
+        self.upkeep = DeviceUpkeep(settings, engine)
         self.last_commit_lag: list[float] = []  # receive→commit seconds of the last batch (bench)
         self.committed_total = 0
         group = settings.share_group
@@ -159,7 +156,7 @@ class IngestWorker:
                         self._process(batch_in)
                     elif self._stop.is_set():
                         return
-                    self._housekeeping()
+                    self.upkeep.run_due()
                 except Exception:  # _process accounts for every message itself; this is the last net
                     self.metrics.worker_errors.inc()
                     log.exception("ingest writer step failed; carrying on")
@@ -267,56 +264,3 @@ class IngestWorker:
             lifecycle.publish_state(self.link, alert)
         if c.alerts_changed and self.notifier is not None:
             self.notifier.notify()
-
-    # --- device state and retention ---
-
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
-        sweep_every = min(5.0, self.settings.health_interval_s / 2)
-        if now - self._last_sweep >= sweep_every:
-            self._last_sweep = now
-            try:
-                self.sweep_offline()
-            except SQLAlchemyError as exc:
-                log.warning("offline sweep failed: %s", str(exc).splitlines()[0][:200])
-        if now - self._last_purge >= 600:
-            self._last_purge = now
-            try:
-                self.purge_health()
-            except SQLAlchemyError as exc:
-                log.warning("health purge failed: %s", str(exc).splitlines()[0][:200])
-
-    def sweep_offline(self) -> list[str]:
-        """Devices silent for offline_factor × their health interval are offline."""
-        now = utc_now()
-        gone: list[str] = []
-        with Session(self.engine) as s:
-            rows = s.exec(
-                select(Device.id, Device.last_seen, Device.health_interval_s).where(Device.online)
-            ).all()
-            for device, last_seen, interval in rows:
-                # Silence is counted from when we could first have heard it (our own start).
-                since = max(last_seen or self._started_at, self._started_at)
-                limit = self.settings.offline_factor * (interval or self.settings.health_interval_s)
-                if (now - since).total_seconds() > limit:
-                    gone.append(device)
-            if gone:
-                c = table(Device).c
-                s.execute(
-                    update(table(Device)).where(c.id.in_(gone), c.online.is_(True)).values(online=False)
-                )
-                s.commit()
-                for device in gone:
-                    log.info(
-                        "device=%s offline (silent past %.0f × health interval)",
-                        device,
-                        self.settings.offline_factor,
-                    )
-        return gone
-
-    def purge_health(self) -> int:
-        cutoff = utc_now() - timedelta(days=self.settings.health_retention_days)
-        with Session(self.engine) as s:
-            result = s.exec(delete(HealthSample).where(col(HealthSample.at) < cutoff))
-            s.commit()
-            return int(result.rowcount or 0)
