@@ -12,12 +12,11 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cloud import audit, lifecycle
-from cloud.auth import Principal, require_ward, scope_ward
-from cloud.errors import Conflict, Invalid, NotFound
+from cloud.auth import Principal, get_in_ward, scope_ward
+from cloud.errors import Conflict, Invalid
 from cloud.models import AlertRow, AuditLog, HealthLatest, HealthSample, MediaObject
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
-from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 
 
@@ -281,12 +280,7 @@ def act(
 
 def get_alert(session: Session, principal: Principal, event_id: str) -> AlertRow:
     """The alert row, if `principal` may see it (another ward's alert is 'not found')."""
-    # Not an id is not an alert; and PostgreSQL refuses a NUL in a key with an error, not a miss.
-    a = session.get(AlertRow, event_id) if is_id(event_id) else None
-    if a is None:
-        raise NotFound(f"no alert {event_id}")
-    require_ward(principal, a.ward)
-    return a
+    return get_in_ward(session, principal, AlertRow, event_id, f"no alert {event_id}")
 
 
 class Step(BaseModel):
