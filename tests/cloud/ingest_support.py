@@ -11,7 +11,9 @@ from sqlmodel import Session, select
 
 from cloud.models import AlertRow
 from cloud.settings import Settings
+from matthan_wire import Alert
 from tests.cloud.conftest import running
+from tests.cloud.devicesim import SimDevice, make_alert
 from tests.support.broker import Mosquitto
 
 
@@ -36,3 +38,12 @@ def metric(client: TestClient, name: str) -> float:
         if line.startswith(name) and not line.startswith("#"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def send_amid_good(dev: SimDevice, n: int, bad: Alert) -> list[Alert]:
+    """`bad` sent between n good alerts of the device (two before it), so that it shares their
+    batch; returns the good ones."""
+    good = [make_alert(dev.device, dev.ward, seq=i) for i in range(n)]
+    for a in good[:2] + [bad] + good[2:]:
+        dev.send_alert(a)
+    return good

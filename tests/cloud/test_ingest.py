@@ -15,7 +15,7 @@ from matthan_wire import Kind
 from matthan_wire.topics import device_topic
 from tests.cloud.conftest import add_user, bearer
 from tests.cloud.devicesim import JPEG, SimDevice, make_alert
-from tests.cloud.ingest_support import count, live, metric
+from tests.cloud.ingest_support import count, live, metric, send_amid_good
 from tests.support.net import wait_until
 
 WARD, DEV = "ben-nghe", "q1-rex-01"
@@ -140,11 +140,9 @@ def test_a_message_the_database_refuses_does_not_take_its_batch_with_it(  # type
     with live(make_settings, pg_url, broker, batch_wait_s=0.5) as cloud:
         dev = SimDevice(broker.port, DEV, WARD).start()
         try:
-            good = [make_alert(DEV, WARD, seq=i) for i in range(5)]
             # Valid by the contract, refused by PostgreSQL (text cannot hold NUL).
             poison = make_alert(DEV, WARD, seq=9, rule="plaza.\x00crowd")
-            for a in good[:2] + [poison] + good[2:]:
-                dev.send_alert(a)
+            good = send_amid_good(dev, 5, poison)
             # A malformed one in the same batch: the batch is split, and it must not be counted again.
             dev.client.publish(
                 device_topic(Kind.ALERT, WARD, DEV), b'{"v": 1, "seq": 18446744073709551616}', qos=1

@@ -24,7 +24,7 @@ from matthan_wire import Alert, Kind, encode
 from matthan_wire.topics import device_topic
 from tests.cloud.conftest import add_user, bearer
 from tests.cloud.devicesim import SimDevice, make_alert, make_health
-from tests.cloud.ingest_support import count, live, metric
+from tests.cloud.ingest_support import count, live, metric, send_amid_good
 from tests.support.hostile import BAD_INTS, OFFSETS, hostile_alert, valid_alert_json
 from tests.support.net import wait_until
 
@@ -124,10 +124,8 @@ def test_a_message_that_breaks_our_code_is_quarantined_and_its_batch_stored(  # 
     with live(make_settings, sqlite_url, broker, batch_wait_s=0.5) as client:
         dev = SimDevice(broker.port, DEV, WARD).start()
         try:
-            good = [make_alert(DEV, WARD, seq=i) for i in range(4)]
             bad = make_alert(DEV, WARD, seq=9, rule="plaza.bug")
-            for a in good[:2] + [bad] + good[2:]:
-                dev.send_alert(a)
+            good = send_amid_good(dev, 4, bad)
             wait_until(
                 lambda: {a.event_id for a in good} <= dev.receipted(), 15, what="good alerts receipted"
             )
