@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 import yaml
 
+from bench.outbox_link import outbox_link
 from device.agent import Agent
 from device.config_file import parse_config
 from device.events import DetectedEvent
@@ -191,16 +192,7 @@ def agent_on_clip(work: Path, cameras: int = 1) -> tuple[list[float], int, float
 
 def _delivery(work: Path, port: int, name: str) -> tuple[Outbox, MqttLink, OutboxPublisher]:
     outbox = Outbox(work / f"{name}.db")
-    publisher: OutboxPublisher
-    link = MqttLink(
-        BrokerConfig(url=f"mqtt://127.0.0.1:{port}"), DEVICE,
-        subscriptions=[(device_topic(Kind.RECEIPT, WARD, DEVICE), 1)],
-        on_message=lambda t, p: publisher.on_receipt(p),
-        on_published=lambda mid, ok: publisher.on_published(mid, ok),
-        status_topic=device_topic(Kind.STATUS, WARD, DEVICE),
-    )  # fmt: skip
-    publisher = OutboxPublisher(outbox, link)
-    return outbox, link, publisher
+    return outbox, *outbox_link(outbox, port, WARD, DEVICE)
 
 
 def _alert_messages(i: int, snapshot: bytes | None) -> list[NewMessage]:

@@ -35,12 +35,11 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import yaml
 
+from bench.outbox_link import outbox_link
 from device.outbox import MessageKind, NewMessage, Outbox
-from device.outbox_publisher import OutboxPublisher
 from matthan import assets
-from matthan.mqtt import MqttLink
 from matthan_wire import Alert, Kind, encode, utc_now
-from matthan_wire.config import BrokerConfig, OutboxConfig
+from matthan_wire.config import OutboxConfig
 from matthan_wire.topics import device_topic
 from tests.support.broker import Mosquitto
 from tests.support.clock import SimClock
@@ -85,15 +84,7 @@ def device_side(
         tracemalloc.start(10)
     clock = SimClock()
     outbox = Outbox(db, limits, clock=clock.now)
-    publisher: OutboxPublisher
-    link = MqttLink(
-        BrokerConfig(url=f"mqtt://127.0.0.1:{port}"), DEVICE,
-        subscriptions=[(device_topic(Kind.RECEIPT, WARD, DEVICE), 1)],
-        on_message=lambda t, p: publisher.on_receipt(p),
-        on_published=lambda mid, ok: publisher.on_published(mid, ok),
-        status_topic=device_topic(Kind.STATUS, WARD, DEVICE), max_inflight=120,
-    )  # fmt: skip
-    publisher = OutboxPublisher(outbox, link)
+    link, publisher = outbox_link(outbox, port, WARD, DEVICE, max_inflight=120)
     link.start()
     publisher.start()
     link.wait_connected(10)

@@ -20,7 +20,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol, TypeVar
 
 from fastapi import Depends, HTTPException, Request, Response
 from sqlmodel import Session, select
@@ -216,6 +216,26 @@ def require_ward(principal: Principal, ward: str) -> None:
     """For one object: another ward's object is 'not found', so ids do not leak across wards."""
     if not principal.may_see(ward):
         raise NotFound("not found")
+
+
+class _InWard(Protocol):
+    ward: str
+
+
+InWard = TypeVar("InWard", bound=_InWard)
+
+
+def get_in_ward(
+    session: Session, principal: Principal, model: type[InWard], key: str, missing: str
+) -> InWard:
+    """The row of `model` with primary key `key`, if `principal` may see its ward; NotFound(missing)
+    when there is none (another ward's row is 'not found' too, see require_ward)."""
+    # Not an id is not a row; and PostgreSQL refuses a NUL in a key with an error, not a miss.
+    row = session.get(model, key) if is_id(key) else None
+    if row is None:
+        raise NotFound(missing)
+    require_ward(principal, row.ward)
+    return row
 
 
 # --- sessions ------------------------------------------------------------------------------------

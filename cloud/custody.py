@@ -41,27 +41,6 @@ def normalise_detail(detail: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def canonical(
-    seq: int,
-    at: datetime,
-    who: str,
-    action: str,
-    target: str | None,
-    detail: dict[str, Any] | None,
-    prev: str,
-) -> bytes:
-    body = {
-        "seq": seq,
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "who": who,
-        "action": action,
-        "target": target,
-        "detail": detail,
-        "prev": prev,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def entry_hash(
     seq: int,
     at: datetime,
@@ -71,7 +50,19 @@ def entry_hash(
     detail: dict[str, Any] | None,
     prev: str,
 ) -> str:
-    return hashlib.sha256(canonical(seq, at, who, action, target, detail, prev)).hexdigest()
+    """SHA-256 of the entry's canonical JSON (sorted keys, no spaces, UTC microseconds), which
+    names the previous entry's hash: the link of the chain."""
+    body = {
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "who": who,
+        "action": action,
+        "target": target,
+        "detail": detail,
+        "prev": prev,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def append(

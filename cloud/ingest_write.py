@@ -1,14 +1,12 @@
-"""One database transaction per ingest batch: what each kind of device message becomes in the
+"""One database transaction per ingest batch: where each kind of device message goes in the
 database (alert rows, media rows, health samples and latest health, device state, lifecycle
-actions), with the bulk statements PostgreSQL gets instead of a statement per row. Called by the
-ingest writer (cloud/ingest.py), which owns retries, receipts and the quarantine.
+actions), with the bulk statements PostgreSQL gets instead of a statement per row. The rows
+themselves are built by cloud/ingest_rows.py. Called by the ingest writer (cloud/ingest.py), which
+owns retries, receipts and the quarantine.
 """
 
-import hashlib
-import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,17 +14,11 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from cloud import audit, lifecycle
+from cloud import audit, ingest_rows, lifecycle
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key
 from cloud.db import dialect_insert, insert_ignore, upsert
-from cloud.models import AlertRow, Camera, Device, HealthLatest, HealthSample, MediaObject, table
-from matthan_wire import (
-    Alert,
-    AlertAction,
-    Health,
-    ReportedConfig,
-    Status,
-)
+from cloud.models import AlertRow, Device, HealthLatest, HealthSample, MediaObject, table
+from matthan_wire import Alert, AlertAction, ReportedConfig, Status
 from matthan_wire.timeutil import utc_now
 
 log = logging.getLogger("matthan.cloud.ingest")
@@ -37,7 +29,7 @@ class Batch:
     starts: dict[str, Alert] = field(default_factory=dict)
     ends: dict[str, Alert] = field(default_factory=dict)
     snapshots: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # event id → (device, jpeg)
-    # health_sample rows (SAMPLE_COLUMNS), and per device the newest health of the batch:
+    # health_sample rows (ingest_rows.SAMPLE_COLUMNS), and per device the newest health of the batch:
     # (at, body, agent version); the body is the validated payload's own JSON text on PostgreSQL.
     # No Health model outlives its parse: a batch of them kept thousands of objects alive
     # across garbage collections, which then cost more than the validation.
@@ -95,14 +87,16 @@ class BatchWriter:
         receipts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         wards = self._ensure_devices(s, b)
 
-        sites = registry_sites(s, [*b.starts.values(), *b.ends.values()])
+        sites = ingest_rows.registry_sites(s, [*b.starts.values(), *b.ends.values()])
         if b.starts and self._pg:
             # One statement over column arrays: executemany's per-row Python cost (a statement
             # per alert in the pipeline) was most of what the writer spent on alerts.
             with _pg_cursor(s) as cur:
-                cur.execute(_PG_ALERT_STARTS, _alert_columns(b.starts.values(), now, sites))
+                cur.execute(
+                    ingest_rows.PG_ALERT_STARTS, ingest_rows.alert_columns(b.starts.values(), now, sites)
+                )
         elif b.starts:
-            rows = [_alert_row(a, now, sites) for a in b.starts.values()]
+            rows = [ingest_rows.alert_row(a, now, sites) for a in b.starts.values()]
             insert_ignore(s, table(AlertRow), rows, ["event_id"])
         for a in b.starts.values():
             receipts[a.device_id]["event_ids"].append(a.event_id)
@@ -110,7 +104,7 @@ class BatchWriter:
             upsert(
                 s,
                 table(AlertRow),
-                [_alert_row(a, now, sites) for a in b.ends.values()],
+                [ingest_rows.alert_row(a, now, sites) for a in b.ends.values()],
                 ["event_id"],
                 ["ended_at", "clip", "updated_at"],
                 where="alert.ended_at IS NULL",
@@ -124,7 +118,7 @@ class BatchWriter:
                 existing = s.get(MediaObject, (event_id, "snapshot"))
                 if existing is None or not existing.complete:
                     self.store.put_bytes(jpeg, key, CONTENT_TYPES["snapshot"])
-                rows.append(_snapshot_row(device, event_id, key, jpeg, now))
+                rows.append(ingest_rows.snapshot_row(device, event_id, key, jpeg, now))
                 receipts[device]["snapshots"].append(event_id)
             insert_ignore(s, table(MediaObject), rows, ["event_id", "kind"])
         agents = self._write_health(s, b) if b.samples else {}
@@ -232,14 +226,16 @@ class BatchWriter:
             # The bulk of all traffic: COPY is several times faster than a multi-row INSERT here
             # (docs/lessons.md: 175k rows/s against 90k), and runs in the same transaction.
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            with cursor.copy(f"COPY health_sample ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN") as copy:
+            with cursor.copy(
+                f"COPY health_sample ({', '.join(ingest_rows.SAMPLE_COLUMNS)}) FROM STDIN"
+            ) as copy:
                 for row in b.samples:
                     copy.write_row(row)
             cursor.close()
         else:
             s.execute(
                 dialect_insert(s, table(HealthSample)),
-                [dict(zip(SAMPLE_COLUMNS, r, strict=True)) for r in b.samples],
+                [dict(zip(ingest_rows.SAMPLE_COLUMNS, r, strict=True)) for r in b.samples],
             )
         changed: dict[str, str | None] = {
             d: version for d, (_, _, version) in b.latest.items() if version and self.agents.get(d) != version
@@ -260,193 +256,6 @@ _PG_HEALTH_LATEST = (
 _PG_SEEN = "UPDATE device SET last_seen = %s, online = true WHERE id = ANY(%b::text[])"
 
 
-# (column, PostgreSQL array type) of a new alert, in _alert_columns' order; JSON travels as text.
-_ALERT_START_COLUMNS = (
-    ("event_id", "text[]"),
-    ("device_id", "text[]"),
-    ("camera_id", "text[]"),
-    ("ward", "text[]"),
-    ("zone", "text[]"),
-    ("rule", "text[]"),
-    ("type", "text[]"),
-    ("category", "text[]"),
-    ("labels", "text[]::json[]"),
-    ("object_count", "int[]"),
-    ("score", "float8[]"),
-    ("bbox", "text[]::json[]"),
-    ("started_at", "timestamptz[]"),
-    ("ended_at", "timestamptz[]"),
-    ("seq", "int[]"),
-    ("snapshot_topic", "text[]"),
-    ("clip", "text[]::json[]"),
-    ("site", "text[]::json[]"),
-    ("site_name", "text[]"),
-    ("zone_title", "text[]"),
-    ("rule_title", "text[]"),
-)
-_ALERT_START_NAMES = ", ".join(f'"{c}"' for c, _ in _ALERT_START_COLUMNS)
-_ALERT_START_ARRAYS = ", ".join(f"%b::{t}" for _, t in _ALERT_START_COLUMNS)
-_PG_ALERT_STARTS = (
-    f"INSERT INTO alert ({_ALERT_START_NAMES}, state, received_at, updated_at)"
-    f" SELECT *, 'new', %b, %b FROM unnest({_ALERT_START_ARRAYS})"
-    " ON CONFLICT (event_id) DO NOTHING"
-)
-
-
-SiteKey = tuple[str, str]  # (device, camera)
-
-
-def registry_sites(s: Session, alerts: list[Alert]) -> dict[SiteKey, dict[str, Any]]:
-    """The registry's site of each camera whose alert came without one (an older device, or a
-    camera whose site was set in the console or by import after the device's config was made)."""
-    wanted = {(a.device_id, a.camera_id) for a in alerts if a.site is None}
-    if not wanted:
-        return {}
-    devices = {d for d, _ in wanted}
-    rows = s.exec(select(Camera).where(col(Camera.device_id).in_(devices))).all()
-    return {
-        (c.device_id, c.id): camera_site(c) for c in rows if (c.device_id, c.id) in wanted and c.site_name
-    }
-
-
-def camera_site(c: Camera) -> dict[str, Any]:
-    return {"name": c.site_name, "address": c.address, "lat": c.lat, "lon": c.lon}
-
-
-def _site_of(a: Alert, sites: dict[SiteKey, dict[str, Any]]) -> dict[str, Any] | None:
-    if a.site is not None:
-        return a.site.model_dump(mode="json")
-    return sites.get((a.device_id, a.camera_id))
-
-
-def _alert_columns(alerts: Iterable[Alert], now: datetime, sites: dict[SiteKey, dict[str, Any]]) -> list[Any]:
-    """The parameters of _PG_ALERT_STARTS: the time, then one list per column (as _alert_row)."""
-    cols: list[list[Any]] = [[] for _ in _ALERT_START_COLUMNS]
-    (
-        event_id,
-        device_id,
-        camera_id,
-        ward,
-        zone,
-        rule,
-        type_,
-        category,
-        labels,
-        object_count,
-        score,
-        bbox,
-        started_at,
-        ended_at,
-        seq,
-        snapshot_topic,
-        clip,
-        site,
-        site_name,
-        zone_title,
-        rule_title,
-    ) = cols
-    dumps = json.dumps
-    for a in alerts:
-        event_id.append(a.event_id)
-        device_id.append(a.device_id)
-        camera_id.append(a.camera_id)
-        ward.append(a.ward)
-        zone.append(a.zone)
-        rule.append(a.rule)
-        type_.append(a.type)
-        category.append(a.category)
-        labels.append(dumps(list(a.labels)))
-        object_count.append(a.object_count)
-        score.append(a.score)
-        bbox.append(dumps(list(a.bbox)) if a.bbox is not None else None)
-        started_at.append(a.started_at)
-        ended_at.append(a.ended_at)
-        seq.append(a.seq)
-        snapshot_topic.append(a.snapshot[:300] if a.snapshot else None)
-        clip.append(dumps(a.clip.model_dump(mode="json")) if a.clip else None)
-        where = _site_of(a, sites)
-        site.append(dumps(where, ensure_ascii=False) if where else None)
-        site_name.append(where["name"] if where else None)
-        zone_title.append(a.zone_title)
-        rule_title.append(a.rule_title)
-    return [now, now, *cols]
-
-
 def _pg_cursor(s: Session) -> Any:
     """A psycopg cursor in the session's transaction (the bulk paths bypass SQLAlchemy)."""
     return s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-
-def _alert_row(a: Alert, now: datetime, sites: dict[SiteKey, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "event_id": a.event_id,
-        "device_id": a.device_id,
-        "camera_id": a.camera_id,
-        "ward": a.ward,
-        "zone": a.zone,
-        "rule": a.rule,
-        "type": a.type,
-        "category": a.category,
-        "labels": list(a.labels),
-        "object_count": a.object_count,
-        "score": a.score,
-        "bbox": list(a.bbox) if a.bbox is not None else None,
-        "started_at": a.started_at,
-        "ended_at": a.ended_at,
-        "seq": a.seq,
-        "snapshot_topic": a.snapshot[:300] if a.snapshot else None,
-        "clip": a.clip.model_dump(mode="json") if a.clip else None,
-        "site": (where := _site_of(a, sites)),
-        "site_name": where["name"] if where else None,
-        "zone_title": a.zone_title,
-        "rule_title": a.rule_title,
-        "state": "new",
-        "received_at": now,
-        "updated_at": now,
-    }
-
-
-def _snapshot_row(device: str, event_id: str, key: str, jpeg: bytes, now: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "kind": "snapshot",
-        "device_id": device,
-        "size": len(jpeg),
-        "sha256": hashlib.sha256(jpeg).hexdigest(),
-        "offset": len(jpeg),
-        "complete": True,
-        "key": key,
-        "created_at": now,
-        "completed_at": now,
-    }
-
-
-SAMPLE_COLUMNS = (
-    "device_id",
-    "at",
-    "cpu_pct",
-    "mem_mb",
-    "disk_free_mb",
-    "temp_c",
-    "outbox_depth",
-    "upload_backlog",
-    "cameras_up",
-    "cameras_total",
-)
-
-
-def sample_row(h: Health) -> tuple[Any, ...]:
-    """A health_sample row, in SAMPLE_COLUMNS order."""
-    cameras = h.cameras
-    return (
-        h.device_id,
-        h.at,
-        h.cpu_pct,
-        h.mem_mb,
-        h.disk_free_mb,
-        h.temp_c,
-        h.outbox_depth,
-        h.upload_backlog,
-        sum(1 for c in cameras if c.stream_up),
-        len(cameras),
-    )

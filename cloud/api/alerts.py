@@ -4,7 +4,7 @@ false-alarm counts (alert quality). The rules and the read model are in cloud/se
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -13,8 +13,8 @@ from sqlmodel import Session
 from cloud.api.deps import LiveUpdates, Mqtt
 from cloud.auth import AnyUser, DbSession, Principal, optional_principal, scope_ward
 from cloud.services import alerts
-from cloud.services.alerts import ActionIn, AlertDetail, AlertOut, AlertPage, QualityRow
-from matthan_wire.ids import INT32_MAX, QUERY_TEXT, Id
+from cloud.services.alerts import ActionIn, AlertDetail, AlertOut, AlertPage, AlertQuery, QualityRow
+from matthan_wire.ids import INT32_MAX, Id
 from matthan_wire.timeutil import BoundedDateTime, utc_now
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -24,22 +24,11 @@ router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 def list_alerts(
     principal: AnyUser,
     session: DbSession,
-    ward: Id | None = None,
-    device: Id | None = None,
-    camera: Id | None = None,
-    rule: str | None = Query(None, max_length=128, pattern=QUERY_TEXT),
-    category: Literal["security_order", "urban_order"] | None = None,
-    state: list[Literal["new", "delivered", "acknowledged", "resolved", "false_alarm"]] | None = Query(None),
-    # Bounded like the wire's times (2000..2100 UTC): 9999-12-31T23:59:59-05:00 has no UTC value.
-    since: BoundedDateTime | None = Query(None, description="started at or after (ISO-8601 with offset)"),
-    until: BoundedDateTime | None = Query(None, description="started before"),
+    filters: Annotated[AlertQuery, Query()],
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=INT32_MAX),
 ) -> AlertPage:
-    return alerts.list_alerts(
-        session, principal, ward=ward, device=device, camera=camera, rule=rule, category=category,
-        states=state, since=since, until=until, limit=limit, offset=offset,
-    )  # fmt: skip
+    return alerts.list_alerts(session, principal, filters, limit, offset)
 
 
 @router.get("/quality", summary="False alarms per rule and camera (alert quality)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -102,15 +102,7 @@ def handover(session: Session, v: Viewer, ward: str | None, since: datetime, unt
     return h
 
 
-def _range(request: Request, since: str | None, until: str | None, hours: float) -> tuple[datetime, datetime]:
-    zone = zone_of(request)
-    end = _local_input(until, "to", zone) or utc_now()
-    start = _local_input(since, "from", zone) or end - timedelta(hours=hours)
-    return start, end
-
-
-@router.get("/console/handover")
-def handover_page(
+def _handover_of_request(
     request: Request,
     v: ViewerDep,
     session: DbSession,
@@ -118,9 +110,20 @@ def handover_page(
     since: str | None = None,
     until: str | None = None,
     hours: Annotated[float, Query(gt=0, le=24 * 31)] = 12,
-) -> HTMLResponse:
-    start, end = _range(request, since, until, hours)
-    h = handover(session, v, ward or None, start, end)
+) -> Handover:
+    """The query both the page and its CSV take: a ward, and a range in the viewer's local time
+    (`since`/`until`, or the last `hours` up to now)."""
+    zone = zone_of(request)
+    end = _local_input(until, "to", zone) or utc_now()
+    start = _local_input(since, "from", zone) or end - timedelta(hours=hours)
+    return handover(session, v, ward or None, start, end)
+
+
+HandoverDep = Annotated[Handover, Depends(_handover_of_request)]
+
+
+@router.get("/console/handover")
+def handover_page(request: Request, v: ViewerDep, session: DbSession, h: HandoverDep) -> HTMLResponse:
     zone = zone_of(request)
     return page(
         request,
@@ -130,25 +133,48 @@ def handover_page(
         nav="handover",
         h=h,
         wards=ward_choices(session, v),
-        since_local=start.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
-        until_local=end.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
+        since_local=h.since.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
+        until_local=h.until.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
         csv_url="/console/handover.csv?" + str(request.url.query),
         now=utc_now(),
     )
 
 
+CSV_COLUMNS = [
+    "section",
+    "event_id",
+    "ward",
+    "device",
+    "camera",
+    "rule",
+    "type",
+    "started",
+    "ended",
+    "state",
+    "by",
+    "detail",
+]
+
+
+def _csv_row(section: str, a: AlertRow, started: str, ended: str, by: str, detail: str) -> list[str]:
+    return [
+        section,
+        a.event_id,
+        a.ward,
+        a.device_id,
+        a.camera_id,
+        a.rule,
+        a.type,
+        started,
+        ended,
+        a.state,
+        by,
+        detail,
+    ]
+
+
 @router.get("/console/handover.csv")
-def handover_csv(
-    request: Request,
-    v: ViewerDep,
-    session: DbSession,
-    ward: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    hours: Annotated[float, Query(gt=0, le=24 * 31)] = 12,
-) -> Response:
-    start, end = _range(request, since, until, hours)
-    h = handover(session, v, ward or None, start, end)
+def handover_csv(request: Request, h: HandoverDep) -> Response:
     zone = zone_of(request)
 
     def t(moment: datetime | None) -> str:
@@ -156,93 +182,21 @@ def handover_csv(
 
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(
-        [
-            "section",
-            "event_id",
-            "ward",
-            "device",
-            "camera",
-            "rule",
-            "type",
-            "started",
-            "ended",
-            "state",
-            "by",
-            "detail",
-        ]
-    )
+    w.writerow(CSV_COLUMNS)
     for a in h.open_alerts:
-        w.writerow(
-            [
-                "open",
-                a.event_id,
-                a.ward,
-                a.device_id,
-                a.camera_id,
-                a.rule,
-                a.type,
-                t(a.started_at),
-                t(a.ended_at),
-                a.state,
-                a.state_by or "",
-                "",
-            ]
-        )
+        w.writerow(_csv_row("open", a, t(a.started_at), t(a.ended_at), a.state_by or "", ""))
     for log_row, a in h.escalations:
         d = log_row.detail or {}
         told = "; ".join(f"{x.get('name')} ({x.get('kind')})" for x in d.get("notified", []))
-        w.writerow(
-            [
-                "escalation",
-                a.event_id,
-                a.ward,
-                a.device_id,
-                a.camera_id,
-                a.rule,
-                a.type,
-                t(log_row.at),
-                "",
-                a.state,
-                "",
-                f"level {d.get('level')}: {told}",
-            ]
-        )
+        w.writerow(_csv_row("escalation", a, t(log_row.at), "", "", f"level {d.get('level')}: {told}"))
     for a in h.outages:
-        w.writerow(
-            [
-                "outage",
-                a.event_id,
-                a.ward,
-                a.device_id,
-                a.camera_id,
-                a.rule,
-                a.type,
-                t(a.started_at),
-                t(a.ended_at),
-                a.state,
-                a.state_by or "",
-                "",
-            ]
-        )
+        w.writerow(_csv_row("outage", a, t(a.started_at), t(a.ended_at), a.state_by or "", ""))
     for a in h.false_alarms:
         w.writerow(
-            [
-                "false_alarm",
-                a.event_id,
-                a.ward,
-                a.device_id,
-                a.camera_id,
-                a.rule,
-                a.type,
-                t(a.started_at),
-                t(a.ended_at),
-                a.state,
-                a.resolved_by or "",
-                a.note or "",
-            ]
+            _csv_row("false_alarm", a, t(a.started_at), t(a.ended_at), a.resolved_by or "", a.note or "")
         )
-    name = f"handover-{start.astimezone(zone):%Y%m%d-%H%M}-{end.astimezone(zone):%Y%m%d-%H%M}.csv"
+    start, end = h.since.astimezone(zone), h.until.astimezone(zone)
+    name = f"handover-{start:%Y%m%d-%H%M}-{end:%Y%m%d-%H%M}.csv"
     return Response(
         "\ufeff" + out.getvalue(),  # a BOM: Excel then reads the Vietnamese as UTF-8
         media_type="text/csv; charset=utf-8",

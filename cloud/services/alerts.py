@@ -12,13 +12,13 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cloud import audit, lifecycle
-from cloud.auth import Principal, require_ward, scope_ward
-from cloud.errors import Conflict, Invalid, NotFound
+from cloud.auth import Principal, get_in_ward, scope_ward
+from cloud.errors import Conflict, Invalid
 from cloud.models import AlertRow, AuditLog, HealthLatest, HealthSample, MediaObject
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
-from matthan_wire.ids import is_id
-from matthan_wire.timeutil import utc_now
+from matthan_wire.ids import QUERY_TEXT, Id
+from matthan_wire.timeutil import BoundedDateTime, utc_now
 
 
 class MediaLink(BaseModel):
@@ -149,29 +149,31 @@ def alert_query(
     return q
 
 
+class AlertQuery(BaseModel):
+    """The filters of the alert list (the API's query parameters)."""
+
+    ward: Id | None = None
+    device: Id | None = None
+    camera: Id | None = None
+    rule: str | None = Field(None, max_length=128, pattern=QUERY_TEXT)
+    category: Literal["security_order", "urban_order"] | None = None
+    state: list[Literal["new", "delivered", "acknowledged", "resolved", "false_alarm"]] | None = None
+    # Bounded like the wire's times (2000..2100 UTC): 9999-12-31T23:59:59-05:00 has no UTC value.
+    since: BoundedDateTime | None = Field(None, description="started at or after (ISO-8601 with offset)")
+    until: BoundedDateTime | None = Field(None, description="started before")
+
+
 def list_alerts(
-    session: Session,
-    principal: Principal,
-    *,
-    ward: str | None = None,
-    device: str | None = None,
-    camera: str | None = None,
-    rule: str | None = None,
-    category: str | None = None,
-    states: Sequence[str] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    session: Session, principal: Principal, f: AlertQuery, limit: int = 50, offset: int = 0
 ) -> AlertPage:
     """Newest first, paged; `ward` is checked against the principal's scope."""
-    ward = scope_ward(principal, ward)
-    for name, moment in (("since", since), ("until", until)):
+    ward = scope_ward(principal, f.ward)
+    for name, moment in (("since", f.since), ("until", f.until)):
         if moment is not None and moment.tzinfo is None:
             raise Invalid(f"{name}: give a UTC offset, e.g. 2026-11-24T08:00:00Z")
     q = alert_query(
-        ward=ward, device=device, camera=camera, rule=rule, category=category, states=states,
-        since=since, until=until,
+        ward=ward, device=f.device, camera=f.camera, rule=f.rule, category=f.category, states=f.state,
+        since=f.since, until=f.until,
     )  # fmt: skip
     total = session.exec(select(func.count()).select_from(q.subquery())).one()
     rows = session.exec(
@@ -281,12 +283,7 @@ def act(
 
 def get_alert(session: Session, principal: Principal, event_id: str) -> AlertRow:
     """The alert row, if `principal` may see it (another ward's alert is 'not found')."""
-    # Not an id is not an alert; and PostgreSQL refuses a NUL in a key with an error, not a miss.
-    a = session.get(AlertRow, event_id) if is_id(event_id) else None
-    if a is None:
-        raise NotFound(f"no alert {event_id}")
-    require_ward(principal, a.ward)
-    return a
+    return get_in_ward(session, principal, AlertRow, event_id, f"no alert {event_id}")
 
 
 class Step(BaseModel):

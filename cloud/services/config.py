@@ -44,15 +44,23 @@ class ConfigState(BaseModel):
     created_at: datetime | None = None
 
 
-def config_state(d: Device, row: DesiredConfigRow | None, published: bool | None = None) -> ConfigState:
-    return ConfigState(
-        device_id=d.id,
+def sync_fields(d: Device) -> dict[str, Any]:
+    """The device's desired and reported config versions and whether they agree (None while no
+    desired config was ever set): the part of every device read model that speaks of its config."""
+    return dict(
         desired_version=d.desired_version,
         reported_version=d.reported_version,
         reported_status=d.reported_status,
         reported_error=d.reported_error,
-        reported_at=d.reported_at,
         in_sync=None if d.desired_version is None else d.desired_version == d.reported_version,
+    )
+
+
+def config_state(d: Device, row: DesiredConfigRow | None, published: bool | None = None) -> ConfigState:
+    return ConfigState(
+        device_id=d.id,
+        **sync_fields(d),
+        reported_at=d.reported_at,
         published=published,
         config=SiteConfig.model_validate(row.body) if row else None,
         created_by=row.created_by if row else None,

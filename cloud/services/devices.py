@@ -12,12 +12,13 @@ from sqlalchemy import Integer, func
 from sqlmodel import Session, col, select
 
 from cloud import audit
-from cloud.auth import Principal, require_ward, scope_ward
-from cloud.errors import Conflict, NotFound
+from cloud.auth import Principal, get_in_ward, scope_ward
+from cloud.errors import Conflict
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
 from cloud.mqtt import MqttLink
+from cloud.services.config import sync_fields
 from matthan_wire import Command, Kind, encode
-from matthan_wire.ids import Id, is_id
+from matthan_wire.ids import Id
 from matthan_wire.payloads import CONFIRM_VIEW
 from matthan_wire.timeutil import utc_now
 from matthan_wire.topics import device_topic
@@ -98,11 +99,7 @@ def device_fields(d: Device, latest: HealthLatest | None) -> dict[str, Any]:
         revoked_at=d.revoked_at,
         commissioned_by=d.commissioned_by,
         commissioned_at=d.commissioned_at,
-        desired_version=d.desired_version,
-        reported_version=d.reported_version,
-        reported_status=d.reported_status,
-        reported_error=d.reported_error,
-        in_sync=None if d.desired_version is None else d.desired_version == d.reported_version,
+        **sync_fields(d),
         agent_version=d.agent_version,
         health=_summary(latest.body) if latest else None,
     )
@@ -129,12 +126,7 @@ def _summary(body: dict[str, Any]) -> HealthSummary:
 
 def get_device(session: Session, principal: Principal, device_id: str) -> Device:
     """The device row, if `principal` may see it (another ward's device is 'not found')."""
-    # Not an id is not a device; and PostgreSQL refuses a NUL in a key with an error, not a miss.
-    device = session.get(Device, device_id) if is_id(device_id) else None
-    if device is None:
-        raise NotFound(f"no device {device_id[:64]}")
-    require_ward(principal, device.ward)
-    return device
+    return get_in_ward(session, principal, Device, device_id, f"no device {device_id[:64]}")
 
 
 def list_devices(

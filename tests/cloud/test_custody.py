@@ -65,20 +65,19 @@ def test_an_altered_entry_with_its_hash_recomputed_breaks_the_next_link(engine: 
     assert not r.ok and r.problem is not None and "#6" in r.problem
 
 
-def test_a_deleted_entry_is_named(engine: Engine) -> None:
+@pytest.mark.parametrize(
+    ("deletion", "problem"),
+    [
+        ("seq = 7", "entry #7 is missing (deleted); the next is #8"),
+        ("seq > 8", "entries #9..#10 are missing (the log was cut)"),
+    ],
+    ids=["an entry deleted", "the tail cut"],
+)
+def test_a_deleted_entry_or_a_cut_tail_is_named(engine: Engine, deletion: str, problem: str) -> None:
     append_many(engine, "user:an", 10)
     with engine.begin() as c:
-        c.execute(text("DELETE FROM audit_log WHERE seq = 7"))
-    r = report(engine)
-    assert r.problem == "entry #7 is missing (deleted); the next is #8"
-
-
-def test_a_cut_tail_is_found(engine: Engine) -> None:
-    append_many(engine, "user:an", 10)
-    with engine.begin() as c:
-        c.execute(text("DELETE FROM audit_log WHERE seq > 8"))
-    r = report(engine)
-    assert r.problem == "entries #9..#10 are missing (the log was cut)"
+        c.execute(text(f"DELETE FROM audit_log WHERE {deletion}"))
+    assert report(engine).problem == problem
 
 
 def test_the_command_verifies_and_fails(db_url: str, engine: Engine, capsys) -> None:  # type: ignore[no-untyped-def]

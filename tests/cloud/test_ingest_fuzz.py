@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 import cloud.ingest
-import cloud.ingest_write
+import cloud.ingest_rows
 from cloud.models import AlertRow
 from matthan_wire import Alert, Kind, encode
 from matthan_wire.topics import device_topic
 from tests.cloud.conftest import add_user, bearer
 from tests.cloud.devicesim import SimDevice, make_alert, make_health
-from tests.cloud.test_ingest import _count, _metric, live
+from tests.cloud.ingest_support import count, live, metric, send_amid_good
 from tests.support.hostile import BAD_INTS, OFFSETS, hostile_alert, valid_alert_json
 from tests.support.net import wait_until
 
@@ -80,7 +80,7 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
                 # Paced in steps of 200 for long runs, and a miss is caught near where it happened.
                 assert _caught_up(worker, len(hostile)), (
                     f"rejected={worker.rejected_total} hostile={len(hostile)}"
-                    f" dropped={_metric(client, 'matthan_ingest_dropped_total')} queue={worker.queue.qsize()}"
+                    f" dropped={metric(client, 'matthan_ingest_dropped_total')} queue={worker.queue.qsize()}"
                 )
 
         try:
@@ -103,9 +103,9 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
             )
             assert page.json()["total"] == len(valid)
             assert worker.rejected_total == len(hostile)
-            assert _metric(client, "matthan_ingest_rejected_total") == len(hostile)
+            assert metric(client, "matthan_ingest_rejected_total") == len(hostile)
             assert worker.alive and client.get("/healthz").status_code == 200
-            assert _metric(client, "matthan_ingest_worker_errors_total") == 0
+            assert metric(client, "matthan_ingest_worker_errors_total") == 0
         finally:
             dev.stop()
 
@@ -113,27 +113,25 @@ def test_hostile_traffic_interleaved_with_valid_alerts(make_settings, db_url, br
 def test_a_message_that_breaks_our_code_is_quarantined_and_its_batch_stored(  # type: ignore[no-untyped-def]
     make_settings, sqlite_url, broker, monkeypatch
 ) -> None:
-    real_row = cloud.ingest_write._alert_row
+    real_row = cloud.ingest_rows.alert_row
 
     def row(a: Alert, now: Any, sites: Any) -> dict[str, Any]:
         if a.rule == "plaza.bug":
             raise KeyError("a bug that only this alert meets")
         return real_row(a, now, sites)
 
-    monkeypatch.setattr(cloud.ingest_write, "_alert_row", row)
+    monkeypatch.setattr(cloud.ingest_rows, "alert_row", row)
     with live(make_settings, sqlite_url, broker, batch_wait_s=0.5) as client:
         dev = SimDevice(broker.port, DEV, WARD).start()
         try:
-            good = [make_alert(DEV, WARD, seq=i) for i in range(4)]
             bad = make_alert(DEV, WARD, seq=9, rule="plaza.bug")
-            for a in good[:2] + [bad] + good[2:]:
-                dev.send_alert(a)
+            good = send_amid_good(dev, 4, bad)
             wait_until(
                 lambda: {a.event_id for a in good} <= dev.receipted(), 15, what="good alerts receipted"
             )
-            assert _count(client) == 4
-            assert _metric(client, 'matthan_ingest_rejected_total{kind="internal"}') == 1
-            assert _metric(client, 'matthan_ingest_quarantined_total{kind="internal"}') == 1
+            assert count(client) == 4
+            assert metric(client, 'matthan_ingest_rejected_total{kind="internal"}') == 1
+            assert metric(client, 'matthan_ingest_quarantined_total{kind="internal"}') == 1
             folder = Path(client.app.state.settings.quarantine_dir)  # type: ignore[attr-defined]
             (meta_path,) = folder.glob("*.json")
             assert "KeyError" in json.loads(meta_path.read_text())["reason"]
@@ -160,7 +158,7 @@ def test_a_dead_writer_turns_healthz_red_and_names_it(make_settings, sqlite_url,
         wait_until(lambda: not worker.alive, 10, what="writer thread ended")
         r = client.get("/healthz")
         assert r.status_code == 503 and r.json()["dead_workers"] == ["ingest-writer"]
-        assert _metric(client, "matthan_ingest_writer_up") == 0
+        assert metric(client, "matthan_ingest_writer_up") == 0
 
 
 @pytest.mark.parametrize("limit", [2048])
