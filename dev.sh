@@ -108,6 +108,7 @@ case "$verb" in
     system_deps test; postgres_up; python_deps; assets_fetch
     say "lint (ruff) and types (mypy)"
     "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy" matthan_wire matthan device cloud provisioning ward
     say "tests"
     exec "$VENV/bin/python" -m pytest "$@" ;;

@@ -96,9 +96,7 @@ def _resolve_paths(config: DeviceConfig, base: Path) -> DeviceConfig:
         "storage": config.storage.model_copy(
             update={"path": rel(config.storage.path), "cache_path": rel(config.storage.cache_path)}
         ),
-        "cameras": [
-            cam.with_sources(lambda s: _resolve_source(s, base)) for cam in config.cameras
-        ],
+        "cameras": [cam.with_sources(lambda s: _resolve_source(s, base)) for cam in config.cameras],
     }
     if config.model is not None:
         update["model"] = config.model.model_copy(
