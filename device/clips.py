@@ -29,6 +29,7 @@ from device.recorder import Recorder
 from device.retention import Retention
 from device.segment_cache import Segment
 from device.upload_queue import UploadQueue
+from matthan.worker_thread import WorkerThread
 from matthan_wire.config import DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import utc_now
@@ -107,8 +108,7 @@ class ClipMaker:
         self._unhandled = 0  # handed over, not yet taken from the inbox and dealt with
         self._lock = threading.Lock()
         self._stats = ClipStats()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = WorkerThread("clip-maker", self._step, stop_timeout_s=10.0)
 
     def start(self) -> None:
         """Start before the recorders: event ends saved by a previous run hold their segments first."""
@@ -124,15 +124,14 @@ class ClipMaker:
                 continue
         if self._jobs:
             log.info("clip jobs restored count=%d", len(self._jobs))
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="clip-maker", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.stop(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._worker.alive
 
     # -- called by the agent (never blocks) ------------------------------------------------------
 
@@ -181,47 +180,46 @@ class ClipMaker:
 
     # -- the worker ------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _step(self) -> None:
+        try:
+            what, alert, jpeg = self._inbox.get(timeout=0.2)
+        except queue.Empty:
+            pass
+        else:
             try:
-                what, alert, jpeg = self._inbox.get(timeout=0.2)
-            except queue.Empty:
-                pass
-            else:
-                try:
-                    if what == "start":
-                        self._save_snapshot(alert, jpeg)
-                        self._schedule_crop(alert)
-                    else:
-                        self._schedule(alert)
-                except Exception as exc:  # one bad event must not stop the clips of the others
-                    self._fail(alert.event_id, exc)
-                finally:
-                    with self._lock:
-                        self._unhandled -= 1
-                continue  # drain the inbox before cutting
-            for event_id in list(self._crops):
-                try:
-                    if self._try_crop(self._crops[event_id]):
-                        del self._crops[event_id]
-                except Exception as exc:  # one bad frame must not stop the others' crops and clips
+                if what == "start":
+                    self._save_snapshot(alert, jpeg)
+                    self._schedule_crop(alert)
+                else:
+                    self._schedule(alert)
+            except Exception as exc:  # one bad event must not stop the clips of the others
+                self._fail(alert.event_id, exc)
+            finally:
+                with self._lock:
+                    self._unhandled -= 1
+            return  # drain the inbox before cutting
+        for event_id in list(self._crops):
+            try:
+                if self._try_crop(self._crops[event_id]):
                     del self._crops[event_id]
-                    self._fail(event_id, exc)
-            for event_id in list(self._jobs):
-                job = self._jobs[event_id]
-                try:
-                    if self._try_cut(job):
-                        del self._jobs[event_id]
-                        self._uploads.drop_job(event_id)
-                except Exception as exc:
+            except Exception as exc:  # one bad frame must not stop the others' crops and clips
+                del self._crops[event_id]
+                self._fail(event_id, exc)
+        for event_id in list(self._jobs):
+            job = self._jobs[event_id]
+            try:
+                if self._try_cut(job):
                     del self._jobs[event_id]
                     self._uploads.drop_job(event_id)
-                    self._release(job.alert)
-                    self._fail(event_id, exc)
-            if time.monotonic() >= self._next_budget_check:
-                # Free space also shrinks for reasons of its own (logs, other files): look regularly.
-                self._next_budget_check = time.monotonic() + self._budget_every_s
-                self._enforce_budget()
+            except Exception as exc:
+                del self._jobs[event_id]
+                self._uploads.drop_job(event_id)
+                self._release(job.alert)
+                self._fail(event_id, exc)
+        if time.monotonic() >= self._next_budget_check:
+            # Free space also shrinks for reasons of its own (logs, other files): look regularly.
+            self._next_budget_check = time.monotonic() + self._budget_every_s
+            self._enforce_budget()
 
     def _fail(self, event_id: str, exc: Exception) -> None:
         with self._lock:
