@@ -22,6 +22,7 @@ from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
 from cloud.errors import CloudError
 from cloud.ingest import IngestWorker
+from cloud.language import request_language
 from cloud.metrics import Metrics
 from cloud.models import Device
 from cloud.mqtt import MqttLink
@@ -77,9 +78,12 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
 
 
 async def _cloud_error(request: Request, exc: Exception) -> JSONResponse:
-    """The one place a cloud error becomes HTTP: its status, and its message as `detail`."""
+    """The one place a cloud error becomes HTTP: its status, and its message as `detail` in the
+    requester's language (cloud/language.py), which Content-Language names."""
     status = exc.status if isinstance(exc, CloudError) else 500
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    lang = request_language(request)
+    detail = exc.message(lang) if isinstance(exc, CloudError) else str(exc)
+    return JSONResponse({"detail": detail}, status_code=status, headers={"Content-Language": lang})
 
 
 @asynccontextmanager

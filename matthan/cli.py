@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except UserError as exc:
-        print(f"matthan: {i18n.translate(i18n.language(), str(exc))}", file=sys.stderr)
+        print(f"matthan: {exc.message(i18n.language())}", file=sys.stderr)
         return exc.exit_code
     except (WireError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"matthan: {exc}", file=sys.stderr)

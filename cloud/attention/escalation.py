@@ -22,6 +22,7 @@ from cloud.attention import messages, queue
 from cloud.attention.clock import Clock
 from cloud.db import insert_ignore
 from cloud.models import AlertRow, Escalation, EscalationPolicy, MediaObject, NotifyEndpoint, table
+from matthan.i18n import Msg
 
 log = logging.getLogger("matthan.cloud.escalation")
 
@@ -46,7 +47,7 @@ class PolicyIn(BaseModel):
     def _increasing(self) -> "PolicyIn":
         times = [lv.after_min for lv in self.levels]
         if times != sorted(times) or len(set(times)) != len(times):
-            raise ValueError("levels must come later one after another (after_min strictly increasing)")
+            raise ValueError(Msg("levels must come later one after another (after_min strictly increasing)"))
         return self
 
 
@@ -211,7 +212,7 @@ def save_policy(session: Session, who: str, body: PolicyIn, now: datetime) -> Es
     known = {e.id for e in session.exec(select(NotifyEndpoint)).all()}
     missing = sorted({i for lv in body.levels for i in lv.endpoints} - known)
     if missing:
-        raise ValueError(f"no endpoint with id {', '.join(map(str, missing))}")
+        raise ValueError(Msg("no endpoint with id %(ids)s", ids=", ".join(map(str, missing))))
     p = session.exec(
         select(EscalationPolicy).where(
             EscalationPolicy.ward == body.ward, EscalationPolicy.category == body.category

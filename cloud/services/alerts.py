@@ -17,6 +17,7 @@ from cloud.errors import Conflict, Invalid, NotFound
 from cloud.models import AlertRow, AuditLog, HealthLatest, HealthSample, MediaObject
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
+from matthan.i18n import Msg
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 
@@ -168,7 +169,7 @@ def list_alerts(
     ward = scope_ward(principal, ward)
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
-            raise Invalid(f"{name}: give a UTC offset, e.g. 2026-11-24T08:00:00Z")
+            raise Invalid(Msg("%(name)s: give a UTC offset, e.g. 2026-11-24T08:00:00Z", name=name))
     q = alert_query(
         ward=ward, device=device, camera=camera, rule=rule, category=category, states=states,
         since=since, until=until,
@@ -268,7 +269,7 @@ def act(
     try:
         changed = lifecycle.apply(a, body.action, principal.name, utc_now(), body.note)
     except lifecycle.TransitionError as exc:
-        raise Conflict(str(exc)) from None
+        raise Conflict(exc.args[0]) from None
     if changed:
         session.add(a)
         audit.record(session, principal.label(), f"alert.{body.action}", event_id, note=body.note)
@@ -284,7 +285,7 @@ def get_alert(session: Session, principal: Principal, event_id: str) -> AlertRow
     # Not an id is not an alert; and PostgreSQL refuses a NUL in a key with an error, not a miss.
     a = session.get(AlertRow, event_id) if is_id(event_id) else None
     if a is None:
-        raise NotFound(f"no alert {event_id}")
+        raise NotFound(Msg("no alert %(event)s", event=event_id))
     require_ward(principal, a.ward)
     return a
 

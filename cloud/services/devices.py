@@ -16,6 +16,7 @@ from cloud.auth import Principal, require_ward, scope_ward
 from cloud.errors import Conflict, NotFound
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
 from cloud.mqtt import MqttLink
+from matthan.i18n import Msg
 from matthan_wire import Command, Kind, encode
 from matthan_wire.ids import Id, is_id
 from matthan_wire.payloads import CONFIRM_VIEW
@@ -132,7 +133,7 @@ def get_device(session: Session, principal: Principal, device_id: str) -> Device
     # Not an id is not a device; and PostgreSQL refuses a NUL in a key with an error, not a miss.
     device = session.get(Device, device_id) if is_id(device_id) else None
     if device is None:
-        raise NotFound(f"no device {device_id[:64]}")
+        raise NotFound(Msg("no device %(device)s", device=device_id[:64]))
     require_ward(principal, device.ward)
     return device
 
@@ -216,7 +217,7 @@ def confirm_view(
     reference (audited; committed before it is sent)."""
     d = get_device(session, principal, device_id)
     if d.revoked_at is not None:
-        raise Conflict(f"device {device_id} is revoked")
+        raise Conflict(Msg("device %(device)s is revoked", device=device_id))
     cmd = Command(id=str(uuid.uuid4()), name=CONFIRM_VIEW, camera_id=camera_id, at=utc_now())
     audit.record(session, principal.label(), "camera.confirm_view", f"{d.id}/{camera_id}", command=cmd.id)
     session.commit()
