@@ -13,7 +13,7 @@ later for whoever reads it, e.g. a console page in its user's language, via `tra
 
 import gettext
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from io import BytesIO
@@ -56,7 +56,7 @@ class Joined(str):
     sep: str
     parts: list[str]
 
-    def __new__(cls, sep: str, parts: "list[str] | list[Msg]") -> "Joined":
+    def __new__(cls, sep: str, parts: Sequence[str]) -> "Joined":
         self = super().__new__(cls, sep.join(parts))
         self.sep = sep
         self.parts = list(parts)

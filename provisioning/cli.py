@@ -143,7 +143,8 @@ def _renew(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from device.config_file import load_config
     from matthan_wire.timeutil import utc_now
-    from provisioning.check import Checklist, send_report, table, technician
+    from provisioning.check import Checklist
+    from provisioning.check_report import send_report, table, technician
 
     config = load_config(args.config)
     items = Checklist(config, progress=sys.stderr).run()

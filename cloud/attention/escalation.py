@@ -68,12 +68,20 @@ def policy_for(session: Session, ward: str, category: str) -> EscalationPolicy |
 
 class Escalator:
     def __init__(
-        self, engine: Engine, clock: Clock, *, public_url: str, tz_name: str, max_age_h: float
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        public_url: str,
+        tz_name: str,
+        max_age_h: float,
+        language: str,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.public_url = public_url
         self.tz_name = tz_name
+        self.lang = messages.notification_language(language)  # the language of every notification
         self.max_age = timedelta(hours=max_age_h)
         self.steps = 0  # escalation steps this process took
 
@@ -171,8 +179,8 @@ class Escalator:
                 return 0
             snap = s.get(MediaObject, (event_id, "snapshot"))
             message = messages.build(
-                s, alert, public_url=self.public_url, tz_name=self.tz_name, level=level + 1,
-                level_name=this.name or f"level {level + 1}",
+                s, alert, public_url=self.public_url, tz_name=self.tz_name, lang=self.lang, level=level + 1,
+                level_name=this.name,
                 snapshot_key=snap.key if snap is not None and snap.complete else None,
             )  # fmt: skip
             told: list[dict[str, Any]] = []
