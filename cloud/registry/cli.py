@@ -116,9 +116,10 @@ def _claim(args: argparse.Namespace) -> int:
     from cloud.db import session_scope
     from cloud.registry.claims import issue_claim
 
-    for what, value in (("ward", args.ward), ("device id", args.device_id)):
-        if value is not None and not is_id(value):
-            raise CloudError(Msg("%(what)s %(value)r is not an id ([a-z0-9-])", what=what, value=value))
+    if not is_id(args.ward):
+        raise CloudError(Msg("ward %(ward)r is not an id ([a-z0-9-])", ward=args.ward))
+    if args.device_id is not None and not is_id(args.device_id):
+        raise CloudError(Msg("device %(device)r is not an id ([a-z0-9-])", device=args.device_id))
     if not 0 < args.ttl_hours <= 720:
         raise CloudError(Msg("--ttl-hours: between 0 and 720"))
     engine = _engine(args.db)
