@@ -47,7 +47,7 @@ class Message(BaseModel):
     # The language of the words above and of subject/text. Rows queued before it existed were
     # written in both languages; they are sent in the default one.
     lang: str = i18n.DEFAULT_LANGUAGE
-    started_words: str = ""  # the time as `lang` writes it: "18:03:12 26/11/2026 GMT+7"
+    started_words: str = ""  # as `lang` writes it: "18:03:12 26/11/2026 GMT+7 (Asia/Ho_Chi_Minh)"
 
     @property
     def when(self) -> str:
@@ -124,6 +124,7 @@ def build(
 ) -> Message:
     """`level_name`: the policy's own name for the level (the operators' words), else "level N"."""
     cam = session.get(Camera, (alert.device_id, alert.camera_id))
+    zone, zone_name = _zone(tz_name)
     return Message(
         event_id=alert.event_id,
         ward=alert.ward,
@@ -140,5 +141,5 @@ def build(
         level_name=level_name or translate(lang, "level %(level)d", level=level),
         snapshot_key=snapshot_key,
         lang=lang,
-        started_words=i18n.format_moment(alert.started_at, lang, _zone(tz_name)[0]),
+        started_words=f"{i18n.format_moment(alert.started_at, lang, zone)} ({zone_name})",
     )
