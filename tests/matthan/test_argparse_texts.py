@@ -35,7 +35,7 @@ def test_an_invalid_choice_reads_vietnamese_and_still_suggests_the_closest() -> 
     line = out.stderr.strip()
     assert out.returncode == 2 and len(line.splitlines()) == 1
     assert "lựa chọn không hợp lệ: 'provison' (chọn một trong 'demo'," in line
-    assert line.endswith("; có phải ý bạn là 'provision'? (xem 'matthan --help')"), line
+    assert line.endswith("; có phải là 'provision'? (xem 'matthan --help')"), line
 
 
 def test_unrecognized_arguments_and_usage_read_vietnamese() -> None:

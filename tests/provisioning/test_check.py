@@ -90,7 +90,7 @@ def test_the_checklist_reads_in_the_technicians_language(
     assert "với danh nghĩa q1-rex-01, nhận lại tin thử sau" in lines["máy chủ MQTT"]
     assert "so với máy chủ trung tâm" in lines["đồng hồ"]
     assert "còn trống" in lines["ổ đĩa"] and "hạn mức" in lines["ổ đĩa"]
-    assert out.splitlines()[-1].startswith("0 lỗi, ")
+    assert out.splitlines()[-1].startswith("0 không đạt, ")
 
 
 def test_unreachable_camera_is_named(

@@ -42,11 +42,11 @@ def test_the_checklist_reads_vietnamese_and_its_columns_line_up(vietnamese: None
     assert lines[2].endswith("q1-rex-01, còn hiệu lực đến 2027-11-26 (365 ngày)")
     assert lines[3].startswith("camera rex-north") and "LƯU Ý" in lines[3]
     assert lines[3].endswith("640x360, 12.0 khung hình/giây; đường truyền bị mất khung hình?")
-    assert lines[4].startswith("máy chủ MQTT") and "LỖI" in lines[4]
+    assert lines[4].startswith("máy chủ MQTT") and "KHÔNG ĐẠT" in lines[4]
     assert lines[4].endswith("10.0.0.5:8883: từ chối kết nối (Not authorized)")
-    assert lines[-1] == "1 lỗi, 1 lưu ý, 1 đạt"
+    assert lines[-1] == "1 không đạt, 1 lưu ý, 1 đạt"
     # Every result starts in the same column, whatever the length of the Vietnamese names.
-    starts = {line.index(mark) for line, mark in zip(lines[2:5], ("ĐẠT", "LƯU Ý", "LỖI"), strict=True)}
+    starts = {line.index(mark) for line, mark in zip(lines[2:5], ("ĐẠT", "LƯU Ý", "KHÔNG ĐẠT"), strict=True)}
     assert len(starts) == 1
 
 
