@@ -139,7 +139,7 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user if verify_password(password, user.password_hash) else None
 
 
-LOGIN_REFUSED = "wrong name or password"
+LOGIN_REFUSED = Msg("wrong name or password")
 
 
 def sign_in(request: Request, session: Session, name: str, password: str, via: str) -> User:
@@ -155,7 +155,7 @@ def sign_in(request: Request, session: Session, name: str, password: str, via: s
     if wait > 0:
         raise HTTPException(
             429,
-            f"too many failed sign-ins; try again in {math.ceil(wait)} s",
+            Msg("too many failed sign-ins; try again in %(s)d s", s=math.ceil(wait)),
             headers={"Retry-After": str(math.ceil(wait))},
         )
     user = authenticate(session, name, password)
@@ -281,45 +281,56 @@ def optional_principal(request: Request, session: DbSession) -> Principal | None
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "use Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
-        principal = _bearer_principal(session, token.strip())
-        request.state.lang = principal.language  # the errors of this request speak it (cloud/language.py)
+            raise HTTPException(401, Msg("use Authorization: Bearer <token>"), {"WWW-Authenticate": "Bearer"})
+        token = token.strip()
+        # The errors of this request speak the user's language, or English to a device, whose
+        # answers end up in its logs — also when its token is refused (cloud/language.py).
+        request.state.device = not token.startswith(API_KEY_PREFIX)
+        principal = _bearer_principal(session, token)
+        request.state.lang = principal.language
         return principal
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     found = read_session_cookie(settings, cookie)
     if found is None:
-        raise HTTPException(401, "session expired or invalid; log in again")
+        raise HTTPException(401, Msg("session expired or invalid; log in again"))
     user_id, csrf = found
     user = session.get(User, user_id)
     if user is None or user.disabled:
-        raise HTTPException(401, "session expired or invalid; log in again")
+        raise HTTPException(401, Msg("session expired or invalid; log in again"))
+    request.state.lang = user.language  # the errors of this request speak it (cloud/language.py)
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent, csrf):
-            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header (copy the {CSRF_COOKIE} cookie)")
-    request.state.lang = user.language  # the errors of this request speak it (cloud/language.py)
+            raise HTTPException(
+                403,
+                Msg(
+                    "missing or wrong %(header)s header (copy the %(cookie)s cookie)",
+                    header=CSRF_HEADER,
+                    cookie=CSRF_COOKIE,
+                ),
+            )
     return Principal("user", user.name, user.role, user.ward, "cookie", user.id, user.language)
 
 
 def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     if principal is None:
         raise HTTPException(
-            401, "log in, or send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
+            401, Msg("log in, or send Authorization: Bearer <token>"), {"WWW-Authenticate": "Bearer"}
         )
     return principal
 
 
 def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_user:
-        raise HTTPException(403, "this needs a user, not a device")
+        raise HTTPException(403, Msg("this needs a user, not a device"))
     return principal
 
 
 def current_device(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if principal.kind != "device":
-        raise HTTPException(403, "this needs a device token")
+        raise HTTPException(403, Msg("this needs a device token"))
     return principal
 
 
@@ -328,7 +339,7 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
 
     def check(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
         if principal.role not in roles:
-            raise HTTPException(403, f"needs role {' or '.join(roles)}")
+            raise HTTPException(403, Msg("needs role %(roles)s", roles=" / ".join(roles)))
         return principal
 
     return check
@@ -351,9 +362,9 @@ def _bearer_principal(session: Session, token: str) -> Principal:
         device = session.exec(select(Device).where(Device.api_token_hash == digest)).first()
         if device is not None:
             if device.revoked_at is not None:
-                raise HTTPException(403, f"device {device.id} is revoked")
+                raise HTTPException(403, Msg("device %(device)s is revoked", device=device.id))
             return Principal("device", device.id, None, device.ward, "bearer")
-    raise HTTPException(401, "unknown or expired token", {"WWW-Authenticate": "Bearer"})
+    raise HTTPException(401, Msg("unknown or expired token"), {"WWW-Authenticate": "Bearer"})
 
 
 def _sign(settings: Settings, raw: str) -> str:

@@ -1,7 +1,8 @@
 """Which language the reader of an API answer reads: the signed-in user's own setting (cookie
 session or API key; set on request.state.lang when the caller is resolved), else the language
-the client asks for (Accept-Language, when it names one we have), else the deployment's
-(Settings.language; Vietnamese when that is "auto")."""
+the client asks for (Accept-Language, when it names one we have), else — for a device, whose
+answers end up in its English logs — English, else the deployment's (Settings.language;
+Vietnamese when that is "auto")."""
 
 from babel import Locale, UnknownLocaleError
 from fastapi import Request
@@ -16,6 +17,8 @@ def request_language(request: Request) -> str:
     asked = accepted_language(request.headers.get("accept-language", ""))
     if asked is not None:
         return asked
+    if getattr(request.state, "device", False):
+        return i18n.SOURCE_LANGUAGE
     setting: str = request.app.state.settings.language
     return setting if setting in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE
 

@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from cloud.models import User
 from cloud.settings import Settings
-from tests.cloud.conftest import add_user, bearer, running
+from tests.cloud.conftest import add_device, add_user, bearer, running
 
 
 def _speaks(client: TestClient, name: str, language: str | None) -> None:
@@ -37,6 +37,12 @@ def test_a_vietnamese_user_reads_vietnamese_errors_on_an_english_deployment(
             "chưa nhập dữ liệu nào: dòng 2: phường 'Ben Nghe' không phải mã hợp lệ ([a-z0-9-]); "
             "lat 95.0 nằm ngoài khoảng [-90, 90]; chưa điền nguồn (source)"
         )
+        # The sign-in and permission checks too, with their headers kept.
+        r = cloud.get("/api/v1/notify/endpoints", headers=bearer(key))
+        assert r.status_code == 403 and r.json() == {"detail": "cần vai trò admin"}
+        r = cloud.get("/api/v1/alerts", headers={"Accept-Language": "vi"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert r.json() == {"detail": "hãy đăng nhập, hoặc gửi Authorization: Bearer <mã truy cập>"}
         # Their own setting wins over what the client asks for.
         r = cloud.get("/api/v1/alerts/ev-404", headers={**bearer(key), "Accept-Language": "en"})
         assert r.json()["detail"] == "không có cảnh báo ev-404"
@@ -66,6 +72,12 @@ def test_without_a_setting_accept_language_then_the_deployment_decides(
         assert r.json()["detail"] == "no alert x-1" and r.headers["content-language"] == "en"
         ask["Accept-Language"] = "fr-FR"  # a language we have no catalogue for: the deployment's
         assert cloud.get("/api/v1/alerts/x-1", headers=ask).json()["detail"] == "không có cảnh báo x-1"
+        # A device's answers go to its logs, which are English; unless it asks (the checklist's report).
+        token = add_device(cloud, "pi-1", "ben-nghe")
+        r = cloud.get("/api/v1/media/x-1/clip", headers=bearer(token))
+        assert r.status_code == 404 and r.json()["detail"] == "not stored (yet)"
+        r = cloud.get("/api/v1/media/x-1/clip", headers={**bearer(token), "Accept-Language": "vi"})
+        assert r.json()["detail"] == "chưa được lưu"
     with running(make_settings(sqlite_url, language="en")) as cloud:
         r = cloud.get("/api/v1/alerts/x-1", headers={**bearer(key), "Accept-Language": "vi-VN"})
         assert r.json()["detail"] == "không có cảnh báo x-1"
