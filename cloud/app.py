@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, select
+from starlette.exceptions import HTTPException
 
 from cloud import console
 from cloud.api import alerts, attention, config, devices, enrollment, evidence, health, media, session, users
@@ -22,6 +24,7 @@ from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
 from cloud.errors import CloudError
 from cloud.ingest import IngestWorker
+from cloud.language import request_language
 from cloud.metrics import Metrics
 from cloud.models import Device
 from cloud.mqtt import MqttLink
@@ -32,6 +35,7 @@ from cloud.settings import Settings
 from cloud.station_delivery import StationDelivery
 from cloud.throttle import LoginThrottle
 from matthan import __version__
+from matthan.i18n import Msg
 from matthan_wire.timeutil import utc_now
 
 log = logging.getLogger("matthan.cloud")
@@ -74,13 +78,26 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(CloudError, _cloud_error)
+    app.add_exception_handler(HTTPException, _http_error)
     return app
 
 
 async def _cloud_error(request: Request, exc: Exception) -> JSONResponse:
-    """The one place a cloud error becomes HTTP: its status, and its message as `detail`."""
+    """The one place a cloud error becomes HTTP: its status, and its message as `detail` in the
+    requester's language (cloud/language.py), which Content-Language names."""
     status = exc.status if isinstance(exc, CloudError) else 500
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    lang = request_language(request)
+    detail = exc.message(lang) if isinstance(exc, CloudError) else str(exc)
+    return JSONResponse({"detail": detail}, status_code=status, headers={"Content-Language": lang})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answer to an HTTPException (headers kept: a redirect, WWW-Authenticate), its
+    detail translated as a cloud error's is when it is a Msg (the sign-in and permission checks)."""
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc.detail, Msg):
+        exc = HTTPException(exc.status_code, exc.detail.translated(request_language(request)), exc.headers)
+    return await http_exception_handler(request, exc)
 
 
 @asynccontextmanager

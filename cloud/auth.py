@@ -30,6 +30,7 @@ from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import ROLES, Device, User, Ward
 from cloud.settings import Settings
 from cloud.throttle import LoginThrottle
+from matthan.i18n import Msg
 from matthan_wire.ids import is_id
 
 log = logging.getLogger("matthan.cloud.auth")
@@ -52,7 +53,7 @@ def token_hash(token: str) -> str:
 
 def hash_password(password: str) -> str:
     if len(password) < 8:
-        raise CloudError("password: at least 8 characters")
+        raise CloudError(Msg("password: at least 8 characters"))
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
     n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
@@ -93,24 +94,28 @@ def issue_api_key(session: Session, user: User) -> str:
 def create_user(session: Session, name: str, role: str, password: str, ward: str | None = None) -> User:
     """Validate and add a user (the caller commits); every mistake is a one-line CloudError."""
     if not (1 <= len(name) <= 64) or not all(c.isalnum() or c in "._-@" for c in name):
-        raise CloudError(f"user name {name!r}: 1–64 letters, digits, '.', '_', '-' or '@'")
+        raise CloudError(Msg("user name %(name)r: 1–64 letters, digits, '.', '_', '-' or '@'", name=name))
     if role not in ROLES:
-        raise CloudError(f"role {role!r}: one of {', '.join(ROLES)}")
+        raise CloudError(Msg("role %(role)r: one of %(roles)s", role=role, roles=", ".join(ROLES)))
     if role == "ward_officer":
         if not ward or not is_id(ward):
-            raise CloudError("a ward_officer needs --ward WARD (a ward id like ben-nghe)")
+            raise CloudError(Msg("a ward_officer needs --ward WARD (a ward id like ben-nghe)"))
         known = known_wards(session)
         if ward not in known:
             # A typo here would give an officer who silently sees nothing.
-            listed = ", ".join(known[:10]) + (", …" if len(known) > 10 else "") if known else "none yet"
+            listed = ", ".join(known[:10]) + (", …" if len(known) > 10 else "") if known else Msg("none yet")
             raise CloudError(
-                f"unknown ward {ward!r} (known: {listed}); add the ward first "
-                "(POST /api/v1/wards, or issue a claim token for it)"
+                Msg(
+                    "unknown ward %(ward)r (known: %(known)s); add the ward first "
+                    "(POST /api/v1/wards, or issue a claim token for it)",
+                    ward=ward,
+                    known=listed,
+                )
             )
     elif ward is not None:
-        raise CloudError(f"--ward applies to ward_officer only, not {role}")
+        raise CloudError(Msg("--ward applies to ward_officer only, not %(role)s", role=role))
     if session.exec(select(User).where(User.name == name)).first() is not None:
-        raise CloudError(f"user {name!r} exists already")
+        raise CloudError(Msg("user %(name)r exists already", name=name))
     user = User(name=name, role=role, ward=ward, password_hash=hash_password(password))
     session.add(user)
     return user
@@ -134,7 +139,7 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user if verify_password(password, user.password_hash) else None
 
 
-LOGIN_REFUSED = "wrong name or password"
+LOGIN_REFUSED = Msg("wrong name or password")
 
 
 def sign_in(request: Request, session: Session, name: str, password: str, via: str) -> User:
@@ -150,7 +155,7 @@ def sign_in(request: Request, session: Session, name: str, password: str, via: s
     if wait > 0:
         raise HTTPException(
             429,
-            f"too many failed sign-ins; try again in {math.ceil(wait)} s",
+            Msg("too many failed sign-ins; try again in %(s)d s", s=math.ceil(wait)),
             headers={"Retry-After": str(math.ceil(wait))},
         )
     user = authenticate(session, name, password)
@@ -185,6 +190,7 @@ class Principal:
     ward: str | None
     via: Literal["cookie", "bearer"]
     user_id: int | None = None
+    language: str | None = None  # a user's own setting, for the messages they read
 
     @property
     def is_user(self) -> bool:
@@ -208,14 +214,14 @@ def scope_ward(principal: Principal, requested: str | None) -> str | None:
     if own is None:
         return requested
     if requested is not None and requested != own:
-        raise Forbidden(f"you may only see ward {own}")
+        raise Forbidden(Msg("you may only see ward %(ward)s", ward=own))
     return own
 
 
 def require_ward(principal: Principal, ward: str) -> None:
     """For one object: another ward's object is 'not found', so ids do not leak across wards."""
     if not principal.may_see(ward):
-        raise NotFound("not found")
+        raise NotFound(Msg("not found"))
 
 
 class _InWard(Protocol):
@@ -295,42 +301,56 @@ def optional_principal(request: Request, session: DbSession) -> Principal | None
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "use Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
-        return _bearer_principal(session, token.strip())
+            raise HTTPException(401, Msg("use Authorization: Bearer <token>"), {"WWW-Authenticate": "Bearer"})
+        token = token.strip()
+        # The errors of this request speak the user's language, or English to a device, whose
+        # answers end up in its logs — also when its token is refused (cloud/language.py).
+        request.state.device = not token.startswith(API_KEY_PREFIX)
+        principal = _bearer_principal(session, token)
+        request.state.lang = principal.language
+        return principal
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     found = read_session_cookie(settings, cookie)
     if found is None:
-        raise HTTPException(401, "session expired or invalid; log in again")
+        raise HTTPException(401, Msg("session expired or invalid; log in again"))
     user_id, csrf = found
     user = session.get(User, user_id)
     if user is None or user.disabled:
-        raise HTTPException(401, "session expired or invalid; log in again")
+        raise HTTPException(401, Msg("session expired or invalid; log in again"))
+    request.state.lang = user.language  # the errors of this request speak it (cloud/language.py)
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent, csrf):
-            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header (copy the {CSRF_COOKIE} cookie)")
-    return Principal("user", user.name, user.role, user.ward, "cookie", user.id)
+            raise HTTPException(
+                403,
+                Msg(
+                    "missing or wrong %(header)s header (copy the %(cookie)s cookie)",
+                    header=CSRF_HEADER,
+                    cookie=CSRF_COOKIE,
+                ),
+            )
+    return Principal("user", user.name, user.role, user.ward, "cookie", user.id, user.language)
 
 
 def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     if principal is None:
         raise HTTPException(
-            401, "log in, or send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
+            401, Msg("log in, or send Authorization: Bearer <token>"), {"WWW-Authenticate": "Bearer"}
         )
     return principal
 
 
 def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_user:
-        raise HTTPException(403, "this needs a user, not a device")
+        raise HTTPException(403, Msg("this needs a user, not a device"))
     return principal
 
 
 def current_device(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if principal.kind != "device":
-        raise HTTPException(403, "this needs a device token")
+        raise HTTPException(403, Msg("this needs a device token"))
     return principal
 
 
@@ -339,7 +359,7 @@ def require_role(*roles: str):  # type: ignore[no-untyped-def]
 
     def check(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
         if principal.role not in roles:
-            raise HTTPException(403, f"needs role {' or '.join(roles)}")
+            raise HTTPException(403, Msg("needs role %(roles)s", roles=" / ".join(roles)))
         return principal
 
     return check
@@ -357,14 +377,14 @@ def _bearer_principal(session: Session, token: str) -> Principal:
     if token.startswith(API_KEY_PREFIX):
         user = session.exec(select(User).where(User.api_key_hash == digest)).first()
         if user is not None and not user.disabled:
-            return Principal("user", user.name, user.role, user.ward, "bearer", user.id)
+            return Principal("user", user.name, user.role, user.ward, "bearer", user.id, user.language)
     else:
         device = session.exec(select(Device).where(Device.api_token_hash == digest)).first()
         if device is not None:
             if device.revoked_at is not None:
-                raise HTTPException(403, f"device {device.id} is revoked")
+                raise HTTPException(403, Msg("device %(device)s is revoked", device=device.id))
             return Principal("device", device.id, None, device.ward, "bearer")
-    raise HTTPException(401, "unknown or expired token", {"WWW-Authenticate": "Bearer"})
+    raise HTTPException(401, Msg("unknown or expired token"), {"WWW-Authenticate": "Bearer"})
 
 
 def _sign(settings: Settings, raw: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from cloud.errors import CloudError
 from cloud.settings import Settings
+from matthan.i18n import Msg
 
 log = logging.getLogger("matthan.cloud")
 
@@ -91,9 +92,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.run()
     except OSError as exc:
-        raise CloudError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        raise CloudError(
+            Msg(
+                "cannot listen on %(host)s:%(port)s: %(error)s",
+                host=settings.host,
+                port=settings.port,
+                error=exc.strerror,
+            )
+        ) from None
     if not server.started:
-        raise CloudError("the cloud service did not start (see the log above)")
+        raise CloudError(Msg("the cloud service did not start (see the log above)"))
     return 0
 
 
@@ -106,7 +114,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     settings = _settings(args, share_group=args.share_group)
     if settings.broker_url is None:
-        raise CloudError("ingest needs --broker")
+        raise CloudError(Msg("ingest needs --broker"))
     engine = make_engine(settings.db_url)
     migrate(engine)
     metrics = Metrics()
@@ -116,7 +124,9 @@ def _ingest(args: argparse.Namespace) -> int:
         try:
             start_http_server(args.metrics_port, addr=settings.host, registry=metrics.registry)
         except OSError as exc:
-            raise CloudError(f"metrics port {args.metrics_port}: {exc.strerror}") from None
+            raise CloudError(
+                Msg("metrics port %(port)s: %(error)s", port=args.metrics_port, error=exc.strerror)
+            ) from None
     store = open_store(settings.clips, settings.clips_dir, settings.s3_endpoint_url)
     link = MqttLink(settings, "matthan-ingest")
     worker = IngestWorker(settings, engine, link, store, metrics)
@@ -151,7 +161,7 @@ def _user_add(args: argparse.Namespace) -> int:
     else:
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:
-            raise CloudError("the passwords differ")
+            raise CloudError(Msg("the passwords differ"))
     settings = Settings.from_env(db_url=args.db)
     engine = make_engine(settings.db_url)
     try:

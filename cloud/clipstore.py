@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloud.errors import CloudError
+from matthan.i18n import Msg
 from matthan_wire.ids import is_id
 
 EXTENSIONS = {"clip": "mp4", "snapshot": "jpg", "sidecar": "json", "crop": "jpg", "manifest": "jws"}
@@ -54,7 +55,9 @@ class LocalStore:
         try:
             self.staging.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CloudError(f"clips folder {root}: {exc.strerror}") from None
+            raise CloudError(
+                Msg("clips folder %(folder)s: %(error)s", folder=str(root), error=exc.strerror)
+            ) from None
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()

@@ -17,6 +17,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session
 
 from cloud.errors import CloudError
+from matthan.i18n import Msg
 
 log = logging.getLogger("matthan.cloud.db")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -72,7 +73,7 @@ def migrate(engine: Engine) -> None:
             command.upgrade(cfg, "head")
     except OperationalError as exc:
         where = engine.url.render_as_string(hide_password=True)
-        raise CloudError(f"database {where}: {_first_line(exc)}") from None
+        raise CloudError(Msg("database %(db)s: %(error)s", db=where, error=_first_line(exc))) from None
 
 
 def check_connection(engine: Engine) -> float:
@@ -104,7 +105,7 @@ def dialect_insert(engine_or_session: Any, table: Table) -> Insert:
         return postgresql.insert(table)
     if name == "sqlite":
         return sqlite.insert(table)
-    raise CloudError(f"unsupported database dialect {name}")
+    raise CloudError(Msg("unsupported database dialect %(name)s", name=name))
 
 
 def insert_ignore(

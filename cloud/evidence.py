@@ -23,6 +23,7 @@ from cloud.errors import Unavailable
 from cloud.models import EvidenceCheck, MediaObject
 from cloud.settings import Settings
 from matthan.evidence import load_crl, sha256_hex, verify_manifest
+from matthan.i18n import Msg
 from matthan_wire.evidence import MAX_MANIFEST_BYTES
 from matthan_wire.timeutil import utc_now
 
@@ -43,12 +44,14 @@ def trust(settings: Settings) -> Trust:
     """The CA certificate and its current CRL, from the enrollment CA folder."""
     folder = settings.enrollment.ca_dir
     if folder is None:
-        raise Unavailable("no CA configured (MATTHAN_PROVISION_CA_DIR): evidence cannot be verified")
+        raise Unavailable(Msg("no CA configured (MATTHAN_PROVISION_CA_DIR): evidence cannot be verified"))
     try:
         ca_pem = (Path(folder) / CA_FILE).read_bytes()
         ca = x509.load_pem_x509_certificate(ca_pem)
     except (OSError, ValueError) as exc:
-        raise Unavailable(f"CA certificate unreadable in {folder}: {exc}") from None
+        raise Unavailable(
+            Msg("CA certificate unreadable in %(folder)s: %(error)s", folder=str(folder), error=str(exc))
+        ) from None
     crl_path = Path(folder) / CRL_FILE
     crl_pem = crl_path.read_bytes() if crl_path.is_file() else None
     return Trust(ca, ca_pem, load_crl(crl_pem) if crl_pem else None, crl_pem)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from cloud.errors import CloudError
 from cloud.settings import Settings
+from matthan.i18n import Msg
 
 if TYPE_CHECKING:  # the device image has no SQLAlchemy, and `matthan --help` loads this module
     from sqlalchemy import Engine
@@ -94,7 +95,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         report = verify_chain(session)
     if not report.ok:
         print(f"audit chain BROKEN after {report.entries} good entries: {report.problem}", file=sys.stderr)
-        raise CloudError(f"audit log tampered: {report.problem}")
+        raise CloudError(Msg("audit log tampered: %(problem)s", problem=report.problem))
     print(f"audit chain intact: {report.entries} entries; head #{report.head_seq} {report.head_hash}")
     return 0
 

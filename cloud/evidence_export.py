@@ -20,6 +20,7 @@ from cloud.models import AlertPin, AlertRow, AuditLog, EvidenceCheck
 from cloud.settings import Settings
 from matthan import jws
 from matthan.evidence import BUNDLE_FILES, CRL_FILE, MANIFEST_FILE
+from matthan.i18n import Msg
 from matthan_wire.evidence import MANIFEST_TYP, MAX_MANIFEST_BYTES, EvidenceManifest
 from matthan_wire.timeutil import utc_now
 
@@ -37,7 +38,9 @@ def write_bundle(
     """Write the zip to `out` and record the export; the caller commits. NotFound without a manifest."""
     media = complete_media(session, event_id)
     if "manifest" not in media:
-        raise NotFound(f"event {event_id}: no signed manifest stored; nothing to export as evidence")
+        raise NotFound(
+            Msg("event %(event)s: no signed manifest stored; nothing to export as evidence", event=event_id)
+        )
     check = check_event(session, settings, store, event_id)
     assert check is not None
     t = trust(settings)

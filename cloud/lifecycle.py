@@ -9,6 +9,7 @@ from datetime import datetime
 
 from cloud.models import AlertRow
 from cloud.mqtt import MqttLink
+from matthan.i18n import Msg
 from matthan_wire import AlertState, Kind, encode
 from matthan_wire.topics import ward_topic
 
@@ -30,13 +31,24 @@ def apply(alert: AlertRow, action: str, by: str, at: datetime, note: str | None 
     """Apply an action; True when the alert changed, False when it already was in that state."""
     target = ACTIONS.get(action)
     if target is None:
-        raise TransitionError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+        raise TransitionError(
+            Msg("unknown action %(action)r: one of %(actions)s", action=action, actions=", ".join(ACTIONS))
+        )
     if alert.state == target:
         return False
     if alert.state in FINAL:
-        raise TransitionError(f"alert {alert.event_id} is already {alert.state}")
+        raise TransitionError(
+            Msg("alert %(event)s is already %(state)s", event=alert.event_id, state=alert.state)
+        )
     if _RANK[target] < _RANK[alert.state]:
-        raise TransitionError(f"alert {alert.event_id} is {alert.state}; it cannot go back to {target}")
+        raise TransitionError(
+            Msg(
+                "alert %(event)s is %(state)s; it cannot go back to %(target)s",
+                event=alert.event_id,
+                state=alert.state,
+                target=target,
+            )
+        )
     alert.delivered_at = alert.delivered_at or at
     if target == "acknowledged":
         alert.acknowledged_at, alert.acknowledged_by = at, by

@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud.errors import CloudError
 from cloud.settings import Settings
 from matthan.backoff import Backoff
+from matthan.i18n import Msg
 from matthan.identity import certificate_name
 from matthan.mqtt import MqttError, endpoint, use_tls
 
@@ -35,7 +36,7 @@ OnMessage = Callable[[str, bytes, bool], None]
 class MqttLink:
     def __init__(self, settings: Settings, client_prefix: str = "matthan-cloud") -> None:
         if settings.broker_url is None:
-            raise CloudError("no broker URL configured")
+            raise CloudError(Msg("no broker URL configured"))
         try:
             where = endpoint(settings.broker_url)
         except MqttError as exc:

@@ -33,6 +33,7 @@ from cloud.clipstore import ClipStore
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.models import AlertPin, AlertRow, MediaObject, RetentionPurge
 from cloud.settings import Settings
+from matthan.i18n import N_, Msg
 from matthan.worker_thread import WorkerThread
 from matthan_wire.timeutil import utc_now
 
@@ -46,13 +47,13 @@ DECIDED = ("false_alarm", "resolved")
 
 def _admin(principal: Principal) -> None:
     if principal.role != "admin":
-        raise Forbidden("only an admin may pin or unpin evidence")
+        raise Forbidden(N_("only an admin may pin or unpin evidence"))
 
 
 def _reason(reason: str) -> str:
     reason = reason.strip()
     if not reason or len(reason) > 2000:
-        raise Invalid("a reason is required (at most 2000 characters)")
+        raise Invalid(N_("a reason is required (at most 2000 characters)"))
     return reason
 
 
@@ -60,9 +61,9 @@ def pin(session: Session, principal: Principal, event_id: str, reason: str) -> A
     _admin(principal)
     reason = _reason(reason)
     if session.get(AlertRow, event_id) is None:
-        raise NotFound(f"no alert {event_id}")
+        raise NotFound(Msg("no alert %(event)s", event=event_id))
     if session.get(RetentionPurge, event_id) is not None:
-        raise Conflict(f"alert {event_id}: its media were already deleted by retention")
+        raise Conflict(Msg("alert %(event)s: its media were already deleted by retention", event=event_id))
     row = session.get(AlertPin, event_id)
     if row is None:
         row = AlertPin(event_id=event_id, pinned_by=principal.label(), pinned_at=utc_now(), reason=reason)
@@ -76,7 +77,7 @@ def unpin(session: Session, principal: Principal, event_id: str, reason: str) ->
     reason = _reason(reason)
     row = session.get(AlertPin, event_id)
     if row is None:
-        raise NotFound(f"alert {event_id} is not pinned")
+        raise NotFound(Msg("alert %(event)s is not pinned", event=event_id))
     session.delete(row)
     audit.record(
         session, principal.label(), "evidence.unpin", event_id, reason=reason, pinned_by=row.pinned_by

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cloud.errors import CloudError
+from matthan.i18n import Msg
 from matthan_wire.codec import describe
 
 ENV_PREFIX = "MATTHAN_CLOUD_"
@@ -248,4 +249,4 @@ class Settings(BaseModel):
             values.setdefault("attention", AttentionSettings.from_env(source))
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise CloudError(f"cloud settings: {describe(exc)}") from None
+            raise CloudError(Msg("cloud settings: %(problem)s", problem=describe(exc))) from None

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from matthan.errors import UserError
+from matthan.i18n import Msg
 
 _GH = "https://raw.githubusercontent.com"
 _INTEL = f"{_GH}/intel-iot-devkit/sample-videos/57978890822836f2b4743852f04f62fc511757e4"
@@ -128,10 +129,16 @@ def path(relative: str, dest: Path | None = None) -> Path:
     """The verified local copy of an asset, or an AssetError saying how to get it."""
     asset = next((a for a in ASSETS if a.path == relative), None)
     if asset is None:
-        raise AssetError(f"unknown asset {relative!r}")
+        raise AssetError(Msg("unknown asset %(asset)r", asset=relative))
     target = (dest or default_dir()) / relative
     if not target.is_file() or target.stat().st_size != asset.size:
-        raise AssetError(f"asset {relative} is missing in {target.parent}; run: matthan assets fetch")
+        raise AssetError(
+            Msg(
+                "asset %(asset)s is missing in %(folder)s; run: matthan assets fetch",
+                asset=relative,
+                folder=str(target.parent),
+            )
+        )
     return target
 
 
@@ -155,9 +162,14 @@ def fetch(dest: Path | None = None, mirror: Path | None = None) -> Iterator[tupl
     mirror = mirror or (Path(env_mirror) if env_mirror else None)
     if mirror is not None and not mirror.is_dir():
         raise AssetError(
-            f"mirror folder {mirror} (from {given}) does not exist: point it at a folder holding "
-            f"models/ and video/ as `matthan assets fetch` writes them (a copy of {dest} from a "
-            "machine that has them), or leave it unset to download from upstream"
+            Msg(
+                "mirror folder %(mirror)s (from %(given)s) does not exist: point it at a folder holding "
+                "models/ and video/ as `matthan assets fetch` writes them (a copy of %(dest)s from a "
+                "machine that has them), or leave it unset to download from upstream",
+                mirror=str(mirror),
+                given=given,
+                dest=str(dest),
+            )
         )
     for asset in ASSETS:
         target = dest / asset.path
@@ -183,7 +195,14 @@ def _install(target: Path, write: Callable[[Path], None], asset: Asset) -> None:
         write(tmp)
         got = sha256_of(tmp)
         if got != asset.sha256:
-            raise AssetError(f"{asset.path}: checksum mismatch (got {got[:12]}…, want {asset.sha256[:12]}…)")
+            raise AssetError(
+                Msg(
+                    "%(asset)s: checksum mismatch (got %(got)s…, want %(want)s…)",
+                    asset=asset.path,
+                    got=got[:12],
+                    want=asset.sha256[:12],
+                )
+            )
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -199,8 +218,14 @@ def _download(url: str, dest: Path, out: Path) -> None:
             shutil.copyfileobj(resp, fh)
     except OSError as exc:
         raise AssetError(
-            f"cannot download {url}: {exc}. Offline? Copy the assets folder from a machine that has "
-            f"them (models/ and video/, e.g. its {default_dir()}) and run: matthan assets fetch "
-            f"--mirror /path/to/that/copy (or set MATTHAN_ASSETS_MIRROR); they are verified and "
-            f"installed into {dest}"
+            Msg(
+                "cannot download %(url)s: %(error)s. Offline? Copy the assets folder from a machine that has "
+                "them (models/ and video/, e.g. its %(default)s) and run: matthan assets fetch "
+                "--mirror /path/to/that/copy (or set MATTHAN_ASSETS_MIRROR); they are verified and "
+                "installed into %(dest)s",
+                url=url,
+                error=str(exc),
+                default=str(default_dir()),
+                dest=str(dest),
+            )
         ) from None

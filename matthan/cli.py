@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from matthan import __version__, i18n, logs
+from matthan import __version__, argparse_texts, i18n, logs
 from matthan.errors import UserError
 from matthan_wire import WireError
 from matthan_wire.codec import describe
@@ -19,7 +19,12 @@ from matthan_wire.codec import describe
 Handler = Callable[[argparse.Namespace], int]
 
 
-_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+def _invalid_choice() -> re.Pattern[str]:
+    """argparse's "invalid choice" message, as the process's language writes it."""
+    pattern = re.escape(i18n._(argparse_texts.INVALID_CHOICE))
+    for placeholder, group in (("%(value)r", "'([^']*)'"), ("%(choices)s", "(.*)")):
+        pattern = pattern.replace(re.escape(placeholder), group)
+    return re.compile(pattern)
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,7 +44,7 @@ class Parser(argparse.ArgumentParser):
         self._argv = list(sys.argv[1:] if args is None else args)
         ns, extras = super().parse_known_args(args, namespace)
         if any(self._is_option(a) for a in extras):
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
+            self.error(i18n._("unrecognized arguments: %s") % " ".join(extras))
         return ns, extras
 
     def error(self, message: str) -> NoReturn:
@@ -49,7 +54,7 @@ class Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(unknown, self._long_options(), n=1, cutoff=0.5)
             if close:
                 message += i18n._(" (did you mean %(option)s?)", option=close[0])
-        elif (choice := _INVALID_CHOICE.search(message)) is not None:
+        elif (choice := _invalid_choice().search(message)) is not None:
             options = re.findall(r"'([^']*)'", choice.group(2))
             close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.5)
             if close:
@@ -125,6 +130,7 @@ def _lang_flag(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     i18n.set_language(_lang_flag(sys.argv[1:] if argv is None else argv) or i18n.language_from_env())
+    argparse_texts.speak_our_language()
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.verbose)
@@ -140,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except UserError as exc:
-        print(f"matthan: {i18n.translate(i18n.language(), str(exc))}", file=sys.stderr)
+        print(f"matthan: {exc.message(i18n.language())}", file=sys.stderr)
         return exc.exit_code
     except (WireError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"matthan: {exc}", file=sys.stderr)

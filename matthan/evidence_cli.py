@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from matthan.errors import UserError
+from matthan.i18n import Msg
 
 
 class VerifyFailed(UserError):
@@ -31,7 +32,7 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         ca = x509.load_pem_x509_certificate(args.ca.read_bytes())
     except ValueError:
-        raise UserError(f"{args.ca}: not a PEM certificate") from None
+        raise UserError(Msg("%(file)s: not a PEM certificate", file=str(args.ca))) from None
     verdict = verify_bundle(args.file.read_bytes(), ca)
     m = verdict.manifest
     if m is not None:
@@ -47,6 +48,12 @@ def _verify(args: argparse.Namespace) -> int:
     if not verdict.valid:
         for problem in verdict.problems:
             print(f"INVALID: {problem}")
-        raise VerifyFailed(f"{args.file}: NOT valid evidence ({len(verdict.problems)} problem(s))")
+        raise VerifyFailed(
+            Msg(
+                "%(file)s: NOT valid evidence (%(count)d problem(s))",
+                file=str(args.file),
+                count=len(verdict.problems),
+            )
+        )
     print(f"{args.file}: valid (signed by {verdict.signer}, certificate serial {verdict.serial})")
     return 0

@@ -13,7 +13,7 @@ later for whoever reads it, e.g. a console page in its user's language, via `tra
 
 import gettext
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from io import BytesIO
@@ -43,8 +43,27 @@ class Msg(str):
         return self
 
     def translated(self, lang: str) -> str:
-        params = {k: v.translated(lang) if isinstance(v, Msg) else v for k, v in self.params.items()}
+        params = {
+            k: v.translated(lang) if isinstance(v, (Msg, Joined)) else v for k, v in self.params.items()
+        }
         return translate(lang, self.msgid, **params)
+
+
+class Joined(str):
+    """Texts (Msg or not) joined by a separator, each translated where the whole is shown: the
+    problems of a bulk import's lines. As a str, the English texts joined."""
+
+    sep: str
+    parts: list[str]
+
+    def __new__(cls, sep: str, parts: Sequence[str]) -> "Joined":
+        self = super().__new__(cls, sep.join(parts))
+        self.sep = sep
+        self.parts = list(parts)
+        return self
+
+    def translated(self, lang: str) -> str:
+        return self.sep.join(p.translated(lang) if isinstance(p, (Msg, Joined)) else p for p in self.parts)
 
 
 def N_(msgid: str) -> str:

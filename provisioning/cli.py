@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from matthan.i18n import LANGUAGES, _, language
 from provisioning.errors import ProvisionError
 
 
@@ -68,6 +69,12 @@ def register(
     c.add_argument("--config", type=Path, required=True)
     c.add_argument("--by", help="technician's name for the report (default $MATTHAN_TECHNICIAN or $USER)")
     c.add_argument("--no-report", action="store_true", help="do not send the report to the cloud")
+    c.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=argparse.SUPPRESS,  # matthan's own --lang then stands (matthan/cli.py reads args.lang)
+        help="language of the checklist (default: matthan's --lang, else the locale: LC_ALL, LANG)",
+    )
     c.set_defaults(handler=_check)
     return psub
 
@@ -143,7 +150,8 @@ def _renew(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from device.config_file import load_config
     from matthan_wire.timeutil import utc_now
-    from provisioning.check import Checklist, send_report, table, technician
+    from provisioning.check import Checklist
+    from provisioning.check_report import send_report, table, technician
 
     config = load_config(args.config)
     items = Checklist(config, progress=sys.stderr).run()
@@ -152,8 +160,8 @@ def _check(args: argparse.Namespace) -> int:
     if not args.no_report:
         try:
             send_report(config, items, by=args.by or technician(), at=utc_now())
-            print("report sent to the cloud")
+            print(_("report sent to the cloud"))
         except ProvisionError as exc:
-            print(f"matthan: {exc}", file=sys.stderr)
+            print(f"matthan: {exc.message(language())}", file=sys.stderr)
             return 1
     return 1 if failed else 0

@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from matthan.i18n import Msg, language
 from matthan_wire.codec import describe
 from matthan_wire.config import DeviceConfig
 from matthan_wire.enrollment import EnrollRequest, EnrollResponse, RenewRequest, RenewResponse
@@ -140,16 +141,34 @@ def due_for_renewal(config_path: Path) -> timedelta | None:
 
 
 def _post(url: str, body: dict[str, Any], verify: str | bool, headers: dict[str, str] | None = None) -> Any:
+    # The cloud's refusal in the technician's language (matthan --lang, the locale).
+    headers = {"Accept-Language": language(), **(headers or {})}
     try:
         resp = httpx.post(url, json=body, timeout=TIMEOUT, verify=verify, headers=headers)
     except httpx.HTTPError as exc:
-        raise ProvisionError(f"cannot reach the cloud at {url}: {exc.__class__.__name__}: {exc}") from None
+        raise ProvisionError(
+            Msg(
+                "cannot reach the cloud at %(url)s: %(error)s",
+                url=url,
+                error=f"{exc.__class__.__name__}: {exc}",
+            )
+        ) from None
     if resp.status_code >= 400:
-        raise ProvisionError(f"enrollment refused (HTTP {resp.status_code}): {_detail(resp)}")
+        raise ProvisionError(
+            Msg(
+                "enrollment refused (HTTP %(status)d): %(detail)s",
+                status=resp.status_code,
+                detail=_detail(resp),
+            )
+        )
     try:
         return resp.json()
     except ValueError:
-        raise ProvisionError(f"the cloud at {url} did not answer JSON (HTTP {resp.status_code})") from None
+        raise ProvisionError(
+            Msg(
+                "the cloud at %(url)s did not answer JSON (HTTP %(status)d)", url=url, status=resp.status_code
+            )
+        ) from None
 
 
 def _detail(resp: httpx.Response) -> str:

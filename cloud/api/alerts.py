@@ -14,6 +14,7 @@ from cloud.api.deps import LiveUpdates, Mqtt
 from cloud.auth import AnyUser, DbSession, Principal, optional_principal, scope_ward
 from cloud.services import alerts
 from cloud.services.alerts import ActionIn, AlertDetail, AlertOut, AlertPage, AlertQuery, QualityRow
+from matthan.i18n import Msg
 from matthan_wire.ids import INT32_MAX, Id
 from matthan_wire.timeutil import BoundedDateTime, utc_now
 
@@ -53,7 +54,7 @@ async def stream(
     with Session(request.app.state.engine) as session:
         principal = optional_principal(request, session)
     if principal is None or not principal.is_user:
-        raise HTTPException(401, "log in to follow alerts")
+        raise HTTPException(401, Msg("log in to follow alerts"))
     ward = scope_ward(principal, ward)
     cursor = since or utc_now()
     return StreamingResponse(

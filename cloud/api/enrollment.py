@@ -11,6 +11,7 @@ from cloud.errors import Forbidden
 from cloud.registry import enrollment
 from cloud.registry.bulk_import import import_csv
 from cloud.registry.claims import list_claims, revoke_claim
+from matthan.i18n import Msg
 from matthan_wire.enrollment import (
     ClaimInfo,
     ClaimIssued,
@@ -55,7 +56,7 @@ def renew(
     device_id: str, body: RenewRequest, caller: DeviceCaller, session: DbSession, settings: AppSettings
 ) -> RenewResponse:
     if caller.name != device_id:
-        raise Forbidden("a device renews only its own certificate")
+        raise Forbidden(Msg("a device renews only its own certificate"))
     return enrollment.renew(session, device_id, body, settings.enrollment, caller.label())
 
 
@@ -81,5 +82,5 @@ def commissioning_report(
     device_id: str, report: CommissioningReport, caller: DeviceCaller, session: DbSession
 ) -> None:
     if caller.name != device_id:
-        raise Forbidden("a device reports only its own commissioning")
+        raise Forbidden(Msg("a device reports only its own commissioning"))
     enrollment.commissioning(session, device_id, report, caller.label())

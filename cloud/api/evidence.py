@@ -19,6 +19,7 @@ from cloud.errors import NotFound
 from cloud.evidence import check_event
 from cloud.evidence_export import write_bundle
 from cloud.models import AlertPin, AlertRow, EvidenceCheck, RetentionPurge
+from matthan.i18n import Msg
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
 
@@ -51,7 +52,7 @@ class ChainOut(BaseModel):
 def _visible(session: Session, principal: Principal, event_id: str) -> AlertRow:
     alert = session.get(AlertRow, event_id)
     if alert is None:
-        raise NotFound(f"no alert {event_id}")
+        raise NotFound(Msg("no alert %(event)s", event=event_id))
     require_ward(principal, alert.ward)
     return alert
 

@@ -30,6 +30,7 @@ from cloud.auth import AnyCaller, DbSession, DeviceCaller, Principal, require_wa
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key, partial_path
 from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import AlertRow, Device, MediaObject, RetentionPurge
+from matthan.i18n import Msg
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
 from matthan_wire.upload import (
@@ -60,9 +61,11 @@ UPLOAD_HEADERS = {
 
 def _check(event_id: str, kind: str) -> None:
     if not is_id(event_id):
-        raise CloudError(f"event id {event_id!r} is not an id ([a-z0-9-], at most 63 characters)")
+        raise CloudError(
+            Msg("event id %(event)r is not an id ([a-z0-9-], at most 63 characters)", event=event_id)
+        )
     if kind not in MEDIA_KINDS:
-        raise CloudError(f"kind {kind!r}: one of {', '.join(MEDIA_KINDS)}")
+        raise CloudError(Msg("kind %(kind)r: one of %(kinds)s", kind=kind, kinds=", ".join(MEDIA_KINDS)))
 
 
 def _owner_check(session: Session, principal: Principal, event_id: str, media: MediaObject | None) -> None:
@@ -71,7 +74,7 @@ def _owner_check(session: Session, principal: Principal, event_id: str, media: M
     owner = alert.device_id if alert else (media.device_id if media else None)
     if principal.kind == "device":
         if owner is not None and owner != principal.name:
-            raise Forbidden(f"event {event_id} belongs to another device")
+            raise Forbidden(Msg("event %(event)s belongs to another device", event=event_id))
         return
     ward = alert.ward if alert else None
     if ward is None and owner is not None:
@@ -80,7 +83,7 @@ def _owner_check(session: Session, principal: Principal, event_id: str, media: M
     if ward is not None:
         require_ward(principal, ward)
     elif principal.ward_scope is not None:
-        raise NotFound("not found")
+        raise NotFound(Msg("not found"))
 
 
 def _state_headers(media: MediaObject) -> dict[str, str]:
@@ -298,7 +301,7 @@ def download(
     media = session.get(MediaObject, (event_id, kind))
     _owner_check(session, principal, event_id, media)
     if media is None or not media.complete:
-        raise NotFound("not stored (yet)")
+        raise NotFound(Msg("not stored (yet)"))
     if principal.is_user:
         # Chain of custody: every view and download of an alert's media, by whom (and which bytes).
         audit.record(

@@ -13,6 +13,7 @@ from cloud.attention import channels, queue
 from cloud.attention.escalation import Level, PolicyIn, save_policy
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.models import EscalationPolicy, Notification, NotifyEndpoint
+from matthan.i18n import Msg
 from matthan_wire.codec import describe
 
 SECRET_KEYS = ("secret", "password", "token")
@@ -109,7 +110,7 @@ def save_endpoint(
     if endpoint_id is not None:
         found = session.get(NotifyEndpoint, endpoint_id)
         if found is None:
-            raise NotFound(f"no endpoint {endpoint_id}")
+            raise NotFound(Msg("no endpoint %(id)s", id=endpoint_id))
         e = found
     config = dict(body.config)
     # "***" (what the page showed) keeps the stored secret: editing a URL must not need the secret.
@@ -122,10 +123,10 @@ def save_endpoint(
     try:
         channels.parse_config(body.kind, config)
     except ValidationError as exc:
-        raise Invalid(f"{body.kind} endpoint: {describe(exc)}") from None
+        raise Invalid(Msg("%(kind)s endpoint: %(problem)s", kind=body.kind, problem=describe(exc))) from None
     clash = session.exec(select(NotifyEndpoint).where(NotifyEndpoint.name == body.name)).first()
     if clash is not None and clash.id != e.id:
-        raise Conflict(f"an endpoint named {body.name!r} exists already")
+        raise Conflict(Msg("an endpoint named %(name)r exists already", name=body.name))
     e.name, e.kind, e.config, e.enabled, e.updated_at = body.name, body.kind, config, body.enabled, now
     session.add(e)
     session.flush()
@@ -162,7 +163,7 @@ def set_policy(session: Session, who: str, body: PolicyIn, now: datetime) -> Pol
     try:
         p = save_policy(session, who, body, now)
     except ValueError as exc:
-        raise Invalid(str(exc)) from None
+        raise Invalid(exc.args[0]) from None
     session.flush()
     return next(x for x in list_policies(session) if x.id == p.id)
 
@@ -170,7 +171,7 @@ def set_policy(session: Session, who: str, body: PolicyIn, now: datetime) -> Pol
 def delete_policy(session: Session, who: str, policy_id: int) -> None:
     p = session.get(EscalationPolicy, policy_id)
     if p is None:
-        raise NotFound(f"no policy {policy_id}")
+        raise NotFound(Msg("no policy %(id)s", id=policy_id))
     session.delete(p)
     audit.record(session, who, "escalation.policy.delete", f"{p.ward}/{p.category}")
 
@@ -191,5 +192,5 @@ def notifications(session: Session, status: str | None, limit: int) -> list[Noti
 def retry(session: Session, who: str, notification_id: int, now: datetime) -> None:
     row = queue.retry_now(session, notification_id, now)
     if row is None:
-        raise NotFound(f"no notification {notification_id}")
+        raise NotFound(Msg("no notification %(id)s", id=notification_id))
     audit.record(session, who, "notify.retry", row.event_id, notification=notification_id)

@@ -22,6 +22,7 @@ from cloud.attention import messages, queue
 from cloud.attention.clock import Clock
 from cloud.db import insert_ignore
 from cloud.models import AlertRow, Escalation, EscalationPolicy, MediaObject, NotifyEndpoint, table
+from matthan.i18n import Msg
 
 log = logging.getLogger("matthan.cloud.escalation")
 
@@ -46,7 +47,7 @@ class PolicyIn(BaseModel):
     def _increasing(self) -> "PolicyIn":
         times = [lv.after_min for lv in self.levels]
         if times != sorted(times) or len(set(times)) != len(times):
-            raise ValueError("levels must come later one after another (after_min strictly increasing)")
+            raise ValueError(Msg("levels must come later one after another (after_min strictly increasing)"))
         return self
 
 
@@ -67,12 +68,20 @@ def policy_for(session: Session, ward: str, category: str) -> EscalationPolicy |
 
 class Escalator:
     def __init__(
-        self, engine: Engine, clock: Clock, *, public_url: str, tz_name: str, max_age_h: float
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        public_url: str,
+        tz_name: str,
+        max_age_h: float,
+        language: str,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.public_url = public_url
         self.tz_name = tz_name
+        self.lang = messages.notification_language(language)  # the language of every notification
         self.max_age = timedelta(hours=max_age_h)
         self.steps = 0  # escalation steps this process took
 
@@ -170,8 +179,8 @@ class Escalator:
                 return 0
             snap = s.get(MediaObject, (event_id, "snapshot"))
             message = messages.build(
-                s, alert, public_url=self.public_url, tz_name=self.tz_name, level=level + 1,
-                level_name=this.name or f"level {level + 1}",
+                s, alert, public_url=self.public_url, tz_name=self.tz_name, lang=self.lang, level=level + 1,
+                level_name=this.name,
                 snapshot_key=snap.key if snap is not None and snap.complete else None,
             )  # fmt: skip
             told: list[dict[str, Any]] = []
@@ -211,7 +220,7 @@ def save_policy(session: Session, who: str, body: PolicyIn, now: datetime) -> Es
     known = {e.id for e in session.exec(select(NotifyEndpoint)).all()}
     missing = sorted({i for lv in body.levels for i in lv.endpoints} - known)
     if missing:
-        raise ValueError(f"no endpoint with id {', '.join(map(str, missing))}")
+        raise ValueError(Msg("no endpoint with id %(ids)s", ids=", ".join(map(str, missing))))
     p = session.exec(
         select(EscalationPolicy).where(
             EscalationPolicy.ward == body.ward, EscalationPolicy.category == body.category

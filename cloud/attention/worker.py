@@ -43,7 +43,7 @@ class AttentionWorker:
         self.outages = OutageWatch(engine, self.clock, a.outage_debounce_s, a.escalate_max_age_h)
         self.escalator = Escalator(
             engine, self.clock, public_url=settings.public_url, tz_name=settings.console_tz,
-            max_age_h=a.escalate_max_age_h,
+            max_age_h=a.escalate_max_age_h, language=settings.language,
         )  # fmt: skip
         self._http = http_client(a)
         self.sender = Sender(engine, a, channel_map or channels(a, self._http), store, self.clock, self.name)

@@ -22,7 +22,7 @@ LANGUAGE_NAMES = {"vi": "Tiếng Việt", "en": "English"}
 def account(request: Request, v: ViewerDep, session: DbSession, saved: bool = False) -> HTMLResponse:
     user = session.get(User, v.principal.user_id)
     if user is None:
-        raise NotFound("not found")
+        raise NotFound(N_("not found"))
     return page(
         request,
         "console/account.html",
@@ -48,7 +48,7 @@ def set_language(
         raise CloudError(N_("unknown language"))
     user = session.get(User, v.principal.user_id)
     if user is None:
-        raise NotFound("not found")
+        raise NotFound(N_("not found"))
     user.language = language or None
     audit.record(
         session, v.principal.label(), "set_language", target=f"user:{user.name}", language=language or None

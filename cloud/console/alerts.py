@@ -80,7 +80,7 @@ def _local_input(text: str | None, what: str, zone: tzinfo) -> datetime | None:
     try:
         return bounded_utc(moment.replace(tzinfo=zone) if moment.tzinfo is None else moment)
     except ValueError as exc:
-        raise Invalid(f"{what}: {exc}") from None
+        raise Invalid(Msg("%(what)s: %(error)s", what=what, error=str(exc))) from None
 
 
 def alert_filters(
@@ -275,12 +275,12 @@ def _card(request: Request, v: Viewer, session: Session, row: AlertRow, next_url
 def alert_card(request: Request, event_id: str, v: ViewerDep, session: DbSession, f: FiltersDep) -> Response:
     """One alert as the feed shows it; 204 when it does not match the page's filters."""
     if not is_id(event_id):
-        raise NotFound("not found")
+        raise NotFound(N_("not found"))
     row = session.exec(alert_query(v, f).where(AlertRow.event_id == event_id)).first()
     if row is None:
         exists = session.get(AlertRow, event_id)
         if exists is None or not v.principal.may_see(exists.ward):
-            raise NotFound("not found")
+            raise NotFound(N_("not found"))
         return Response(status_code=204)
     return _card(request, v, session, row, "/console/alerts")
 

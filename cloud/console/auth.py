@@ -36,7 +36,7 @@ def static(name: str) -> FileResponse:
     parts = name.split("/")
     path = STATIC.joinpath(*parts)
     if len(parts) > 4 or any(not p or p.startswith(".") for p in parts) or not path.is_file():
-        raise NotFound("not found")
+        raise NotFound(N_("not found"))
     return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
 
 

@@ -186,7 +186,7 @@ def camera_confirm_view(
     if not v.can_edit_config:
         raise Forbidden(N_("a camera's new view is confirmed by the operations centre"))
     if not is_id(camera_id):
-        raise NotFound(f"no camera {camera_id!r}")
+        raise NotFound(Msg("no camera %(camera)s", camera=camera_id[:64]))
     sent = devices.confirm_view(session, v.principal, device_id, camera_id, request.app.state.mqtt)
     done = "sent" if sent.published else "unsent"
     return RedirectResponse(

@@ -14,7 +14,7 @@ from cloud.attention.escalation import CATEGORIES, PolicyIn
 from cloud.auth import DbSession
 from cloud.console.pages import Viewer, ViewerDep, check_csrf, page, page_router, ward_choices
 from cloud.errors import Forbidden, Invalid
-from matthan.i18n import N_
+from matthan.i18n import N_, Msg
 from matthan_wire.codec import describe
 from matthan_wire.timeutil import utc_now
 
@@ -81,7 +81,7 @@ def save_endpoint(
             {"name": name.strip(), "kind": kind, "config": json.loads(config), "enabled": bool(enabled)}
         )
     except json.JSONDecodeError as exc:
-        raise Invalid(f"the endpoint's settings are not JSON: {exc}") from None
+        raise Invalid(Msg("the endpoint's settings are not JSON: %(error)s", error=str(exc))) from None
     except ValidationError as exc:
         raise Invalid(describe(exc)) from None
     admin.save_endpoint(

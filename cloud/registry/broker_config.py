@@ -47,6 +47,7 @@ from sqlmodel import Session, select
 from cloud.db import make_engine
 from cloud.errors import CloudError
 from cloud.models import Device, Ward
+from matthan.i18n import Msg
 from matthan_wire.codec import describe
 from matthan_wire.identities import CLOUD_USER, check_topic, station_user
 from matthan_wire.ids import Id
@@ -133,9 +134,11 @@ def load_registry_file(path: Path) -> Registry:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise CloudError(f"{path}: no such registry file") from None
+        raise CloudError(Msg("%(file)s: no such registry file", file=str(path))) from None
     except yaml.YAMLError as exc:
-        raise CloudError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        raise CloudError(
+            Msg("%(file)s: invalid YAML (%(error)s)", file=str(path), error=str(exc).splitlines()[0])
+        ) from None
     try:
         return Registry.model_validate(data)
     except ValidationError as exc:
@@ -255,7 +258,10 @@ def regenerate(registry: Registry, ca_dir: Path, out_dir: Path) -> Path:
         site = BrokerSite.model_validate_json((out_dir / SITE_FILE).read_bytes())
     except FileNotFoundError:
         raise CloudError(
-            f"{out_dir}: no broker configuration here; run 'matthan cloud broker-config'"
+            Msg(
+                "%(folder)s: no broker configuration here; run 'matthan cloud broker-config'",
+                folder=str(out_dir),
+            )
         ) from None
     return write_broker_config(registry, ca_dir, out_dir, site)
 
@@ -276,7 +282,7 @@ def registry_from_db(url: str) -> Registry:
             return registry_from_session(session)
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise CloudError(f"registry database: {first}") from None
+        raise CloudError(Msg("registry database: %(error)s", error=first)) from None
     finally:
         engine.dispose()
 
@@ -336,5 +342,7 @@ def reload_broker(out_dir: Path) -> int | None:
     except ProcessLookupError:
         return None
     except PermissionError:
-        raise CloudError(f"broker pid {pid}: not allowed to signal it (run as root or its user)") from None
+        raise CloudError(
+            Msg("broker pid %(pid)d: not allowed to signal it (run as root or its user)", pid=pid)
+        ) from None
     return pid

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from cloud.errors import CloudError
+from matthan.i18n import Msg
 from matthan_wire.codec import describe
 from matthan_wire.ids import is_id
 
@@ -115,11 +116,12 @@ def _claim(args: argparse.Namespace) -> int:
     from cloud.db import session_scope
     from cloud.registry.claims import issue_claim
 
-    for what, value in (("ward", args.ward), ("device id", args.device_id)):
-        if value is not None and not is_id(value):
-            raise CloudError(f"{what} {value!r} is not an id ([a-z0-9-])")
+    if not is_id(args.ward):
+        raise CloudError(Msg("ward %(ward)r is not an id ([a-z0-9-])", ward=args.ward))
+    if args.device_id is not None and not is_id(args.device_id):
+        raise CloudError(Msg("device %(device)r is not an id ([a-z0-9-])", device=args.device_id))
     if not 0 < args.ttl_hours <= 720:
-        raise CloudError("--ttl-hours: between 0 and 720")
+        raise CloudError(Msg("--ttl-hours: between 0 and 720"))
     engine = _engine(args.db)
     with session_scope(engine) as session:
         issued = issue_claim(session, args.ward, args.device_id, args.ttl_hours, by="cli")
@@ -139,11 +141,11 @@ def _import(args: argparse.Namespace) -> int:
     from provisioning.files import write_file
 
     if not 0 < args.ttl_hours <= 720:
-        raise CloudError("--ttl-hours: between 0 and 720")
+        raise CloudError(Msg("--ttl-hours: between 0 and 720"))
     try:
         text = args.csv.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise CloudError(f"{args.csv}: not UTF-8 text") from None
+        raise CloudError(Msg("%(file)s: not UTF-8 text", file=str(args.csv))) from None
     engine = _engine(args.db)
     # All or nothing: import_csv raises before anything is committed, and the scope rolls back.
     with session_scope(engine) as session:
@@ -175,7 +177,9 @@ def _broker_config(args: argparse.Namespace) -> int:
             **({"names": args.name} if args.name else {}),
         )
     except ValidationError as exc:
-        raise CloudError(f"--cloud-user/--station-user/--port: {describe(exc)}") from None
+        raise CloudError(
+            Msg("--cloud-user/--station-user/--port: %(problem)s", problem=describe(exc))
+        ) from None
     conf = bc.write_broker_config(registry, args.ca_dir, args.out, site)
     live = sum(not d.revoked for d in registry.devices)
     print(f"{conf}: {live} device(s), {len(registry.station_wards())} ward station(s)")

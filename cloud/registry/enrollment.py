@@ -27,6 +27,7 @@ from cloud.registry.revoke import revoke_device, sync_broker
 from cloud.registry.sites import latest_desired, store_site
 from cloud.services.config import publish_desired
 from cloud.settings import ENROLLMENT_ENV_PREFIX, EnrollmentSettings
+from matthan.i18n import Msg
 from matthan_wire.codec import describe
 from matthan_wire.config import CameraConfig, SiteConfig
 from matthan_wire.enrollment import (
@@ -48,18 +49,30 @@ log = logging.getLogger("matthan.cloud.enrollment")
 
 def authority(conf: EnrollmentSettings) -> pki.Authority:
     if conf.ca_dir is None:
-        raise Unavailable(f"enrollment is not configured on this server: set {ENROLLMENT_ENV_PREFIX}CA_DIR")
+        raise Unavailable(
+            Msg(
+                "enrollment is not configured on this server: set %(name)s",
+                name=f"{ENROLLMENT_ENV_PREFIX}CA_DIR",
+            )
+        )
     try:
         return pki.Authority(conf.ca_dir)
     except ProvisionError as exc:
-        raise Unavailable(f"certificate authority unavailable: {exc}") from None
+        raise Unavailable(Msg("certificate authority unavailable: %(error)s", error=exc.args[0])) from None
 
 
 def create_claim(session: Session, body: ClaimRequest, by: str) -> ClaimIssued:
     """A claim token for a ward (and device); committed."""
     device = session.get(Device, body.device_id) if body.device_id else None
     if device is not None and device.ward != body.ward:
-        raise Conflict(f"device {device.id} is registered in ward {device.ward}, not {body.ward}")
+        raise Conflict(
+            Msg(
+                "device %(device)s is registered in ward %(ward)s, not %(asked)s",
+                device=device.id,
+                ward=device.ward,
+                asked=body.ward,
+            )
+        )
     issued = issue_claim(session, body.ward, body.device_id, body.ttl_hours, by)
     session.commit()
     return issued
@@ -71,33 +84,71 @@ def enroll(
     ca = authority(conf)
     if conf.broker_url is None:
         raise Unavailable(
-            f"enrollment is not configured on this server: set {ENROLLMENT_ENV_PREFIX}BROKER_URL"
+            Msg(
+                "enrollment is not configured on this server: set %(name)s",
+                name=f"{ENROLLMENT_ENV_PREFIX}BROKER_URL",
+            )
         )
     now = utc_now()
     claim = session.get(ClaimToken, token_hash(body.token))
     if claim is None:
-        raise Forbidden("claim token unknown (mistyped, or issued by another server)")
+        raise Forbidden(Msg("claim token unknown (mistyped, or issued by another server)"))
     if claim.revoked_at is not None:
-        raise Gone(f"claim token revoked at {claim.revoked_at:%Y-%m-%d %H:%M} UTC; ask for a new one")
+        raise Gone(
+            Msg(
+                "claim token revoked at %(at)s UTC; ask for a new one",
+                at=f"{claim.revoked_at:%Y-%m-%d %H:%M}",
+            )
+        )
     if claim.used_at is not None:
-        raise Conflict(f"claim token already used (by {claim.used_by} at {claim.used_at:%Y-%m-%d %H:%M} UTC)")
+        raise Conflict(
+            Msg(
+                "claim token already used (by %(by)s at %(at)s UTC)",
+                by=claim.used_by,
+                at=f"{claim.used_at:%Y-%m-%d %H:%M}",
+            )
+        )
     if claim.expires_at <= now:
-        raise Gone(f"claim token expired at {claim.expires_at:%Y-%m-%d %H:%M} UTC; ask for a new one")
+        raise Gone(
+            Msg(
+                "claim token expired at %(at)s UTC; ask for a new one",
+                at=f"{claim.expires_at:%Y-%m-%d %H:%M}",
+            )
+        )
     if body.ward is not None and body.ward != claim.ward:
-        raise Forbidden(f"claim token is for ward {claim.ward}, not {body.ward}")
+        raise Forbidden(
+            Msg("claim token is for ward %(ward)s, not %(asked)s", ward=claim.ward, asked=body.ward)
+        )
     if claim.device_id is not None and claim.device_id != body.device_id:
-        raise Forbidden(f"claim token is bound to device {claim.device_id}, not {body.device_id}")
+        raise Forbidden(
+            Msg(
+                "claim token is bound to device %(device)s, not %(asked)s",
+                device=claim.device_id,
+                asked=body.device_id,
+            )
+        )
     device = session.get(Device, body.device_id)
     if device is not None:
         if device.ward != claim.ward:
             raise Forbidden(
-                f"device {device.id} belongs to ward {device.ward}; this token is for ward {claim.ward}"
+                Msg(
+                    "device %(device)s belongs to ward %(ward)s; this token is for ward %(token_ward)s",
+                    device=device.id,
+                    ward=device.ward,
+                    token_ward=claim.ward,
+                )
             )
         if device.revoked_at is not None:
-            raise Conflict(f"device {device.id} was revoked; enroll the replacement under a new id")
+            raise Conflict(
+                Msg("device %(device)s was revoked; enroll the replacement under a new id", device=device.id)
+            )
         if device.cert_serial is not None and claim.device_id != device.id:
             raise Conflict(
-                f"device {device.id} is already enrolled; re-enrolling needs a token bound to that device id"
+                Msg(
+                    "device %(device)s is already enrolled; "
+                    "re-enrolling needs a token bound to that device id",
+                    device=device.id,
+                )
             )
     site = _initial_site(session, body)
     # Single use even under a race: only the request whose UPDATE flips used_at goes on.
@@ -112,12 +163,12 @@ def enroll(
     )
     if flipped.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
-        raise Conflict("claim token already used")
+        raise Conflict(Msg("claim token already used"))
     try:
         cert = ca.sign_csr(body.csr.encode(), body.device_id, days=conf.device_cert_days or pki.DEVICE_DAYS)
     except ProvisionError as exc:
         session.rollback()  # the token stays unused: the technician can retry with a good CSR
-        raise BadCsr(str(exc)) from None
+        raise BadCsr(exc.args[0]) from None
     if device is None:
         device = Device(id=body.device_id, ward=claim.ward)
     elif device.cert_serial is not None:
@@ -175,8 +226,8 @@ def _initial_site(session: Session, body: EnrollRequest) -> SiteConfig:
         if latest is not None:
             return SiteConfig.model_validate(latest.body)
     except ValidationError as exc:
-        raise Invalid(f"camera: {describe(exc)}") from None
-    raise Invalid("no camera for this device: pass --camera rtsp://… or import it first")
+        raise Invalid(Msg("camera: %(problem)s", problem=describe(exc))) from None
+    raise Invalid(Msg("no camera for this device: pass --camera rtsp://… or import it first"))
 
 
 def renew(
@@ -186,10 +237,10 @@ def renew(
     try:
         cert = ca.sign_csr(body.csr.encode(), device_id, days=conf.device_cert_days or pki.DEVICE_DAYS)
     except ProvisionError as exc:
-        raise BadCsr(str(exc)) from None
+        raise BadCsr(exc.args[0]) from None
     device = session.get(Device, device_id)
     if device is None:
-        raise NotFound(f"no device {device_id}")
+        raise NotFound(Msg("no device %(device)s", device=device_id))
     device.cert_serial = f"{cert.serial_number:x}"
     device.cert_fingerprint = pki.fingerprint(cert)
     session.add(device)
@@ -228,7 +279,7 @@ def broker_sync(session: Session, conf: EnrollmentSettings) -> bool:
 def commissioning(session: Session, device_id: str, report: CommissioningReport, by: str) -> None:
     device = session.get(Device, device_id)
     if device is None:
-        raise NotFound(f"no device {device_id}")
+        raise NotFound(Msg("no device %(device)s", device=device_id))
     device.check_report = report.model_dump(mode="json")
     if report.ok:
         device.commissioned_by = report.by

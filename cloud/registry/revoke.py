@@ -13,6 +13,7 @@ from cloud.audit import record
 from cloud.errors import NotFound
 from cloud.models import Device
 from cloud.registry import broker_config
+from matthan.i18n import Msg
 from matthan_wire.timeutil import utc_now
 from provisioning import pki
 
@@ -26,7 +27,7 @@ def revoke_device(session: Session, ca: pki.Authority, device_id: str, by: str) 
     """
     device = session.get(Device, device_id)
     if device is None:
-        raise NotFound(f"no device {device_id!r} in the registry")
+        raise NotFound(Msg("no device %(device)r in the registry", device=device_id))
     if device.revoked_at is None:
         device.revoked_at = utc_now()
     # The token's hash stays: the API then answers "device … is revoked" (403) rather than a vague 401,

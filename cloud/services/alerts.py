@@ -17,6 +17,7 @@ from cloud.errors import Conflict, Invalid
 from cloud.models import AlertRow, AuditLog, HealthLatest, HealthSample, MediaObject
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
+from matthan.i18n import Msg
 from matthan_wire.ids import QUERY_TEXT, Id
 from matthan_wire.timeutil import BoundedDateTime, utc_now
 
@@ -170,7 +171,7 @@ def list_alerts(
     ward = scope_ward(principal, f.ward)
     for name, moment in (("since", f.since), ("until", f.until)):
         if moment is not None and moment.tzinfo is None:
-            raise Invalid(f"{name}: give a UTC offset, e.g. 2026-11-24T08:00:00Z")
+            raise Invalid(Msg("%(name)s: give a UTC offset, e.g. 2026-11-24T08:00:00Z", name=name))
     q = alert_query(
         ward=ward, device=f.device, camera=f.camera, rule=f.rule, category=f.category, states=f.state,
         since=f.since, until=f.until,
@@ -270,7 +271,7 @@ def act(
     try:
         changed = lifecycle.apply(a, body.action, principal.name, utc_now(), body.note)
     except lifecycle.TransitionError as exc:
-        raise Conflict(str(exc)) from None
+        raise Conflict(exc.args[0]) from None
     if changed:
         session.add(a)
         audit.record(session, principal.label(), f"alert.{body.action}", event_id, note=body.note)
@@ -283,7 +284,7 @@ def act(
 
 def get_alert(session: Session, principal: Principal, event_id: str) -> AlertRow:
     """The alert row, if `principal` may see it (another ward's alert is 'not found')."""
-    return get_in_ward(session, principal, AlertRow, event_id, f"no alert {event_id}")
+    return get_in_ward(session, principal, AlertRow, event_id, Msg("no alert %(event)s", event=event_id))
 
 
 class Step(BaseModel):

@@ -22,6 +22,7 @@ from cloud.auth import Principal
 from cloud.errors import Conflict
 from cloud.models import Camera, DesiredConfigRow, Device
 from cloud.mqtt import MqttLink
+from matthan.i18n import Msg
 from matthan_wire import DesiredConfig, Kind, encode
 from matthan_wire.config import SiteConfig
 from matthan_wire.timeutil import utc_now
@@ -92,7 +93,7 @@ def set_config(
 ) -> ConfigState:
     """Store `body` as the device's next desired version (committed), then publish it retained."""
     if d.revoked_at is not None:
-        raise Conflict(f"device {d.id} is revoked")
+        raise Conflict(Msg("device %(device)s is revoked", device=d.id))
     latest = session.exec(
         select(func.max(DesiredConfigRow.version)).where(DesiredConfigRow.device_id == d.id)
     ).one()

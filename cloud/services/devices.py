@@ -17,6 +17,7 @@ from cloud.errors import Conflict
 from cloud.models import Camera, Device, HealthLatest, HealthSample, Ward
 from cloud.mqtt import MqttLink
 from cloud.services.config import sync_fields
+from matthan.i18n import Msg
 from matthan_wire import Command, Kind, encode
 from matthan_wire.ids import Id
 from matthan_wire.payloads import CONFIRM_VIEW
@@ -126,7 +127,9 @@ def _summary(body: dict[str, Any]) -> HealthSummary:
 
 def get_device(session: Session, principal: Principal, device_id: str) -> Device:
     """The device row, if `principal` may see it (another ward's device is 'not found')."""
-    return get_in_ward(session, principal, Device, device_id, f"no device {device_id[:64]}")
+    return get_in_ward(
+        session, principal, Device, device_id, Msg("no device %(device)s", device=device_id[:64])
+    )
 
 
 def list_devices(
@@ -208,7 +211,7 @@ def confirm_view(
     reference (audited; committed before it is sent)."""
     d = get_device(session, principal, device_id)
     if d.revoked_at is not None:
-        raise Conflict(f"device {device_id} is revoked")
+        raise Conflict(Msg("device %(device)s is revoked", device=device_id))
     cmd = Command(id=str(uuid.uuid4()), name=CONFIRM_VIEW, camera_id=camera_id, at=utc_now())
     audit.record(session, principal.label(), "camera.confirm_view", f"{d.id}/{camera_id}", command=cmd.id)
     session.commit()

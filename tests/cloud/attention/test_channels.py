@@ -4,6 +4,7 @@ refusal ends as `failed`."""
 
 import email
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from tests.cloud.attention.helpers import (
 from tests.support.net import wait_until
 
 
-def _worker(db_url: str, tmp_path: Path, **attention: Any) -> tuple[AttentionWorker, TestClock, Any]:
+def _worker(
+    db_url: str, tmp_path: Path, language: str = "vi", **attention: Any
+) -> tuple[AttentionWorker, TestClock, Any]:
     clock = TestClock(tmp_path / "clock")
     a = {
         "clock_file": clock.path,
@@ -41,6 +44,7 @@ def _worker(db_url: str, tmp_path: Path, **attention: Any) -> tuple[AttentionWor
         clips=str(tmp_path / "clips"),
         secret_key="s" * 32,
         public_url="https://matthan.example.vn",
+        language=language,
         attention=AttentionSettings(**a),
     )
     engine = make_engine(db_url)
@@ -148,6 +152,20 @@ def test_email_reaches_a_real_smtp_server_with_the_snapshot(
     assert isinstance(payload, bytes)
     text = payload.decode()
     assert "https://matthan.example.vn/console/alerts/ev-4" in text and "(Asia/Ho_Chi_Minh)" in text
+    # In the deployment's language (Vietnamese here), every line of it.
+    lines = text.splitlines()
+    assert lines[:4] == [
+        "Cảnh báo: Tụ tập đông người",
+        "Địa điểm: Chợ Bến Thành, cổng Nam",
+        "Camera: pi-1/cam-1",
+        "Phường: w1",
+    ]
+    assert re.fullmatch(r"Thời gian: \d\d:\d\d:\d\d \d\d/\d\d/\d{4} GMT\+7 \(Asia/Ho_Chi_Minh\)", lines[4])
+    assert lines[5:] == [
+        "Quy tắc: plaza.crowd",
+        "Chưa được tiếp nhận — cấp 1 (level 1)",  # the level's name is the operators' own
+        "Xem chi tiết: https://matthan.example.vn/console/alerts/ev-4",
+    ]
     jpeg = next(p for p in parts if p.get_content_type() == "image/jpeg")
     assert jpeg.get_filename() == "ev-4.jpg" and jpeg.get_payload(decode=True) == JPEG
     engine.dispose()
@@ -176,6 +194,21 @@ def test_gateway_template_fills_placeholders(sqlite_url: str, tmp_path: Path, re
     assert req["path"].startswith("/gateway") and req["headers"]["Authorization"] == "Bearer gw-key"
     data = json.loads(req["body"])["template_data"]  # valid JSON: values were escaped
     assert data["site"] == "Chợ Bến Thành, cổng Nam" and data["url"].endswith("/console/alerts/ev-5")
+    engine.dispose()
+
+
+def test_an_english_deployment_notifies_in_english(
+    sqlite_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    worker, clock, engine = _worker(sqlite_url, tmp_path, language="en")
+    hook = add_endpoint(engine, "centre", "webhook", {"url": receiver.url, "secret": SECRET})
+    set_policy(engine, "*", "security_order", [(0, [hook])])
+    add_alert(engine, "ev-6", type="illegal_parking")
+    worker.tick_once()
+    assert worker.sender.drain() == 1
+    body = json.loads(receiver.requests()[0]["body"])
+    assert body["lang"] == "en" and body["rule_words"] == "Illegal parking"
+    assert "Đỗ xe" not in json.dumps(body, ensure_ascii=False)
     engine.dispose()
 
 

@@ -45,7 +45,7 @@ def test_an_admin_issues_and_revokes_claim_tokens(
     assert f"--token {token} --device-id q1-rex-09 --ward ben-nghe" in page.inner_text(
         "[data-testid=enroll-command]"
     )
-    assert "Mã đăng ký" in page.inner_text("h1")  # the page in the admin's language
+    assert "Mã kích hoạt" in page.inner_text("h1")  # the page in the admin's language
     shot(page, test_output, "claims-issued")
     page.goto("/console/claims")
     assert token not in page.content()
