@@ -24,7 +24,6 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel import Locale, UnknownLocaleError
 from babel.dates import format_timedelta
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +39,7 @@ from cloud.auth import SESSION_COOKIE, DbSession, Principal
 from cloud.console import views
 from cloud.console.invalid import invalid_message
 from cloud.errors import CloudError, Forbidden
+from cloud.language import accepted_language
 from cloud.models import Device, User
 from cloud.settings import Settings
 from matthan import i18n, vocabulary
@@ -62,25 +62,7 @@ def lang_of(request: Request) -> str:
     setting: str = request.app.state.settings.language
     if setting != "auto":
         return setting
-    return browser_language(request.headers.get("accept-language", ""))
-
-
-def browser_language(header: str) -> str:
-    wanted = []
-    for part in header.split(","):
-        tag, _, q = part.strip().partition(";q=")
-        try:
-            weight = float(q) if q else 1.0
-        except ValueError:
-            continue
-        if tag and tag != "*":
-            wanted.append((weight, tag.replace("-", "_")))
-    ordered = [tag for _, tag in sorted(wanted, key=lambda w: -w[0])]
-    try:
-        found = Locale.negotiate(ordered, list(i18n.LANGUAGES))
-    except (UnknownLocaleError, ValueError):
-        found = None
-    return found.language if found is not None else i18n.DEFAULT_LANGUAGE
+    return accepted_language(request.headers.get("accept-language", "")) or i18n.DEFAULT_LANGUAGE
 
 
 def _lang_context(request: Request) -> dict[str, Any]:
