@@ -128,6 +128,7 @@ class Agent:
             check_offline=self._check_offline,
             notify=self._notify,
             storage=self.storage,
+            dead=self._dead_parts,
         )
         # 8. Health, last: it reads every part above.
         self.health = HealthMonitor(
@@ -198,6 +199,12 @@ class Agent:
             self.stop()
 
     # ---- callbacks the parts above call (after start) --------------------------------------------
+
+    def _dead_parts(self) -> list[str]:
+        dead = [] if self.publisher.alive else ["outbox-publisher"]
+        if self.media is not None:
+            dead += self.media.dead_threads()
+        return dead
 
     def _on_event(self, ev: DetectedEvent) -> None:
         """From a camera's detect thread (or the offline watch); never blocks on the network."""

@@ -100,6 +100,13 @@ class DeviceMedia:
         self.clips.stop()
         self.uploads.close()
 
+    def dead_threads(self) -> list[str]:
+        """The media threads that ended though not asked to stop (after start)."""
+        dead = [] if self.clips.alive else ["clip-maker"]
+        if self.uploader is not None and not self.uploader.alive:
+            dead.append("uploader")
+        return dead
+
     def apply_cameras(self, cameras: list[CameraConfig]) -> None:
         self._cameras = list(cameras)
         self.recording.apply(self._cameras)

@@ -124,6 +124,10 @@ class Uploader:
         self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self.uploads.changed.set()

@@ -2,6 +2,7 @@
 liveness beats kept up, a failing step logged without ending the loop."""
 
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -78,3 +79,43 @@ def test_a_failing_handler_is_logged_and_the_loop_goes_on(
         finally:
             control.stop()
     assert "control step failed what=desired" in caplog.text
+
+
+def test_a_dead_part_stops_the_beats_so_the_agent_is_restarted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real notify socket, as systemd holds one; pets every 0.1 s (WATCHDOG_USEC 0.2 s).
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(10)
+    seen = Seen()
+    dead: list[str] = []
+    control = ControlLoop(
+        desired=lambda p: None,
+        command=lambda p: None,
+        connected=lambda: None,
+        check_offline=seen.check,
+        notify=SdNotify(str(tmp_path / "notify"), 200_000),
+        storage=tmp_path,
+        dead=lambda: list(dead),
+    )
+    with caplog.at_level(logging.ERROR, logger="matthan.device.agent"):
+        control.start()
+        try:
+            assert manager.recv(64) == b"WATCHDOG=1"
+            dead.append("clip-maker")
+            wait_for(lambda: control.dead_parts == ["clip-maker"], 10, "the dead part seen")
+            while True:  # what was sent before the loop saw it
+                manager.settimeout(0)
+                try:
+                    manager.recv(64)
+                except BlockingIOError:
+                    break
+            checks = seen.checks
+            wait_for(lambda: seen.checks >= checks + 2, 10, "two more offline checks (~2 s of loop)")
+            with pytest.raises(BlockingIOError):
+                manager.recv(64)
+        finally:
+            control.stop()
+            manager.close()
+    assert caplog.text.count("agent part stopped parts=clip-maker") == 1
