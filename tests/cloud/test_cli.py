@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from cloud.db import make_engine
 from cloud.models import AlertRow
 from tests.cloud.devicesim import SimDevice, make_alert
-from tests.support.net import free_port, wait_port, wait_until
+from tests.support.net import free_port, patient, wait_port, wait_until
 from tests.support.procs import LineWatcher
 
 MATTHAN = [sys.executable, "-m", "matthan"]
@@ -33,7 +33,7 @@ def process(args: list[str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
             try:
-                p.wait(15)
+                p.wait(patient(15))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -68,7 +68,7 @@ def test_serve_runs_the_api_and_ingest_and_stops_cleanly(tmp_path: Path, broker)
         assert "Upload-Offset" in media["patch"]["responses"]["204"]["headers"]
         assert "matthan_ingest_messages_total" in httpx.get(f"{base}/metrics").text
         p.send_signal(signal.SIGTERM)
-        assert p.wait(15) == 0
+        assert p.wait(patient(15)) == 0
         assert "Traceback" not in p.stderr.read()  # type: ignore[union-attr]
 
 

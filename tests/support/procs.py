@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterable
 from typing import IO
 
+from tests.support.net import patient
+
 
 def gone(pid: int) -> bool:
     try:
@@ -62,6 +64,7 @@ def read_line_starting(proc: "subprocess.Popen[str]", prefix: str, timeout: floa
         found.put(None)
 
     threading.Thread(target=read, daemon=True).start()
+    timeout = patient(timeout)
     try:
         line = found.get(timeout=timeout)
     except queue.Empty:
@@ -100,6 +103,7 @@ class LineWatcher:
         def found() -> str | None:
             return next((ln for ln in self.lines if text in ln), None)
 
+        timeout = patient(timeout)
         with self._cond:
             if not self._cond.wait_for(lambda: found() is not None or self._ended, timeout):
                 raise TimeoutError(f"no line with {text!r} within {timeout}s; last: {self.lines[-5:]}")

@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 
 from matthan_wire import Kind, Receipt, encode, parse_topic, utc_now
 from matthan_wire.topics import device_filter, device_topic
+from tests.support.net import patient
 
 
 class ReceiptStandIn:
@@ -128,6 +129,7 @@ class ReceiptStandIn:
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    timeout = patient(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
