@@ -50,6 +50,11 @@ class TrackerConfig:
     recent_s: float = 0.65
     clutter_recent_s: float = 1.5  # the same for static clutter (see Tracker._recent)
     appearance_weight: float = 2.0  # how much colours count against position and overlap
+    # A track confirmed where a lost one (unseen ≤ keep_moving_s) was heading, within this many
+    # of its widths and with colours this much alike at most, is that one (Tracker._adopt).
+    # Measured on vtest (bench/RESULTS.md): 3-4 widths and 0.5-0.7 all alike.
+    adopt_reach: float = 3.0
+    adopt_unlike: float = 0.5
 
 
 @dataclass

@@ -21,7 +21,7 @@ from datetime import datetime
 
 import numpy as np
 
-from device.appearance import Look, looks_of
+from device.appearance import Look, looks_of, unlike
 from device.association import dedupe, match
 from device.detector import Detection
 from device.geometry import Box, Point, bottom_centre, centre, iou, point_in_polygon
@@ -97,6 +97,7 @@ class Tracker:
         matched_dets = {i for _, i in pairs}
         for t, i in pairs:
             self._observe(t, dets[i], now, looks[i])
+        self._adopt([t for t, _ in pairs if t.hits == self.config.min_hits])
         for i, d in enumerate(dets):
             if i in matched_dets:
                 continue
@@ -116,6 +117,43 @@ class Tracker:
         self.tracks = [t for t in self.tracks if id(t) in matched_tracks or not self._expired(t, now)]
         self._remember_clutter(now)
         return self.tracks
+
+    def _adopt(self, confirmed: list[Track]) -> None:
+        """A track confirmed just now that continues a lost one takes the lost one's id.
+
+        Three sightings say more than one: where the new track started (against where the lost
+        one's motion led, within `adopt_reach` widths, of a like height) and its colours (no more
+        than `adopt_unlike` apart) decide, the best pairs first. Unconfirmed tracks are reported
+        to no one, so the person simply keeps the id they had before the detector lost them."""
+        cfg = self.config
+        pairs: list[tuple[float, int, Track, Track]] = []
+        for new in confirmed:
+            for old in self.tracks:
+                gap = (new.first_seen - old.last_seen).total_seconds()
+                if old.seen_now or not old.confirmed or not 0 < gap <= cfg.keep_moving_s:
+                    continue
+                (ox, oy), (vx, vy) = centre(old.box), old.velocity
+                nx, ny = new._origin or centre(new.box)
+                reach = ((nx - ox - vx * gap) ** 2 + (ny - oy - vy * gap) ** 2) ** 0.5
+                reach /= max(old.box[2] - old.box[0], 1e-6)
+                height = (new.box[3] - new.box[1]) / max(old.box[3] - old.box[1], 1e-6)
+                apart = 0.0
+                if old._look is not None and new._look is not None:
+                    apart = float(unlike(old._look[None, :], new._look[None, :])[0, 0])
+                if (
+                    new.label == old.label
+                    and reach <= cfg.adopt_reach
+                    and 1 / 1.5 <= height <= 1.5
+                    and apart <= cfg.adopt_unlike
+                ):
+                    pairs.append((round(reach / cfg.adopt_reach + apart, 6), new.id, new, old))
+        taken: set[int] = set()
+        for _, _, new, old in sorted(pairs, key=lambda p: (p[0], p[1])):
+            if id(new) in taken or id(old) in taken:
+                continue
+            taken |= {id(new), id(old)}
+            new.id = old.id
+            self.tracks.remove(old)
 
     def _born(self, t: Track, now: datetime) -> None:
         """A new track where a person who had walked was just lost is that person (it keeps
