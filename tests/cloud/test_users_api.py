@@ -25,7 +25,13 @@ def api(tmp_path: Path, db_url: str) -> Iterator[tuple[TestClient, dict[str, str
             operator = auth.issue_api_key(s, auth.create_user(s, "lan", "operator", "correct horse battery"))
             s.add(Ward(id="da-kao"))
             s.commit()
-        yield client, {"Authorization": f"Bearer {admin}"}, {"Authorization": f"Bearer {operator}"}
+        # Errors come in the reader's language (deployment default: Vietnamese); these read English.
+        en = {"Accept-Language": "en"}
+        yield (
+            client,
+            {"Authorization": f"Bearer {admin}", **en},
+            {"Authorization": f"Bearer {operator}", **en},
+        )
 
 
 def test_users_are_managed_by_administrators_only_and_audited(
