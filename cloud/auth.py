@@ -4,30 +4,28 @@ and wards.
 - Device tokens are issued at enrollment; only their SHA-256 is stored (they are 256-bit random,
   so a fast hash is enough and allows lookup). A revoked device is refused.
 - Passwords use scrypt from the standard library (a memory-hard KDF), salted, parameters stored.
-- A session cookie is signed with HMAC-SHA256 (Settings.secret_key), HttpOnly, SameSite=Lax, and
-  Secure when the public URL is https. It carries a CSRF token; cookie-authenticated unsafe
-  requests must echo it in the X-CSRF-Token header (double submit: the csrf cookie is readable
-  by the page's script, the session cookie is not).
+- A console session is a signed cookie (cloud/session_cookie.py) carrying a CSRF token;
+  cookie-authenticated unsafe requests must echo it in the X-CSRF-Token header (double submit:
+  the csrf cookie is readable by the page's script, the session cookie is not).
 - Ward scoping is enforced here for every query: a ward officer sees only their ward.
 """
 
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import math
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol, TypeVar
 
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request
 from sqlmodel import Session, select
 
 from cloud import audit
 from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import ROLES, Device, User, Ward
+from cloud.session_cookie import CSRF_COOKIE, SESSION_COOKIE, read_session_cookie
 from cloud.settings import Settings
 from cloud.throttle import LoginThrottle
 from matthan.i18n import Msg
@@ -35,8 +33,6 @@ from matthan_wire.ids import is_id
 
 log = logging.getLogger("matthan.cloud.auth")
 
-SESSION_COOKIE = "matthan_session"
-CSRF_COOKIE = "matthan_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 DEVICE_TOKEN_PREFIX = "mdt_"
 API_KEY_PREFIX = "mak_"
@@ -244,44 +240,6 @@ def get_in_ward(
     return row
 
 
-# --- sessions ------------------------------------------------------------------------------------
-
-
-def make_session_cookie(settings: Settings, user: User) -> tuple[str, str]:
-    csrf = secrets.token_urlsafe(24)
-    body = {"u": user.id, "exp": int(time.time() + settings.session_hours * 3600), "c": csrf}
-    raw = _b64(json.dumps(body, separators=(",", ":")).encode())
-    return f"{raw}.{_sign(settings, raw)}", csrf
-
-
-def read_session_cookie(settings: Settings, value: str) -> tuple[int, str] | None:
-    raw, _, sig = value.partition(".")
-    if not sig or not hmac.compare_digest(sig, _sign(settings, raw)):
-        return None
-    try:
-        body = json.loads(_unb64(raw))
-        if int(body["exp"]) < time.time():
-            return None
-        return int(body["u"]), str(body["c"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def login(response: Response, settings: Settings, user: User) -> str:
-    """Set the session and CSRF cookies on the response; returns the CSRF token."""
-    value, csrf = make_session_cookie(settings, user)
-    age = int(settings.session_hours * 3600)
-    secure = settings.secure_cookies
-    response.set_cookie(SESSION_COOKIE, value, max_age=age, httponly=True, samesite="lax", secure=secure)
-    response.set_cookie(CSRF_COOKIE, csrf, max_age=age, httponly=False, samesite="lax", secure=secure)
-    return csrf
-
-
-def logout(response: Response) -> None:
-    response.delete_cookie(SESSION_COOKIE)
-    response.delete_cookie(CSRF_COOKIE)
-
-
 # --- FastAPI dependencies ------------------------------------------------------------------------
 
 
@@ -385,10 +343,6 @@ def _bearer_principal(session: Session, token: str) -> Principal:
                 raise HTTPException(403, Msg("device %(device)s is revoked", device=device.id))
             return Principal("device", device.id, None, device.ward, "bearer")
     raise HTTPException(401, Msg("unknown or expired token"), {"WWW-Authenticate": "Bearer"})
-
-
-def _sign(settings: Settings, raw: str) -> str:
-    return _b64(hmac.new(settings.secret_key.encode(), raw.encode(), hashlib.sha256).digest())
 
 
 def _b64(data: bytes) -> str:

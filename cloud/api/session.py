@@ -4,7 +4,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from cloud import audit
-from cloud.auth import AnyUser, DbSession, login, logout, sign_in
+from cloud.auth import AnyUser, DbSession, sign_in
+from cloud.session_cookie import login, logout
 
 router = APIRouter(prefix="/api/v1/auth", tags=["session"])
 

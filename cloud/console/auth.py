@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from cloud import audit, auth
+from cloud import audit, auth, session_cookie
 from cloud.auth import DbSession
 from cloud.console.pages import STATIC, ViewerDep, check_csrf, page, page_router, safe_next
 from cloud.errors import NotFound
@@ -107,7 +107,7 @@ def login_submit(
             return again(Msg("Too many failed sign-ins: %(detail)s.", detail=str(exc.detail)), 429)
         return again(N_("Wrong user name or password."), 401)
     resp = RedirectResponse(target, 303)
-    auth.login(resp, request.app.state.settings, user)
+    session_cookie.login(resp, request.app.state.settings, user)
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
     audit.record(session, f"user:{user.name}", "login", target="console")
     session.commit()
@@ -119,7 +119,7 @@ def login_submit(
 def logout(v: ViewerDep, session: DbSession, csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(v, csrf_token)
     resp = RedirectResponse("/console/login", 303)
-    auth.logout(resp)
+    session_cookie.logout(resp)
     audit.record(session, v.principal.label(), "logout", target="console")
     session.commit()
     return resp

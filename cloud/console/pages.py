@@ -35,12 +35,13 @@ from jinja2.runtime import Context
 from sqlmodel import Session, select
 
 from cloud import auth
-from cloud.auth import SESSION_COOKIE, DbSession, Principal
+from cloud.auth import DbSession, Principal
 from cloud.console import views
 from cloud.console.invalid import invalid_message
 from cloud.errors import CloudError, Forbidden
 from cloud.language import accepted_language
 from cloud.models import Device, User
+from cloud.session_cookie import SESSION_COOKIE, read_session_cookie
 from cloud.settings import Settings
 from matthan import i18n, vocabulary
 from matthan.i18n import N_, Msg
@@ -285,7 +286,7 @@ def session_viewer(request: Request, session: Session) -> Viewer | None:
     """The user whose signed session cookie came with the request (cloud.auth's cookie), if any."""
     settings: Settings = request.app.state.settings
     cookie = request.cookies.get(SESSION_COOKIE)
-    found = auth.read_session_cookie(settings, cookie) if cookie else None
+    found = read_session_cookie(settings, cookie) if cookie else None
     if found is None:
         return None
     user_id, csrf = found

@@ -7,8 +7,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from cloud.auth import CSRF_COOKIE, SESSION_COOKIE, hash_password, verify_password
+from cloud.auth import hash_password, verify_password
 from cloud.models import AuditLog, Device, User, Ward
+from cloud.session_cookie import CSRF_COOKIE, SESSION_COOKIE
 from tests.cloud.conftest import add_user, bearer
 
 MATTHAN = [sys.executable, "-m", "matthan"]

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from cloud import auth
 from cloud.app import create_app
 from cloud.models import AlertRow, AuditLog, DesiredConfigRow, Device
+from cloud.session_cookie import CSRF_COOKIE, SESSION_COOKIE
 from cloud.settings import Settings
 from matthan_wire.timeutil import utc_now
 
@@ -84,7 +85,7 @@ def test_pages_need_a_session_and_come_back_after_login(app: TestClient) -> None
 def test_login_refuses_a_forged_form_a_wrong_password_and_a_foreign_redirect(app: TestClient) -> None:
     r = app.post("/console/login", data={"username": "lan", "password": PASSWORD, "csrf_token": "forged"})
     assert r.status_code == 403 and "expired" in r.text
-    assert auth.SESSION_COOKIE not in app.cookies
+    assert SESSION_COOKIE not in app.cookies
     assert _login(app, "lan", "wrong password") == "401"
     assert _login(app, "lan", nxt="https://evil.example/") == "/console/fleet"
     assert _login(app, "lan", nxt="//evil.example/") == "/console/fleet"
@@ -141,7 +142,7 @@ def test_a_ward_officer_acts_on_their_ward_only_and_cannot_edit_zones(app: TestC
 
 def test_zone_save_validates_like_the_device_and_refuses_a_stale_edit(app: TestClient) -> None:
     _login(app, "lan")
-    csrf = app.cookies[auth.CSRF_COOKIE]
+    csrf = app.cookies[CSRF_COOKIE]
     assert app.get("/console/devices/dev-bn/cameras/cam-a/zones").status_code == 404  # no config known yet
     two_cams = {**SITE, "cameras": [*SITE["cameras"], {"id": "cam-b", "source": "rtsp://u:p@10.0.0.2/s"}]}
     r = app.put("/api/v1/devices/dev-bn/config", json=two_cams, headers={"X-CSRF-Token": csrf})
