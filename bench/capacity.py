@@ -7,19 +7,23 @@ motion gate on) and records a looped 1080p H.264 clip of the same footage by str
 For each N: the slowest camera's detect rate, the frames dropped (a frame replaced before the
 detector took it), CPU of the process and its ffmpeg children against the machine's cores, RSS
 of the process and per added camera, memory of the ffmpeg recorders (USS), threads, and the
-detector runs per second of all cameras against one interpreter invoking alone in the same run.
+detector runs per second of all cameras against the detector's interpreters invoking alone in
+the same run (both layouts: one interpreter with every thread, one single-threaded interpreter
+per thread; the best of them is the reference).
 
 Two scenes: busy (vtest, a walkway with 3–9 people: the detector runs on most frames) and mostly
 static (the empty first 4 s of car-detection, looped: the motion gate skips most frames).
-Two ways to hold the model: one interpreter shared by every camera behind a queue (`shared`, what
-the agent does) and one interpreter per camera (`own`).
+Two ways to hold the model: a pool of interpreters shared by every camera behind a queue
+(`shared`, what the agent does) and one interpreter per camera (`own`).
 
 The capacity of a scene and a way is the largest N at which every camera holds its detect rate
 (≥ 95 % of it) with no frame dropped. Goals (issue #18, 2 cores): ≥ 16 cameras busy at ≤ 70 % CPU,
 ≥ 32 static, ≤ 12 MB RSS per added camera, detect throughput at saturation ≥ 0.85 × invoke alone.
 
 Options: --seconds (measured window per N, default 20), --scenes, --modes, --busy-n, --static-n,
---past-saturation (throughput beyond the capacity).
+--past-saturation (throughput beyond the capacity), --compare TREE (every run also with the code
+of another checkout, e.g. `--compare /work/main`: before and after side by side, in turn, under
+the same load).
 """
 
 import argparse
@@ -42,8 +46,8 @@ import psutil  # type: ignore[import-untyped]
 from bench.pipeline import asset
 from device.camera_worker import CameraWorker
 from device.capture import Capture
-from device.detector import SharedDetector, load_detector
 from device.recorder import Recording
+from device.shared_detector import SharedDetector
 from matthan import assets
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig, StorageConfig
 
@@ -115,17 +119,34 @@ def rss_mb() -> tuple[float, float]:
     return me.memory_info().rss / 2**20, kids / 2**20
 
 
-def invoke_alone(model: ModelConfig, image: np.ndarray, seconds: float = 5.0) -> float:
-    """Invokes per second of one interpreter alone, back to back on a real frame (threads as configured)."""
-    detector = load_detector(model)
-    tensor = detector.preprocess(image)
-    for _ in range(5):
-        detector.invoke(tensor)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        detector.invoke(tensor)
-        n += 1
-    return n / (time.perf_counter() - t0)
+def invoke_alone(model: ModelConfig, image: np.ndarray, interpreters: int, seconds: float = 5.0) -> float:
+    """Invokes per second of the shared detector's interpreters alone, back to back on a real frame,
+    `model.threads` split between `interpreters` as the pool does (1: one interpreter, all threads)."""
+    pool = SharedDetector(model, interpreters=interpreters)
+    tensor = pool.detector.preprocess(image)
+    counts = [0] * len(pool.detectors)
+    go, stop = threading.Barrier(len(pool.detectors) + 1), threading.Event()
+
+    def loop(k: int) -> None:
+        detector = pool.detectors[k]
+        for _ in range(5):
+            detector.invoke(tensor)
+        go.wait()
+        while not stop.is_set():
+            detector.invoke(tensor)
+            counts[k] += 1
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(len(pool.detectors))]
+    for t in threads:
+        t.start()
+    go.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    done, span = sum(counts), time.perf_counter() - t0
+    stop.set()
+    for t in threads:
+        t.join()
+    return done / span
 
 
 @dataclass
@@ -142,6 +163,7 @@ class Row:
     threads: int
     runs_per_s: float
     held: bool
+    code: str = "this"  # which source tree ran it (--compare)
 
 
 def run(
@@ -216,15 +238,22 @@ def run(
                min(fps) >= HOLD * DETECT_FPS and dropped == 0)  # fmt: skip
 
 
-def child(scene: str, mode: str, n: int, clips: tuple[Path, Path], seconds: float) -> Row | None:
-    """One run in its own process; None (and its error on stderr) if it crashed."""
+def child(
+    scene: str, mode: str, n: int, clips: tuple[Path, Path], seconds: float, tree_: Path | None = None
+) -> Row | None:
+    """One run in its own process (with the code of `tree_` if given); None if it crashed."""
     cmd = [sys.executable, "-X", "faulthandler", "-m", "bench.capacity", "--seconds", str(seconds),
            "--one", scene, mode, str(n), str(clips[0]), str(clips[1])]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    env = os.environ | ({"PYTHONPATH": str(tree_)} if tree_ is not None else {})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600, env=env, cwd=tree_)
+    code = tree_.name if tree_ is not None else "this"
     if proc.returncode != 0:
-        print(f"{scene} {mode} n={n} FAILED exit={proc.returncode}\n{proc.stderr[-3000:]}", file=sys.stderr)
+        print(
+            f"{code} {scene} {mode} n={n} FAILED exit={proc.returncode}\n{proc.stderr[-3000:]}",
+            file=sys.stderr,
+        )
         return None
-    return Row(**json.loads(proc.stdout.strip().splitlines()[-1]))
+    return Row(**json.loads(proc.stdout.strip().splitlines()[-1]) | {"code": code})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-n", type=int, nargs="+", default=[8, 12, 16, 20, 24])
     parser.add_argument("--static-n", type=int, nargs="+", default=[16, 24, 32, 40, 48])
     parser.add_argument("--past-saturation", action="store_true", help="run every N, also after one fails")
+    parser.add_argument(
+        "--compare", type=Path, metavar="TREE", help="also run every N with another checkout's code (before)"
+    )
     parser.add_argument(
         "--one", nargs=5, metavar=("SCENE", "MODE", "N", "DETECT", "RECORD"), help=argparse.SUPPRESS
     )
@@ -247,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             one = run(int(n), scene, mode, (Path(detect), Path(record)), model, args.seconds, Path(work))
         print(json.dumps(asdict(one)))
         return 0
+    trees: list[Path | None] = [None] if args.compare is None else [args.compare.resolve(), None]
+    layouts = sorted({1, model.threads})  # one interpreter with every thread; one per thread
     load0 = os.getloadavg()[0]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp_:
@@ -254,64 +288,88 @@ def main(argv: list[str] | None = None) -> int:
         frame = next(
             iter(Capture(str(streams["busy"][0]), DETECT_FPS, threading.Event(), paced=False).frames())
         )
-        alone = invoke_alone(model, frame.image)
+        alone = {k: [invoke_alone(model, frame.image, k)] for k in layouts}
         for scene in args.scenes:
-            # The two ways alternate at each N: a machine whose load drifts cannot favour one.
-            saturated: set[str] = set()
+            # The ways (and the two codes) alternate at each N: a machine whose load drifts cannot
+            # favour one.
+            saturated: set[tuple[str, str]] = set()
             for n in args.busy_n if scene == "busy" else args.static_n:
                 for mode in args.modes:
-                    if mode in saturated:
-                        continue
-                    row = child(scene, mode, n, streams[scene], args.seconds)
-                    if row is None:
-                        saturated.add(mode)
-                        continue
-                    rows.append(row)
-                    print(
-                        f"{scene} {mode} n={n} min_fps={row.min_fps:.2f} dropped={row.dropped} "
-                        f"cpu={row.cpu_pct:.0f}% machine={row.machine_pct:.0f}% rss={row.rss_mb:.0f}MB "
-                        f"ffmpeg={row.ffmpeg_mb:.0f}MB "
-                        f"threads={row.threads} runs/s={row.runs_per_s:.1f}",
-                        file=sys.stderr, flush=True,
-                    )  # fmt: skip
-                    if not row.held and not args.past_saturation:
-                        saturated.add(mode)  # larger N only fail slower
-        alone_after = invoke_alone(model, frame.image)
+                    for tree_ in trees:
+                        code = tree_.name if tree_ is not None else "this"
+                        if (code, mode) in saturated:
+                            continue
+                        row = child(scene, mode, n, streams[scene], args.seconds, tree_)
+                        if row is None:
+                            saturated.add((code, mode))
+                            continue
+                        rows.append(row)
+                        print(
+                            f"{code} {scene} {mode} n={n} min_fps={row.min_fps:.2f} dropped={row.dropped} "
+                            f"cpu={row.cpu_pct:.0f}% machine={row.machine_pct:.0f}% rss={row.rss_mb:.0f}MB "
+                            f"ffmpeg={row.ffmpeg_mb:.0f}MB "
+                            f"threads={row.threads} runs/s={row.runs_per_s:.1f}",
+                            file=sys.stderr, flush=True,
+                        )  # fmt: skip
+                        if not row.held and not args.past_saturation:
+                            saturated.add((code, mode))  # larger N only fail slower
+        for k in layouts:
+            alone[k].append(invoke_alone(model, frame.image, k))
     load1 = os.getloadavg()[0]
+    report(args, model, rows, alone, (load0, load1), compare=args.compare is not None)
+    return 0
 
+
+def report(
+    args: argparse.Namespace,
+    model: ModelConfig,
+    rows: list[Row],
+    alone: dict[int, list[float]],
+    load: tuple[float, float],
+    compare: bool,
+) -> None:
+    codes = list(dict.fromkeys(r.code for r in rows)) or ["this"]
     print("## Device capacity (`python -m bench.capacity`)\n")
+    layouts = "; ".join(
+        f"{k} × {model.threads // k} (interpreters × threads): {v[0]:.1f}/s before the sweep, "
+        f"{v[1]:.1f}/s after"
+        for k, v in alone.items()
+    )
     print(
         f"N cameras in one process for {args.seconds:g} s each (after {WARMUP_S:g} s warm-up): detect on a "
         f"looped low-resolution clip at {DETECT_FPS:g} fps (paced 10 fps source, motion gate on), record a "
         "looped 1080p H.264 clip of the same footage by copy. CPU = this process and its ffmpeg children "
-        "over all cores; machine = every process on the box. Load average "
-        f"{load0:.1f} before, {load1:.1f} after. Invoke alone (one interpreter, "
-        f"{model.threads} threads, same run): {alone:.1f}/s before the sweep, {alone_after:.1f}/s after.\n"
+        f"over all cores; machine = every process on the box. Load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after. Invoke alone (same run, {model.threads} threads in all) — {layouts}; "
+        "× invoke alone is against the best of these.\n"
     )
-    head = "| scene | detector | cameras | slowest camera fps | dropped | CPU % | machine % | RSS MB "
-    print(head + "| MB/added camera | ffmpeg USS MB | threads | detector runs/s | × invoke alone | holds |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    alone_ref = max(alone, alone_after)
-    prev: dict[tuple[str, str], Row] = {}
-    for r in sorted(rows, key=lambda r: (args.scenes.index(r.scene), args.modes.index(r.mode), r.n)):
-        p = prev.get((r.scene, r.mode))
+    cols = "| scene | detector | cameras | slowest camera fps | dropped | CPU % | machine % | RSS MB "
+    cols += "| MB/added camera | ffmpeg USS MB | threads | detector runs/s | × invoke alone | holds |"
+    print(("| code " if compare else "") + cols)
+    print(("| --- " if compare else "") + "| --- | --- |" + " ---: |" * 11 + " --- |")
+    alone_ref = max(max(v) for v in alone.values())
+    prev: dict[tuple[str, str, str], Row] = {}
+    order = (args.scenes.index, args.modes.index, codes.index)
+    for r in sorted(rows, key=lambda r: (order[0](r.scene), order[1](r.mode), r.n, order[2](r.code))):
+        p = prev.get((r.code, r.scene, r.mode))
         per = f"{(r.rss_mb - p.rss_mb) / (r.n - p.n):.1f}" if p is not None else "—"
-        prev[(r.scene, r.mode)] = r
+        prev[(r.code, r.scene, r.mode)] = r
         print(
-            f"| {r.scene} | {r.mode} | {r.n} | {r.min_fps:.2f} | {r.dropped} | {r.cpu_pct:.0f} | "
+            (f"| {r.code} " if compare else "")
+            + f"| {r.scene} | {r.mode} | {r.n} | {r.min_fps:.2f} | {r.dropped} | {r.cpu_pct:.0f} | "
             f"{r.machine_pct:.0f} | {r.rss_mb:.0f} | {per} | {r.ffmpeg_mb:.0f} | {r.threads} | "
             f"{r.runs_per_s:.1f} | {r.runs_per_s / alone_ref:.2f} | {'yes' if r.held else 'no'} |"
         )
     print("\nCapacity (largest N that holds):\n")
-    print("| scene | detector | cameras |")
-    print("| --- | --- | ---: |")
+    print(("| code " if compare else "") + "| scene | detector | cameras |")
+    print(("| --- " if compare else "") + "| --- | --- | ---: |")
     for scene in args.scenes:
         for mode in args.modes:
-            tried = [r for r in rows if r.scene == scene and r.mode == mode]
-            held = [r.n for r in tried if r.held]
-            best = str(max(held)) if held else f"< {min(r.n for r in tried)}" if tried else "not run"
-            print(f"| {scene} | {mode} | {best} |")
-    return 0
+            for code in codes:
+                tried = [r for r in rows if r.scene == scene and r.mode == mode and r.code == code]
+                held = [r.n for r in tried if r.held]
+                best = str(max(held)) if held else f"< {min(r.n for r in tried)}" if tried else "not run"
+                print((f"| {code} " if compare else "") + f"| {scene} | {mode} | {best} |")
 
 
 if __name__ == "__main__":

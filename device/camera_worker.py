@@ -18,12 +18,13 @@ from datetime import datetime
 from pathlib import Path
 
 from device.capture import READ_TIMEOUT_S, Capture, redact
-from device.detector import Detection, ObjectDetector, SharedDetector, load_detector
+from device.detector import Detection, ObjectDetector, load_detector
 from device.errors import DeviceError
 from device.events import DetectedEvent, to_event
 from device.frames import Frame
 from device.motion import MotionGate
 from device.rules import Change, RuleEngine, Violation
+from device.shared_detector import SharedDetector
 from device.tamper import TamperWatch
 from device.tracker import Track, Tracker
 from matthan_wire import CameraTamper
