@@ -13,8 +13,10 @@ per thread; the best of them is the reference).
 
 Two scenes: busy (vtest, a walkway with 3–9 people: the detector runs on most frames) and mostly
 static (the empty first 4 s of car-detection, looped: the motion gate skips most frames).
-Two ways to hold the model: a pool of interpreters shared by every camera behind a queue
-(`shared`, what the agent does) and one interpreter per camera (`own`).
+Ways to hold the model: a pool of interpreters shared by every camera behind a queue (`shared`,
+what the agent does: one single-threaded interpreter per model thread), the same queue in front
+of one interpreter with every thread (`shared-one`, before the pool; `--modes shared-one`), and
+one interpreter per camera (`own`).
 
 The capacity of a scene and a way is the largest N at which every camera holds its detect rate
 (≥ 95 % of it) with no frame dropped. Goals (issue #18, 2 cores): ≥ 16 cameras busy at ≤ 70 % CPU,
@@ -36,13 +38,14 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil  # type: ignore[import-untyped]
 
+from bench.capacity_table import KINDS, Row, report
 from bench.pipeline import asset
 from device.camera_worker import CameraWorker
 from device.capture import Capture
@@ -54,6 +57,7 @@ from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig, Stora
 DEVICE = DeviceIdentity(id="bench", ward="bench")
 DETECT_FPS = 5.0
 WARMUP_S = 6.0
+OLD_MODES = ("shared", "own")  # what the code before the pool knows (--compare)
 HOLD = 0.95  # a camera holds its rate at ≥ 95 % of it
 WALKWAY = [[0.0, 0.2], [1.0, 0.2], [1.0, 1.0], [0.0, 1.0]]
 PLACES: dict[str, Any] = {
@@ -119,9 +123,12 @@ def rss_mb() -> tuple[float, float]:
     return me.memory_info().rss / 2**20, kids / 2**20
 
 
-def invoke_alone(model: ModelConfig, image: np.ndarray, interpreters: int, seconds: float = 5.0) -> float:
-    """Invokes per second of the shared detector's interpreters alone, back to back on a real frame,
-    `model.threads` split between `interpreters` as the pool does (1: one interpreter, all threads)."""
+def invoke_alone(
+    model: ModelConfig, image: np.ndarray, interpreters: int, seconds: float = 5.0
+) -> tuple[float, float]:
+    """The shared detector's interpreters alone, back to back on a real frame, `model.threads` split
+    between `interpreters` as the pool does (1: one interpreter, all threads): invokes per second
+    and CPU ms per invoke (of the whole process: XNNPACK's own threads too)."""
     pool = SharedDetector(model, interpreters=interpreters)
     tensor = pool.detector.preprocess(image)
     counts = [0] * len(pool.detectors)
@@ -140,30 +147,35 @@ def invoke_alone(model: ModelConfig, image: np.ndarray, interpreters: int, secon
     for t in threads:
         t.start()
     go.wait()
-    t0 = time.perf_counter()
+    c0, t0 = cpu_s([psutil.Process()]), time.perf_counter()
     time.sleep(seconds)
-    done, span = sum(counts), time.perf_counter() - t0
+    done, span, cpu = sum(counts), time.perf_counter() - t0, cpu_s([psutil.Process()]) - c0
     stop.set()
     for t in threads:
         t.join()
-    return done / span
+    return done / span, cpu * 1000 / max(1, done)
 
 
-@dataclass
-class Row:
-    scene: str
-    mode: str
-    n: int
-    min_fps: float
-    dropped: int
-    cpu_pct: float
-    machine_pct: float
-    rss_mb: float
-    ffmpeg_mb: float
-    threads: int
-    runs_per_s: float
-    held: bool
-    code: str = "this"  # which source tree ran it (--compare)
+def thread_kind(name: str | None) -> str:
+    """decode: capture threads (read + convert); camera: detect threads (motion gate, resize,
+    hand-off, tracking, rules); detector: the shared interpreters' threads; native: threads
+    Python did not start (XNNPACK's and OpenCV's pools, FFmpeg's decoder threads)."""
+    if name is None:
+        return "native"
+    if name.startswith("capture-"):
+        return "decode"
+    if name.startswith("detect-"):
+        return "camera"
+    return "detector" if name.startswith("detector") else "other"
+
+
+def cpu_by_kind() -> dict[str, float]:
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = dict.fromkeys(KINDS, 0.0)
+    for t in psutil.Process().threads():
+        out[thread_kind(names.get(t.id))] += t.user_time + t.system_time
+    out["ffmpeg"] = cpu_s(tree()[1:])
+    return out
 
 
 def run(
@@ -187,7 +199,10 @@ def run(
         )  # fmt: skip
         for i in range(n)
     ]
-    shared = SharedDetector(model) if mode == "shared" else None
+    # shared: the agent's pool (one single-threaded interpreter per model thread); shared-one: one
+    # interpreter with every thread, as before the pool.
+    layout = {"shared": None, "shared-one": 1}
+    shared = SharedDetector(model, interpreters=layout[mode]) if mode in layout else None
     if shared is not None:
         shared.start()
     recording = Recording(storage, paced=True)
@@ -211,13 +226,13 @@ def run(
         before = [
             (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
         ]
-        c0, w0 = cpu_s(procs), time.monotonic()
+        c0, w0, k0 = cpu_s(procs), time.monotonic(), cpu_by_kind()
         psutil.cpu_percent()
         time.sleep(seconds)
         after = [
             (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
         ]
-        c1, w1 = cpu_s(procs), time.monotonic()
+        c1, w1, k1 = cpu_s(procs), time.monotonic(), cpu_by_kind()
         machine = psutil.cpu_percent()
         span = w1 - w0
         rss, kids = rss_mb()
@@ -234,8 +249,10 @@ def run(
     dropped = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
     runs = sum(a[2] - b[2] for a, b in zip(after, before, strict=True)) / span
     cpu = (c1 - c0) / span / (os.cpu_count() or 1) * 100
+    frames = max(1, sum(a[0] - b[0] for a, b in zip(after, before, strict=True)))
+    per_frame = {k: (k1[k] - k0[k]) * 1000 / frames for k in KINDS}
     return Row(scene, mode, n, min(fps), dropped, cpu, machine, rss, kids, threads, runs,
-               min(fps) >= HOLD * DETECT_FPS and dropped == 0)  # fmt: skip
+               min(fps) >= HOLD * DETECT_FPS and dropped == 0, per_frame_ms=per_frame)  # fmt: skip
 
 
 def child(
@@ -297,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 for mode in args.modes:
                     for tree_ in trees:
                         code = tree_.name if tree_ is not None else "this"
-                        if (code, mode) in saturated:
+                        if (code, mode) in saturated or (tree_ is not None and mode not in OLD_MODES):
                             continue
                         row = child(scene, mode, n, streams[scene], args.seconds, tree_)
                         if row is None:
@@ -316,60 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in layouts:
             alone[k].append(invoke_alone(model, frame.image, k))
     load1 = os.getloadavg()[0]
-    report(args, model, rows, alone, (load0, load1), compare=args.compare is not None)
+    report(args, model, rows, alone, (load0, load1), args.compare is not None, (DETECT_FPS, WARMUP_S))
     return 0
-
-
-def report(
-    args: argparse.Namespace,
-    model: ModelConfig,
-    rows: list[Row],
-    alone: dict[int, list[float]],
-    load: tuple[float, float],
-    compare: bool,
-) -> None:
-    codes = list(dict.fromkeys(r.code for r in rows)) or ["this"]
-    print("## Device capacity (`python -m bench.capacity`)\n")
-    layouts = "; ".join(
-        f"{k} × {model.threads // k} (interpreters × threads): {v[0]:.1f}/s before the sweep, "
-        f"{v[1]:.1f}/s after"
-        for k, v in alone.items()
-    )
-    print(
-        f"N cameras in one process for {args.seconds:g} s each (after {WARMUP_S:g} s warm-up): detect on a "
-        f"looped low-resolution clip at {DETECT_FPS:g} fps (paced 10 fps source, motion gate on), record a "
-        "looped 1080p H.264 clip of the same footage by copy. CPU = this process and its ffmpeg children "
-        f"over all cores; machine = every process on the box. Load average {load[0]:.1f} before, "
-        f"{load[1]:.1f} after. Invoke alone (same run, {model.threads} threads in all) — {layouts}; "
-        "× invoke alone is against the best of these.\n"
-    )
-    cols = "| scene | detector | cameras | slowest camera fps | dropped | CPU % | machine % | RSS MB "
-    cols += "| MB/added camera | ffmpeg USS MB | threads | detector runs/s | × invoke alone | holds |"
-    print(("| code " if compare else "") + cols)
-    print(("| --- " if compare else "") + "| --- | --- |" + " ---: |" * 11 + " --- |")
-    alone_ref = max(max(v) for v in alone.values())
-    prev: dict[tuple[str, str, str], Row] = {}
-    order = (args.scenes.index, args.modes.index, codes.index)
-    for r in sorted(rows, key=lambda r: (order[0](r.scene), order[1](r.mode), r.n, order[2](r.code))):
-        p = prev.get((r.code, r.scene, r.mode))
-        per = f"{(r.rss_mb - p.rss_mb) / (r.n - p.n):.1f}" if p is not None else "—"
-        prev[(r.code, r.scene, r.mode)] = r
-        print(
-            (f"| {r.code} " if compare else "")
-            + f"| {r.scene} | {r.mode} | {r.n} | {r.min_fps:.2f} | {r.dropped} | {r.cpu_pct:.0f} | "
-            f"{r.machine_pct:.0f} | {r.rss_mb:.0f} | {per} | {r.ffmpeg_mb:.0f} | {r.threads} | "
-            f"{r.runs_per_s:.1f} | {r.runs_per_s / alone_ref:.2f} | {'yes' if r.held else 'no'} |"
-        )
-    print("\nCapacity (largest N that holds):\n")
-    print(("| code " if compare else "") + "| scene | detector | cameras |")
-    print(("| --- " if compare else "") + "| --- | --- | ---: |")
-    for scene in args.scenes:
-        for mode in args.modes:
-            for code in codes:
-                tried = [r for r in rows if r.scene == scene and r.mode == mode and r.code == code]
-                held = [r.n for r in tried if r.held]
-                best = str(max(held)) if held else f"< {min(r.n for r in tried)}" if tried else "not run"
-                print((f"| {code} " if compare else "") + f"| {scene} | {mode} | {best} |")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,7 @@ rules → events. Live sources hand over the latest frame only (an old frame is 
 counted, never queued behind); a file played unpaced hands over every sampled frame.
 """
 
-import contextlib
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -21,6 +19,7 @@ from device.capture import READ_TIMEOUT_S, Capture, redact
 from device.detector import Detection, ObjectDetector, load_detector
 from device.errors import DeviceError
 from device.events import DetectedEvent, to_event
+from device.frame_handoff import FrameHandoff
 from device.frames import Frame
 from device.motion import MotionGate
 from device.rules import Change, RuleEngine, Violation
@@ -33,7 +32,6 @@ from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
 log = logging.getLogger("device.camera")
 
 FrameHook = Callable[[Frame, list[Track], list[Violation]], None]
-_DONE = object()  # end of the source, sent down the queue
 STALL_S = READ_TIMEOUT_S  # no frame for this long: the stream is not up
 
 
@@ -221,16 +219,12 @@ class CameraWorker:
             # threads per camera). A single stream may be 4 MP: FFmpeg's own threading then.
             decode_threads=1 if camera.detect_source != camera.record_source else None,
         )
-        # Unpaced files: every sampled frame matters, the capture waits for the detector.
-        # Live (and paced files): the newest frame wins, older ones are dropped and counted.
-        self._lossless = not paced and not self._capture.live
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=4 if self._lossless else 1)
+        self._handoff = FrameHandoff(lossless=not paced and not self._capture.live, stop=self._stop)
         self._pending: CameraConfig | None = None
         self._lock = threading.Lock()
         self._pipeline: Pipeline | None = None
         self._threads: list[threading.Thread] = []
         self._finished = threading.Event()
-        self._dropped = 0
         self._detect_times: deque[float] = deque(maxlen=4000)
         self._started = time.monotonic()
         self.error: BaseException | None = None
@@ -304,7 +298,7 @@ class CameraWorker:
             detector_runs=p.detector_runs if p is not None else 0,
             detector_runs_saved=p.detector_runs_saved if p is not None else 0,
             frames_in=c.frames_in,
-            frames_dropped=self._dropped,
+            frames_dropped=self._handoff.dropped,
             frames_processed=p.frames if p is not None else 0,
             events=p.events if p is not None else 0,
             frame_errors=self.frame_errors,
@@ -327,23 +321,7 @@ class CameraWorker:
     def _capture_main(self) -> None:
         try:
             for frame in self._capture.frames():
-                if self._lossless:
-                    while not self._stop.is_set():
-                        try:
-                            self._queue.put(frame, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                else:
-                    try:
-                        self._queue.put_nowait(frame)
-                    except queue.Full:
-                        try:
-                            self._queue.get_nowait()
-                            self._dropped += 1
-                        except queue.Empty:
-                            pass
-                        self._queue.put_nowait(frame)
+                self._handoff.put(frame)
         except DeviceError as exc:
             log.error("camera source failed camera=%s error=%s", self.camera.id, exc)
             self.error = exc
@@ -351,20 +329,7 @@ class CameraWorker:
             log.exception("capture crashed camera=%s", self.camera.id)
             self.error = exc
         finally:
-            self._queue_put_final()
-
-    def _queue_put_final(self) -> None:
-        while True:
-            try:
-                self._queue.put(_DONE, timeout=0.2)
-                return
-            except queue.Full:
-                if not self._threads[0].is_alive():
-                    return  # nobody is reading any more
-                if self._stop.is_set() or not self._lossless:
-                    # Stopping, or live: a frame left in the queue may go to make room for the marker.
-                    with contextlib.suppress(queue.Empty):
-                        self._queue.get_nowait()
+            self._handoff.end(reader_alive=self._threads[0].is_alive)
 
     def _detect_main(self, loaded: threading.Event) -> None:
         try:
@@ -381,16 +346,7 @@ class CameraWorker:
         self._pipeline = pipeline
         loaded.set()
         try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=0.2)
-                except queue.Empty:
-                    if self._stop.is_set():
-                        break
-                    continue
-                if item is _DONE:
-                    break
-                assert isinstance(item, Frame)
+            while (item := self._handoff.take()) is not None:
                 with self._lock:
                     pending, self._pending = self._pending, None
                 if pending is not None:
