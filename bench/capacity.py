@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import psutil  # type: ignore[import-untyped]
 
-from bench.capacity_table import KINDS, Row, report
+from bench.capacity_table import KINDS, STAGES, Row, report
 from bench.pipeline import asset
 from device.camera_worker import CameraWorker
 from device.capture import Capture
@@ -169,6 +169,19 @@ def thread_kind(name: str | None) -> str:
     return "detector" if name.startswith("detector") else "other"
 
 
+def stage_cpu(workers: list[CameraWorker]) -> dict[str, float]:
+    """CPU seconds of the detect threads by stage, summed over the cameras (part of `camera`)."""
+    out = dict.fromkeys(STAGES, 0.0)
+    for w in workers:
+        p = w.pipeline
+        if p is None:
+            continue
+        for stage in STAGES[:-1]:
+            out[stage] += getattr(p.cpu, stage)
+        out["tamper"] += p.tamper.cpu_s
+    return out
+
+
 def cpu_by_kind() -> dict[str, float]:
     names = {t.native_id: t.name for t in threading.enumerate()}
     out = dict.fromkeys(KINDS, 0.0)
@@ -226,13 +239,13 @@ def run(
         before = [
             (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
         ]
-        c0, w0, k0 = cpu_s(procs), time.monotonic(), cpu_by_kind()
+        c0, w0, k0 = cpu_s(procs), time.monotonic(), cpu_by_kind() | stage_cpu(workers)
         psutil.cpu_percent()
         time.sleep(seconds)
         after = [
             (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
         ]
-        c1, w1, k1 = cpu_s(procs), time.monotonic(), cpu_by_kind()
+        c1, w1, k1 = cpu_s(procs), time.monotonic(), cpu_by_kind() | stage_cpu(workers)
         machine = psutil.cpu_percent()
         span = w1 - w0
         rss, kids = rss_mb()
@@ -250,7 +263,7 @@ def run(
     runs = sum(a[2] - b[2] for a, b in zip(after, before, strict=True)) / span
     cpu = (c1 - c0) / span / (os.cpu_count() or 1) * 100
     frames = max(1, sum(a[0] - b[0] for a, b in zip(after, before, strict=True)))
-    per_frame = {k: (k1[k] - k0[k]) * 1000 / frames for k in KINDS}
+    per_frame = {k: (k1[k] - k0[k]) * 1000 / frames for k in k0}
     return Row(scene, mode, n, min(fps), dropped, cpu, machine, rss, kids, threads, runs,
                min(fps) >= HOLD * DETECT_FPS and dropped == 0, per_frame_ms=per_frame)  # fmt: skip
 

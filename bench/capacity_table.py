@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from matthan_wire.config import ModelConfig
 
-KINDS = ("decode", "camera", "detector", "native", "other", "ffmpeg")
+KINDS = ("decode", "camera", "detector", "native", "other", "ffmpeg")  # threads, by who started them
+STAGES = ("motion", "detect", "track", "rules", "events", "tamper")  # the camera threads' share, by stage
 
 
 @dataclass
@@ -77,20 +78,26 @@ def report(
         )
     timed = [r for r in rows if r.per_frame_ms]
     if timed:
-        print("\nCPU ms per detect frame, by thread (decode = capture threads: read + convert; camera = "
-              "detect threads: motion gate, resize, hand-off, tracking, rules; detector = the shared "
-              "interpreters; native = XNNPACK's and OpenCV's pools; ffmpeg = the recorders):\n")  # fmt: skip
+        print("\nCPU ms per detect frame, by thread: decode = capture threads (read + convert to BGR); "
+              "camera = detect threads, of which motion gate, detect call (resize to the model, queue "
+              "hand-off), tracking, rules, events, tamper check; detector = the shared interpreters; "
+              "native = threads Python did not start (XNNPACK's and OpenCV's pools); other = the rest "
+              "of this process; ffmpeg = the recorders.\n")  # fmt: skip
+        keys = (*KINDS[:2], *STAGES, *KINDS[2:])
+        names = [k if k in KINDS else f"({k})" for k in keys]
         print(
             ("| code " if compare else "")
             + "| scene | detector | cameras | "
-            + " | ".join(KINDS)
+            + " | ".join(names)
             + " | all |"
         )
-        print(("| --- " if compare else "") + "| --- | --- |" + " ---: |" * (len(KINDS) + 2))
+        print(("| --- " if compare else "") + "| --- | --- |" + " ---: |" * (len(keys) + 2))
         for r in timed:
-            ms = " | ".join(f"{r.per_frame_ms[k]:.1f}" for k in KINDS)
+            ms = " | ".join(
+                f"{r.per_frame_ms.get(k, float('nan')):.2f}" for k in (*KINDS[:2], *STAGES, *KINDS[2:])
+            )
             print((f"| {r.code} " if compare else "") + f"| {r.scene} | {r.mode} | {r.n} | {ms} | "
-                  f"{sum(r.per_frame_ms.values()):.1f} |")  # fmt: skip
+                  f"{sum(r.per_frame_ms[k] for k in KINDS):.1f} |")  # fmt: skip
     print("\nCapacity (largest N that holds):\n")
     print(("| code " if compare else "") + "| scene | detector | cameras |")
     print(("| --- " if compare else "") + "| --- | --- | ---: |")

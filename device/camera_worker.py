@@ -65,6 +65,15 @@ class StageTimes:
     rules: float = 0.0
     events: float = 0.0
 
+    def add(self, *marks: float) -> None:
+        """Six marks: before the motion gate, after it, after the detector, tracker, rules, events."""
+        t0, t1, t2, t3, t4, t5 = marks
+        self.motion += t1 - t0
+        self.detect += t2 - t1
+        self.track += t3 - t2
+        self.rules += t4 - t3
+        self.events += t5 - t4
+
 
 def rate(times: deque[float], now: float, since: float, window: float = 10.0) -> float:
     """Ticks per second over the last `window` seconds (or since `since`, if more recent)."""
@@ -97,7 +106,8 @@ class Pipeline:
         self.tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
         self.rules = RuleEngine(camera, device.timezone)
         self.tamper = TamperWatch(device, camera, on_event, next_seq, tamper_dir)
-        self.times = StageTimes()
+        self.times = StageTimes()  # wall clock: what a frame waits for
+        self.cpu = StageTimes()  # this thread's CPU: what a frame costs (a seat's invoke is elsewhere)
         self.detector_runs = 0
         self.detector_runs_saved = 0
         self.frames = 0
@@ -120,9 +130,9 @@ class Pipeline:
         self.last_frame = frame
         if self.tamper.due(frame.ts):
             self.tamper.observe(frame)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         motion = self.gate.update(frame.image) if self.camera.motion.enabled else True
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         recheck = bool(self.tracker.tracks) and (
             self._last_run is None
             or (frame.ts - self._last_run).total_seconds() >= self.camera.motion.recheck_s
@@ -135,22 +145,18 @@ class Pipeline:
             self.last_detections = detections
         else:
             self.detector_runs_saved += 1
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.thread_time()
         if detections is not None:
             self.last_detect_ms = (t2 - t1) * 1000.0
         tracks = self.tracker.update(frame.ts, detections, frame.image)
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.thread_time()
         # A moved camera's zones lie on the wrong scene: end what is open, raise nothing new.
         suspended = self.tamper.zones_suspended
         changes = self.rules.close(frame.ts) if suspended else self.rules.update(frame.ts, tracks)
-        t4 = time.perf_counter()
+        t4, c4 = time.perf_counter(), time.thread_time()
         self._emit(changes, frame, tracks)
-        t5 = time.perf_counter()
-        self.times.motion += t1 - t0
-        self.times.detect += t2 - t1
-        self.times.track += t3 - t2
-        self.times.rules += t4 - t3
-        self.times.events += t5 - t4
+        self.times.add(t0, t1, t2, t3, t4, time.perf_counter())
+        self.cpu.add(c0, c1, c2, c3, c4, time.thread_time())
         return tracks
 
     def finish(self, at: datetime | None = None) -> None:
@@ -275,6 +281,11 @@ class CameraWorker:
         self._capture.sample_fps = camera.detect.fps
 
     # Observation ---------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The detect stage (its stage timings), once the detect thread has built it."""
+        return self._pipeline
+
     def latest_frame(self) -> Frame | None:
         p = self._pipeline
         return p.last_frame if p is not None else None
