@@ -73,7 +73,7 @@ def report(
             + f"| {r.scene} | {r.mode} | {r.n} | {r.min_fps:.2f} | {r.dropped} | {r.cpu_pct:.0f} | "
             f"{r.machine_pct:.0f} | {r.rss_mb:.0f} | {per} | {r.ffmpeg_mb:.0f} | {r.threads} | "
             f"{r.runs_per_s:.1f} | {r.runs_per_s / alone_ref:.2f} | "
-            f"{r.cpu_pct * cores * 10 / r.runs_per_s if r.runs_per_s else float('nan'):.1f} | "
+            f"{f'{r.cpu_pct * cores * 10 / r.runs_per_s:.1f}' if r.runs_per_s else '—'} | "
             f"{'yes' if r.held else 'no'} |"
         )
     timed = [r for r in rows if r.per_frame_ms]
@@ -105,6 +105,8 @@ def report(
         for mode in args.modes:
             for code in codes:
                 tried = [r for r in rows if r.scene == scene and r.mode == mode and r.code == code]
+                if not tried and code != "this":
+                    continue  # a mode the other checkout does not know
                 held = [r.n for r in tried if r.held]
                 best = str(max(held)) if held else f"< {min(r.n for r in tried)}" if tried else "not run"
                 print((f"| {code} " if compare else "") + f"| {scene} | {mode} | {best} |")
