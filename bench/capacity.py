@@ -15,7 +15,7 @@ Two scenes: busy (vtest, a walkway with 3–9 people: the detector runs on most 
 static (the empty first 4 s of car-detection, looped: the motion gate skips most frames).
 Ways to hold the model: a pool of interpreters shared by every camera behind a queue (`shared`,
 what the agent does: one single-threaded interpreter per model thread), the same queue in front
-of one interpreter with every thread (`shared-one`, before the pool; `--modes shared-one`), and
+of one interpreter with every thread (`shared-one`, before the pool), and
 one interpreter per camera (`own`).
 
 The capacity of a scene and a way is the largest N at which every camera holds its detect rate
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--scenes", nargs="+", default=["busy", "static"])
-    parser.add_argument("--modes", nargs="+", default=["shared", "own"])
+    parser.add_argument("--modes", nargs="+", default=["shared", "shared-one", "own"])
     parser.add_argument("--busy-n", type=int, nargs="+", default=[8, 12, 16, 20, 24])
     parser.add_argument("--static-n", type=int, nargs="+", default=[16, 24, 32, 40, 48])
     parser.add_argument("--past-saturation", action="store_true", help="run every N, also after one fails")
