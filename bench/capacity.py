@@ -123,37 +123,48 @@ def rss_mb() -> tuple[float, float]:
     return me.memory_info().rss / 2**20, kids / 2**20
 
 
-def invoke_alone(
-    model: ModelConfig, image: np.ndarray, interpreters: int, seconds: float = 5.0
-) -> tuple[float, float]:
-    """The shared detector's interpreters alone, back to back on a real frame, `model.threads` split
-    between `interpreters` as the pool does (1: one interpreter, all threads): invokes per second
-    and CPU ms per invoke (of the whole process: XNNPACK's own threads too)."""
-    pool = SharedDetector(model, interpreters=interpreters)
-    tensor = pool.detector.preprocess(image)
+def invoke_slice(pool: SharedDetector, tensor: np.ndarray, seconds: float) -> tuple[int, float, float]:
+    """Every interpreter of the pool invoking back to back for `seconds`: (invokes, wall s, CPU s)."""
     counts = [0] * len(pool.detectors)
-    go, stop = threading.Barrier(len(pool.detectors) + 1), threading.Event()
+    stop = threading.Event()
 
-    def loop(k: int) -> None:
-        detector = pool.detectors[k]
-        for _ in range(5):
-            detector.invoke(tensor)
-        go.wait()
+    def loop(i: int) -> None:
         while not stop.is_set():
-            detector.invoke(tensor)
-            counts[k] += 1
+            pool.detectors[i].invoke(tensor)
+            counts[i] += 1
 
-    threads = [threading.Thread(target=loop, args=(k,)) for k in range(len(pool.detectors))]
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(pool.detectors))]
+    c0, t0 = cpu_s([psutil.Process()]), time.perf_counter()
     for t in threads:
         t.start()
-    go.wait()
-    c0, t0 = cpu_s([psutil.Process()]), time.perf_counter()
     time.sleep(seconds)
-    done, span, cpu = sum(counts), time.perf_counter() - t0, cpu_s([psutil.Process()]) - c0
     stop.set()
     for t in threads:
         t.join()
-    return done / span, cpu * 1000 / max(1, done)
+    return sum(counts), time.perf_counter() - t0, cpu_s([psutil.Process()]) - c0
+
+
+def invoke_alone(
+    model: ModelConfig, image: np.ndarray, layouts: list[int], seconds: float = 6.0, slices: int = 12
+) -> dict[int, tuple[float, float]]:
+    """The shared detector's interpreters alone, back to back on a real frame, `model.threads` split
+    between k interpreters for each k in `layouts` (1: one interpreter, all threads): invokes per
+    second and CPU ms per invoke (of the whole process: XNNPACK's own threads too). The layouts
+    take turns in short slices, so a machine whose load drifts favours none of them."""
+    pools = {k: SharedDetector(model, interpreters=k) for k in layouts}
+    tensor = pools[layouts[0]].detector.preprocess(image)
+    for pool in pools.values():
+        for detector in pool.detectors:
+            for _ in range(5):
+                detector.invoke(tensor)
+    done = dict.fromkeys(layouts, 0)
+    span = dict.fromkeys(layouts, 0.0)
+    cpu = dict.fromkeys(layouts, 0.0)
+    for _ in range(slices):
+        for k, pool in pools.items():
+            n, t, c = invoke_slice(pool, tensor, seconds / slices)
+            done[k], span[k], cpu[k] = done[k] + n, span[k] + t, cpu[k] + c
+    return {k: (done[k] / span[k], cpu[k] * 1000 / max(1, done[k])) for k in layouts}
 
 
 def thread_kind(name: str | None) -> str:
@@ -318,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = next(
             iter(Capture(str(streams["busy"][0]), DETECT_FPS, threading.Event(), paced=False).frames())
         )
-        alone = {k: [invoke_alone(model, frame.image, k)] for k in layouts}
+        alone = {k: [v] for k, v in invoke_alone(model, frame.image, layouts).items()}
         for scene in args.scenes:
             # The ways (and the two codes) alternate at each N: a machine whose load drifts cannot
             # favour one.
@@ -343,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                         )  # fmt: skip
                         if not row.held and not args.past_saturation:
                             saturated.add((code, mode))  # larger N only fail slower
-        for k in layouts:
-            alone[k].append(invoke_alone(model, frame.image, k))
+        for k, v in invoke_alone(model, frame.image, layouts).items():
+            alone[k].append(v)
     load1 = os.getloadavg()[0]
     report(args, model, rows, alone, (load0, load1), args.compare is not None, (DETECT_FPS, WARMUP_S))
     return 0
