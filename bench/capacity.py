@@ -7,19 +7,25 @@ motion gate on) and records a looped 1080p H.264 clip of the same footage by str
 For each N: the slowest camera's detect rate, the frames dropped (a frame replaced before the
 detector took it), CPU of the process and its ffmpeg children against the machine's cores, RSS
 of the process and per added camera, memory of the ffmpeg recorders (USS), threads, and the
-detector runs per second of all cameras against one interpreter invoking alone in the same run.
+detector runs per second of all cameras against the detector's interpreters invoking alone in
+the same run (both layouts: one interpreter with every thread, one single-threaded interpreter
+per thread; the best of them is the reference).
 
 Two scenes: busy (vtest, a walkway with 3–9 people: the detector runs on most frames) and mostly
 static (the empty first 4 s of car-detection, looped: the motion gate skips most frames).
-Two ways to hold the model: one interpreter shared by every camera behind a queue (`shared`, what
-the agent does) and one interpreter per camera (`own`).
+Ways to hold the model: a pool of interpreters shared by every camera behind a queue (`shared`,
+what the agent does: one single-threaded interpreter per model thread), the same queue in front
+of one interpreter with every thread (`shared-one`, before the pool), and
+one interpreter per camera (`own`).
 
 The capacity of a scene and a way is the largest N at which every camera holds its detect rate
 (≥ 95 % of it) with no frame dropped. Goals (issue #18, 2 cores): ≥ 16 cameras busy at ≤ 70 % CPU,
 ≥ 32 static, ≤ 12 MB RSS per added camera, detect throughput at saturation ≥ 0.85 × invoke alone.
 
 Options: --seconds (measured window per N, default 20), --scenes, --modes, --busy-n, --static-n,
---past-saturation (throughput beyond the capacity).
+--past-saturation (throughput beyond the capacity), --compare TREE (every run also with the code
+of another checkout, e.g. `--compare /work/main`: before and after side by side, in turn, under
+the same load).
 """
 
 import argparse
@@ -32,24 +38,26 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil  # type: ignore[import-untyped]
 
+from bench.capacity_table import KINDS, STAGES, Row, report
 from bench.pipeline import asset
 from device.camera_worker import CameraWorker
 from device.capture import Capture
-from device.detector import SharedDetector, load_detector
 from device.recording import Recording
+from device.shared_detector import SharedDetector
 from matthan import assets
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig, StorageConfig
 
 DEVICE = DeviceIdentity(id="bench", ward="bench")
 DETECT_FPS = 5.0
 WARMUP_S = 6.0
+OLD_MODES = ("shared", "own")  # what the code before the pool knows (--compare)
 HOLD = 0.95  # a camera holds its rate at ≥ 95 % of it
 WALKWAY = [[0.0, 0.2], [1.0, 0.2], [1.0, 1.0], [0.0, 1.0]]
 PLACES: dict[str, Any] = {
@@ -115,33 +123,83 @@ def rss_mb() -> tuple[float, float]:
     return me.memory_info().rss / 2**20, kids / 2**20
 
 
-def invoke_alone(model: ModelConfig, image: np.ndarray, seconds: float = 5.0) -> float:
-    """Invokes per second of one interpreter alone, back to back on a real frame (threads as configured)."""
-    detector = load_detector(model)
-    tensor = detector.preprocess(image)
-    for _ in range(5):
-        detector.invoke(tensor)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        detector.invoke(tensor)
-        n += 1
-    return n / (time.perf_counter() - t0)
+def invoke_slice(pool: SharedDetector, tensor: np.ndarray, seconds: float) -> tuple[int, float, float]:
+    """Every interpreter of the pool invoking back to back for `seconds`: (invokes, wall s, CPU s)."""
+    counts = [0] * len(pool.detectors)
+    stop = threading.Event()
+
+    def loop(i: int) -> None:
+        while not stop.is_set():
+            pool.detectors[i].invoke(tensor)
+            counts[i] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(pool.detectors))]
+    c0, t0 = cpu_s([psutil.Process()]), time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return sum(counts), time.perf_counter() - t0, cpu_s([psutil.Process()]) - c0
 
 
-@dataclass
-class Row:
-    scene: str
-    mode: str
-    n: int
-    min_fps: float
-    dropped: int
-    cpu_pct: float
-    machine_pct: float
-    rss_mb: float
-    ffmpeg_mb: float
-    threads: int
-    runs_per_s: float
-    held: bool
+def invoke_alone(
+    model: ModelConfig, image: np.ndarray, layouts: list[int], seconds: float = 6.0, slices: int = 12
+) -> dict[int, tuple[float, float]]:
+    """The shared detector's interpreters alone, back to back on a real frame, `model.threads` split
+    between k interpreters for each k in `layouts` (1: one interpreter, all threads): invokes per
+    second and CPU ms per invoke (of the whole process: XNNPACK's own threads too). The layouts
+    take turns in short slices, so a machine whose load drifts favours none of them."""
+    pools = {k: SharedDetector(model, interpreters=k) for k in layouts}
+    tensor = pools[layouts[0]].detector.preprocess(image)
+    for pool in pools.values():
+        for detector in pool.detectors:
+            for _ in range(5):
+                detector.invoke(tensor)
+    done = dict.fromkeys(layouts, 0)
+    span = dict.fromkeys(layouts, 0.0)
+    cpu = dict.fromkeys(layouts, 0.0)
+    for _ in range(slices):
+        for k, pool in pools.items():
+            n, t, c = invoke_slice(pool, tensor, seconds / slices)
+            done[k], span[k], cpu[k] = done[k] + n, span[k] + t, cpu[k] + c
+    return {k: (done[k] / span[k], cpu[k] * 1000 / max(1, done[k])) for k in layouts}
+
+
+def thread_kind(name: str | None) -> str:
+    """decode: capture threads (read + convert); camera: detect threads (motion gate, resize,
+    hand-off, tracking, rules); detector: the shared interpreters' threads; native: threads
+    Python did not start (XNNPACK's and OpenCV's pools, FFmpeg's decoder threads)."""
+    if name is None:
+        return "native"
+    if name.startswith("capture-"):
+        return "decode"
+    if name.startswith("detect-"):
+        return "camera"
+    return "detector" if name.startswith("detector") else "other"
+
+
+def stage_cpu(workers: list[CameraWorker]) -> dict[str, float]:
+    """CPU seconds of the detect threads by stage, summed over the cameras (part of `camera`)."""
+    out = dict.fromkeys(STAGES, 0.0)
+    for w in workers:
+        p = w.pipeline
+        if p is None:
+            continue
+        for stage in STAGES[:-1]:
+            out[stage] += getattr(p.cpu, stage)
+        out["tamper"] += p.tamper.cpu_s
+    return out
+
+
+def cpu_by_kind() -> dict[str, float]:
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = dict.fromkeys(KINDS, 0.0)
+    for t in psutil.Process().threads():
+        out[thread_kind(names.get(t.id))] += t.user_time + t.system_time
+    out["ffmpeg"] = cpu_s(tree()[1:])
+    return out
 
 
 def run(
@@ -165,7 +223,10 @@ def run(
         )  # fmt: skip
         for i in range(n)
     ]
-    shared = SharedDetector(model) if mode == "shared" else None
+    # shared: the agent's pool (one single-threaded interpreter per model thread); shared-one: one
+    # interpreter with every thread, as before the pool.
+    layout = {"shared": None, "shared-one": 1}
+    shared = SharedDetector(model, interpreters=layout[mode]) if mode in layout else None
     if shared is not None:
         shared.start()
     recording = Recording(storage, paced=True)
@@ -189,13 +250,13 @@ def run(
         before = [
             (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
         ]
-        c0, w0 = cpu_s(procs), time.monotonic()
+        c0, w0, k0 = cpu_s(procs), time.monotonic(), cpu_by_kind() | stage_cpu(workers)
         psutil.cpu_percent()
         time.sleep(seconds)
         after = [
             (w.stats().frames_processed, w.stats().frames_dropped, w.stats().detector_runs) for w in workers
         ]
-        c1, w1 = cpu_s(procs), time.monotonic()
+        c1, w1, k1 = cpu_s(procs), time.monotonic(), cpu_by_kind() | stage_cpu(workers)
         machine = psutil.cpu_percent()
         span = w1 - w0
         rss, kids = rss_mb()
@@ -212,29 +273,41 @@ def run(
     dropped = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
     runs = sum(a[2] - b[2] for a, b in zip(after, before, strict=True)) / span
     cpu = (c1 - c0) / span / (os.cpu_count() or 1) * 100
+    frames = max(1, sum(a[0] - b[0] for a, b in zip(after, before, strict=True)))
+    per_frame = {k: (k1[k] - k0[k]) * 1000 / frames for k in k0}
     return Row(scene, mode, n, min(fps), dropped, cpu, machine, rss, kids, threads, runs,
-               min(fps) >= HOLD * DETECT_FPS and dropped == 0)  # fmt: skip
+               min(fps) >= HOLD * DETECT_FPS and dropped == 0, per_frame_ms=per_frame)  # fmt: skip
 
 
-def child(scene: str, mode: str, n: int, clips: tuple[Path, Path], seconds: float) -> Row | None:
-    """One run in its own process; None (and its error on stderr) if it crashed."""
+def child(
+    scene: str, mode: str, n: int, clips: tuple[Path, Path], seconds: float, tree_: Path | None = None
+) -> Row | None:
+    """One run in its own process (with the code of `tree_` if given); None if it crashed."""
     cmd = [sys.executable, "-X", "faulthandler", "-m", "bench.capacity", "--seconds", str(seconds),
            "--one", scene, mode, str(n), str(clips[0]), str(clips[1])]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    env = os.environ | ({"PYTHONPATH": str(tree_)} if tree_ is not None else {})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600, env=env, cwd=tree_)
+    code = tree_.name if tree_ is not None else "this"
     if proc.returncode != 0:
-        print(f"{scene} {mode} n={n} FAILED exit={proc.returncode}\n{proc.stderr[-3000:]}", file=sys.stderr)
+        print(
+            f"{code} {scene} {mode} n={n} FAILED exit={proc.returncode}\n{proc.stderr[-3000:]}",
+            file=sys.stderr,
+        )
         return None
-    return Row(**json.loads(proc.stdout.strip().splitlines()[-1]))
+    return Row(**json.loads(proc.stdout.strip().splitlines()[-1]) | {"code": code})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--scenes", nargs="+", default=["busy", "static"])
-    parser.add_argument("--modes", nargs="+", default=["shared", "own"])
+    parser.add_argument("--modes", nargs="+", default=["shared", "shared-one", "own"])
     parser.add_argument("--busy-n", type=int, nargs="+", default=[8, 12, 16, 20, 24])
     parser.add_argument("--static-n", type=int, nargs="+", default=[16, 24, 32, 40, 48])
     parser.add_argument("--past-saturation", action="store_true", help="run every N, also after one fails")
+    parser.add_argument(
+        "--compare", type=Path, metavar="TREE", help="also run every N with another checkout's code (before)"
+    )
     parser.add_argument(
         "--one", nargs=5, metavar=("SCENE", "MODE", "N", "DETECT", "RECORD"), help=argparse.SUPPRESS
     )
@@ -247,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             one = run(int(n), scene, mode, (Path(detect), Path(record)), model, args.seconds, Path(work))
         print(json.dumps(asdict(one)))
         return 0
+    trees: list[Path | None] = [None] if args.compare is None else [args.compare.resolve(), None]
+    layouts = sorted({1, model.threads})  # one interpreter with every thread; one per thread
     load0 = os.getloadavg()[0]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp_:
@@ -254,63 +329,35 @@ def main(argv: list[str] | None = None) -> int:
         frame = next(
             iter(Capture(str(streams["busy"][0]), DETECT_FPS, threading.Event(), paced=False).frames())
         )
-        alone = invoke_alone(model, frame.image)
+        alone = {k: [v] for k, v in invoke_alone(model, frame.image, layouts).items()}
         for scene in args.scenes:
-            # The two ways alternate at each N: a machine whose load drifts cannot favour one.
-            saturated: set[str] = set()
+            # The ways (and the two codes) alternate at each N: a machine whose load drifts cannot
+            # favour one.
+            saturated: set[tuple[str, str]] = set()
             for n in args.busy_n if scene == "busy" else args.static_n:
                 for mode in args.modes:
-                    if mode in saturated:
-                        continue
-                    row = child(scene, mode, n, streams[scene], args.seconds)
-                    if row is None:
-                        saturated.add(mode)
-                        continue
-                    rows.append(row)
-                    print(
-                        f"{scene} {mode} n={n} min_fps={row.min_fps:.2f} dropped={row.dropped} "
-                        f"cpu={row.cpu_pct:.0f}% machine={row.machine_pct:.0f}% rss={row.rss_mb:.0f}MB "
-                        f"ffmpeg={row.ffmpeg_mb:.0f}MB "
-                        f"threads={row.threads} runs/s={row.runs_per_s:.1f}",
-                        file=sys.stderr, flush=True,
-                    )  # fmt: skip
-                    if not row.held and not args.past_saturation:
-                        saturated.add(mode)  # larger N only fail slower
-        alone_after = invoke_alone(model, frame.image)
+                    for tree_ in trees:
+                        code = tree_.name if tree_ is not None else "this"
+                        if (code, mode) in saturated or (tree_ is not None and mode not in OLD_MODES):
+                            continue
+                        row = child(scene, mode, n, streams[scene], args.seconds, tree_)
+                        if row is None:
+                            saturated.add((code, mode))
+                            continue
+                        rows.append(row)
+                        print(
+                            f"{code} {scene} {mode} n={n} min_fps={row.min_fps:.2f} dropped={row.dropped} "
+                            f"cpu={row.cpu_pct:.0f}% machine={row.machine_pct:.0f}% rss={row.rss_mb:.0f}MB "
+                            f"ffmpeg={row.ffmpeg_mb:.0f}MB "
+                            f"threads={row.threads} runs/s={row.runs_per_s:.1f}",
+                            file=sys.stderr, flush=True,
+                        )  # fmt: skip
+                        if not row.held and not args.past_saturation:
+                            saturated.add((code, mode))  # larger N only fail slower
+        for k, v in invoke_alone(model, frame.image, layouts).items():
+            alone[k].append(v)
     load1 = os.getloadavg()[0]
-
-    print("## Device capacity (`python -m bench.capacity`)\n")
-    print(
-        f"N cameras in one process for {args.seconds:g} s each (after {WARMUP_S:g} s warm-up): detect on a "
-        f"looped low-resolution clip at {DETECT_FPS:g} fps (paced 10 fps source, motion gate on), record a "
-        "looped 1080p H.264 clip of the same footage by copy. CPU = this process and its ffmpeg children "
-        "over all cores; machine = every process on the box. Load average "
-        f"{load0:.1f} before, {load1:.1f} after. Invoke alone (one interpreter, "
-        f"{model.threads} threads, same run): {alone:.1f}/s before the sweep, {alone_after:.1f}/s after.\n"
-    )
-    head = "| scene | detector | cameras | slowest camera fps | dropped | CPU % | machine % | RSS MB "
-    print(head + "| MB/added camera | ffmpeg USS MB | threads | detector runs/s | × invoke alone | holds |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    alone_ref = max(alone, alone_after)
-    prev: dict[tuple[str, str], Row] = {}
-    for r in sorted(rows, key=lambda r: (args.scenes.index(r.scene), args.modes.index(r.mode), r.n)):
-        p = prev.get((r.scene, r.mode))
-        per = f"{(r.rss_mb - p.rss_mb) / (r.n - p.n):.1f}" if p is not None else "—"
-        prev[(r.scene, r.mode)] = r
-        print(
-            f"| {r.scene} | {r.mode} | {r.n} | {r.min_fps:.2f} | {r.dropped} | {r.cpu_pct:.0f} | "
-            f"{r.machine_pct:.0f} | {r.rss_mb:.0f} | {per} | {r.ffmpeg_mb:.0f} | {r.threads} | "
-            f"{r.runs_per_s:.1f} | {r.runs_per_s / alone_ref:.2f} | {'yes' if r.held else 'no'} |"
-        )
-    print("\nCapacity (largest N that holds):\n")
-    print("| scene | detector | cameras |")
-    print("| --- | --- | ---: |")
-    for scene in args.scenes:
-        for mode in args.modes:
-            tried = [r for r in rows if r.scene == scene and r.mode == mode]
-            held = [r.n for r in tried if r.held]
-            best = str(max(held)) if held else f"< {min(r.n for r in tried)}" if tried else "not run"
-            print(f"| {scene} | {mode} | {best} |")
+    report(args, model, rows, alone, (load0, load1), args.compare is not None, (DETECT_FPS, WARMUP_S))
     return 0
 
 

@@ -6,9 +6,7 @@ rules → events. Live sources hand over the latest frame only (an old frame is 
 counted, never queued behind); a file played unpaced hands over every sampled frame.
 """
 
-import contextlib
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -18,12 +16,14 @@ from datetime import datetime
 from pathlib import Path
 
 from device.capture import READ_TIMEOUT_S, Capture, redact
-from device.detector import Detection, ObjectDetector, SharedDetector, load_detector
+from device.detector import Detection, ObjectDetector, load_detector
 from device.errors import DeviceError
 from device.events import DetectedEvent, to_event
+from device.frame_handoff import FrameHandoff
 from device.frames import Frame
 from device.motion import MotionGate
 from device.rules import Change, RuleEngine, Violation
+from device.shared_detector import SharedDetector
 from device.tamper import TamperWatch
 from device.tracker import Track, Tracker
 from matthan_wire import CameraTamper
@@ -32,7 +32,6 @@ from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
 log = logging.getLogger("device.camera")
 
 FrameHook = Callable[[Frame, list[Track], list[Violation]], None]
-_DONE = object()  # end of the source, sent down the queue
 STALL_S = READ_TIMEOUT_S  # no frame for this long: the stream is not up
 
 
@@ -66,6 +65,15 @@ class StageTimes:
     rules: float = 0.0
     events: float = 0.0
 
+    def add(self, *marks: float) -> None:
+        """Six marks: before the motion gate, after it, after the detector, tracker, rules, events."""
+        t0, t1, t2, t3, t4, t5 = marks
+        self.motion += t1 - t0
+        self.detect += t2 - t1
+        self.track += t3 - t2
+        self.rules += t4 - t3
+        self.events += t5 - t4
+
 
 def rate(times: deque[float], now: float, since: float, window: float = 10.0) -> float:
     """Ticks per second over the last `window` seconds (or since `since`, if more recent)."""
@@ -98,7 +106,8 @@ class Pipeline:
         self.tracker = Tracker(zones={z.name: z.polygon for z in camera.zones})
         self.rules = RuleEngine(camera, device.timezone)
         self.tamper = TamperWatch(device, camera, on_event, next_seq, tamper_dir)
-        self.times = StageTimes()
+        self.times = StageTimes()  # wall clock: what a frame waits for
+        self.cpu = StageTimes()  # this thread's CPU: what a frame costs (a seat's invoke is elsewhere)
         self.detector_runs = 0
         self.detector_runs_saved = 0
         self.frames = 0
@@ -121,9 +130,9 @@ class Pipeline:
         self.last_frame = frame
         if self.tamper.due(frame.ts):
             self.tamper.observe(frame)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         motion = self.gate.update(frame.image) if self.camera.motion.enabled else True
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         recheck = bool(self.tracker.tracks) and (
             self._last_run is None
             or (frame.ts - self._last_run).total_seconds() >= self.camera.motion.recheck_s
@@ -136,22 +145,18 @@ class Pipeline:
             self.last_detections = detections
         else:
             self.detector_runs_saved += 1
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.thread_time()
         if detections is not None:
             self.last_detect_ms = (t2 - t1) * 1000.0
         tracks = self.tracker.update(frame.ts, detections, frame.image)
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.thread_time()
         # A moved camera's zones lie on the wrong scene: end what is open, raise nothing new.
         suspended = self.tamper.zones_suspended
         changes = self.rules.close(frame.ts) if suspended else self.rules.update(frame.ts, tracks)
-        t4 = time.perf_counter()
+        t4, c4 = time.perf_counter(), time.thread_time()
         self._emit(changes, frame, tracks)
-        t5 = time.perf_counter()
-        self.times.motion += t1 - t0
-        self.times.detect += t2 - t1
-        self.times.track += t3 - t2
-        self.times.rules += t4 - t3
-        self.times.events += t5 - t4
+        self.times.add(t0, t1, t2, t3, t4, time.perf_counter())
+        self.cpu.add(c0, c1, c2, c3, c4, time.thread_time())
         return tracks
 
     def finish(self, at: datetime | None = None) -> None:
@@ -220,16 +225,12 @@ class CameraWorker:
             # threads per camera). A single stream may be 4 MP: FFmpeg's own threading then.
             decode_threads=1 if camera.detect_source != camera.record_source else None,
         )
-        # Unpaced files: every sampled frame matters, the capture waits for the detector.
-        # Live (and paced files): the newest frame wins, older ones are dropped and counted.
-        self._lossless = not paced and not self._capture.live
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=4 if self._lossless else 1)
+        self._handoff = FrameHandoff(lossless=not paced and not self._capture.live, stop=self._stop)
         self._pending: CameraConfig | None = None
         self._lock = threading.Lock()
         self._pipeline: Pipeline | None = None
         self._threads: list[threading.Thread] = []
         self._finished = threading.Event()
-        self._dropped = 0
         self._detect_times: deque[float] = deque(maxlen=4000)
         self._started = time.monotonic()
         self.error: BaseException | None = None
@@ -280,6 +281,11 @@ class CameraWorker:
         self._capture.sample_fps = camera.detect.fps
 
     # Observation ---------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The detect stage (its stage timings), once the detect thread has built it."""
+        return self._pipeline
+
     def latest_frame(self) -> Frame | None:
         p = self._pipeline
         return p.last_frame if p is not None else None
@@ -303,7 +309,7 @@ class CameraWorker:
             detector_runs=p.detector_runs if p is not None else 0,
             detector_runs_saved=p.detector_runs_saved if p is not None else 0,
             frames_in=c.frames_in,
-            frames_dropped=self._dropped,
+            frames_dropped=self._handoff.dropped,
             frames_processed=p.frames if p is not None else 0,
             events=p.events if p is not None else 0,
             frame_errors=self.frame_errors,
@@ -326,23 +332,7 @@ class CameraWorker:
     def _capture_main(self) -> None:
         try:
             for frame in self._capture.frames():
-                if self._lossless:
-                    while not self._stop.is_set():
-                        try:
-                            self._queue.put(frame, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                else:
-                    try:
-                        self._queue.put_nowait(frame)
-                    except queue.Full:
-                        try:
-                            self._queue.get_nowait()
-                            self._dropped += 1
-                        except queue.Empty:
-                            pass
-                        self._queue.put_nowait(frame)
+                self._handoff.put(frame)
         except DeviceError as exc:
             log.error("camera source failed camera=%s error=%s", self.camera.id, exc)
             self.error = exc
@@ -350,20 +340,7 @@ class CameraWorker:
             log.exception("capture crashed camera=%s", self.camera.id)
             self.error = exc
         finally:
-            self._queue_put_final()
-
-    def _queue_put_final(self) -> None:
-        while True:
-            try:
-                self._queue.put(_DONE, timeout=0.2)
-                return
-            except queue.Full:
-                if not self._threads[0].is_alive():
-                    return  # nobody is reading any more
-                if self._stop.is_set() or not self._lossless:
-                    # Stopping, or live: a frame left in the queue may go to make room for the marker.
-                    with contextlib.suppress(queue.Empty):
-                        self._queue.get_nowait()
+            self._handoff.end(reader_alive=self._threads[0].is_alive)
 
     def _detect_main(self, loaded: threading.Event) -> None:
         try:
@@ -380,16 +357,7 @@ class CameraWorker:
         self._pipeline = pipeline
         loaded.set()
         try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=0.2)
-                except queue.Empty:
-                    if self._stop.is_set():
-                        break
-                    continue
-                if item is _DONE:
-                    break
-                assert isinstance(item, Frame)
+            while (item := self._handoff.take()) is not None:
                 with self._lock:
                     pending, self._pending = self._pending, None
                 if pending is not None:

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device.camera_worker import CameraStats, CameraWorker
-from device.detector import NotShareable, SharedDetector
+from device.detector import NotShareable
 from device.errors import DeviceError
 from device.events import DetectedEvent
 from device.frames import Frame
 from device.health import CameraView
 from device.offline import OfflineWatch
+from device.shared_detector import SharedDetector
 from device.site_check import needs_restart
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
 

@@ -5,22 +5,14 @@ count): any input size, uint8 or float input, any max-detections count. Recurren
 (Google's AutoML traffic model) take extra state inputs: they start at zero and each frame's
 output states are fed back on the next frame.
 
-A Detector is owned by one thread: LiteRT interpreters are not thread-safe. A SharedDetector is
-one Detector for every camera of a device, fed through a queue by its own thread (as Frigate
-does): each camera resizes its frame in its own thread and waits for the detections of its
-tensor. `python -m bench.capacity` measured it against one interpreter per camera: the same
-detector throughput (within a loaded machine's noise), 13–14 MB less RSS per camera (an
-interpreter with XNNPACK's packed weights) and one thread pool instead of one per camera.
-Recurrent models carry state from frame to frame of one stream, so they keep one interpreter per
-camera.
+A Detector is owned by one thread: LiteRT interpreters are not thread-safe (every camera of a
+device shares a few of them through device/shared_detector.py). `invoke` releases the GIL.
 """
 
 import ctypes.util
 import logging
-import queue
 import re
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -275,21 +267,20 @@ class Detector:
 
     def results(self, scores: Scores | None = None) -> list[Detection]:
         floors = scores or self.scores
-        threshold, floor, per_label = floors.threshold, floors.floor, floors.per_label
-        boxes = self._it.get_tensor(self._boxes)[0]
-        classes = self._it.get_tensor(self._classes)[0]
+        floor, per_label = floors.floor, floors.per_label
         values = self._it.get_tensor(self._scores)[0]
         count = min(int(self._it.get_tensor(self._count)[0]), len(values))
+        # One numpy pass over the boxes, then Python only for those above the lowest floor: this
+        # runs in the shared detector's threads, between one camera's invoke and the next.
+        keep = np.flatnonzero(values[:count] >= floors.threshold)
+        if keep.size == 0:
+            return []
+        boxes = np.clip(self._it.get_tensor(self._boxes)[0][keep], 0.0, 1.0).tolist()
+        classes = self._it.get_tensor(self._classes)[0][keep].astype(np.int64).tolist()
         found: list[Detection] = []
-        for i in range(count):
-            score = float(values[i])
-            if score < threshold:
-                continue
-            label = self.labels.get(int(classes[i]), "n/a")
-            if label.lower() == "n/a" or score < per_label.get(label, floor):
-                continue
-            y1, x1, y2, x2 = (float(v) for v in np.clip(boxes[i], 0.0, 1.0))
-            if x2 <= x1 or y2 <= y1:
+        for score, cls, (y1, x1, y2, x2) in zip(values[keep].tolist(), classes, boxes, strict=True):
+            label = self.labels.get(cls, "n/a")
+            if label.lower() == "n/a" or score < per_label.get(label, floor) or x2 <= x1 or y2 <= y1:
                 continue
             found.append(Detection(label, score, (x1, y1, x2, y2)))
         return found
@@ -306,117 +297,3 @@ def load_detector(model: ModelConfig, detect: DetectConfig | None = None) -> Det
         detector.max_detections,
     )
     return detector
-
-
-SHARED_WAIT_S = 10.0  # a camera waiting this long for its detections: the shared detector is stuck
-
-
-@dataclass
-class _Request:
-    tensor: np.ndarray
-    scores: Scores
-    done: threading.Event = field(default_factory=threading.Event)
-    result: list[Detection] | None = None
-    error: BaseException | None = None
-
-
-class SharedDetector:
-    """One interpreter for every camera: requests in a bounded queue, one thread invoking them.
-
-    No batching: the SSD post-processing op of these models takes one image at a time, so the
-    gain is in memory and threads, and in the interpreter always being warm.
-    """
-
-    def __init__(self, model: ModelConfig, max_waiting: int = 256) -> None:
-        self.detector = load_detector(model)
-        if self.detector.recurrent_states:
-            raise NotShareable(
-                f"model {self.detector.model_name}: a recurrent model keeps state per stream; "
-                "it cannot be shared between cameras"
-            )
-        self.model_name = self.detector.model_name
-        self.delegate = self.detector.delegate
-        self._queue: queue.Queue[_Request] = queue.Queue(maxsize=max_waiting)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.invokes = 0
-        self.errors = 0
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="detector", daemon=True)
-        self._thread.start()
-        log.info("shared detector started model=%s delegate=%s", self.model_name, self.delegate)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def seat(self, detect: DetectConfig | None = None) -> "DetectorSeat":
-        """A camera's way in, with its own score floors."""
-        return DetectorSeat(self, detect or DetectConfig())
-
-    def run(self, tensor: np.ndarray, scores: Scores) -> list[Detection]:
-        """From a camera's thread: queue the tensor, wait for its detections."""
-        if not self.alive:
-            raise DeviceError("the shared detector is not running")
-        req = _Request(tensor, scores)
-        try:
-            self._queue.put(req, timeout=SHARED_WAIT_S)
-        except queue.Full:
-            raise DeviceError(f"shared detector: {self._queue.maxsize} frames already waiting") from None
-        if not req.done.wait(SHARED_WAIT_S):
-            raise DeviceError(f"shared detector: no answer within {SHARED_WAIT_S:.0f}s")
-        if req.error is not None:
-            raise DeviceError(f"shared detector: {req.error}")
-        assert req.result is not None
-        return req.result
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                req = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                self.detector.invoke(req.tensor)
-                req.result = self.detector.results(req.scores)
-                self.invokes += 1
-            except Exception as exc:  # one odd tensor must not take every camera's detection down
-                self.errors += 1
-                req.error = exc
-                if self.errors == 1 or self.errors % 100 == 0:
-                    log.exception("shared detector invoke failed errors=%d", self.errors)
-            finally:
-                req.done.set()
-        # Whoever still waits gets an answer rather than a timeout.
-        while True:
-            try:
-                req = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            req.error = DeviceError("the shared detector stopped")
-            req.done.set()
-
-
-class DetectorSeat:
-    """One camera at a SharedDetector: preprocesses in the camera's thread, invokes in the shared one."""
-
-    def __init__(self, shared: SharedDetector, detect: DetectConfig) -> None:
-        self.shared = shared
-        self.model_name = shared.model_name
-        self.delegate = f"{shared.delegate} (shared)"
-        self.scores = Scores.of(detect)
-
-    def set_scores(self, detect: DetectConfig) -> None:
-        self.scores = Scores.of(detect)
-
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        # preprocess reads only the input's size and type: safe outside the detector's thread.
-        return self.shared.run(self.shared.detector.preprocess(image_bgr), self.scores)

@@ -2,7 +2,6 @@
 
 import logging
 import shutil
-import threading
 from pathlib import Path
 
 import cv2
@@ -12,15 +11,11 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from device.detector import (
-    Detection,
     Detector,
     ModelError,
-    NotShareable,
-    SharedDetector,
     load_detector,
     read_labels,
 )
-from device.errors import DeviceError
 from matthan_wire.config import DetectConfig, ModelConfig
 
 
@@ -205,57 +200,3 @@ def test_cpu_delegate_without_xnnpack_gives_the_same_people(model_config: ModelC
     cpu = Detector(model_config.model_copy(update={"delegate": "cpu", "threads": 1}))
     assert cpu.delegate == "cpu"
     assert sum(1 for d in cpu.detect(frame) if d.label == "person") == 8
-
-
-# One detector for every camera ----------------------------------------------------------------
-def test_a_shared_detector_gives_each_camera_what_its_own_would(model_config: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
-    """Six cameras at once through one interpreter: every answer is the one for its own frame,
-    with its own score floors."""
-    frames = _frames(video("vtest_480x360.mp4"), set(range(0, 120, 10)))
-    own = load_detector(model_config)
-    strict = DetectConfig(min_score=0.7)
-    expected = {i: (own.detect(img), None) for i, img in frames.items()}
-    own.set_scores(strict)
-    expected = {i: (loose, own.detect(frames[i])) for i, (loose, _) in expected.items()}
-    shared = SharedDetector(model_config)
-    shared.start()
-    got: dict[tuple[int, int], list[Detection]] = {}
-    errors: list[BaseException] = []
-
-    def camera(k: int) -> None:
-        seat = shared.seat(strict if k % 2 else DetectConfig())
-        try:
-            for _ in range(3):
-                for i, img in frames.items():
-                    got[(k, i)] = seat.detect(img)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=camera, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    shared.stop()
-    assert errors == []
-    assert shared.invokes == 6 * 3 * len(frames)
-    for (k, i), dets in got.items():
-        assert dets == expected[i][1 if k % 2 else 0], (k, i)
-    assert any(len(expected[i][0]) > len(expected[i][1]) for i in frames)  # the floors did differ
-
-
-def test_a_recurrent_model_is_not_shared(traffic: ModelConfig) -> None:
-    with pytest.raises(NotShareable, match="recurrent"):
-        SharedDetector(traffic)
-
-
-def test_a_stopped_shared_detector_answers_with_an_error_not_a_hang(model_config: ModelConfig) -> None:
-    shared = SharedDetector(model_config)
-    seat = shared.seat()
-    with pytest.raises(DeviceError, match="not running"):
-        seat.detect(np.zeros((360, 480, 3), np.uint8))
-    shared.start()
-    assert seat.detect(np.zeros((360, 480, 3), np.uint8)) == []
-    shared.stop()
-    with pytest.raises(DeviceError, match="not running"):
-        seat.detect(np.zeros((360, 480, 3), np.uint8))
