@@ -202,6 +202,9 @@ class Agent:
 
     def _dead_parts(self) -> list[str]:
         dead = [] if self.publisher.alive else ["outbox-publisher"]
+        detector = self.cameras.detector
+        if detector is not None and not detector.alive:
+            dead.append("detector")
         if self.media is not None:
             dead += self.media.dead_threads()
         return dead
