@@ -110,3 +110,12 @@ class Run:
             assert at is not None
             out.append(round((at - T0).total_seconds(), 1))
         return out
+
+
+@pytest.fixture(scope="module")
+def traffic(assets_dir: Path) -> ModelConfig:
+    """The second real model: AutoML traffic (vehicles), for what is model-specific."""
+    return ModelConfig(
+        path=str(assets_dir / "models/automl_traffic_model.tflite"),
+        labels=str(assets_dir / "models/traffic_label_map.pbtxt"),
+    )

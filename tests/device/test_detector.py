@@ -4,9 +4,7 @@ import logging
 import shutil
 from pathlib import Path
 
-import cv2
 import flatbuffers
-import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
@@ -17,34 +15,12 @@ from device.detector import (
     read_labels,
 )
 from matthan_wire.config import DetectConfig, ModelConfig
-
-
-def _frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out: dict[int, np.ndarray] = {}
-    i = 0
-    while len(out) < len(wanted):
-        ok, image = cap.read()
-        if not ok:
-            break
-        if i in wanted:
-            out[i] = image
-        i += 1
-    cap.release()
-    return out
+from tests.support.video import frames_at
 
 
 @pytest.fixture(scope="module")
 def ssd(model_config: ModelConfig) -> Detector:
     return load_detector(model_config)
-
-
-@pytest.fixture(scope="module")
-def traffic(assets_dir: Path) -> ModelConfig:
-    return ModelConfig(
-        path=str(assets_dir / "models/automl_traffic_model.tflite"),
-        labels=str(assets_dir / "models/traffic_label_map.pbtxt"),
-    )
 
 
 def test_person_counts_on_vtest_match_the_measured_ones(  # type: ignore[no-untyped-def]
@@ -54,7 +30,7 @@ def test_person_counts_on_vtest_match_the_measured_ones(  # type: ignore[no-unty
     # Scores come in steps of 1/256: the next one above 0.5 is 0.50390625.
     above_half = load_detector(model_config, DetectConfig(min_score=0.502))
     expected = {0: 5, 158: 8, 317: 8, 476: 3, 635: 7, 794: 5}
-    frames = _frames(video("vtest_480x360.mp4"), set(expected))
+    frames = frames_at(video("vtest_480x360.mp4"), set(expected))
     got = {i: sum(1 for d in above_half.detect(frames[i]) if d.label == "person") for i in expected}
     assert got == expected
     # Frame 794 has two people at exactly 0.5, which the default (score >= min_score) keeps.
@@ -74,7 +50,7 @@ def test_model_facts(ssd: Detector) -> None:
 
 
 def test_per_label_min_score(model_config: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
-    frame = _frames(video("vtest_480x360.mp4"), {0})[0]
+    frame = frames_at(video("vtest_480x360.mp4"), {0})[0]
     strict = load_detector(model_config, DetectConfig(min_score=0.5, min_scores={"person": 0.7}))
     loose = load_detector(model_config, DetectConfig(min_score=0.3))
     strict_people = [d.score for d in strict.detect(frame) if d.label == "person"]
@@ -88,7 +64,7 @@ def test_recurrent_traffic_model_loads_and_runs(traffic: ModelConfig, video) -> 
     det = load_detector(traffic, DetectConfig(min_score=0.3))
     assert det.input_size == (256, 256) and det.max_detections == 40
     assert det.labels == {0: "sedan", 1: "pickup_suv_van", 2: "large_veh_bus"}
-    frames = _frames(video("traffic_frames.mp4"), set(range(20)))
+    frames = frames_at(video("traffic_frames.mp4"), set(range(20)))
     results = [det.detect(frames[i]) for i in range(20)]
     # MANIFEST.md §2.3: frame 0 → pickup_suv_van 0.44, sedan 0.39, pickup_suv_van 0.32.
     assert [(d.label, round(d.score, 2)) for d in results[0]] == [
@@ -196,7 +172,7 @@ def test_edgetpu_requested_without_its_library_falls_back_with_one_line(
 
 
 def test_cpu_delegate_without_xnnpack_gives_the_same_people(model_config: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
-    frame = _frames(video("vtest_480x360.mp4"), {158})[158]
+    frame = frames_at(video("vtest_480x360.mp4"), {158})[158]
     cpu = Detector(model_config.model_copy(update={"delegate": "cpu", "threads": 1}))
     assert cpu.delegate == "cpu"
     assert sum(1 for d in cpu.detect(frame) if d.label == "person") == 8

@@ -3,9 +3,7 @@
 import sys
 import threading
 import time
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -13,35 +11,13 @@ from device.detector import Detection, NotShareable, load_detector
 from device.errors import DeviceError
 from device.shared_detector import SharedDetector
 from matthan_wire.config import DetectConfig, ModelConfig
-
-
-def _frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out: dict[int, np.ndarray] = {}
-    i = 0
-    while len(out) < len(wanted):
-        ok, image = cap.read()
-        if not ok:
-            break
-        if i in wanted:
-            out[i] = image
-        i += 1
-    cap.release()
-    return out
-
-
-@pytest.fixture(scope="module")
-def traffic(assets_dir: Path) -> ModelConfig:
-    return ModelConfig(
-        path=str(assets_dir / "models/automl_traffic_model.tflite"),
-        labels=str(assets_dir / "models/traffic_label_map.pbtxt"),
-    )
+from tests.support.video import frames_at
 
 
 def test_a_shared_detector_gives_each_camera_what_its_own_would(model_config: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
     """Six cameras at once through the pool: every answer is the one for its own frame, with its
     own score floors, whichever interpreter gave it."""
-    frames = _frames(video("vtest_480x360.mp4"), set(range(0, 120, 10)))
+    frames = frames_at(video("vtest_480x360.mp4"), set(range(0, 120, 10)))
     own = load_detector(model_config)
     strict = DetectConfig(min_score=0.7)
     expected = {i: (own.detect(img), None) for i, img in frames.items()}
