@@ -216,8 +216,10 @@ def test_an_admin_revokes_an_unused_token_and_enrollment_refuses_it(cloud: Cloud
     assert resp.json()["revoked_by"] == "user:root"
     assert httpx.post(revoke, headers=auth(admin)).status_code == 409
     body, _ = enroll_body(token, "dev-1", camera="rtsp://10.0.0.1/s")
-    resp = httpx.post(f"{cloud.url}/api/v1/enroll", json=body)
+    resp = httpx.post(f"{cloud.url}/api/v1/enroll", json=body, headers={"Accept-Language": "en"})
     assert resp.status_code == 410 and "revoked" in resp.json()["detail"]
+    resp = httpx.post(f"{cloud.url}/api/v1/enroll", json=body)  # the deployment's language
+    assert resp.status_code == 410 and "đã bị thu hồi" in resp.json()["detail"]
     engine = cloud.engine()
     with Session(engine) as s:
         assert s.exec(select(func.count()).select_from(Device)).one() == 0  # nothing enrolled
