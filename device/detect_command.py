@@ -124,7 +124,9 @@ def run_detect(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        worker.stop()
+        # A generous bound: a daemon thread still printing when the interpreter exits aborts it
+        # (a loaded machine is slow to wind the pipeline down), which would lose the summary.
+        worker.stop(timeout=30.0)
         if writer is not None:
             writer.close()
     s = worker.stats()
