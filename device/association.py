@@ -12,7 +12,7 @@ from device.appearance import Look, iou_matrix, unlike
 from device.assignment import min_cost_assignment
 from device.detector import Detection
 from device.geometry import containment
-from device.kalman import GATE
+from device.kalman import GATE, distances
 from device.track import Track
 
 # Labels the model confuses with each other for the same object; matched as one.
@@ -44,7 +44,9 @@ def match(
     pred = np.array([t._kf.box() if t._kf is not None else t.box for t in tracks])
     anchor = np.array([t.anchor if t.anchor is not None else t.box for t in tracks])
     overlap = np.maximum(iou_matrix(pred, boxes), iou_matrix(anchor, boxes))
-    d2 = np.array([t._kf.distance(boxes) if t._kf is not None else np.full(len(idx), GATE) for t in tracks])
+    d2 = np.full((len(tracks), len(idx)), GATE)
+    moving = [r for r, t in enumerate(tracks) if t._kf is not None]
+    d2[moving] = distances([t._kf for t in tracks if t._kf is not None], boxes)
     # Height ratio: one box around two people, or a person's head alone, is not the person.
     ratio = np.abs(np.log((boxes[None, :, 3] - boxes[None, :, 1]) / (pred[:, None, 3] - pred[:, None, 1])))
     same = np.array([[same_object(t.label, dets[i].label) for i in idx] for t in tracks])

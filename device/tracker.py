@@ -194,7 +194,7 @@ class Tracker:
         unseen = (now - t.last_seen).total_seconds()
         if unseen > self.config.recent_s or t.stationary_s(t.last_seen) >= self.config.stop_after_s:
             # Lost, or at rest: the last velocity is a poor guess for long; let it fade.
-            t._kf.x[4:] *= 0.5 ** max(dt, 0.0)
+            t._kf.fade(0.5 ** max(dt, 0.0))
         t._kf.predict(dt)
         t._kf_at = now
 

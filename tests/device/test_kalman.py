@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from device.kalman import GATE, Kalman
+from device.kalman import GATE, Kalman, distances
 
 
 def test_a_steady_walker_is_predicted_where_they_will_be() -> None:
@@ -22,7 +22,7 @@ def test_the_gate_widens_while_the_track_is_unseen() -> None:
         kf.predict(0.2)
         kf.update((0.10, 0.30, 0.16, 0.50))
     aside = np.array([[0.16, 0.30, 0.22, 0.50]])  # one width to the right
-    before = float(kf.distance(aside)[0])
+    before = float(distances([kf], aside)[0, 0])
     kf.predict(1.5)
-    after = float(kf.distance(aside)[0])
+    after = float(distances([kf], aside)[0, 0])
     assert before > GATE >= after
