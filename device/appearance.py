@@ -27,10 +27,10 @@ def appearance(image: np.ndarray, box: Box) -> np.ndarray | None:
     ya, ym, yb = int(round(y1 * h + 0.15 * bh)), int(round(y1 * h + 0.5 * bh)), int(round(y2 * h - 0.1 * bh))
     if xb - xa < 3 or ym - ya < 3 or yb - ym < 3:
         return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]), cv2.COLOR_BGR2HSV)
     parts = []
-    for top, bottom in ((ya, ym), (ym, yb)):
-        hsv = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, xa:xb]), cv2.COLOR_BGR2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [6, 3, 4], [0, 180, 0, 256, 0, 256]).ravel()
+    for half in (hsv[: ym - ya], hsv[ym - ya :]):
+        hist = cv2.calcHist([half], [0, 1, 2], None, [6, 3, 4], [0, 180, 0, 256, 0, 256]).ravel()
         parts.append(hist / max(float(hist.sum()), 1.0))
     return np.concatenate(parts) / 2.0
 
