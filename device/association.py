@@ -71,6 +71,11 @@ def match(
     """Pairs (track, index into dets) among the detections `idx`, least total cost first."""
     if not tracks or not idx:
         return []
+    same = np.array([_kind(t.label) for t in tracks])[:, None] == np.array(
+        [_kind(dets[i].label) for i in idx]
+    )
+    if not same.any():  # nothing could match (lost cars, boxes of people): skip the rest
+        return []
     boxes = np.array([dets[i].bbox for i in idx])
     pred = np.array([t._kf.box() if t._kf is not None else t.box for t in tracks])
     anchor = np.array([t.anchor if t.anchor is not None else t.box for t in tracks])
@@ -81,10 +86,9 @@ def match(
     d2[moving] = distances([t._kf for t in tracks if t._kf is not None], boxes)
     # Height ratio: one box around two people, or a person's head alone, is not the person.
     ratio = np.abs(np.log((boxes[None, :, 3] - boxes[None, :, 1]) / (pred[:, None, 3] - pred[:, None, 1])))
-    same = np.array([_kind(t.label) for t in tracks])[:, None] == np.array(
-        [_kind(dets[i].label) for i in idx]
-    )
     ok = same & ((d2 <= GATE) | (overlap >= 0.3)) & (ratio <= np.log(1.8))
+    if not ok.any():
+        return []
     cost = 0.5 * np.minimum(d2 / GATE, 1.0) + 0.5 * (1.0 - overlap) + 0.25 * ratio
     # Colours: 1 − histogram intersection of the track's signature and the box's (0 when
     # either is unknown). Weighted high: on the annotated clips it is what keeps a pair
