@@ -4,8 +4,8 @@ Both device trackers run in this one process on the same cached detections and f
 runs once, bench/mot.py): this checkout's, and the one at the merge base with a revision (default
 main), unpacked by `git archive` and imported under its own module objects. They run in turn,
 round after round, so a load spike on the shared machine hits both alike; the ratio of their best
-rounds is the figure. Every frame's live tracks (id, label, box, confirmed, seen now) must be the
-same in both, and their velocities equal within 1e-9: the run fails otherwise. Issue #18.
+rounds is the figure. Every frame's live tracks (id, label, box, confirmed, seen now, zones) must
+be the same in both, and their velocities equal within 1e-9: the run fails otherwise. Issue #18.
 """
 
 import argparse
@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 Frame = tuple[Any, list[Any], Any]  # timestamp, detections, image (or None)
 
 
-def _tracker_class(tree: Path | None) -> Callable[[], Any]:
+def _tracker_class(tree: Path | None) -> Callable[..., Any]:
     """The Tracker class of `tree` (None: this checkout), its device modules kept apart from the
     ones already imported, so both trackers live side by side in one process."""
     mine = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "device" or k.startswith("device.")}
     if tree is not None:
         sys.path.insert(0, str(tree))
     try:
-        cls: Callable[[], Any] = importlib.import_module("device.tracker").Tracker
+        cls: Callable[..., Any] = importlib.import_module("device.tracker").Tracker
     finally:
         if tree is not None:
             sys.path.remove(str(tree))
@@ -51,27 +51,41 @@ def _frames(clip_name: str, with_images: bool) -> list[Frame]:
     return [(f.ts, [d for d in f.detections if d.score >= DEVICE_MIN_SCORE], next(images)) for f in frames]
 
 
-def _run(cls: Callable[[], Any], frames: list[Frame]) -> tuple[float, list[list[tuple[Any, ...]]]]:
+def _zones(clip_name: str) -> dict[str, Any]:
+    """The zones of the real-clip regression tests (bench/tracking.py): the tracker tests them."""
+    from bench.tracking import REGRESSION
+
+    return {z["name"]: [tuple(p) for p in z["polygon"]] for z in REGRESSION[clip_name]["zones"]}
+
+
+def _run(
+    cls: Callable[..., Any], frames: list[Frame], zones: dict[str, Any]
+) -> tuple[float, list[list[tuple[Any, ...]]]]:
     """Seconds spent in update over the clip, and every frame's live tracks."""
-    tracker = cls()
+    tracker = cls(zones=zones)
     spent = 0.0
     out = []
     for ts, dets, image in frames:
         t0 = time.perf_counter()
         tracks = tracker.update(ts, dets, image)
         spent += time.perf_counter() - t0
-        out.append([(t.id, t.label, tuple(t.box), t.confirmed, t.seen_now, *t.velocity) for t in tracks])
+        out.append(
+            [
+                (t.id, t.label, tuple(t.box), t.confirmed, t.seen_now, sorted(t.zones), *t.velocity)
+                for t in tracks
+            ]
+        )
     return spent, out
 
 
 def _same(a: list[list[tuple[Any, ...]]], b: list[list[tuple[Any, ...]]]) -> str | None:
     """Where two runs part (None: nowhere); velocities may differ in the last bits."""
     for k, (fa, fb) in enumerate(zip(a, b, strict=True)):
-        if [t[:5] for t in fa] != [t[:5] for t in fb]:
+        if [t[:6] for t in fa] != [t[:6] for t in fb]:
             return f"frame {k}: tracks {[t[:3] for t in fa]} != {[t[:3] for t in fb]}"
         for ta, tb in zip(fa, fb, strict=True):
-            if abs(ta[5] - tb[5]) > 1e-9 or abs(ta[6] - tb[6]) > 1e-9:
-                return f"frame {k}: track {ta[0]} velocity {ta[5:]} != {tb[5:]}"
+            if abs(ta[6] - tb[6]) > 1e-9 or abs(ta[7] - tb[7]) > 1e-9:
+                return f"frame {k}: track {ta[0]} velocity {ta[6:]} != {tb[6:]}"
     return None
 
 
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 outputs: dict[str, list[list[tuple[Any, ...]]]] = {}
                 for _ in range(args.rounds):
                     for name, cls in trackers.items():
-                        spent, outputs[name] = _run(cls, frames)
+                        spent, outputs[name] = _run(cls, frames, _zones(clip))
                         times[name].append(1000.0 * spent / len(frames))
                 before, after = outputs.values()
                 if (where := _same(before, after)) is not None:
@@ -115,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"| {best[name]:.3f} | {statistics.median(ts):.3f} "
                         f"| {f'{ratio:.2f}×' if name == 'this branch' else ''} |"
                     )
-    print("\nOutputs identical on every frame (ids, labels, boxes, confirmed, seen now; velocities ±1e-9).")
+    print(
+        "\nOutputs identical on every frame (ids, labels, boxes, confirmed, seen now, zones;"
+        " velocities ±1e-9)."
+    )
     return 0
 
 
