@@ -13,7 +13,6 @@ import numpy as np
 from device.appearance import Look, iou_matrix, unlike
 from device.assignment import min_cost_assignment
 from device.detector import Detection
-from device.geometry import containment
 from device.kalman import GATE, distances
 from device.track import Track
 
@@ -22,13 +21,9 @@ _SAME_OBJECT = [{"car", "truck", "bus"}]
 _NO_MATCH = 1e6
 
 
-def same_object(a: str, b: str) -> bool:
-    return a == b or any(a in group and b in group for group in _SAME_OBJECT)
-
-
 @functools.cache
 def _kind(label: str) -> str:
-    """One name for the labels of one object (same_object(a, b) ⇔ _kind(a) == _kind(b))."""
+    """One name for the labels the model gives one object: tracks and boxes match within a kind."""
     return next((min(group) for group in _SAME_OBJECT if label in group), label)
 
 
@@ -58,11 +53,26 @@ def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
 def dedupe(dets: list[Detection]) -> list[Detection]:
     """Drop a box mostly inside a better one of the same object: SSD's NMS lets a person's
     upper body through beside the whole person, which would become a second track."""
-    kept: list[Detection] = []
-    for d in sorted(dets, key=lambda d: (-d.score, d.bbox)):
-        if not any(same_object(d.label, k.label) and containment(d.bbox, k.bbox) >= 0.6 for k in kept):
-            kept.append(d)
-    return kept
+    ranked = sorted(dets, key=lambda d: (-d.score, d.bbox))
+    if len(ranked) < 2:
+        return ranked
+    inside = (_containment_matrix(np.array([d.bbox for d in ranked])) >= 0.6).tolist()
+    kinds = [_kind(d.label) for d in ranked]
+    kept: list[int] = []
+    for j, kind in enumerate(kinds):
+        if not any(kinds[k] == kind and inside[j][k] for k in kept):
+            kept.append(j)
+    return [ranked[j] for j in kept]
+
+
+def _containment_matrix(b: np.ndarray) -> np.ndarray:
+    """geometry.containment of every box in b (N×4) with every other, in one go."""
+    ix = np.maximum(0.0, np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]))
+    iy = np.maximum(0.0, np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]))
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    smaller = np.minimum(area[:, None], area[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(smaller > 0, ix * iy / smaller, 0.0)
 
 
 def match(
