@@ -71,8 +71,7 @@ def _containment_matrix(b: np.ndarray) -> np.ndarray:
     iy = np.maximum(0.0, np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]))
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     smaller = np.minimum(area[:, None], area[None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(smaller > 0, ix * iy / smaller, 0.0)
+    return np.where(smaller > 0, ix * iy / np.where(smaller > 0, smaller, 1.0), 0.0)
 
 
 def match(
