@@ -55,7 +55,8 @@ def looks_of(dets: list[Detection], image: np.ndarray | None) -> list[Look]:
     boxes = np.array([d.bbox for d in dets])
     ov = iou_matrix(boxes, boxes)
     np.fill_diagonal(ov, 0.0)
-    return [(appearance(image, d.bbox), bool(ov[i].max(initial=0.0) < 0.1)) for i, d in enumerate(dets)]
+    clean = (ov.max(axis=1) < 0.1).tolist()
+    return [(appearance(image, d.bbox), c) for d, c in zip(dets, clean, strict=True)]
 
 
 def unlike(a: np.ndarray, b: np.ndarray) -> np.ndarray:

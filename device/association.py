@@ -19,6 +19,7 @@ from device.track import Track
 # Labels the model confuses with each other for the same object; matched as one.
 _SAME_OBJECT = [{"car", "truck", "bus"}]
 _NO_MATCH = 1e6
+_MAX_HEIGHT_RATIO = float(np.log(1.8))  # |log| of the height ratio: 1.8× taller or shorter at most
 
 
 @functools.cache
@@ -95,7 +96,7 @@ def match(
     d2[moving] = distances([t._kf for t in tracks if t._kf is not None], boxes)
     # Height ratio: one box around two people, or a person's head alone, is not the person.
     ratio = np.abs(np.log((boxes[None, :, 3] - boxes[None, :, 1]) / (pred[:, None, 3] - pred[:, None, 1])))
-    ok = same & ((d2 <= GATE) | (overlap >= 0.3)) & (ratio <= np.log(1.8))
+    ok = same & ((d2 <= GATE) | (overlap >= 0.3)) & (ratio <= _MAX_HEIGHT_RATIO)
     if not ok.any():
         return []
     cost = 0.5 * np.minimum(d2 / GATE, 1.0) + 0.5 * (1.0 - overlap) + 0.25 * ratio
