@@ -27,28 +27,24 @@ def appearance(image: np.ndarray, box: Box) -> np.ndarray | None:
     ya, ym, yb = int(round(y1 * h + 0.15 * bh)), int(round(y1 * h + 0.5 * bh)), int(round(y2 * h - 0.1 * bh))
     if xb - xa < 3 or ym - ya < 3 or yb - ym < 3:
         return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]), cv2.COLOR_BGR2HSV)
     parts = []
-    for top, bottom in ((ya, ym), (ym, yb)):
-        hsv = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, xa:xb]), cv2.COLOR_BGR2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [6, 3, 4], [0, 180, 0, 256, 0, 256]).ravel()
+    for half in (hsv[: ym - ya], hsv[ym - ya :]):
+        hist = cv2.calcHist([half], [0, 1, 2], None, [6, 3, 4], [0, 180, 0, 256, 0, 256]).ravel()
         parts.append(hist / max(float(hist.sum()), 1.0))
     return np.concatenate(parts) / 2.0
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in a (N×4) with every box in b (M×4)."""
-    ix = np.clip(
-        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0.0, None
-    )
-    iy = np.clip(
-        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0.0, None
-    )
+    ix = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0.0)
+    iy = np.maximum(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0.0)
     inter = ix * iy
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+    # Divided where the union is empty too (by 1, then zeroed): cheaper than silencing the warning.
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def looks_of(dets: list[Detection], image: np.ndarray | None) -> list[Look]:
@@ -59,7 +55,8 @@ def looks_of(dets: list[Detection], image: np.ndarray | None) -> list[Look]:
     boxes = np.array([d.bbox for d in dets])
     ov = iou_matrix(boxes, boxes)
     np.fill_diagonal(ov, 0.0)
-    return [(appearance(image, d.bbox), bool(ov[i].max(initial=0.0) < 0.1)) for i, d in enumerate(dets)]
+    clean = (ov.max(axis=1) < 0.1).tolist()
+    return [(appearance(image, d.bbox), c) for d, c in zip(dets, clean, strict=True)]
 
 
 def unlike(a: np.ndarray, b: np.ndarray) -> np.ndarray:

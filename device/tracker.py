@@ -85,8 +85,10 @@ class Tracker:
         for t in self.tracks:
             t.seen_now = False
             self._predict(t, now)
-        recent = [t for t in self.tracks if self._recent(t, now)]
-        lost = [t for t in self.tracks if not self._recent(t, now)]
+        recent: list[Track] = []
+        lost: list[Track] = []
+        for t in self.tracks:
+            (recent if self._recent(t, now) else lost).append(t)
         # Tracks seen within recent_s take their boxes first; lost tracks then get a
         # chance at the rest, re-identified where their motion predicts and by their colours.
         w = self.config.appearance_weight
@@ -183,7 +185,8 @@ class Tracker:
             same = [s for s in spots if s[0] == t.label and _same_spot(s[1], t.box)]
             gap = self.config.clutter_after_s
             since = min([since, *(s[2] for s in same if (t.first_seen - s[3]).total_seconds() <= gap)])
-            spots = [s for s in spots if s not in same]
+            if same:
+                spots = [s for s in spots if s not in same]
             spots.append((t.label, t.box, since, now))
         self.static_spots = spots[-256:]  # bounded: a camera sees a handful of such things
 
@@ -194,7 +197,7 @@ class Tracker:
         unseen = (now - t.last_seen).total_seconds()
         if unseen > self.config.recent_s or t.stationary_s(t.last_seen) >= self.config.stop_after_s:
             # Lost, or at rest: the last velocity is a poor guess for long; let it fade.
-            t._kf.x[4:] *= 0.5 ** max(dt, 0.0)
+            t._kf.fade(0.5 ** max(dt, 0.0))
         t._kf.predict(dt)
         t._kf_at = now
 

@@ -2,7 +2,10 @@
 
 from datetime import UTC, datetime
 
-from device.association import dedupe, match
+import numpy as np
+
+from device.assignment import min_cost_assignment
+from device.association import _NO_MATCH, _assign, dedupe, match
 from device.detector import Detection
 from device.kalman import Kalman
 from device.track import Track
@@ -43,3 +46,24 @@ def test_a_car_read_as_a_truck_is_the_same_object_but_a_half_box_is_dropped() ->
     whole = Detection("person", 0.8, (0.3, 0.3, 0.36, 0.5))
     upper = Detection("person", 0.6, (0.305, 0.31, 0.355, 0.42))
     assert dedupe([upper, whole]) == [whole]
+
+
+def test_the_shortcut_assigns_what_the_full_method_does() -> None:
+    """When each row's cheapest column is its own the assignment is taken at once; on any matrix
+    (ties, rows or columns that cannot match, more rows than columns) the pairs are the full
+    method's."""
+    rng = np.random.default_rng(7)
+    shortcuts = 0
+    for _ in range(2000):
+        n, m = (int(v) for v in rng.integers(1, 7, 2))
+        cost = rng.integers(0, 6, (n, m)) / 4.0  # a coarse grid: ties are common
+        cost[rng.random((n, m)) < 0.4] = _NO_MATCH
+        rows, cols = min_cost_assignment(cost)
+        full = [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _NO_MATCH]
+        side = cost if n <= m else cost.T
+        live = side.min(axis=1) < _NO_MATCH
+        cheapest = side.argmin(axis=1)[live]
+        alone = ((side == side.min(axis=1, keepdims=True)).sum(axis=1) == 1)[live]
+        shortcuts += bool(alone.all() and len(set(cheapest.tolist())) == len(cheapest))
+        assert _assign(cost) == full
+    assert shortcuts > 500  # the shortcut itself was exercised, not only the fallback
