@@ -22,8 +22,9 @@ from pathlib import Path
 
 from device.errors import DeviceError
 from device.ffmpeg import FFMPEG, FFPROBE
-from device.files import fsync_dir, fsync_file, sha256_file, write_atomic
+from device.files import fsync_dir, fsync_file, write_atomic
 from device.segment_cache import Segment
+from matthan.hashing import sha256_file
 from matthan_wire.evidence import EventOrigin
 from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import UtcDateTime

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 
 from device.clip_cut import ClipError, cut_clip, select_segments
 from device.crops import crop_jpeg, frame_at, holding_segment
-from device.files import sha256_file, write_atomic
+from device.files import write_atomic
 from device.recorder import Recorder
 from device.retention import Retention
 from device.segment_cache import Segment
 from device.upload_queue import UploadQueue
+from matthan.hashing import sha256_file
 from matthan.worker_thread import WorkerThread
 from matthan_wire.config import DeviceIdentity, StorageConfig
 from matthan_wire.payloads import Alert

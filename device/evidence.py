@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from device.errors import DeviceError
 from matthan import jws
+from matthan.hashing import sha256_file
 from matthan_wire.config import CameraConfig, DeviceIdentity
 from matthan_wire.evidence import (
     MANIFEST_TYP,
@@ -105,11 +106,7 @@ class EvidenceSigner:
         try:
             mtime = path.stat().st_mtime
             if self._model_sha is None or self._model_sha[0] != mtime:
-                h = hashlib.sha256()
-                with path.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                self._model_sha = (mtime, h.hexdigest())
+                self._model_sha = (mtime, sha256_file(path))
         except OSError as exc:
             log.warning("model unreadable for the manifest path=%s error=%s", path, exc.strerror)
             return ModelRef(name=path.name)

@@ -3,17 +3,8 @@ file or the new one, never half of one), and named by their SHA-256 for the clou
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from device.errors import DeviceError
-from device.files import sha256_file
+from matthan.hashing import sha256_file
 from matthan_wire.config import StorageConfig
 
 # The uploader's logger: the queue was part of it, and operators filter by it.

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from device.files import sha256_file
 from device.upload_queue import Backlog, MediaItem, UploadError, UploadQueue
 from matthan.backoff import Backoff
+from matthan.hashing import sha256_file
 from matthan_wire.upload import (
     CHUNK_SHA256,
     CONTENT_TYPE,

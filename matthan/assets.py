@@ -5,7 +5,6 @@ tried first; otherwise each file comes from its public upstream address. A file 
 does not match is never installed.
 """
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from matthan.errors import UserError
+from matthan.hashing import sha256_file
 from matthan.i18n import Msg
 
 _GH = "https://raw.githubusercontent.com"
@@ -142,16 +142,8 @@ def path(relative: str, dest: Path | None = None) -> Path:
     return target
 
 
-def sha256_of(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified(file: Path, sha256: str) -> bool:
-    return file.is_file() and sha256_of(file) == sha256
+    return file.is_file() and sha256_file(file) == sha256
 
 
 def fetch(dest: Path | None = None, mirror: Path | None = None) -> Iterator[tuple[Path, str]]:
@@ -193,7 +185,7 @@ def _install(target: Path, write: Callable[[Path], None], asset: Asset) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        got = sha256_of(tmp)
+        got = sha256_file(tmp)
         if got != asset.sha256:
             raise AssetError(
                 Msg(

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from matthan import jws
 from matthan.errors import UserError
+from matthan.hashing import sha256_stream
 from matthan_wire.evidence import MANIFEST_TYP, MAX_MANIFEST_BYTES, EvidenceManifest
 
 BUNDLE_FILES = {"clip": "clip.mp4", "snapshot": "snapshot.jpg", "sidecar": "sidecar.json"}
@@ -211,8 +212,5 @@ def _read(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
 def _member_sha256(zf: zipfile.ZipFile, name: str) -> str:
     if zf.getinfo(name).file_size > MAX_BUNDLE_MEMBER:
         raise EvidenceError(f"{name}: over {MAX_BUNDLE_MEMBER} bytes")
-    h = hashlib.sha256()
     with zf.open(name) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return sha256_stream(f)

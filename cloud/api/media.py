@@ -30,6 +30,7 @@ from cloud.auth import AnyCaller, DbSession, DeviceCaller, Principal, require_wa
 from cloud.clipstore import CONTENT_TYPES, ClipStore, media_key, partial_path
 from cloud.errors import CloudError, Forbidden, NotFound
 from cloud.models import AlertRow, Device, MediaObject, RetentionPurge
+from matthan.hashing import sha256_file
 from matthan.i18n import Msg
 from matthan_wire.ids import is_id
 from matthan_wire.timeutil import utc_now
@@ -223,7 +224,7 @@ async def upload_chunk(
             session.add(media)
             session.commit()
             return Response(status_code=UploadStatus.CHUNK_STORED, headers=_state_headers(media))
-        if _sha256_file(part) != whole_sha:
+        if (sha256_file(part) if part.exists() else hashlib.sha256().hexdigest()) != whole_sha:
             part.unlink(missing_ok=True)
             if session.get(MediaObject, (event_id, kind)) is not None:
                 session.delete(media)
@@ -271,15 +272,6 @@ def _truncate(part: Path, offset: int) -> None:
     if part.exists():
         with part.open("r+b") as f:
             f.truncate(offset)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    if path.exists():
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1024 * 1024), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

@@ -12,11 +12,11 @@ import pytest
 
 from device.clip_cut import ClipSidecar, probe_media
 from device.clips import ClipMaker
-from device.files import sha256_file
 from device.frames import Frame
 from device.media import DeviceMedia
 from device.recorder import Recorder
 from device.upload_queue import UploadQueue
+from matthan.hashing import sha256_file
 from matthan_wire.config import CameraConfig, DeviceConfig, DeviceIdentity
 from matthan_wire.payloads import Alert, ClipRef
 from tests.support.net import wait_until
