@@ -17,6 +17,7 @@ import psutil  # type: ignore[import-untyped]
 from device.camera_worker import CameraStats
 from device.outbox import OutboxStats
 from matthan import __version__
+from matthan.worker_thread import WorkerThread
 from matthan_wire import CameraHealth, Health, utc_now
 
 log = logging.getLogger("matthan.device.health")
@@ -122,9 +123,8 @@ class HealthMonitor:
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)  # the first reading is meaningless; prime it
         psutil.cpu_percent(None)
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = WorkerThread("health", self._step, wake=self._wake.set)
         self.sent = 0
         self.skipped = 0  # no connection: dropped, the next report replaces it
 
@@ -162,26 +162,22 @@ class HealthMonitor:
         )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._worker.stop(timeout)
 
     def send_now(self) -> None:
         self._wake.set()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self._publish(self.snapshot()):
-                    self.sent += 1
-                else:
-                    self.skipped += 1
-            except Exception:  # health must never take the agent down
-                log.exception("health report failed")
+    def _step(self) -> None:
+        try:
+            if self._publish(self.snapshot()):
+                self.sent += 1
+            else:
+                self.skipped += 1
+        except Exception:  # health must never take the agent down
+            log.exception("health report failed")
+        if not self._worker.stopping.is_set():
             self._wake.wait(self.interval_s)
-            self._wake.clear()
+        self._wake.clear()
