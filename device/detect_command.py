@@ -124,9 +124,7 @@ def run_detect(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        # A generous bound: a daemon thread still printing when the interpreter exits aborts it
-        # (a loaded machine is slow to wind the pipeline down), which would lose the summary.
-        worker.stop(timeout=30.0)
+        worker.stop()
         if writer is not None:
             writer.close()
     s = worker.stats()

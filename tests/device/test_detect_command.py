@@ -11,6 +11,7 @@ import cv2
 import pytest
 
 from matthan_wire import Alert, decode
+from tests.support.camera_server import TsCamera
 from tests.support.net import patient
 
 CONFIG = """\
@@ -138,20 +139,26 @@ def test_a_model_that_will_not_load_is_one_clear_line(  # type: ignore[no-untype
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(config: Path, video) -> None:  # type: ignore[no-untyped-def]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "matthan", "device", "detect", "--config", str(config),
-         "--camera", "rex-north", "--source", str(video("one-by-one-person-detection.mp4")), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    for line in proc.stderr:  # the pipeline runs: its readiness line (stderr ends if it exits)
-        if "camera started" in line:
-            break
-    else:
-        raise AssertionError(f"device detect exited ({proc.wait()}) before 'camera started'")
-    proc.send_signal(signal.SIGINT)  # at once: the summary must not depend on luck
-    out, err = proc.communicate(timeout=patient(30))
-    assert proc.returncode == 130
+    # A live stream that never ends: a file runs through in a few seconds unpaced, and on a loaded
+    # machine could end before the Ctrl-C arrives.
+    camera = TsCamera(video("one-by-one-person-detection.mp4")).start()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "matthan", "device", "detect", "--config", str(config),
+             "--camera", "rex-north", "--source", camera.url, "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the pipeline runs: its readiness line (stderr ends if it exits)
+            if "camera started" in line:
+                break
+        else:
+            raise AssertionError(f"device detect exited ({proc.wait()}) before 'camera started'")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=patient(30))
+    finally:
+        camera.stop()
+    assert proc.returncode == 130, err
     assert "interrupted: source=" in err and "Traceback" not in err
     for line in out.splitlines():
         decode(Alert, line)
