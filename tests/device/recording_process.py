@@ -4,8 +4,8 @@
 `ready <ffmpeg pid>` once the first segment is written, then runs until killed.
 """
 
-import signal
 import sys
+import time
 from pathlib import Path
 
 from device.recorder import Recorder
@@ -21,7 +21,7 @@ def main(clip: Path, cache: Path) -> None:
     wait_until(lambda: recorder.segments(), timeout=60, what="a segment")
     print(f"ready {recorder.pid}", flush=True)
     while True:
-        signal.pause()
+        time.sleep(0.2)  # not signal.pause(): a signal just before it would be missed
 
 
 if __name__ == "__main__":
