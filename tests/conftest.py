@@ -1,6 +1,7 @@
 """Fixtures shared by every part's tests: real broker, real databases, real assets."""
 
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -58,6 +59,14 @@ def _pg_reachable() -> bool:
             return True
     except OSError:
         return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests stop processes with SIGINT as a terminal's Ctrl-C does. A suite started in the
+    # background by a non-interactive shell (`cmd &`, cron) inherits SIGINT ignored, and so would
+    # every process it starts: they would never see the Ctrl-C. Handled here, it is reset to the
+    # default in each child at exec, as under a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
