@@ -24,7 +24,7 @@ The capacity of a scene and a way is the largest N at which every camera holds i
 
 Options: --seconds (measured window per N, default 20), --scenes, --modes, --busy-n, --static-n,
 --past-saturation (throughput beyond the capacity), --compare TREE (every run also with the code
-of another checkout, e.g. `--compare /work/main`: before and after side by side, in turn, under
+of another checkout, e.g. `--compare ../main-before`: before and after side by side, in turn, under
 the same load).
 """
 
