@@ -1,5 +1,6 @@
 """Evidence files on the device's storage: written whole or not at all (a power cut leaves the old
-file or the new one, never half of one), and named by their SHA-256 for the cloud to check."""
+file or the new one, never half of one), with the folder's entry made durable too. Their SHA-256
+for the cloud to check comes from matthan/hashing.py."""
 
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ It is not the ingest: it commits nothing. The lead's integration tests use the r
 import json
 import queue
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,7 +20,7 @@ from paho.mqtt.properties import Properties
 
 from matthan_wire import Kind, Receipt, encode, parse_topic, utc_now
 from matthan_wire.topics import device_filter, device_topic
-from tests.support.net import patient
+from tests.support.net import wait_until
 
 
 class ReceiptStandIn:
@@ -129,13 +128,11 @@ class ReceiptStandIn:
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    timeout = patient(timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """net.wait_until, failing as an assertion (what these tests wait for is what they check)."""
+    try:
+        wait_until(predicate, timeout, what=what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 class WardCollector:
