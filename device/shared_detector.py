@@ -96,6 +96,11 @@ class SharedDetector:
 
     @property
     def alive(self) -> bool:
+        """Every interpreter's thread runs: the health watch turns red when one has died, though
+        the others still serve (`run` goes on while any does)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def _serving(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
     def seat(self, detect: DetectConfig | None = None) -> "DetectorSeat":
@@ -104,7 +109,7 @@ class SharedDetector:
 
     def run(self, tensor: np.ndarray, scores: Scores) -> list[Detection]:
         """From a camera's thread: queue the tensor, wait for its detections."""
-        if not self.alive:
+        if not self._serving():
             raise DeviceError("the shared detector is not running")
         req = _Request(tensor, scores)
         try:
@@ -119,6 +124,19 @@ class SharedDetector:
         return req.result
 
     def _run(self, k: int) -> None:
+        try:
+            self._serve(k)
+        finally:
+            if not self._stop.is_set():
+                left = sum(t.is_alive() for t in self._threads) - 1
+                log.error(
+                    "shared detector thread detector-%d died; %d of %d still serve",
+                    k,
+                    left,
+                    len(self._threads),
+                )
+
+    def _serve(self, k: int) -> None:
         detector = self.detectors[k]
         while not self._stop.is_set():
             try:
@@ -134,6 +152,9 @@ class SharedDetector:
                 req.error = exc
                 if self.errors == 1 or self.errors % 100 == 0:
                     log.exception("shared detector invoke failed errors=%d", self.errors)
+            except BaseException as exc:  # the thread ends; its camera gets an answer first
+                req.error = exc
+                raise
             finally:
                 req.done.set()
         # Whoever still waits gets an answer rather than a timeout.

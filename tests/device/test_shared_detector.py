@@ -69,6 +69,38 @@ def test_a_stopped_shared_detector_answers_with_an_error_not_a_hang(model_config
         seat.detect(np.zeros((360, 480, 3), np.uint8))
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the test
+def test_one_dead_pool_thread_turns_health_red_while_the_others_serve(model_config: ModelConfig) -> None:
+    """A pool thread that dies (here: its interpreter raises SystemExit, which no `except
+    Exception` stops) is seen by `alive`, which the agent's health watch reads; the camera whose
+    frame it held gets an error, not a hang, and the other interpreter goes on serving."""
+    shared = SharedDetector(model_config)
+    assert len(shared.detectors) == 2
+
+    def dies(tensor: np.ndarray) -> None:
+        raise SystemExit("interpreter thread gone")
+
+    shared.detectors[0].invoke = dies  # type: ignore[method-assign]
+    shared.start()
+    seat = shared.seat()
+    frame = np.zeros((360, 480, 3), np.uint8)
+    try:
+        for _ in range(500):  # until the pool's queue hands a frame to thread 0
+            try:
+                seat.detect(frame)
+            except DeviceError as exc:
+                assert "interpreter thread gone" in str(exc)
+                break
+        else:
+            pytest.fail("thread 0 never took a frame")
+        shared._threads[0].join(10)
+        assert not shared.alive
+        assert [seat.detect(frame) for _ in range(3)] == [[], [], []]  # thread 1 serves on
+    finally:
+        shared.stop()
+    assert not shared.alive
+
+
 def test_the_pool_splits_the_threads_between_its_interpreters(model_config: ModelConfig) -> None:
     four = model_config.model_copy(update={"threads": 4})
     assert [len(SharedDetector(four).detectors), SharedDetector(four).threads_each] == [4, 1]
