@@ -65,6 +65,7 @@ class ObjectDetector(Protocol):
 
     model_name: str
     delegate: str
+    max_detections: int  # boxes per frame at most: a crowd rule cannot count past it
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
 
@@ -241,10 +242,12 @@ class Detector:
         self.set_scores(detect or DetectConfig())
 
     @staticmethod
-    def _with_cap(path: Path, model_bytes: bytes, max_detections: int) -> bytes:
+    def _with_cap(path: Path, model_bytes: bytes, max_detections: int | None) -> bytes:
         """The model with the configured cap on boxes, or as it is (with a warning) when its op
         cannot take one: a camera that detects with the model's own cap still serves every rule,
         a camera that refuses to start for a tuning value serves none."""
+        if max_detections is None:
+            return model_bytes
         try:
             return with_postprocess_options(model_bytes, max_detections=max_detections)
         except ModelError as exc:
