@@ -71,7 +71,10 @@ def cached_detections(
     """The model's detections on every sampled frame of the clip, computed once and cached."""
     cache_dir = cache_dir or Path(tempfile.gettempdir()) / "matthan-detections"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = f"{clip.name}-{_model_digest(model)}-{FPS:g}fps-{CACHE_MIN_SCORE:g}.json"
+    # The cap on boxes is set at load, not in the file: another cap is another cache. Unset (or a
+    # device tree older than the setting: bench.tracking's "before"), the model's own cap.
+    cap = getattr(model, "max_detections", None) or "own"
+    key = f"{clip.name}-{_model_digest(model)}-{cap}max-{FPS:g}fps-{CACHE_MIN_SCORE:g}.json"
     path = cache_dir / key
     if not path.exists():
         detector = load_detector(model, DetectConfig(min_score=CACHE_MIN_SCORE))

@@ -356,10 +356,11 @@ def main(argv: list[str] | None = None) -> int:
                 jitter_rows.append(_spread(label, seeds))
     print("## Tracking: one identity per person (issue #15)\n")
     print(
-        "Same cached detections of the real model (SSD MobileNet v1, 5 fps) for every tracker; scored "
-        "with `motmetrics` on the annotated frames of `tests/data/tracking` (2.5 fps, IoU ≥ 0.5), "
-        "person tracks only. ids: distinct tracker ids matched to people. ms/frame: the tracker's "
-        "update alone.\n"
+        f"Cached detections of the real model (SSD MobileNet v1, 5 fps, up to "
+        f"{_model().max_detections or 'the model’s own 10'} boxes a frame), the same for every "
+        "tracker; scored with `motmetrics` on the annotated "
+        "frames of `tests/data/tracking` (2.5 fps, IoU ≥ 0.5), person tracks only. ids: distinct "
+        "tracker ids matched to people. ms/frame: the tracker's update alone.\n"
     )
     print(
         "| clip | tracker | MOTA | IDF1 | ID switches | fragmentations | ids | precision | recall "

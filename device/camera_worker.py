@@ -28,6 +28,7 @@ from device.tamper import TamperWatch
 from device.tracker import Track, Tracker
 from matthan_wire import CameraTamper
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
+from matthan_wire.rules import CrowdRule
 
 log = logging.getLogger("device.camera")
 
@@ -85,6 +86,19 @@ def rate(times: deque[float], now: float, since: float, window: float = 10.0) ->
     return sum(1 for t in times.copy() if t >= now - span) / span
 
 
+def warn_unreachable_crowds(camera: CameraConfig, max_detections: int) -> None:
+    """A crowd rule that counts more people than the model returns boxes can never fire: say so
+    when the camera's rules are applied, not silently miss every gathering."""
+    for zone in camera.zones:
+        for rule in zone.rules:
+            if isinstance(rule, CrowdRule) and rule.min_count > max_detections:
+                log.warning(
+                    "crowd rule cannot fire camera=%s zone=%s min_count=%d: the model returns at most "
+                    "%d boxes per frame; raise model.max_detections",
+                    camera.id, zone.name, rule.min_count, max_detections,
+                )  # fmt: skip
+
+
 class Pipeline:
     """The detect stage without threads: frames in, events out. The worker and the bench use it."""
 
@@ -116,8 +130,10 @@ class Pipeline:
         self._last_run: datetime | None = None
         self.last_frame: Frame | None = None
         self.last_detections: list[Detection] = []
+        warn_unreachable_crowds(camera, detector.max_detections)
 
     def set_camera(self, camera: CameraConfig) -> None:
+        warn_unreachable_crowds(camera, self.detector.max_detections)
         self.camera = camera
         self.gate.config = camera.motion
         self.tracker.set_zones({z.name: z.polygon for z in camera.zones})

@@ -65,6 +65,7 @@ class ObjectDetector(Protocol):
 
     model_name: str
     delegate: str
+    max_detections: int  # boxes per frame at most: a crowd rule cannot count past it
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
 
@@ -126,6 +127,41 @@ def _find_postprocess(model_bytes: bytes) -> _PostProcess | None:
     return None
 
 
+def with_postprocess_options(model_bytes: bytes, **changes: int | float) -> bytes:
+    """The model with options of its TFLite_Detection_PostProcess op changed (max_detections, …),
+    for an interpreter built from memory: the file on disk stays as verified. The op sizes its
+    outputs from these options when the tensors are allocated.
+
+    The options are a FlexBuffers map stored once in the flatbuffer; re-encoded, they must keep
+    their length (all values share the map's width: an int up to 2³¹ or a float32 fits), so the
+    new bytes replace the old ones in place and no offset of the model moves."""
+    from ai_edge_litert import schema_py_generated as schema
+    from flatbuffers import flexbuffers
+
+    model = schema.Model.GetRootAsModel(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    ops = [graph.Operators(o) for o in range(graph.OperatorsLength())]
+    found = [op for op in ops if model.OperatorCodes(op.OpcodeIndex()).CustomCode() == _POSTPROCESS]
+    if not found:
+        raise ModelError("no TFLite_Detection_PostProcess op to set options on")
+    raw = found[0].CustomOptionsAsNumpy()
+    if isinstance(raw, int):  # no options at all: the op could not run either
+        raise ModelError("the TFLite_Detection_PostProcess op has no options")
+    old = raw.tobytes()
+    options = flexbuffers.Loads(old)
+    if not isinstance(options, dict) or not set(changes) <= set(options):
+        missing = sorted(set(changes) - set(options) if isinstance(options, dict) else changes)
+        raise ModelError(f"the TFLite_Detection_PostProcess options lack {', '.join(missing)}")
+    for name, value in changes.items():
+        # A float32 as the model stores it: a double would widen every value of the map.
+        options[name] = value if isinstance(value, int) else float(np.float32(value))
+    new = flexbuffers.Dumps(options)
+    start = model_bytes.find(old)
+    if len(new) != len(old) or start < 0 or model_bytes.find(old, start + 1) >= 0:
+        raise ModelError(f"cannot rewrite the TFLite_Detection_PostProcess options in place ({changes})")
+    return model_bytes[:start] + bytes(new) + model_bytes[start + len(old) :]
+
+
 def edgetpu_available() -> bool:
     return ctypes.util.find_library("edgetpu") is not None or any(
         Path(d, EDGETPU_LIBRARY).exists()
@@ -162,6 +198,9 @@ class Detector:
                 f"model {path}: not a detection model (no TFLite_Detection_PostProcess op); "
                 "an SSD-style detector is needed"
             )
+        own = post.options.get("max_detections")
+        self.own_max_detections = own if isinstance(own, int) else None
+        model_bytes = self._with_cap(path, model_bytes, model.max_detections)
         self.labels = read_labels(Path(model.labels))
         num_classes = post.options.get("num_classes")
         if isinstance(num_classes, int) and len(self.labels) != num_classes:
@@ -201,6 +240,20 @@ class Detector:
 
         self._find_tensors(path, post.outputs)
         self.set_scores(detect or DetectConfig())
+
+    @staticmethod
+    def _with_cap(path: Path, model_bytes: bytes, max_detections: int | None) -> bytes:
+        """The model with the configured cap on boxes, or as it is (with a warning) when its op
+        cannot take one: a camera that detects with the model's own cap still serves every rule,
+        a camera that refuses to start for a tuning value serves none."""
+        if max_detections is None:
+            return model_bytes
+        try:
+            return with_postprocess_options(model_bytes, max_detections=max_detections)
+        except ModelError as exc:
+            log.warning("model %s: max_detections=%d not applied, the model's own cap stays (%s)",
+                        path.name, max_detections, exc)  # fmt: skip
+            return model_bytes
 
     def set_scores(self, detect: DetectConfig) -> None:
         self.scores = Scores.of(detect)
@@ -289,11 +342,12 @@ class Detector:
 def load_detector(model: ModelConfig, detect: DetectConfig | None = None) -> Detector:
     detector = Detector(model, detect)
     log.info(
-        "detector loaded model=%s delegate=%s threads=%d input=%dx%d max_detections=%d",
+        "detector loaded model=%s delegate=%s threads=%d input=%dx%d max_detections=%d (the model's own: %s)",
         detector.model_name,
         detector.delegate,
         model.threads,
         *detector.input_size,
         detector.max_detections,
+        detector.own_max_detections,
     )
     return detector

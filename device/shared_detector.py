@@ -174,6 +174,7 @@ class DetectorSeat:
         self.shared = shared
         self.model_name = shared.model_name
         self.delegate = f"{shared.delegate} (shared)"
+        self.max_detections = shared.detector.max_detections
         self.scores = Scores.of(detect)
 
     def set_scores(self, detect: DetectConfig) -> None:

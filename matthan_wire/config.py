@@ -151,6 +151,11 @@ class ModelConfig(Strict):
     labels: str
     threads: int = Field(default=2, ge=1, le=16)
     delegate: Literal["auto", "cpu", "edgetpu"] = "auto"
+    # The most boxes the model returns per frame, set on its post-process op at load; unset, the
+    # model's own (the stock SSD: 10). A crowd rule counting more people than this can never fire
+    # (the camera logs it): raise it for such cameras. Not raised by default: on the street clips
+    # the boxes past the 10th are mostly weak parts, doubles and cones (bench/RESULTS.md).
+    max_detections: int | None = Field(default=None, ge=1, le=100)
 
 
 class SiteConfig(Strict):

@@ -334,3 +334,27 @@ def test_a_slow_detect_stage_sees_the_newest_frame_not_a_backlog(  # type: ignor
     assert s.frames_dropped > 0
     assert max(lag[3:]) < 1.0
     assert s.frames_in > s.frames_processed + s.frames_dropped
+
+
+def test_a_crowd_rule_past_the_models_boxes_is_logged_not_silently_dead(
+    model_config: ModelConfig, vtest_45s: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stock model returns 10 boxes: a rule for 12 people could never fire. The camera says so
+    when its rules are applied (at start and on a new config), and not once the cap is raised."""
+    walkway = [[0.0, 0.2], [1.0, 0.2], [1.0, 1.0], [0.0, 1.0]]
+    zones = [{"name": "square", "polygon": walkway,
+              "rules": [{"type": "crowd", "labels": ["person"], "min_count": 12}]}]  # fmt: skip
+    big = camera(vtest_45s, zones=zones)
+    with caplog.at_level("WARNING", logger="device.camera"):
+        pipeline = Pipeline(DEVICE, big, load_detector(model_config), lambda e: None, lambda: 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "crowd rule cannot fire camera=cam zone=square min_count=12: the model returns at most 10 boxes "
+        "per frame; raise model.max_detections"
+    ]
+    caplog.clear()
+    zones[0]["rules"][0]["min_count"] = 8  # type: ignore[index]
+    with caplog.at_level("WARNING", logger="device.camera"):
+        pipeline.set_camera(camera(vtest_45s, zones=zones))
+        Pipeline(DEVICE, big, load_detector(model_config.model_copy(update={"max_detections": 30})),
+                 lambda e: None, lambda: 1)  # fmt: skip
+    assert caplog.records == []

@@ -1,18 +1,22 @@
 """The LiteRT detector with the real models on real frames."""
 
+import csv
 import logging
 import shutil
 from pathlib import Path
 
 import flatbuffers
+import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from device.detector import (
     Detector,
     ModelError,
+    _find_postprocess,
     load_detector,
     read_labels,
+    with_postprocess_options,
 )
 from matthan_wire.config import DetectConfig, ModelConfig
 from tests.support.video import frames_at
@@ -44,7 +48,7 @@ def test_person_counts_on_vtest_match_the_measured_ones(  # type: ignore[no-unty
 
 def test_model_facts(ssd: Detector) -> None:
     assert ssd.model_name == "ssd_mobilenet_v1_coco_quant.tflite"
-    assert ssd.input_size == (300, 300) and ssd.max_detections == 10
+    assert ssd.input_size == (300, 300) and ssd.max_detections == ssd.own_max_detections == 10
     assert ssd.delegate == "xnnpack"  # no Edge TPU library on this machine
     assert ssd.labels[0] == "person" and ssd.labels[2] == "car" and ssd.labels[11] == "n/a"
 
@@ -62,7 +66,7 @@ def test_per_label_min_score(model_config: ModelConfig, video) -> None:  # type:
 
 def test_recurrent_traffic_model_loads_and_runs(traffic: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
     det = load_detector(traffic, DetectConfig(min_score=0.3))
-    assert det.input_size == (256, 256) and det.max_detections == 40
+    assert det.input_size == (256, 256) and det.max_detections == det.own_max_detections == 40
     assert det.labels == {0: "sedan", 1: "pickup_suv_van", 2: "large_veh_bus"}
     frames = frames_at(video("traffic_frames.mp4"), set(range(20)))
     results = [det.detect(frames[i]) for i in range(20)]
@@ -176,3 +180,79 @@ def test_cpu_delegate_without_xnnpack_gives_the_same_people(model_config: ModelC
     cpu = Detector(model_config.model_copy(update={"delegate": "cpu", "threads": 1}))
     assert cpu.delegate == "cpu"
     assert sum(1 for d in cpu.detect(frame) if d.label == "person") == 8
+
+
+def _street_crowd(video_path: Path) -> np.ndarray:
+    """vtest's empty street (the median of frames across the clip) with every annotated person
+    pasted in rows at the size the camera saw them: two crops each of the 11 people seen apart
+    from the others, 21 people in one frame, more than the model's own 10 boxes."""
+    with GROUND_TRUTH.open() as f:
+        truth = [[float(v) for v in line[:6]] for line in csv.reader(f)]
+    by_frame: dict[int, list[list[float]]] = {}
+    for box in truth:
+        by_frame.setdefault(int(box[0]), []).append(box)
+
+    def apart(b: list[float]) -> bool:
+        return all(
+            o is b
+            or o[2] > b[2] + b[4] + 2
+            or o[2] + o[4] < b[2] - 2
+            or o[3] > b[3] + b[5]
+            or o[3] + o[5] < b[3]
+            for o in by_frame[int(b[0])]
+        )
+
+    crops: list[list[float]] = []
+    for person in sorted({int(r[1]) for r in truth}):
+        picks: list[list[float]] = []
+        for b in sorted(
+            (r for r in truth if int(r[1]) == person and r[5] >= 40 and apart(r)), key=lambda r: -r[5]
+        ):
+            if all(abs(b[0] - p[0]) >= 40 for p in picks) and len(picks) < 2:
+                picks.append(b)
+        crops += picks
+    background = set(range(0, 795, 25))
+    frames = frames_at(video_path, background | {int(b[0]) - 1 for b in crops})
+    image = np.median(np.stack([frames[i] for i in sorted(background)]), axis=0).astype(np.uint8)
+    for k, (frame, _, x, y, w, h) in enumerate(crops):
+        rank, col = divmod(k, 8)
+        feet, left = 190 + 85 * rank, 5 + 58 * col
+        crop = frames[int(frame) - 1][int(y) : int(y + h), int(x) : int(x + w)]
+        image[feet - crop.shape[0] : feet, left : left + crop.shape[1]] = crop
+    assert len(crops) == 21
+    return np.asarray(image)
+
+
+GROUND_TRUTH = Path(__file__).resolve().parents[1] / "data" / "tracking" / "vtest.gt.csv"
+
+
+def test_a_crowd_of_more_than_ten_is_counted(model_config: ModelConfig, video) -> None:  # type: ignore[no-untyped-def]
+    """21 people in one frame: the model's own 10 boxes miss half of them, a raised cap finds them."""
+    crowd = _street_crowd(video("vtest_480x360.mp4"))
+    raised = load_detector(model_config.model_copy(update={"max_detections": 50}))
+    assert raised.max_detections == 50 and raised.own_max_detections == 10
+    assert len([d for d in raised.detect(crowd) if d.label == "person"]) >= 18
+    own = load_detector(model_config)
+    assert own.max_detections == 10
+    assert len([d for d in own.detect(crowd) if d.label == "person"]) <= 10
+
+
+def test_max_detections_is_set_in_memory_only(model_config: ModelConfig, assets_dir: Path) -> None:
+    path = assets_dir / "models/ssd_mobilenet_v1_coco_quant.tflite"
+    before = path.read_bytes()
+    patched = with_postprocess_options(before, max_detections=37, nms_iou_threshold=0.45)
+    assert len(patched) == len(before) and path.read_bytes() == before
+    post = _find_postprocess(patched)
+    assert post is not None and post.options["max_detections"] == 37
+    assert post.options["nms_iou_threshold"] == pytest.approx(0.45)
+    assert load_detector(model_config.model_copy(update={"max_detections": 37})).max_detections == 37
+
+
+def test_post_process_options_that_cannot_be_set(assets_dir: Path) -> None:
+    model = (assets_dir / "models/ssd_mobilenet_v1_coco_quant.tflite").read_bytes()
+    with pytest.raises(ModelError, match="no TFLite_Detection_PostProcess op"):
+        with_postprocess_options(_tiny_add_model(), max_detections=20)
+    with pytest.raises(ModelError, match="options lack max_boxes"):
+        with_postprocess_options(model, max_boxes=20)
+    with pytest.raises(ModelError, match="cannot rewrite"):  # a double widens every value of the map
+        with_postprocess_options(model, max_detections=2**40)
