@@ -269,7 +269,7 @@ class ClipMaker:
         if crop is None:
             raise ClipError(f"{a.event_id}: JPEG encoding of the crop failed")
         jpeg, (x1, y1, x2, y2) = crop
-        path = self.clips_dir / f"{a.event_id}-crop.jpg"
+        path = self._crop_path(a.event_id)
         write_atomic(path, jpeg)
         self._uploads.add(a.event_id, "crop", path)
         with self._lock:
@@ -280,6 +280,9 @@ class ClipMaker:
         )  # fmt: skip
         self._enforce_budget()
         return True
+
+    def _crop_path(self, event_id: str) -> Path:
+        return self.clips_dir / f"{event_id}-crop.jpg"
 
     def _crop_missing(self, a: Alert, reason: str) -> None:
         with self._lock:
@@ -321,6 +324,12 @@ class ClipMaker:
         rec = self._recorder_for(job.alert.camera_id)
         if rec is None:
             return True
+        if job.alert.event_id in self._crops:
+            # The manifest is signed with the clip and must name the crop, the picture that shows a
+            # face or a plate. The crop usually comes first (its segment closes before the clip's
+            # last one); when it is late (its segment's start is uncertain, a gap), the cut waits,
+            # at most until the crop's own give-up, which falls before the clip's.
+            return False
         chosen, ready = select_segments(rec.segments(), job.start, job.end)
         if not ready:
             state = rec.state()
@@ -364,14 +373,21 @@ class ClipMaker:
     def _sign_evidence(
         self, alert: Alert, clip: tuple[str, int] | None = None, span: tuple[datetime, datetime] | None = None
     ) -> None:
-        """The event's signed manifest over what this device holds for it, queued for upload."""
+        """The event's signed manifest over what this device holds for it, queued for upload: the
+        clip, and the snapshot, crop and sidecar whose files exist (a crop that could not be had is
+        not named; one still pending holds the cut back, see _try_cut)."""
         if self._signer is None:
             return
         try:
             files: dict[str, tuple[str, int]] = {}
             if clip is not None:
                 files["clip"] = clip
-            for kind, name in (("snapshot", f"{alert.event_id}.jpg"), ("sidecar", f"{alert.event_id}.json")):
+            named = (
+                ("snapshot", f"{alert.event_id}.jpg"),
+                ("crop", self._crop_path(alert.event_id).name),
+                ("sidecar", f"{alert.event_id}.json"),
+            )
+            for kind, name in named:
                 path = self.clips_dir / name
                 if (kind == "sidecar" and clip is None) or not path.is_file():
                     continue
