@@ -19,7 +19,7 @@ from cloud.evidence import check_event, complete_media, read_object, trust
 from cloud.models import AlertPin, AlertRow, AuditLog, EvidenceCheck
 from cloud.settings import Settings
 from matthan import jws
-from matthan.evidence import BUNDLE_FILES, CRL_FILE, MANIFEST_FILE
+from matthan.evidence import BUNDLE_FILES, CRL_FILE, MANIFEST_FILE, UNSIGNED_ALLOWED
 from matthan.i18n import Msg
 from matthan_wire.evidence import MANIFEST_TYP, MAX_MANIFEST_BYTES, EvidenceManifest
 from matthan_wire.timeutil import utc_now
@@ -49,7 +49,11 @@ def write_bundle(
     manifest = EvidenceManifest.model_validate_json(parsed.payload)
     alert = session.get(AlertRow, event_id)
     pin = session.get(AlertPin, event_id)
-    audit.record(session, who, "evidence.export", event_id, status=check.status, files=sorted(media))
+    # The zip is what the device signed: a crop its manifest does not name stays out, lest it pass
+    # for part of the signed evidence (the console still shows it).
+    unsigned = {k for k in UNSIGNED_ALLOWED if k in media and k not in manifest.files}
+    files = sorted(set(media) - unsigned)
+    audit.record(session, who, "evidence.export", event_id, status=check.status, files=files)
     session.flush()
     custody = session.exec(
         select(AuditLog).where(AuditLog.target == event_id).order_by(col(AuditLog.seq))
@@ -58,7 +62,7 @@ def write_bundle(
         zf.writestr(MANIFEST_FILE, token)
         zf.writestr("manifest.json", json.dumps(json.loads(parsed.payload), indent=2, ensure_ascii=False))
         for kind, name in BUNDLE_FILES.items():
-            if kind in media:
+            if kind in media and kind not in unsigned:
                 # Clips are already compressed: stored, so a big one costs no CPU here.
                 with zf.open(zipfile.ZipInfo(name), "w", force_zip64=True) as f:
                     m = media[kind]

@@ -248,7 +248,7 @@ class ClipMaker:
         give_up = time.monotonic() + wait + self._give_up_after_s + 3 * rec.segment_s
         self._crops[alert.event_id] = _Crop(alert, give_up)
 
-    def _try_crop(self, job: _Crop) -> bool:
+    def _try_crop(self, job: _Crop, last_chance: bool = False) -> bool:
         """Done (True) once the crop is saved or cannot be had; False: its segment is not closed yet."""
         a = job.alert
         rec = self._recorder_for(a.camera_id)
@@ -256,7 +256,7 @@ class ClipMaker:
             return True
         segment = holding_segment(rec.segments(), a.started_at)
         if segment is None:
-            if time.monotonic() < job.give_up_at and not rec.state().finished:
+            if not last_chance and time.monotonic() < job.give_up_at and not rec.state().finished:
                 return False
             self._crop_missing(a, "no segment holds its start")
             return True
@@ -269,7 +269,7 @@ class ClipMaker:
         if crop is None:
             raise ClipError(f"{a.event_id}: JPEG encoding of the crop failed")
         jpeg, (x1, y1, x2, y2) = crop
-        path = self.clips_dir / f"{a.event_id}-crop.jpg"
+        path = self._crop_path(a.event_id)
         write_atomic(path, jpeg)
         self._uploads.add(a.event_id, "crop", path)
         with self._lock:
@@ -280,6 +280,22 @@ class ClipMaker:
         )  # fmt: skip
         self._enforce_budget()
         return True
+
+    def _settle_crop(self, event_id: str) -> None:
+        """The crop made now, or known to be missing, before the manifest is signed: it must name
+        the crop, the picture that shows a face or a plate. Signing comes once the clip's span is
+        recorded or the recorder is given up on; the segment holding the event's start is closed by
+        then (segments come in order), so a crop not had now never will be, and nothing waits."""
+        job = self._crops.pop(event_id, None)
+        if job is None:
+            return
+        try:
+            self._try_crop(job, last_chance=True)
+        except Exception as exc:  # the crop is lost; the manifest over the rest is still due
+            self._fail(event_id, exc)
+
+    def _crop_path(self, event_id: str) -> Path:
+        return self.clips_dir / f"{event_id}-crop.jpg"
 
     def _crop_missing(self, a: Alert, reason: str) -> None:
         with self._lock:
@@ -364,14 +380,22 @@ class ClipMaker:
     def _sign_evidence(
         self, alert: Alert, clip: tuple[str, int] | None = None, span: tuple[datetime, datetime] | None = None
     ) -> None:
-        """The event's signed manifest over what this device holds for it, queued for upload."""
+        """The event's signed manifest over what this device holds for it, queued for upload: the
+        clip, and the snapshot, crop and sidecar whose files exist (a crop that could not be had is
+        not named; one still pending is settled first)."""
+        self._settle_crop(alert.event_id)
         if self._signer is None:
             return
         try:
             files: dict[str, tuple[str, int]] = {}
             if clip is not None:
                 files["clip"] = clip
-            for kind, name in (("snapshot", f"{alert.event_id}.jpg"), ("sidecar", f"{alert.event_id}.json")):
+            named = (
+                ("snapshot", f"{alert.event_id}.jpg"),
+                ("crop", self._crop_path(alert.event_id).name),
+                ("sidecar", f"{alert.event_id}.json"),
+            )
+            for kind, name in named:
                 path = self.clips_dir / name
                 if (kind == "sidecar" and clip is None) or not path.is_file():
                     continue

@@ -10,6 +10,7 @@ Zip layout (cloud/evidence_export.py writes it, verify_bundle reads it):
     manifest.jws         the compact JWS exactly as the device signed it
     manifest.json        its payload, pretty-printed (for reading; the JWS is what counts)
     clip.mp4 snapshot.jpg sidecar.json   the media, as stored in the cloud
+    crop.jpg                              the object's crop, when the manifest names it
     chain/device-<serial>.pem            the signer's certificate (also inside the JWS)
     chain/ca.pem                          the CA as the cloud knew it (the verifier uses its own)
     chain/crl.pem                         the CA's revocation list at export time
@@ -35,7 +36,10 @@ from matthan.errors import UserError
 from matthan.hashing import sha256_stream
 from matthan_wire.evidence import MANIFEST_TYP, MAX_MANIFEST_BYTES, EvidenceManifest
 
-BUNDLE_FILES = {"clip": "clip.mp4", "snapshot": "snapshot.jpg", "sidecar": "sidecar.json"}
+BUNDLE_FILES = {"clip": "clip.mp4", "snapshot": "snapshot.jpg", "sidecar": "sidecar.json", "crop": "crop.jpg"}
+# Kinds whose file may be at hand without the manifest naming it: devices signed no crop before it
+# became an EvidenceKind, and their manifests must stay valid. Such a file is said to be unsigned.
+UNSIGNED_ALLOWED = frozenset({"crop"})
 MANIFEST_FILE = "manifest.jws"
 CRL_FILE = "chain/crl.pem"
 MAX_BUNDLE_MEMBER = 2 * 1024**3  # a zip member past this is refused, not read
@@ -127,7 +131,14 @@ def verify_manifest(
                 " (the file was modified or swapped)"
             )
     for other, present in digests.items():
-        if present is not None and other not in manifest.files:
+        if present is None or other in manifest.files:
+            continue
+        if other in UNSIGNED_ALLOWED:
+            v.notes.append(
+                f"{other}: present but not named in the signed manifest (its device did not sign"
+                f" {other}s yet): nothing shows it is unaltered"
+            )
+        else:
             v.problems.append(f"{other}: present but not named in the signed manifest")
     return v
 

@@ -2,7 +2,7 @@
 
 The device writes one manifest per event once its clip is cut (or once it knows there will be
 none), signs it as a compact JWS (RFC 7515, ES256, the device certificate in `x5c`) and uploads
-the token as the event's `manifest` media next to the clip, snapshot and sidecar. Anyone holding
+the token as the event's `manifest` media next to the clip, snapshot, crop and sidecar. Anyone holding
 the project's CA certificate (and its CRL) can then check that these exact bytes came from that
 device, for that camera, rule and time (`matthan evidence verify`).
 
@@ -18,8 +18,9 @@ from matthan_wire.timeutil import UtcDateTime
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-# The media kinds a manifest can name (the manifest itself is not among them).
-EvidenceKind = Literal["clip", "snapshot", "sidecar"]
+# The media kinds a manifest can name (the manifest itself is not among them). "crop" came later:
+# a manifest from an older device never names one, and stays valid (see matthan/evidence.py).
+EvidenceKind = Literal["clip", "snapshot", "sidecar", "crop"]
 JWS_MEDIA_TYPE = "application/jose"
 MANIFEST_TYP = "matthan-evidence+jwt"  # the JWS `typ`: what a verifier expects, nothing else
 MAX_MANIFEST_BYTES = 64 * 1024  # the compact JWS with its certificate: a few kB in practice
@@ -85,8 +86,9 @@ class EvidenceManifest(EventOrigin):
     clip_start: UtcDateTime | None = None
     clip_end: UtcDateTime | None = None
     signed_at: UtcDateTime
-    # What the device holds for this event: clip, snapshot, sidecar (each may be absent).
-    files: dict[EvidenceKind, FileDigest] = Field(default_factory=dict, max_length=3)
+    # What the device holds for this event: clip, snapshot, sidecar and, for a camera with a separate
+    # record stream, the crop of the object (each may be absent).
+    files: dict[EvidenceKind, FileDigest] = Field(default_factory=dict, max_length=4)
 
 
 def canonical_manifest(manifest: EvidenceManifest) -> bytes:

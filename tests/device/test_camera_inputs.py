@@ -24,7 +24,10 @@ from device.frames import Frame
 from device.health import CameraView, camera_health
 from device.media import DeviceMedia
 from device.offline import OfflineWatch
+from matthan.evidence import sha256_hex, verify_manifest
+from matthan.hashing import sha256_file
 from matthan_wire.config import CameraConfig, DeviceConfig, ModelConfig
+from provisioning import pki
 from tests.device.conftest import DEVICE
 from tests.support.camera_server import TsCamera
 from tests.support.net import wait_until
@@ -52,7 +55,9 @@ def streams(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return sub, main
 
 
-def config(tmp_path: Path, detect: str, record: str, **camera: Any) -> DeviceConfig:
+def config(
+    tmp_path: Path, detect: str, record: str, broker: dict[str, str] | None = None, **camera: Any
+) -> DeviceConfig:
     cam = {
         "id": "cam-1",
         "inputs": [{"source": detect, "roles": ["detect"]}, {"source": record, "roles": ["record"]}],
@@ -65,7 +70,7 @@ def config(tmp_path: Path, detect: str, record: str, **camera: Any) -> DeviceCon
     return DeviceConfig.model_validate(
         {
             "device": DEVICE.model_dump(),
-            "broker": {"url": "mqtt://127.0.0.1:1883"},
+            "broker": broker or {"url": "mqtt://127.0.0.1:1883"},
             "storage": {"path": str(tmp_path / "data"), "budget_mb": 64},
             "cameras": [cam],
         }
@@ -179,6 +184,54 @@ def test_detect_on_the_sub_stream_clip_from_the_main_stream(
     offset = (covered.timestamp() + index / fps) - first.started_at.timestamp()
     print(f"stream offset: record − detect = {offset:+.3f} s (clip frame {index}, segment_s 2)")
     assert abs(offset) < 2.0, f"the clip is {offset:+.2f} s off the detection"
+
+
+def test_the_crop_is_in_the_manifest_signed_with_the_clip(
+    streams: tuple[Path, Path], model_config: ModelConfig, tmp_path: Path
+) -> None:
+    """The crop is the picture where a face or a plate is readable: the manifest the device signs
+    with the clip names it, so an altered crop is caught like an altered snapshot."""
+    sub, main = streams
+    ca = pki.Authority(pki.init_ca(tmp_path / "ca"))
+    key = pki.new_key()
+    key_file, cert_file = tmp_path / "device.key", tmp_path / "device.pem"
+    key_file.write_bytes(pki.key_pem(key))
+    cert_file.write_bytes(pki.cert_pem(ca.sign_csr(pki.make_csr(key, DEVICE.id), DEVICE.id)))
+    broker = {"url": "mqtt://127.0.0.1:1883", "key": str(key_file), "cert": str(cert_file)}
+    cam = Camera(config(tmp_path, str(sub), str(main), broker), model_config).start()
+    try:
+        assert cam.worker.wait_finished(SECONDS * 4), "the sub-stream did not play to its end"
+        assert cam.media.clips.wait_idle(90), "the clips were not cut"
+        stats = cam.media.clips.stats()
+    finally:
+        cam.stop()
+    assert stats.crops_saved >= 1 and stats.manifests_failed == 0, stats
+    media = Path(cam.cfg.storage.path) / "media"
+    ended = [e.alert.event_id for e in cam.events if e.alert.phase == "end"]
+    assert ended, "no event ended"
+    suffixes = {"clip": ".mp4", "snapshot": ".jpg", "sidecar": ".json", "crop": "-crop.jpg"}
+    signed_crops: list[tuple[str, Path, dict[str, str | None]]] = []
+    for event_id in ended:
+        token = (media / f"{event_id}.jws").read_text()
+        files = {kind: media / f"{event_id}{suffix}" for kind, suffix in suffixes.items()}
+        digests: dict[str, str | None] = {k: sha256_file(p) for k, p in files.items() if p.is_file()}
+        verdict = verify_manifest(token, ca.cert, None, digests, expected_device=DEVICE.id, require_crl=False)
+        assert verdict.valid, (event_id, verdict.problems)
+        assert verdict.manifest is not None
+        # Every crop that was cut is named: none came after its manifest was signed.
+        assert ("crop" in verdict.manifest.files) == files["crop"].is_file(), event_id
+        if files["crop"].is_file():
+            signed = verdict.manifest.files["crop"]
+            assert (signed.sha256, signed.size) == (digests["crop"], files["crop"].stat().st_size)
+            signed_crops.append((token, files["crop"], digests))
+    assert len(signed_crops) == stats.crops_saved
+    token, crop, digests = signed_crops[0]
+    altered = bytearray(crop.read_bytes())
+    altered[len(altered) // 2] ^= 0x01
+    verdict = verify_manifest(
+        token, ca.cert, None, {**digests, "crop": sha256_hex(bytes(altered))}, require_crl=False
+    )
+    assert len(verdict.problems) == 1 and verdict.problems[0].startswith("crop: SHA-256"), verdict.problems
 
 
 def test_losing_the_record_stream_keeps_detection_and_says_so(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from sqlmodel import Session, col, select
 
@@ -306,6 +307,86 @@ def test_the_device_stops_sending_media_the_cloud_deleted_by_retention(site: Sit
     item = uploads.get("dev-1-purged", "snapshot")
     assert item is not None and item.state == "failed" and item.attempts == 0
     assert item.last_error is not None and item.last_error.startswith("410")
+
+
+def _upload(site: Site, folder: Path, event_id: str, files: dict[str, bytes]) -> None:
+    """The files as the device's uploader sends them (the manifest last, as it is signed last)."""
+    folder.mkdir(exist_ok=True)
+    uploads = UploadQueue(folder / "q.db")
+    for kind, data in sorted(files.items(), key=lambda kv: kv[0] == "manifest"):
+        (folder / f"{event_id}.{kind}").write_bytes(data)
+        uploads.add(event_id, kind, folder / f"{event_id}.{kind}")  # type: ignore[arg-type]
+    up = Uploader(uploads, site.url, site.device_token, backoff=FAST, timeout_s=5.0)
+    up.start()
+    try:
+        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="uploaded")
+    finally:
+        up.stop()
+
+
+def _export(site: Site, event_id: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    monkeypatch.setenv("MATTHAN_PROVISION_CA_DIR", str(site.ca.dir))
+    argv = ["cloud", "evidence", "export", event_id, "--db", site.db_url, "--clips", str(site.clips),
+            "-o", str(out), "--by", "inspector-lan"]  # fmt: skip
+    assert matthan_main(argv) == 0
+    return out.read_bytes()
+
+
+def test_the_crop_is_signed_checked_by_the_cloud_and_exported(
+    site: Site, recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A two-input camera's crop (the readable face or plate) is in the manifest: the cloud checks
+    it, the export carries it, and an altered crop fails like an altered snapshot; a manifest from a
+    device that signed no crop stays valid, its crop said to be unsigned and left out of the zip."""
+    import cv2
+
+    snapshot = member(recorded.bundle, "snapshot.jpg")
+    frame = cv2.imdecode(np.frombuffer(snapshot, np.uint8), cv2.IMREAD_COLOR)
+    crop = bytes(cv2.imencode(".jpg", frame[frame.shape[0] // 4 :, frame.shape[1] // 4 :])[1])
+    key, cert = site.device_files(DEVICE.id)
+    signer = EvidenceSigner(DEVICE, key, cert, camera_for=lambda _: None)
+
+    def manifest(event_id: str, files: dict[str, bytes]) -> bytes:
+        alert = recorded.alert
+        a = Alert(
+            event_id=event_id, phase="end", device_id=alert.device_id, camera_id=alert.camera_id,
+            ward=alert.ward, zone=alert.zone, rule=alert.rule, type="intrusion",
+            category="security_order", labels=alert.labels, object_count=alert.object_count,
+            score=alert.score, bbox=None, started_at=utc_now(), ended_at=utc_now(), seq=998,
+            snapshot=None, clip=None,
+        )  # fmt: skip
+        digests = {k: (sha256_hex(v), len(v)) for k, v in files.items()}
+        return signer.sign(signer.manifest(a, digests)).encode()
+
+    signed = {"snapshot": snapshot, "crop": crop}
+    _upload(site, tmp_path / "signed", "dev-1-crop", {**signed, "manifest": manifest("dev-1-crop", signed)})
+    check = _cloud_row(site, EvidenceCheck, "dev-1-crop")
+    assert check is not None and check.status == "valid", check
+    bundle = _export(site, "dev-1-crop", tmp_path / "crop.zip", monkeypatch)
+    assert member(bundle, "crop.jpg") == crop
+    verdict = verify_bundle(bundle, site.ca.cert)
+    assert (
+        verdict.valid and verdict.manifest is not None and set(verdict.manifest.files) == {"snapshot", "crop"}
+    )
+    altered = bytearray(crop)
+    altered[len(altered) // 2] ^= 0x01
+    verdict = verify_bundle(rewrite(bundle, crop_jpg=bytes(altered)), site.ca.cert)
+    assert len(verdict.problems) == 1 and verdict.problems[0].startswith("crop: SHA-256"), verdict.problems
+    assert "modified or swapped" in verdict.problems[0]
+    # The cloud holds a crop other than the one signed: it says so.
+    swapped = {**signed, "crop": bytes(altered), "manifest": manifest("dev-1-crop-swapped", signed)}
+    _upload(site, tmp_path / "swapped", "dev-1-crop-swapped", swapped)
+    check = _cloud_row(site, EvidenceCheck, "dev-1-crop-swapped")
+    assert check is not None and check.status == "invalid" and check.reason.startswith("crop: SHA-256"), check
+    # An older device: its manifest names no crop, the crop was uploaded all the same.
+    old = {"snapshot": snapshot}
+    _upload(site, tmp_path / "old", "dev-1-old", {**signed, "manifest": manifest("dev-1-old", old)})
+    check = _cloud_row(site, EvidenceCheck, "dev-1-old")
+    assert check is not None and check.status == "valid", check
+    assert "crop: present but not named" in check.reason and "unaltered" in check.reason
+    bundle = _export(site, "dev-1-old", tmp_path / "old.zip", monkeypatch)
+    assert "crop.jpg" not in zipfile.ZipFile(io.BytesIO(bundle)).namelist()
+    assert verify_bundle(bundle, site.ca.cert).valid
 
 
 def test_a_certificate_revoked_before_the_event_fails_and_the_cloud_flags_it(
