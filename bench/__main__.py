@@ -17,6 +17,7 @@ from pathlib import Path
 
 BENCHES = [
     "pipeline",
+    "decode",
     "capacity",
     "alert_latency",
     "soak",

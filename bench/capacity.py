@@ -12,10 +12,7 @@ the same run (both layouts: one interpreter with every thread, one single-thread
 per thread; the best of them is the reference).
 
 Two scenes: busy (vtest, a walkway with 3–9 people: the detector runs on most frames) and mostly
-static (the empty first 4 s of car-detection, looped: the motion gate skips most frames). A third,
-`busy-5fps`, is the busy scene with its sub-stream encoded at the detect rate, as a camera sends it
-once its sub-stream is set to 5 fps (what the commissioning checklist advises): every decoded frame
-is then used, where a 10 fps sub-stream decodes two frames for each one detected.
+static (the empty first 4 s of car-detection, looped: the motion gate skips most frames).
 Ways to hold the model: a pool of interpreters shared by every camera behind a queue (`shared`,
 what the agent does: one single-threaded interpreter per model thread), the same queue in front
 of one interpreter with every thread (`shared-one`, before the pool), and
@@ -75,8 +72,7 @@ def ffmpeg(*args: str) -> None:
 
 
 def make_streams(tmp: Path) -> dict[str, tuple[Path, Path]]:
-    """scene → (detect clip, 1080p record clip), made from the real footage; 10 fps but the detect
-    clip of busy-5fps."""
+    """scene → (detect clip, 1080p record clip), both 10 fps, made from the real footage."""
     vtest, lane = asset("video/vtest_480x360.mp4"), asset("video/car-detection.mp4")
     out: dict[str, tuple[Path, Path]] = {}
     busy_d, busy_r = tmp / "busy-360p.mp4", tmp / "busy-1080p.mp4"
@@ -84,10 +80,6 @@ def make_streams(tmp: Path) -> dict[str, tuple[Path, Path]]:
     ffmpeg("-i", str(busy_d), "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "ultrafast",
            "-g", "20", "-pix_fmt", "yuv420p", str(busy_r))  # fmt: skip
     out["busy"] = (busy_d, busy_r)
-    sub5 = tmp / "busy-360p-5fps.mp4"
-    ffmpeg("-i", str(busy_d), "-vf", "fps=5", "-c:v", "libx264", "-preset", "veryfast", "-g", "10",
-           str(sub5))  # fmt: skip
-    out["busy-5fps"] = (sub5, busy_r)
     empty = tmp / "lane-4s.mp4"
     ffmpeg("-i", str(lane), "-t", "4", "-an", "-vf", "fps=10", "-c:v", "libx264", "-preset", "veryfast",
            "-g", "20", str(empty))  # fmt: skip
@@ -342,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             # The ways (and the two codes) alternate at each N: a machine whose load drifts cannot
             # favour one.
             saturated: set[tuple[str, str]] = set()
-            for n in args.static_n if scene == "static" else args.busy_n:
+            for n in args.busy_n if scene == "busy" else args.static_n:
                 for mode in args.modes:
                     for tree_ in trees:
                         code = tree_.name if tree_ is not None else "this"

@@ -48,8 +48,7 @@ def report(
     )
     print(
         f"N cameras in one process for {args.seconds:g} s each (after {warmup:g} s warm-up): detect on a "
-        f"looped low-resolution clip at {fps:g} fps (source paced at 10 fps, 5 in busy-5fps; motion gate "
-        "on), record a "
+        f"looped low-resolution clip at {fps:g} fps (paced 10 fps source, motion gate on), record a "
         "looped 1080p H.264 clip of the same footage by copy. CPU = this process and its ffmpeg children "
         f"over all cores; machine = every process on the box. Load average {load[0]:.1f} before, "
         f"{load[1]:.1f} after. Invoke alone (same run, {model.threads} threads in all) — {layouts}; "

@@ -14,8 +14,6 @@ from provisioning.check_report import Checked, Status
 LIVE_SAMPLE_S, LIVE_WARMUP_S, LIVE_MAX_FRAMES = 2.5, 0.5, 150
 # Above this a single-stream camera is decoded at full size for detection: worth a sub-stream.
 BIG_DETECT_PIXELS = 1280 * 720
-# A detect-only sub-stream faster than this many times the detect rate wastes decoding.
-SPARE_RATE = 1.5
 
 
 def check_stream(
@@ -60,16 +58,6 @@ def check_stream(
                 size=f"{w}x{h}",
             )
             return Checked(name, "warn", Joined("; ", [detail, costly])), frame
-        rate = measured or fps
-        if role == "detect" and camera is not None and rate and rate > SPARE_RATE * camera.detect.fps:
-            # Every frame of an H.264 stream is decoded, used or not: on a Pi decoding is the
-            # second cost after the model (bench/RESULTS.md, capacity), so the spare ones count.
-            spare = Msg(
-                "the detector samples %(detect)s of these frames per second, the rest are decoded for "
-                "nothing: set the camera's sub-stream to %(detect)s fps",
-                detect=f"{camera.detect.fps:g}",
-            )
-            return Checked(name, "warn", Joined("; ", [detail, spare])), frame
     if info is not None and role != "detect" and camera is not None:
         if info.codec not in COPYABLE:
             copy = Msg(
