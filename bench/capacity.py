@@ -51,6 +51,11 @@ from device.camera_worker import CameraWorker
 from device.capture import Capture
 from device.recording import Recording
 from device.shared_detector import SharedDetector
+
+try:
+    from device import switch_interval
+except ImportError:  # a tree from before it (--compare): the interpreter's default
+    switch_interval = None  # type: ignore[assignment]
 from matthan import assets
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig, StorageConfig
 
@@ -316,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         # A child: one (scene, way, N) in a fresh process, so no run inherits another's heap.
         scene, mode, n, detect, record = args.one
+        if switch_interval is not None:
+            switch_interval.favour_latency()  # as the agent runs its cameras
         with tempfile.TemporaryDirectory() as work:
             one = run(int(n), scene, mode, (Path(detect), Path(record)), model, args.seconds, Path(work))
         print(json.dumps(asdict(one)))

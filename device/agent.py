@@ -12,6 +12,7 @@ outbox; `uploads` tells health the upload backlog.
 """
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from device.outbox import Outbox
 from device.outbox_publisher import OutboxPublisher
 from device.sd_notify import SdNotify
 from device.site_check import check_site
+from device.switch_interval import favour_latency
 from matthan.mqtt import MqttLink
 from matthan_wire import Health, Kind, ReportedConfig, encode
 from matthan_wire.config import DeviceConfig, SiteConfig
@@ -61,6 +63,7 @@ class Agent:
         self.model = model_of(config)
         self._notify = SdNotify.from_env()
         self._lock = AgentLock(self.storage)
+        self._switch_before = sys.getswitchinterval()
 
         # 1. The desired-config state (applied, reported), which the media's sidecars quote.
         self.config_sync = ConfigSync(
@@ -152,6 +155,7 @@ class Agent:
         except DeviceError:
             self.outbox.close()
             raise
+        self._switch_before = favour_latency()
         log.info(
             "agent starting device=%s ward=%s cameras=%d outbox_depth=%d",
             self.device.id,
@@ -189,6 +193,7 @@ class Agent:
         depth = self.outbox.depth()
         self.outbox.close()
         self._lock.release()
+        sys.setswitchinterval(self._switch_before)
         log.info("agent stopped device=%s outbox_depth=%d (kept for the next start)", self.device.id, depth)
 
     def run_until(self, stop: threading.Event) -> None:
