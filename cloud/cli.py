@@ -10,7 +10,7 @@ from typing import Any
 
 from cloud.errors import CloudError
 from cloud.settings import Settings
-from matthan.i18n import Msg
+from matthan.i18n import Msg, _
 
 log = logging.getLogger("matthan.cloud")
 
@@ -173,7 +173,11 @@ def _user_add(args: argparse.Namespace) -> int:
             session.commit()
     finally:
         engine.dispose()
-    print(f"added {args.role} {args.name}" + (f" (ward {args.ward})" if args.ward else ""))
+    if args.ward:
+        print(_("added %(role)s %(name)s (ward %(ward)s)", role=args.role, name=args.name, ward=args.ward))
+    else:
+        print(_("added %(role)s %(name)s", role=args.role, name=args.name))
     if key:
-        print(f"api key: {key}")
+        # The key stays the line's last word in every language, for a script to take.
+        print(_("api key: %(key)s", key=key))
     return 0

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from cloud.errors import CloudError
 from cloud.settings import Settings
-from matthan.i18n import Msg
+from matthan.i18n import Msg, _
 
 if TYPE_CHECKING:  # the device image has no SQLAlchemy, and `matthan --help` loads this module
     from sqlalchemy import Engine
@@ -82,7 +82,14 @@ def _export(args: argparse.Namespace) -> int:
             tmp.unlink(missing_ok=True)
             raise
     tmp.replace(out)
-    print(f"wrote {out} (the cloud's check: {check.status}: {check.reason})")
+    print(
+        _(
+            "wrote %(file)s (the cloud's check: %(status)s: %(reason)s)",
+            file=str(out),
+            status=check.status,
+            reason=check.reason,
+        )
+    )
     return 0
 
 
@@ -94,9 +101,23 @@ def _audit_verify(args: argparse.Namespace) -> int:
     with _engine(_settings(args)) as engine, Session(engine) as session:
         report = verify_chain(session)
     if not report.ok:
-        print(f"audit chain BROKEN after {report.entries} good entries: {report.problem}", file=sys.stderr)
+        print(
+            _(
+                "audit chain BROKEN after %(entries)d good entries: %(problem)s",
+                entries=report.entries,
+                problem=report.problem,
+            ),
+            file=sys.stderr,
+        )
         raise CloudError(Msg("audit log tampered: %(problem)s", problem=report.problem))
-    print(f"audit chain intact: {report.entries} entries; head #{report.head_seq} {report.head_hash}")
+    print(
+        _(
+            "audit chain intact: %(entries)d entries; head #%(seq)d %(hash)s",
+            entries=report.entries,
+            seq=report.head_seq,
+            hash=report.head_hash,
+        )
+    )
     return 0
 
 
@@ -108,6 +129,15 @@ def _retention_run(args: argparse.Namespace) -> int:
     store = open_store(settings.clips, settings.clips_dir, settings.s3_endpoint_url)
     with _engine(settings) as engine:
         run = RetentionJob(engine, store, settings).run_once()
-    print(f"retention: {len(run.purged)} alerts purged, {run.files} files, {run.bytes} bytes;"
-          f" {len(run.kept_pinned)} pinned kept; {run.errors} errors")  # fmt: skip
+    print(
+        _(
+            "retention: %(alerts)d alerts purged, %(files)d files, %(bytes)d bytes; %(pinned)d pinned kept; "
+            "%(errors)d errors",
+            alerts=len(run.purged),
+            files=run.files,
+            bytes=run.bytes,
+            pinned=len(run.kept_pinned),
+            errors=run.errors,
+        )
+    )
     return 1 if run.errors else 0

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from device.config_file import load_config, summary
+from matthan.i18n import Msg, _, language
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -34,7 +35,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def _validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    print(f"OK: {summary(config)}")
+    print(Msg("OK: %(summary)s", summary=summary(config)).translated(language()))
     return 0
 
 
@@ -55,5 +56,5 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     age = heartbeat.check(Path(config.storage.path))
-    print(f"OK: agent {config.device.id} alive (heartbeat {age:.0f} s ago)")
+    print(_("OK: agent %(device)s alive (heartbeat %(age)d s ago)", device=config.device.id, age=round(age)))
     return 0

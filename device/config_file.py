@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from device.errors import ConfigError
 from matthan import assets
+from matthan.i18n import Msg
 from matthan_wire.config import DeviceConfig, ModelConfig
 from matthan_wire.messages import message
 
@@ -122,12 +123,18 @@ def model_of(config: DeviceConfig) -> ModelConfig:
     )
 
 
-def summary(config: DeviceConfig) -> str:
+def summary(config: DeviceConfig) -> Msg:
     zones = sum(len(c.zones) for c in config.cameras)
     lines = sum(len(c.lines) for c in config.cameras)
     rules = sum(len(z.rules) for c in config.cameras for z in c.zones)
     rules += sum(len(ln.rules) for c in config.cameras for ln in c.lines)
-    return (
-        f"device {config.device.id} (ward {config.device.ward}): {len(config.cameras)} camera(s), "
-        f"{zones} zone(s), {lines} line(s), {rules} rule(s)"
+    return Msg(
+        "device %(device)s (ward %(ward)s): %(cameras)d camera(s), %(zones)d zone(s), %(lines)d line(s), "
+        "%(rules)d rule(s)",
+        device=config.device.id,
+        ward=config.device.ward,
+        cameras=len(config.cameras),
+        zones=zones,
+        lines=lines,
+        rules=rules,
     )

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from matthan import assets
+from matthan.i18n import _
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -30,7 +31,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     dest = args.dest or assets.default_dir()
-    print(f"assets in {dest}")
+    print(_("assets in %(folder)s", folder=str(dest)))
     for a in assets.ASSETS:
         state = "ok" if assets.verified(dest / a.path, a.sha256) else "missing"
         print(f"{state:>8}  {a.path}  {a.size} bytes")

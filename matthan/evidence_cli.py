@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from matthan.errors import UserError
-from matthan.i18n import Msg
+from matthan.i18n import Msg, _
 
 
 class VerifyFailed(UserError):
@@ -36,18 +36,30 @@ def _verify(args: argparse.Namespace) -> int:
     verdict = verify_bundle(args.file.read_bytes(), ca)
     m = verdict.manifest
     if m is not None:
-        print(f"event {m.event_id}  device {m.device_id}  camera {m.camera_id}  ward {m.ward}")
         print(
-            f"rule {m.rule.rule}  started {m.started_at:%Y-%m-%d %H:%M:%S} UTC"
-            f"  signed {m.signed_at:%Y-%m-%d %H:%M:%S} UTC"
+            _(
+                "event %(event)s  device %(device)s  camera %(camera)s  ward %(ward)s",
+                event=m.event_id,
+                device=m.device_id,
+                camera=m.camera_id,
+                ward=m.ward,
+            )
+        )
+        print(
+            _(
+                "rule %(rule)s  started %(started)s UTC  signed %(signed)s UTC",
+                rule=m.rule.rule,
+                started=f"{m.started_at:%Y-%m-%d %H:%M:%S}",
+                signed=f"{m.signed_at:%Y-%m-%d %H:%M:%S}",
+            )
         )
         for kind, d in m.files.items():
             print(f"  {kind:9} sha256 {d.sha256}  {d.size} bytes")
     for note in verdict.notes:
-        print(f"note: {note}")
+        print(_("note: %(note)s", note=note))
     if not verdict.valid:
         for problem in verdict.problems:
-            print(f"INVALID: {problem}")
+            print(_("INVALID: %(problem)s", problem=problem))
         raise VerifyFailed(
             Msg(
                 "%(file)s: NOT valid evidence (%(count)d problem(s))",
@@ -55,5 +67,12 @@ def _verify(args: argparse.Namespace) -> int:
                 count=len(verdict.problems),
             )
         )
-    print(f"{args.file}: valid (signed by {verdict.signer}, certificate serial {verdict.serial})")
+    print(
+        _(
+            "%(file)s: valid (signed by %(signer)s, certificate serial %(serial)s)",
+            file=str(args.file),
+            signer=verdict.signer,
+            serial=verdict.serial,
+        )
+    )
     return 0

@@ -83,7 +83,9 @@ def _ca_init(args: argparse.Namespace) -> int:
     from provisioning import pki
 
     d = pki.init_ca(args.dir, args.name)
-    print(f"CA created: {d / pki.CA_CERT} (key {d / pki.CA_KEY}, mode 0600)")
+    print(
+        _("CA created: %(cert)s (key %(key)s, mode 0600)", cert=str(d / pki.CA_CERT), key=str(d / pki.CA_KEY))
+    )
     return 0
 
 
@@ -102,7 +104,12 @@ def _server_cert(args: argparse.Namespace) -> int:
     stem = args.name.replace(":", "_")
     pair.write(args.out / f"{stem}.key", args.out / f"{stem}.pem")
     print(
-        f"{args.out / (stem + '.pem')} for {args.name}, valid until {pair.cert.not_valid_after_utc:%Y-%m-%d}"
+        _(
+            "%(cert)s for %(name)s, valid until %(day)s",
+            cert=str(args.out / f"{stem}.pem"),
+            name=args.name,
+            day=f"{pair.cert.not_valid_after_utc:%Y-%m-%d}",
+        )
     )
     return 0
 
@@ -128,7 +135,13 @@ def _enroll(args: argparse.Namespace) -> int:
         verify=args.cloud_ca or True,
         owner=args.owner,
     )
-    print(f"enrolled {args.device_id}: configuration {path}; next: matthan provision check --config {path}")
+    print(
+        _(
+            "enrolled %(device)s: configuration %(path)s; next: matthan provision check --config %(path)s",
+            device=args.device_id,
+            path=str(path),
+        )
+    )
     return 0
 
 
@@ -138,11 +151,15 @@ def _renew(args: argparse.Namespace) -> int:
     if args.if_due:
         left = due_for_renewal(args.config)
         if left is not None:
-            print(f"not due: the certificate is valid for {left.days} more days")
+            print(_("not due: the certificate is valid for %(days)d more days", days=left.days))
             return 0
     cert = renew(args.config)
     print(
-        f"renewed: valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC (serial {cert.serial_number:x})"
+        _(
+            "renewed: valid until %(at)s UTC (serial %(serial)s)",
+            at=f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}",
+            serial=f"{cert.serial_number:x}",
+        )
     )
     return 0
 

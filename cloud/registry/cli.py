@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from cloud.errors import CloudError
-from matthan.i18n import Msg
+from matthan.i18n import Msg, _
 from matthan_wire.codec import describe
 from matthan_wire.ids import is_id
 
@@ -41,11 +41,12 @@ def register_deprecated(sub: "argparse._SubParsersAction[argparse.ArgumentParser
 
 def _deprecated(name: str, handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
-        print(
-            f"matthan: 'matthan provision {name}' is deprecated and goes in the next release; "
-            f"use 'matthan cloud {name}'",
-            file=sys.stderr,
+        notice = _(
+            "'matthan provision %(name)s' is deprecated and goes in the next release; "
+            "use 'matthan cloud %(name)s'",
+            name=name,
         )
+        print(f"matthan: {notice}", file=sys.stderr)
         return handler(args)
 
     return run
@@ -127,11 +128,14 @@ def _claim(args: argparse.Namespace) -> int:
         issued = issue_claim(session, args.ward, args.device_id, args.ttl_hours, by="cli")
     engine.dispose()
     print(issued.qr)
-    print(
-        f"claim token for ward {issued.ward}" + (f", device {issued.device_id}" if issued.device_id else "")
-    )
+    if issued.device_id:
+        print(
+            _("claim token for ward %(ward)s, device %(device)s", ward=issued.ward, device=issued.device_id)
+        )
+    else:
+        print(_("claim token for ward %(ward)s", ward=issued.ward))
     print(f"  {issued.token}")
-    print(f"  expires {issued.expires_at:%Y-%m-%d %H:%M} UTC; single use")
+    print("  " + _("expires %(at)s UTC; single use", at=f"{issued.expires_at:%Y-%m-%d %H:%M}"))
     return 0
 
 
@@ -160,7 +164,14 @@ def _import(args: argparse.Namespace) -> int:
         write_file(args.tokens, out.getvalue(), mode=0o600)
     else:
         sys.stdout.write(out.getvalue())
-    print(f"imported {result.devices} device(s), {result.cameras} camera(s)", file=sys.stderr)
+    print(
+        _(
+            "imported %(devices)d device(s), %(cameras)d camera(s)",
+            devices=result.devices,
+            cameras=result.cameras,
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -182,10 +193,21 @@ def _broker_config(args: argparse.Namespace) -> int:
         ) from None
     conf = bc.write_broker_config(registry, args.ca_dir, args.out, site)
     live = sum(not d.revoked for d in registry.devices)
-    print(f"{conf}: {live} device(s), {len(registry.station_wards())} ward station(s)")
+    wards = len(registry.station_wards())
+    print(
+        _(
+            "%(file)s: %(devices)d device(s), %(wards)d ward station(s)",
+            file=str(conf),
+            devices=live,
+            wards=wards,
+        )
+    )
     if args.reload:
         pid = bc.reload_broker(args.out)
-        print(f"broker pid {pid} reloaded" if pid else "no broker running from this folder; nothing reloaded")
+        if pid:
+            print(_("broker pid %(pid)d reloaded", pid=pid))
+        else:
+            print(_("no broker running from this folder; nothing reloaded"))
     return 0
 
 
@@ -197,11 +219,18 @@ def _revoke(args: argparse.Namespace) -> int:
     ca = pki.Authority(args.ca_dir)
     engine = _engine(args.db)
     with session_scope(engine) as session:
-        _, serials = revoke_device(session, ca, args.device, by="cli")
+        serials = revoke_device(session, ca, args.device, by="cli")[1]
     with session_scope(engine) as session:
         reloaded = sync_broker(session, args.ca_dir, args.broker_dir)
     engine.dispose()
-    print(f"revoked {args.device}: {len(serials)} certificate(s) in the CRL; broker reloaded: {reloaded}")
+    print(
+        _(
+            "revoked %(device)s: %(count)d certificate(s) in the CRL; broker reloaded: %(reloaded)s",
+            device=args.device,
+            count=len(serials),
+            reloaded=reloaded,
+        )
+    )
     return 0
 
 
