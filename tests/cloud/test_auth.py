@@ -71,6 +71,8 @@ def test_user_add_cli(tmp_path: Path) -> None:
     ok = subprocess.run(
         [
             *MATTHAN,
+            "--lang",
+            "en",
             "cloud",
             "user",
             "add",

@@ -82,8 +82,10 @@ def test_a_deleted_entry_or_a_cut_tail_is_named(engine: Engine, deletion: str, p
 
 def test_the_command_verifies_and_fails(db_url: str, engine: Engine, capsys) -> None:  # type: ignore[no-untyped-def]
     append_many(engine, "user:an", 3)
-    assert matthan_main(["cloud", "audit", "verify", "--db", db_url]) == 0
+    assert matthan_main(["--lang", "en", "cloud", "audit", "verify", "--db", db_url]) == 0
     assert "audit chain intact: 3 entries" in capsys.readouterr().out
+    assert matthan_main(["--lang", "vi", "cloud", "audit", "verify", "--db", db_url]) == 0
+    assert "chuỗi băm của nhật ký hệ thống nguyên vẹn: 3 mục; mục cuối #" in capsys.readouterr().out
     with engine.begin() as c:
         c.execute(text("DELETE FROM audit_log WHERE seq = 2"))
     assert matthan_main(["cloud", "audit", "verify", "--db", db_url]) == 1

@@ -223,7 +223,10 @@ def test_the_export_verifies_offline_with_only_the_ca(site: Site, recorded: Reco
     assert "evidence.export" in custody  # the export itself is in the chain of custody
     ca_file = recorded.zip_path.parent / "trusted-ca.pem"
     ca_file.write_bytes(pki.cert_pem(site.ca.cert))
-    assert matthan_main(["evidence", "verify", str(recorded.zip_path), "--ca", str(ca_file)]) == 0
+    assert (
+        matthan_main(["--lang", "en", "evidence", "verify", str(recorded.zip_path), "--ca", str(ca_file)])
+        == 0
+    )
     assert ": valid (signed by dev-1" in capsys.readouterr().out
 
 
@@ -238,7 +241,7 @@ def test_a_modified_byte_in_the_clip_fails(site: Site, recorded: Recorded, tmp_p
     bad.write_bytes(rewrite(recorded.bundle, clip_mp4=bytes(clip)))
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(pki.cert_pem(site.ca.cert))
-    assert matthan_main(["evidence", "verify", str(bad), "--ca", str(ca_file)]) == 1
+    assert matthan_main(["--lang", "en", "evidence", "verify", str(bad), "--ca", str(ca_file)]) == 1
     assert "INVALID: clip: SHA-256" in capsys.readouterr().out
 
 

@@ -61,7 +61,7 @@ def _env_without_assets_settings(home: Path) -> dict[str, str]:
 def test_from_a_checkout_every_command_looks_in_its_assets_folder(tmp_path: Path) -> None:
     # As after `./dev.sh demo`: a later plain `matthan ...` from any folder finds what dev.sh fetched.
     env = _env_without_assets_settings(tmp_path)
-    listed = _matthan("assets", "list", env=env, cwd=tmp_path)
+    listed = _matthan("--lang", "en", "assets", "list", env=env, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0] == f"assets in {ROOT / '.assets'}"
     # What `provision check` and `device run` load when the config names no model.
@@ -72,7 +72,7 @@ def test_from_a_checkout_every_command_looks_in_its_assets_folder(tmp_path: Path
 
 def test_the_environment_names_the_folder_for_every_command(tmp_path: Path) -> None:
     env = {**_env_without_assets_settings(tmp_path), "MATTHAN_ASSETS_DIR": str(tmp_path / "a")}
-    listed = _matthan("assets", "list", env=env, cwd=tmp_path)
+    listed = _matthan("--lang", "en", "assets", "list", env=env, cwd=tmp_path)
     assert listed.stdout.splitlines()[0] == f"assets in {tmp_path / 'a'}"
     assert all(ln.strip().startswith("missing") for ln in listed.stdout.splitlines()[1:])
 

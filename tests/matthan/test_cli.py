@@ -44,9 +44,17 @@ def test_every_command_has_help(argv: list[str]) -> None:
 
 
 def test_valid_config_prints_ok() -> None:
-    out = run("device", "validate", "--config", str(CONFIGS / "good.yaml"))
+    out = run("--lang", "en", "device", "validate", "--config", str(CONFIGS / "good.yaml"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("OK: device q1-rex-01")
+
+
+def test_the_valid_config_line_speaks_vietnamese() -> None:
+    # The same line as the technician at the roadside reads it: the counts and ids as they are.
+    out = run("--lang", "vi", "device", "validate", "--config", str(CONFIGS / "good.yaml"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("OK: thiết bị q1-rex-01 (phường "), out.stdout
+    assert " camera, " in out.stdout and "quy tắc" in out.stdout and "camera(s)" not in out.stdout
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ def test_enroll_end_to_end(capsys: pytest.CaptureFixture[str], site: Site, tmp_p
 
     modes = {p.name: p.stat().st_mode & 0o777 for p in dest.iterdir() if p.is_file()}
     assert modes["device.key"] == 0o600 and modes["device.token"] == 0o600 and modes["device.yaml"] == 0o600
-    assert main(["device", "validate", "--config", str(dest / "device.yaml")]) == 0
+    assert main(["--lang", "en", "device", "validate", "--config", str(dest / "device.yaml")]) == 0
     assert "OK: device q1-rex-01 (ward ben-nghe): 1 camera(s)" in capsys.readouterr().out
     cert = pki.load_cert(dest / "device.pem")
     assert pki.common_name(cert) == "q1-rex-01"

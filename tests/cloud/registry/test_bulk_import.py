@@ -64,7 +64,7 @@ def test_cli_import_is_all_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixt
     csv_file.write_text(HEADER + "Rex,ben-nghe,10.77,106.70,rtsp://u:p@10.0.0.1/a,rex-01\n"
                         "Rex 2,ben-nghe,10.78,106.71,rtsp://u:p@10.0.0.2/a,rex-01\n"
                         "Opera,ben-nghe,10.776,106.703,rtsp://10.0.0.3/a,opera-01\n")  # fmt: skip
-    assert main(["cloud", "import", str(csv_file), "--db", db]) == 0
+    assert main(["--lang", "en", "cloud", "import", str(csv_file), "--db", db]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == "device,ward,token,expires_at"
     assert {line.split(",")[0] for line in out.splitlines()[1:]} == {"rex-01", "opera-01"}

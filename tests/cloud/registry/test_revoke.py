@@ -36,7 +36,7 @@ def test_revoke_cli_cuts_the_device_off(
             "--bind",
             "127.0.0.1",
         ]
-        assert main(["cloud", "broker-config", "--db", db, *args]) == 0
+        assert main(["--lang", "en", "cloud", "broker-config", "--db", db, *args]) == 0
         assert "2 device(s), 1 ward station(s)" in capsys.readouterr().out
         broker.start()
         cam_a = issue(ca_dir, "cam-a", tmp_path / "ids")
@@ -46,6 +46,8 @@ def test_revoke_cli_cuts_the_device_off(
         client.close()
 
         cmd = [
+            "--lang",
+            "en",
             "cloud",
             "revoke",
             "cam-a",
