@@ -106,6 +106,7 @@ def read_labels(path: Path) -> dict[int, str]:
 class _PostProcess:
     options: dict[str, Any]  # num_classes, max_detections, …
     outputs: tuple[int, ...]  # tensor indices in the op's order: boxes, classes, scores, count
+    raw_options: bytes  # the options as stored (FlexBuffers); empty when the op has none
 
 
 def _find_postprocess(model_bytes: bytes) -> _PostProcess | None:
@@ -120,10 +121,11 @@ def _find_postprocess(model_bytes: bytes) -> _PostProcess | None:
         op = graph.Operators(o)
         if model.OperatorCodes(op.OpcodeIndex()).CustomCode() != _POSTPROCESS:
             continue
-        raw = op.CustomOptionsAsNumpy()
-        opts = {} if isinstance(raw, int) else flexbuffers.Loads(raw.tobytes())  # int: no options
+        numpy_raw = op.CustomOptionsAsNumpy()
+        raw = b"" if isinstance(numpy_raw, int) else numpy_raw.tobytes()  # int: no options
+        opts = flexbuffers.Loads(raw) if raw else {}
         outputs = tuple(int(i) for i in op.OutputsAsNumpy())
-        return _PostProcess(dict(opts) if isinstance(opts, dict) else {}, outputs)
+        return _PostProcess(dict(opts) if isinstance(opts, dict) else {}, outputs, raw)
     return None
 
 
@@ -135,22 +137,16 @@ def with_postprocess_options(model_bytes: bytes, **changes: int | float) -> byte
     The options are a FlexBuffers map stored once in the flatbuffer; re-encoded, they must keep
     their length (all values share the map's width: an int up to 2³¹ or a float32 fits), so the
     new bytes replace the old ones in place and no offset of the model moves."""
-    from ai_edge_litert import schema_py_generated as schema
     from flatbuffers import flexbuffers
 
-    model = schema.Model.GetRootAsModel(model_bytes, 0)
-    graph = model.Subgraphs(0)
-    ops = [graph.Operators(o) for o in range(graph.OperatorsLength())]
-    found = [op for op in ops if model.OperatorCodes(op.OpcodeIndex()).CustomCode() == _POSTPROCESS]
-    if not found:
+    post = _find_postprocess(model_bytes)
+    if post is None:
         raise ModelError("no TFLite_Detection_PostProcess op to set options on")
-    raw = found[0].CustomOptionsAsNumpy()
-    if isinstance(raw, int):  # no options at all: the op could not run either
+    if not post.raw_options:  # no options at all: the op could not run either
         raise ModelError("the TFLite_Detection_PostProcess op has no options")
-    old = raw.tobytes()
-    options = flexbuffers.Loads(old)
-    if not isinstance(options, dict) or not set(changes) <= set(options):
-        missing = sorted(set(changes) - set(options) if isinstance(options, dict) else changes)
+    old, options = post.raw_options, dict(post.options)
+    missing = sorted(set(changes) - set(options))
+    if missing:
         raise ModelError(f"the TFLite_Detection_PostProcess options lack {', '.join(missing)}")
     for name, value in changes.items():
         # A float32 as the model stores it: a double would widen every value of the map.

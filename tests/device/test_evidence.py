@@ -301,15 +301,20 @@ def test_the_device_stops_sending_media_the_cloud_deleted_by_retention(site: Sit
     (tmp_path / "late.jpg").write_bytes(b"\xff\xd8 late copy")
     uploads = UploadQueue(tmp_path / "q.db")
     uploads.add("dev-1-purged", "snapshot", tmp_path / "late.jpg")
-    up = Uploader(uploads, site.url, site.device_token, backoff=FAST, timeout_s=5.0)
-    up.start()
-    try:
-        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="given up")
-    finally:
-        up.stop()
+    _drain(site, uploads, "given up")
     item = uploads.get("dev-1-purged", "snapshot")
     assert item is not None and item.state == "failed" and item.attempts == 0
     assert item.last_error is not None and item.last_error.startswith("410")
+
+
+def _drain(site: Site, uploads: UploadQueue, what: str) -> None:
+    """The device's uploader against the cloud until nothing is left to send."""
+    up = Uploader(uploads, site.url, site.device_token, backoff=FAST, timeout_s=5.0)
+    up.start()
+    try:
+        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what=what)
+    finally:
+        up.stop()
 
 
 def _upload(site: Site, folder: Path, event_id: str, files: dict[str, bytes]) -> None:
@@ -319,12 +324,7 @@ def _upload(site: Site, folder: Path, event_id: str, files: dict[str, bytes]) ->
     for kind, data in sorted(files.items(), key=lambda kv: kv[0] == "manifest"):
         (folder / f"{event_id}.{kind}").write_bytes(data)
         uploads.add(event_id, kind, folder / f"{event_id}.{kind}")  # type: ignore[arg-type]
-    up = Uploader(uploads, site.url, site.device_token, backoff=FAST, timeout_s=5.0)
-    up.start()
-    try:
-        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="uploaded")
-    finally:
-        up.stop()
+    _drain(site, uploads, "uploaded")
 
 
 def _export(site: Site, event_id: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
@@ -427,11 +427,6 @@ def test_a_certificate_revoked_before_the_event_fails_and_the_cloud_flags_it(
     uploads = UploadQueue(tmp_path / "q.db")
     uploads.add("dev-1-late", "snapshot", media / "late.jpg")
     uploads.add("dev-1-late", "manifest", media / "late.jws")
-    up = Uploader(uploads, site.url, site.device_token, backoff=FAST, timeout_s=5.0)
-    up.start()
-    try:
-        wait_until(lambda: uploads.backlog().count == 0, timeout=30, what="uploaded")
-    finally:
-        up.stop()
+    _drain(site, uploads, "uploaded")
     check = _cloud_row(site, EvidenceCheck, "dev-1-late")
     assert check is not None and check.status == "invalid" and "before the event" in check.reason
