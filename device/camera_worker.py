@@ -28,7 +28,7 @@ from device.tamper import TamperWatch
 from device.tracker import Track, Tracker
 from matthan_wire import CameraTamper
 from matthan_wire.config import CameraConfig, DeviceIdentity, ModelConfig
-from matthan_wire.rules import CrowdRule
+from matthan_wire.rules import CrowdRule, Line, Zone
 
 log = logging.getLogger("device.camera")
 
@@ -86,16 +86,27 @@ def rate(times: deque[float], now: float, since: float, window: float = 10.0) ->
     return sum(1 for t in times.copy() if t >= now - span) / span
 
 
-def warn_unreachable_crowds(camera: CameraConfig, max_detections: int) -> None:
-    """A crowd rule that counts more people than the model returns boxes can never fire: say so
-    when the camera's rules are applied, not silently miss every gathering."""
+def warn_unreachable_rules(camera: CameraConfig, detector: ObjectDetector) -> None:
+    """A rule the detector cannot serve never fires: say so when the camera's rules are applied,
+    not silently miss every gathering. A crowd rule counting more than the model returns boxes,
+    and a rule for a class the model does not answer for (left out of model.classes)."""
+    places: list[Zone | Line] = [*camera.zones, *camera.lines]
+    for place in places:
+        for rule in place.rules:
+            missing = [label for label in rule.labels if label not in detector.known_labels]
+            if missing:
+                log.warning(
+                    "%s rule cannot fire for %s camera=%s place=%s: the model does not detect it; "
+                    "add it to model.classes",
+                    rule.type, ", ".join(missing), camera.id, place.name,
+                )  # fmt: skip
     for zone in camera.zones:
         for rule in zone.rules:
-            if isinstance(rule, CrowdRule) and rule.min_count > max_detections:
+            if isinstance(rule, CrowdRule) and rule.min_count > detector.max_detections:
                 log.warning(
                     "crowd rule cannot fire camera=%s zone=%s min_count=%d: the model returns at most "
                     "%d boxes per frame; raise model.max_detections",
-                    camera.id, zone.name, rule.min_count, max_detections,
+                    camera.id, zone.name, rule.min_count, detector.max_detections,
                 )  # fmt: skip
 
 
@@ -130,10 +141,10 @@ class Pipeline:
         self._last_run: datetime | None = None
         self.last_frame: Frame | None = None
         self.last_detections: list[Detection] = []
-        warn_unreachable_crowds(camera, detector.max_detections)
+        warn_unreachable_rules(camera, detector)
 
     def set_camera(self, camera: CameraConfig) -> None:
-        warn_unreachable_crowds(camera, self.detector.max_detections)
+        warn_unreachable_rules(camera, self.detector)
         self.camera = camera
         self.gate.config = camera.motion
         self.tracker.set_zones({z.name: z.polygon for z in camera.zones})

@@ -115,11 +115,18 @@ def _resolve_source(source: str, base: Path) -> str:
 
 
 def model_of(config: DeviceConfig) -> ModelConfig:
-    """The configured model, or the default one the assets script installs."""
+    """The configured model, or the default one the assets script installs, cut to the classes a
+    street camera's rules count."""
     if config.model is not None:
         return config.model
+    return default_model()
+
+
+def default_model() -> ModelConfig:
     return ModelConfig(
-        path=str(assets.path(assets.DEFAULT_MODEL)), labels=str(assets.path(assets.DEFAULT_LABELS))
+        path=str(assets.path(assets.DEFAULT_MODEL)),
+        labels=str(assets.path(assets.DEFAULT_LABELS)),
+        classes=list(assets.STREET_CLASSES),
     )
 
 

@@ -19,17 +19,13 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from device.errors import DeviceError
+from device.errors import ModelError
+from device.model_edit import find_postprocess, keep_classes, with_postprocess_options
 from matthan_wire.config import DetectConfig, ModelConfig
 
 log = logging.getLogger("device.detector")
 
-_POSTPROCESS = b"TFLite_Detection_PostProcess"
 EDGETPU_LIBRARY = "libedgetpu.so.1"
-
-
-class ModelError(DeviceError):
-    """A model or label file that cannot be used."""
 
 
 class NotShareable(ModelError):
@@ -66,6 +62,7 @@ class ObjectDetector(Protocol):
     model_name: str
     delegate: str
     max_detections: int  # boxes per frame at most: a crowd rule cannot count past it
+    known_labels: frozenset[str]  # what it can find: a rule for another label never fires
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
 
@@ -102,62 +99,6 @@ def read_labels(path: Path) -> dict[int, str]:
     return labels
 
 
-@dataclass(frozen=True)
-class _PostProcess:
-    options: dict[str, Any]  # num_classes, max_detections, …
-    outputs: tuple[int, ...]  # tensor indices in the op's order: boxes, classes, scores, count
-    raw_options: bytes  # the options as stored (FlexBuffers); empty when the op has none
-
-
-def _find_postprocess(model_bytes: bytes) -> _PostProcess | None:
-    """The model's TFLite_Detection_PostProcess op, read from the flatbuffer: its options and its
-    output tensors in the op's own order (output names differ between exporters)."""
-    from ai_edge_litert import schema_py_generated as schema  # type: ignore[import-untyped]
-    from flatbuffers import flexbuffers  # type: ignore[import-untyped]
-
-    model = schema.Model.GetRootAsModel(model_bytes, 0)
-    graph = model.Subgraphs(0)
-    for o in range(graph.OperatorsLength()):
-        op = graph.Operators(o)
-        if model.OperatorCodes(op.OpcodeIndex()).CustomCode() != _POSTPROCESS:
-            continue
-        numpy_raw = op.CustomOptionsAsNumpy()
-        raw = b"" if isinstance(numpy_raw, int) else numpy_raw.tobytes()  # int: no options
-        opts = flexbuffers.Loads(raw) if raw else {}
-        outputs = tuple(int(i) for i in op.OutputsAsNumpy())
-        return _PostProcess(dict(opts) if isinstance(opts, dict) else {}, outputs, raw)
-    return None
-
-
-def with_postprocess_options(model_bytes: bytes, **changes: int | float) -> bytes:
-    """The model with options of its TFLite_Detection_PostProcess op changed (max_detections, …),
-    for an interpreter built from memory: the file on disk stays as verified. The op sizes its
-    outputs from these options when the tensors are allocated.
-
-    The options are a FlexBuffers map stored once in the flatbuffer; re-encoded, they must keep
-    their length (all values share the map's width: an int up to 2³¹ or a float32 fits), so the
-    new bytes replace the old ones in place and no offset of the model moves."""
-    from flatbuffers import flexbuffers
-
-    post = _find_postprocess(model_bytes)
-    if post is None:
-        raise ModelError("no TFLite_Detection_PostProcess op to set options on")
-    if not post.raw_options:  # no options at all: the op could not run either
-        raise ModelError("the TFLite_Detection_PostProcess op has no options")
-    old, options = post.raw_options, dict(post.options)
-    missing = sorted(set(changes) - set(options))
-    if missing:
-        raise ModelError(f"the TFLite_Detection_PostProcess options lack {', '.join(missing)}")
-    for name, value in changes.items():
-        # A float32 as the model stores it: a double would widen every value of the map.
-        options[name] = value if isinstance(value, int) else float(np.float32(value))
-    new = flexbuffers.Dumps(options)
-    start = model_bytes.find(old)
-    if len(new) != len(old) or start < 0 or model_bytes.find(old, start + 1) >= 0:
-        raise ModelError(f"cannot rewrite the TFLite_Detection_PostProcess options in place ({changes})")
-    return model_bytes[:start] + bytes(new) + model_bytes[start + len(old) :]
-
-
 def edgetpu_available() -> bool:
     return ctypes.util.find_library("edgetpu") is not None or any(
         Path(d, EDGETPU_LIBRARY).exists()
@@ -186,7 +127,7 @@ class Detector:
         if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
             raise ModelError(f"model {path}: not a TFLite model (no TFL3 identifier)")
         try:
-            post = _find_postprocess(model_bytes)
+            post = find_postprocess(model_bytes)
         except Exception:  # a corrupt flatbuffer raises anything from struct to IndexError
             raise ModelError(f"model {path}: corrupt TFLite flatbuffer") from None
         if post is None:
@@ -204,6 +145,7 @@ class Detector:
                 f"label file {model.labels} has {len(self.labels)} classes but model {path.name} has "
                 f"{num_classes}: wrong label file for this model?"
             )
+        model_bytes = self._with_classes(model, model_bytes)
 
         delegates: list[Any] = []
         self.delegate = "xnnpack"
@@ -235,7 +177,35 @@ class Detector:
             raise ModelError(f"model {path}: LiteRT cannot load it ({str(exc).splitlines()[0]})") from None
 
         self._find_tensors(path, post.outputs)
+        self.known_labels = frozenset(name for name in self.labels.values() if name.lower() != "n/a")
         self.set_scores(detect or DetectConfig())
+
+    def _with_classes(self, model: ModelConfig, model_bytes: bytes) -> bytes:
+        """The model cut to the configured classes, its labels renumbered to match; as it is
+        (with a warning) when its class head cannot be cut: slower, but every rule still served.
+        A class the label file does not have is the technician's to fix, so it stops the load."""
+        if model.classes is None:
+            return model_bytes
+        ids: dict[str, int] = {}
+        for i, name in sorted(self.labels.items()):
+            ids.setdefault(name, i)
+        unknown = [name for name in model.classes if name not in ids]
+        if unknown:
+            known = [name for name in ids if name.lower() != "n/a"]
+            raise ModelError(
+                f"model.classes: {', '.join(unknown)} not in the label file {Path(model.labels).name} "
+                f"(its first labels: {', '.join(known[:6])})"
+            )
+        try:
+            cut = keep_classes(model_bytes, [ids[name] for name in model.classes])
+        except ModelError as exc:
+            log.warning("model %s: model.classes not cut from the model (%s); the others are dropped "
+                        "after each run instead", self.model_name, exc)  # fmt: skip
+            kept = set(model.classes)
+            self.labels = {i: name if name in kept else "n/a" for i, name in self.labels.items()}
+            return model_bytes
+        self.labels = dict(enumerate(model.classes))
+        return cut
 
     @staticmethod
     def _with_cap(path: Path, model_bytes: bytes, max_detections: int | None) -> bytes:

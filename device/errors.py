@@ -7,3 +7,7 @@ class DeviceError(UserError):
 
 class ConfigError(DeviceError):
     """A configuration file that cannot be used; the message names the field and the line."""
+
+
+class ModelError(DeviceError):
+    """A model or label file that cannot be used."""

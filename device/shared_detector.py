@@ -175,6 +175,7 @@ class DetectorSeat:
         self.model_name = shared.model_name
         self.delegate = f"{shared.delegate} (shared)"
         self.max_detections = shared.detector.max_detections
+        self.known_labels = shared.detector.known_labels
         self.scores = Scores.of(detect)
 
     def set_scores(self, detect: DetectConfig) -> None:

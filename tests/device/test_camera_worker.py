@@ -358,3 +358,30 @@ def test_a_crowd_rule_past_the_models_boxes_is_logged_not_silently_dead(
         Pipeline(DEVICE, big, load_detector(model_config.model_copy(update={"max_detections": 30})),
                  lambda e: None, lambda: 1)  # fmt: skip
     assert caplog.records == []
+
+
+def test_a_rule_for_a_class_the_model_leaves_out_is_logged(
+    model_config: ModelConfig, vtest_45s: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rule for dogs on a model cut to the street classes would never fire: the camera says so,
+    naming the rule, the label and the place (zones and lines alike)."""
+    walkway = [[0.0, 0.2], [1.0, 0.2], [1.0, 1.0], [0.0, 1.0]]
+    zones = [{"name": "square", "polygon": walkway,
+              "rules": [{"type": "intrusion", "labels": ["person", "dog"]}]}]  # fmt: skip
+    lines = [{"name": "gate", "points": [[0.0, 0.5], [1.0, 0.5]],
+              "rules": [{"type": "wrong_way", "labels": ["horse"], "direction": "down"}]}]  # fmt: skip
+    street = model_config.model_copy(update={"classes": ["person", "car"]})
+    with caplog.at_level("WARNING", logger="device.camera"):
+        Pipeline(DEVICE, camera(vtest_45s, zones=zones, lines=lines), load_detector(street),
+                 lambda e: None, lambda: 1)  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [
+        "intrusion rule cannot fire for dog camera=cam place=square: the model does not detect it; add it "
+        "to model.classes",
+        "wrong_way rule cannot fire for horse camera=cam place=gate: the model does not detect it; add it "
+        "to model.classes",
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="device.camera"):  # the whole model knows dogs and horses
+        Pipeline(DEVICE, camera(vtest_45s, zones=zones, lines=lines), load_detector(model_config),
+                 lambda e: None, lambda: 1)  # fmt: skip
+    assert caplog.records == []

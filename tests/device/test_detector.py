@@ -5,20 +5,12 @@ import logging
 import shutil
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 import pytest
-from ai_edge_litert import schema_py_generated as schema
 
-from device.detector import (
-    Detector,
-    ModelError,
-    _find_postprocess,
-    load_detector,
-    read_labels,
-    with_postprocess_options,
-)
+from device.detector import Detector, ModelError, load_detector, read_labels
 from matthan_wire.config import DetectConfig, ModelConfig
+from tests.support.models import tiny_add_model
 from tests.support.video import frames_at
 
 
@@ -101,34 +93,9 @@ def test_a_file_that_is_not_a_model(model_config: ModelConfig, tmp_path: Path, a
         Detector(model_config.model_copy(update={"path": str(truncated)}))
 
 
-def _tiny_add_model() -> bytes:
-    """A real, runnable TFLite model that is not a detector: out = a + b."""
-    m = schema.ModelT()
-    m.version = 3
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.ADD
-    code.version = 1
-    m.operatorCodes = [code]
-    m.buffers = [schema.BufferT()]
-    tensors = []
-    for name in ("a", "b", "out"):
-        t = schema.TensorT()
-        t.shape, t.type, t.buffer, t.name = [1, 4], schema.TensorType.FLOAT32, 0, name
-        tensors.append(t)
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
-    op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.AddOptions, schema.AddOptionsT()
-    graph = schema.SubGraphT()
-    graph.tensors, graph.inputs, graph.outputs, graph.operators = tensors, [0, 1], [2], [op]
-    m.subgraphs = [graph]
-    b = flatbuffers.Builder(1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
 def test_a_model_that_is_not_a_detector(model_config: ModelConfig, tmp_path: Path) -> None:
     path = tmp_path / "add.tflite"
-    path.write_bytes(_tiny_add_model())
+    path.write_bytes(tiny_add_model())
     from ai_edge_litert.interpreter import Interpreter
 
     Interpreter(model_path=str(path)).allocate_tensors()  # it is a valid model
@@ -235,24 +202,3 @@ def test_a_crowd_of_more_than_ten_is_counted(model_config: ModelConfig, video) -
     own = load_detector(model_config)
     assert own.max_detections == 10
     assert len([d for d in own.detect(crowd) if d.label == "person"]) <= 10
-
-
-def test_max_detections_is_set_in_memory_only(model_config: ModelConfig, assets_dir: Path) -> None:
-    path = assets_dir / "models/ssd_mobilenet_v1_coco_quant.tflite"
-    before = path.read_bytes()
-    patched = with_postprocess_options(before, max_detections=37, nms_iou_threshold=0.45)
-    assert len(patched) == len(before) and path.read_bytes() == before
-    post = _find_postprocess(patched)
-    assert post is not None and post.options["max_detections"] == 37
-    assert post.options["nms_iou_threshold"] == pytest.approx(0.45)
-    assert load_detector(model_config.model_copy(update={"max_detections": 37})).max_detections == 37
-
-
-def test_post_process_options_that_cannot_be_set(assets_dir: Path) -> None:
-    model = (assets_dir / "models/ssd_mobilenet_v1_coco_quant.tflite").read_bytes()
-    with pytest.raises(ModelError, match="no TFLite_Detection_PostProcess op"):
-        with_postprocess_options(_tiny_add_model(), max_detections=20)
-    with pytest.raises(ModelError, match="options lack max_boxes"):
-        with_postprocess_options(model, max_boxes=20)
-    with pytest.raises(ModelError, match="cannot rewrite"):  # a double widens every value of the map
-        with_postprocess_options(model, max_detections=2**40)
