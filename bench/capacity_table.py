@@ -4,8 +4,6 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
-from matthan_wire.config import ModelConfig
-
 KINDS = ("decode", "camera", "detector", "native", "other", "ffmpeg")  # threads, by who started them
 STAGES = ("motion", "detect", "track", "rules", "events", "tamper")  # the camera threads' share, by stage
 
@@ -31,9 +29,10 @@ class Row:
 
 def report(
     args: argparse.Namespace,
-    model: ModelConfig,
+    threads: int,
     rows: list[Row],
-    alone: dict[int, list[tuple[float, float]]],
+    alone: dict[str, dict[int, list[tuple[float, float]]]],  # model → layout → (before, after)
+    model_of: dict[str, str],  # mode → the model (key of alone) it runs
     load: tuple[float, float],
     compare: bool,
     timing: tuple[float, float],  # detect fps, warm-up s
@@ -42,17 +41,20 @@ def report(
     codes = list(dict.fromkeys(r.code for r in rows)) or ["this"]
     print("## Device capacity (`python -m bench.capacity`)\n")
     layouts = "; ".join(
-        f"{k} × {model.threads // k} (interpreters × threads): {v[0][0]:.1f}/s before the sweep, "
+        f"{m}, {k} × {threads // k} (interpreters × threads): {v[0][0]:.1f}/s before the sweep, "
         f"{v[1][0]:.1f}/s after, {min(v[0][1], v[1][1]):.1f} CPU ms per invoke"
-        for k, v in alone.items()
+        for m, by_layout in alone.items()
+        for k, v in by_layout.items()
     )
+    models = "; ".join(f"{mode}: {m}" for mode, m in model_of.items())
     print(
         f"N cameras in one process for {args.seconds:g} s each (after {warmup:g} s warm-up): detect on a "
         f"looped low-resolution clip at {fps:g} fps (paced 10 fps source, motion gate on), record a "
         "looped 1080p H.264 clip of the same footage by copy. CPU = this process and its ffmpeg children "
         f"over all cores; machine = every process on the box. Load average {load[0]:.1f} before, "
-        f"{load[1]:.1f} after. Invoke alone (same run, {model.threads} threads in all) — {layouts}; "
-        "× invoke alone is against the best of these.\n"
+        f"{load[1]:.1f} after. The default model, as each way loads it ({models}). Invoke alone "
+        f"(same run, {threads} threads in all) — {layouts}; × invoke alone is against the best "
+        "of these for the same model.\n"
     )
     cols = "| scene | detector | cameras | slowest camera fps | dropped | CPU % | machine % | RSS MB "
     cols += "| MB/added camera | ffmpeg USS MB | threads | detector runs/s | × invoke alone "
@@ -60,7 +62,7 @@ def report(
     print(("| code " if compare else "") + cols)
     print(("| --- " if compare else "") + "| --- | --- |" + " ---: |" * 12 + " --- |")
     cores = os.cpu_count() or 1
-    alone_ref = max(rate for v in alone.values() for rate, _ in v)
+    alone_ref = {m: max(rate for v in by_layout.values() for rate, _ in v) for m, by_layout in alone.items()}
     prev: dict[tuple[str, str, str], Row] = {}
     order = (args.scenes.index, args.modes.index, codes.index)
     rows = sorted(rows, key=lambda r: (order[0](r.scene), order[1](r.mode), r.n, order[2](r.code)))
@@ -72,7 +74,7 @@ def report(
             (f"| {r.code} " if compare else "")
             + f"| {r.scene} | {r.mode} | {r.n} | {r.min_fps:.2f} | {r.dropped} | {r.cpu_pct:.0f} | "
             f"{r.machine_pct:.0f} | {r.rss_mb:.0f} | {per} | {r.ffmpeg_mb:.0f} | {r.threads} | "
-            f"{r.runs_per_s:.1f} | {r.runs_per_s / alone_ref:.2f} | "
+            f"{r.runs_per_s:.1f} | {r.runs_per_s / alone_ref[model_of[r.mode]]:.2f} | "
             f"{f'{r.cpu_pct * cores * 10 / r.runs_per_s:.1f}' if r.runs_per_s else '—'} | "
             f"{'yes' if r.held else 'no'} |"
         )

@@ -69,12 +69,19 @@ def cached_detections(
     clip: Clip, video: Path, model: ModelConfig, cache_dir: Path | None = None
 ) -> list[DetFrame]:
     """The model's detections on every sampled frame of the clip, computed once and cached."""
+    return read_detections(clip, detections_file(clip, video, model, cache_dir))
+
+
+def detections_file(clip: Clip, video: Path, model: ModelConfig, cache_dir: Path | None = None) -> Path:
+    """The cache file of the model's detections on the clip, written first if missing."""
     cache_dir = cache_dir or Path(tempfile.gettempdir()) / "matthan-detections"
     cache_dir.mkdir(parents=True, exist_ok=True)
     # The cap on boxes is set at load, not in the file: another cap is another cache. Unset (or a
     # device tree older than the setting: bench.tracking's "before"), the model's own cap.
     cap = getattr(model, "max_detections", None) or "own"
-    key = f"{clip.name}-{_model_digest(model)}-{cap}max-{FPS:g}fps-{CACHE_MIN_SCORE:g}.json"
+    classes = getattr(model, "classes", None)  # so are the classes it answers for
+    kept = "" if classes is None else "-" + hashlib.sha256("\n".join(classes).encode()).hexdigest()[:8]
+    key = f"{clip.name}-{_model_digest(model)}-{cap}max{kept}-{FPS:g}fps-{CACHE_MIN_SCORE:g}.json"
     path = cache_dir / key
     if not path.exists():
         detector = load_detector(model, DetectConfig(min_score=CACHE_MIN_SCORE))
@@ -87,6 +94,10 @@ def cached_detections(
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rows))
         tmp.replace(path)
+    return path
+
+
+def read_detections(clip: Clip, path: Path) -> list[DetFrame]:
     out = []
     for pos, dets in json.loads(path.read_text()):
         out.append(

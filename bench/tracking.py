@@ -56,23 +56,45 @@ REGRESSION: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+# model.classes of the run (--classes): the children get the same.
+_CLASSES: list[str] | None = None
+
+
 def _model() -> Any:
     from bench.pipeline import asset
     from matthan_wire.config import ModelConfig
 
-    return ModelConfig(
-        path=str(asset("models/ssd_mobilenet_v1_coco_quant.tflite")),
-        labels=str(asset("models/coco_labels.txt")),
-        threads=2,
-    )
+    fields: dict[str, Any] = {
+        "path": str(asset("models/ssd_mobilenet_v1_coco_quant.tflite")),
+        "labels": str(asset("models/coco_labels.txt")),
+        "threads": 2,
+    }
+    if _CLASSES is not None:  # only then: an old tree's ModelConfig has no such field
+        fields["classes"] = _CLASSES
+    return ModelConfig.model_validate(fields)
+
+
+# The cache file of each clip's detections, when the parent has named it (--detections): an old
+# tree's child then never builds this run's model config.
+_DETECTIONS: Path | None = None
 
 
 def _frames(clip_name: str) -> Any:
-    from bench.mot import CLIPS, cached_detections
+    from bench.mot import CLIPS, cached_detections, read_detections
     from bench.pipeline import asset
 
     clip = CLIPS[clip_name]
+    if _DETECTIONS is not None:
+        return clip, read_detections(clip, _DETECTIONS)
     return clip, cached_detections(clip, asset(f"video/{clip.video}"), _model())
+
+
+def _detections_file(clip_name: str) -> Path:
+    from bench.mot import CLIPS, detections_file
+    from bench.pipeline import asset
+
+    clip = CLIPS[clip_name]
+    return detections_file(clip, asset(f"video/{clip.video}"), _model())
 
 
 def _takes_image(tracker: Any) -> bool:
@@ -154,7 +176,7 @@ def run_device(clip_name: str, seed: int | None = None) -> dict[str, Any]:
 def run_bytetrack(clip_name: str) -> dict[str, Any]:
     import numpy as np
     import supervision as sv
-    import trackers
+    import trackers  # type: ignore[import-not-found,unused-ignore]  # optional: not in the venv
 
     _, frames = _frames(clip_name)
     tracker = trackers.ByteTrackTracker(
@@ -181,7 +203,7 @@ def run_bytetrack(clip_name: str) -> dict[str, Any]:
 
 
 def run_norfair(clip_name: str) -> dict[str, Any]:
-    import norfair  # type: ignore[import-untyped]
+    import norfair  # type: ignore[import-not-found,import-untyped,unused-ignore]  # optional
     import numpy as np
 
     _, frames = _frames(clip_name)
@@ -256,6 +278,7 @@ def _child(tree: Path | None, clip_name: str, seed: int | None = None) -> dict[s
         cmd += ["--seed", str(seed)]
     if tree is not None:
         cmd += ["--tree", str(tree)]
+    cmd += ["--detections", str(_detections_file(clip_name))]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"child {cmd} failed:\n{proc.stderr[-3000:]}")
@@ -306,7 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-degraded", action="store_true", help="skip the degraded-video section (the slow one)"
     )
+    p.add_argument(
+        "--classes", nargs="+", default=None, help="model.classes for every tracker (default: all)"
+    )
+    p.add_argument("--detections", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    global _CLASSES, _DETECTIONS
+    _CLASSES, _DETECTIONS = args.classes, args.detections
     if args.child:
         if args.tree is not None:  # the old device package wins over this checkout's
             sys.path.insert(0, str(args.tree))
@@ -357,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     print("## Tracking: one identity per person (issue #15)\n")
     print(
         f"Cached detections of the real model (SSD MobileNet v1, 5 fps, up to "
-        f"{_model().max_detections or 'the model’s own 10'} boxes a frame), the same for every "
+        f"{_model().max_detections or 'the model’s own 10'} boxes a frame, "
+        f"{'classes ' + ', '.join(_CLASSES) if _CLASSES else 'every class'}), the same for every "
         "tracker; scored with `motmetrics` on the annotated "
         "frames of `tests/data/tracking` (2.5 fps, IoU ≥ 0.5), person tracks only. ids: distinct "
         "tracker ids matched to people. ms/frame: the tracker's update alone.\n"
