@@ -109,7 +109,7 @@ case "$verb" in
     say "lint (ruff) and types (mypy)"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
-    "$VENV/bin/mypy" matthan_wire matthan device cloud provisioning ward
+    "$VENV/bin/mypy" matthan_wire matthan device cloud provisioning ward bench
     say "tests"
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench)

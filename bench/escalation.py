@@ -100,7 +100,8 @@ def run(db_url: str, n: int, senders: int, url: str) -> tuple[float, float]:
     migrate(engine)
     _seed(engine, n, url)
     settings = AttentionSettings(send_timeout_s=10)
-    esc = Escalator(engine, SystemClock(), public_url="http://c", tz_name="Asia/Ho_Chi_Minh", max_age_h=24)
+    esc = Escalator(engine, SystemClock(), public_url="http://c", tz_name="Asia/Ho_Chi_Minh", max_age_h=24,
+                    language="vi")  # fmt: skip
     t0 = time.perf_counter()
     while esc.tick():
         pass

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from device.evidence import EvidenceSigner
 from device.ffmpeg import FFMPEG
-from device.files import sha256_file
 from matthan import assets
 from matthan.evidence import load_crl, verify_manifest
+from matthan.hashing import sha256_file
 from matthan_wire.config import CameraConfig, DeviceIdentity
 from matthan_wire.payloads import Alert
 from matthan_wire.timeutil import utc_now
