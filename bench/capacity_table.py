@@ -68,7 +68,8 @@ def report(
     rows = sorted(rows, key=lambda r: (order[0](r.scene), order[1](r.mode), r.n, order[2](r.code)))
     for r in rows:
         p = prev.get((r.code, r.scene, r.mode))
-        per = f"{(r.rss_mb - p.rss_mb) / (r.n - p.n):.1f}" if p is not None else "—"
+        # A repeated N (`--busy-n 16 16`) adds no camera.
+        per = f"{(r.rss_mb - p.rss_mb) / (r.n - p.n):.1f}" if p is not None and r.n != p.n else "—"
         prev[(r.code, r.scene, r.mode)] = r
         print(
             (f"| {r.code} " if compare else "")
