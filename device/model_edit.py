@@ -87,12 +87,21 @@ def keep_classes(model_bytes: bytes, classes: Sequence[int]) -> bytes:
     channel is computed from its own weights and bias and the tensors are quantised per tensor or
     per output channel, so a kept channel's value is bit-for-bit the same. A model whose class
     head is not built this way is refused (ModelError), never cut wrongly."""
+    if not classes or len(set(classes)) != len(classes):
+        raise ModelError("the classes to keep must be distinct and at least one")
+    try:
+        return _keep_classes(model_bytes, classes)
+    except ModelError:
+        raise
+    except Exception as exc:  # a flatbuffer of another layout raises anything from None fields
+        raise ModelError(f"cannot read the model's class head ({exc.__class__.__name__})") from None
+
+
+def _keep_classes(model_bytes: bytes, classes: Sequence[int]) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
     from flatbuffers import flexbuffers
 
-    if not classes or len(set(classes)) != len(classes):
-        raise ModelError("the classes to keep must be distinct and at least one")
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
     if len(model.subgraphs) != 1:
         raise ModelError("the model has more than one subgraph")
@@ -132,11 +141,17 @@ def keep_classes(model_bytes: bytes, classes: Sequence[int]) -> bytes:
     op = producer.get(tensor)
     reshapes = [op] if op is not None and kind(op) == "RESHAPE" else []
     if op is not None and kind(op) == "CONCATENATION":
+        # Along the boxes, never the classes: a cut of a concatenated class axis would mix maps.
+        if int(op.builtinOptions.axis) in (-1, len(graph.tensors[tensor].shape) - 1):
+            raise ModelError("the class head concatenates along the classes")
         reshapes = [producer.get(int(t)) for t in op.inputs]
     if not reshapes or any(r is None or kind(r) != "RESHAPE" for r in reshapes):
         raise ModelError("the class head is not a concatenation of reshaped convolutions")
-    if any(readers.get(t, 0) != 1 for t in chain):
+    heads = [int(r.outputs[0]) for r in reshapes]
+    if any(readers.get(t, 0) != 1 for t in chain + heads):
         raise ModelError("the class scores are read by more than the post-process")
+    if any(int(graph.tensors[t].shape[-1]) != width for t in heads):
+        raise ModelError("a class head's reshape does not end in the classes")
     for t in chain:
         _set_last_dim(graph.tensors[t], len(channels))
     for reshape in reshapes:

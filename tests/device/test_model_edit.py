@@ -120,6 +120,8 @@ def test_models_that_are_not_an_ssd_class_head_are_refused(ssd_bytes: bytes) -> 
         keep_classes(ssd_bytes, [0, 0])
     with pytest.raises(ModelError, match="outside the model's 90"):
         keep_classes(ssd_bytes, [90])
+    with pytest.raises(ModelError, match="cannot read the model's class head"):  # a damaged file
+        keep_classes(ssd_bytes[:4096], [0])
 
 
 def test_the_default_model_is_cut_to_the_street_classes_the_product_names() -> None:
