@@ -56,7 +56,7 @@ REGRESSION: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-# model.classes of the run (--classes): the children get the same.
+# model.classes of the run (--classes); its children read the detections it cached (--detections).
 _CLASSES: list[str] | None = None
 
 
