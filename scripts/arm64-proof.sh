@@ -103,7 +103,8 @@ cat >"$ROOT/work/device.yaml" <<YAML
 device: {id: arm64-proof, ward: ben-nghe}
 broker: {url: "mqtt://127.0.0.1:1883"}
 storage: {path: data, budget_mb: 64}
-model: {path: models/ssd_mobilenet_v1_coco_quant.tflite, labels: models/coco_labels.txt, threads: 2}
+model: {path: models/ssd_mobilenet_v1_coco_quant.tflite, labels: models/coco_labels.txt, threads: 2,
+        classes: [person, bicycle, car, motorcycle, bus, truck]}  # cut at load, as the default is
 cameras:
   - id: plaza
     source: clip.mp4
