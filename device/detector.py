@@ -308,12 +308,14 @@ class Detector:
 def load_detector(model: ModelConfig, detect: DetectConfig | None = None) -> Detector:
     detector = Detector(model, detect)
     log.info(
-        "detector loaded model=%s delegate=%s threads=%d input=%dx%d max_detections=%d (the model's own: %s)",
+        "detector loaded model=%s delegate=%s threads=%d input=%dx%d max_detections=%d (the model's own: %s) "
+        "classes=%s",
         detector.model_name,
         detector.delegate,
         model.threads,
         *detector.input_size,
         detector.max_detections,
         detector.own_max_detections,
+        ",".join(model.classes) if model.classes is not None else "all",
     )
     return detector
