@@ -90,7 +90,7 @@ if [ ! -x "$ROOT/opt/matthan/bin/python" ]; then
 fi
 stamp "pip install the device with constraints.txt"
 in_root /opt/matthan/bin/pip install -q --disable-pip-version-check --prefer-binary \
-  -c /src/constraints.txt /src >"$OUT.pip.log" 2>&1 || { tail -20 "$OUT.pip.log"; exit 1; }
+  -c /src/constraints.txt "/src[device]" >"$OUT.pip.log" 2>&1 || { tail -20 "$OUT.pip.log"; exit 1; }
 in_root /opt/matthan/bin/pip freeze | grep -iE '^(ai-edge-litert|numpy|opencv-python-headless|pydantic|paho-mqtt|norfair)=' \
   | sed 's/^/  arm64 /'
 

@@ -95,7 +95,9 @@ def test_the_cut_model_finds_every_street_box_the_whole_one_did(model_config: Mo
 
 
 def test_classes_the_label_file_lacks_stop_the_load(model_config: ModelConfig) -> None:
-    with pytest.raises(ModelError, match=r"model.classes: persn, scooter not in the label file coco_labels.txt"):
+    with pytest.raises(
+        ModelError, match=r"model.classes: persn, scooter not in the label file coco_labels.txt"
+    ):
         load_detector(model_config.model_copy(update={"classes": ["person", "persn", "scooter"]}))
 
 
@@ -105,7 +107,9 @@ def test_a_model_whose_class_head_cannot_be_cut_keeps_it_and_drops_the_rest(
     """The recurrent traffic model's class head is not the SSD layout: it is refused whole, never
     cut wrongly, and the camera still gets only the classes asked for (slower, not wrong)."""
     with caplog.at_level(logging.WARNING, logger="device.detector"):
-        detector = load_detector(traffic.model_copy(update={"classes": ["sedan"]}), DetectConfig(min_score=0.1))
+        detector = load_detector(
+            traffic.model_copy(update={"classes": ["sedan"]}), DetectConfig(min_score=0.1)
+        )
     assert any("model.classes not cut from the model" in r.getMessage() for r in caplog.records)
     assert detector.known_labels == frozenset({"sedan"})
     found = [d for frame in frames_at(video("traffic_frames.mp4"), set(range(0, 40, 4))).values()
