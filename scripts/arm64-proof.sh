@@ -12,6 +12,8 @@
 # Cost on the shared 2-core dev machine (2026-11-26, heavily loaded): debootstrap 15 min and the
 # first pip install 14 min (once; the root is reused), then pip 1.5 min, validate 3 s, and the
 # 20 s clip's detect 9 min under emulation (4 s on x86_64): too long for the default test command.
+# On a quiet machine (2026-11-26, PROOF_SECONDS=10, the model cut to the street classes): root
+# 4 min, pip 1 min, the 10 s clip's detect 53 s under emulation (1 s on x86_64), the same 4 events.
 # In CI: a separate job (nightly, and on changes to constraints.txt, device/ or Dockerfile.device)
 # that restores ROOT from a cache keyed on the hash of constraints.txt, runs
 # `timeout 1800 scripts/arm64-proof.sh "$ROOT"` with PROOF_SECONDS=10, and saves ROOT back.
