@@ -80,13 +80,10 @@ _DETECTIONS: Path | None = None
 
 
 def _frames(clip_name: str) -> Any:
-    from bench.mot import CLIPS, cached_detections, read_detections
-    from bench.pipeline import asset
+    from bench.mot import CLIPS, read_detections
 
     clip = CLIPS[clip_name]
-    if _DETECTIONS is not None:
-        return clip, read_detections(clip, _DETECTIONS)
-    return clip, cached_detections(clip, asset(f"video/{clip.video}"), _model())
+    return clip, read_detections(clip, _DETECTIONS or _detections_file(clip_name))
 
 
 def _detections_file(clip_name: str) -> Path:

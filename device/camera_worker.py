@@ -100,13 +100,11 @@ def warn_unreachable_rules(camera: CameraConfig, detector: ObjectDetector) -> No
                     "add it to model.classes",
                     rule.type, ", ".join(missing), camera.id, place.name,
                 )  # fmt: skip
-    for zone in camera.zones:
-        for rule in zone.rules:
-            if isinstance(rule, CrowdRule) and rule.min_count > detector.max_detections:
+            if isinstance(rule, CrowdRule) and rule.min_count > detector.max_detections:  # zones only
                 log.warning(
                     "crowd rule cannot fire camera=%s zone=%s min_count=%d: the model returns at most "
                     "%d boxes per frame; raise model.max_detections",
-                    camera.id, zone.name, rule.min_count, detector.max_detections,
+                    camera.id, place.name, rule.min_count, detector.max_detections,
                 )  # fmt: skip
 
 

@@ -97,35 +97,54 @@ def keep_classes(model_bytes: bytes, classes: Sequence[int]) -> bytes:
         raise ModelError(f"cannot read the model's class head ({exc.__class__.__name__})") from None
 
 
+class _Graph:
+    """The model's one subgraph as objects, with who writes and who reads each tensor."""
+
+    def __init__(self, model: Any) -> None:
+        from ai_edge_litert import schema_py_generated as schema
+
+        if len(model.subgraphs) != 1:
+            raise ModelError("the model has more than one subgraph")
+        self.model = model
+        self.graph = model.subgraphs[0]
+        self._builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        ops = self.graph.operators
+        self.producer = {int(t): op for op in ops for t in (op.outputs if op.outputs is not None else [])}
+        self.readers: dict[int, int] = {}
+        for op in ops:
+            for t in op.inputs if op.inputs is not None else []:
+                self.readers[int(t)] = self.readers.get(int(t), 0) + 1
+
+    def kind(self, op: Any) -> str:
+        code = self.model.operatorCodes[op.opcodeIndex]
+        if code.customCode:
+            return str(code.customCode.decode(errors="replace"))
+        return str(self._builtin.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?"))
+
+    def tensor(self, index: int) -> Any:
+        return self.graph.tensors[index]
+
+    def own_constant(self, index: int, refusal: str) -> Any:
+        """The buffer of a constant tensor only this op reads (else its edit would reach others)."""
+        buffer = self.model.buffers[self.tensor(index).buffer]
+        if buffer.data is None or self.readers.get(index, 0) != 1:
+            raise ModelError(refusal)
+        return buffer
+
+
 def _keep_classes(model_bytes: bytes, classes: Sequence[int]) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
     from flatbuffers import flexbuffers
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
-    if len(model.subgraphs) != 1:
-        raise ModelError("the model has more than one subgraph")
-    graph = model.subgraphs[0]
-    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-    def kind(op: Any) -> str:
-        code = model.operatorCodes[op.opcodeIndex]
-        if code.customCode:
-            return str(code.customCode.decode(errors="replace"))
-        return str(builtin.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?"))
-
-    producer = {int(t): op for op in graph.operators for t in (op.outputs if op.outputs is not None else [])}
-    readers: dict[int, int] = {}
-    for op in graph.operators:
-        for t in op.inputs if op.inputs is not None else []:
-            readers[int(t)] = readers.get(int(t), 0) + 1
-    post = next((op for op in graph.operators if kind(op) == POSTPROCESS.decode()), None)
+    g = _Graph(schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0)))
+    post = next((op for op in g.graph.operators if g.kind(op) == POSTPROCESS.decode()), None)
     if post is None or post.customOptions is None:
         raise ModelError("no TFLite_Detection_PostProcess op with options")
     options = flexbuffers.Loads(bytes(post.customOptions))
     num_classes = options.get("num_classes") if isinstance(options, dict) else None
     scores = int(post.inputs[1])
-    width = int(graph.tensors[scores].shape[-1])
+    width = int(g.tensor(scores).shape[-1])
     if not isinstance(num_classes, int) or width - num_classes not in (0, 1):
         raise ModelError("the post-process's class count does not match its scores")
     if not all(0 <= c < num_classes for c in classes):
@@ -135,58 +154,47 @@ def _keep_classes(model_bytes: bytes, classes: Sequence[int]) -> bytes:
 
     # Back from the post-process: element-wise ops, then the concatenation of reshapes (or one).
     chain, tensor = [scores], scores
-    while tensor in producer and kind(producer[tensor]) in _ELEMENTWISE:
-        tensor = int(producer[tensor].inputs[0])
+    while tensor in g.producer and g.kind(g.producer[tensor]) in _ELEMENTWISE:
+        tensor = int(g.producer[tensor].inputs[0])
         chain.append(tensor)
-    op = producer.get(tensor)
-    reshapes = [op] if op is not None and kind(op) == "RESHAPE" else []
-    if op is not None and kind(op) == "CONCATENATION":
+    op = g.producer.get(tensor)
+    reshapes = [op] if op is not None and g.kind(op) == "RESHAPE" else []
+    if op is not None and g.kind(op) == "CONCATENATION":
         # Along the boxes, never the classes: a cut of a concatenated class axis would mix maps.
-        if int(op.builtinOptions.axis) in (-1, len(graph.tensors[tensor].shape) - 1):
+        if int(op.builtinOptions.axis) in (-1, len(g.tensor(tensor).shape) - 1):
             raise ModelError("the class head concatenates along the classes")
-        reshapes = [producer.get(int(t)) for t in op.inputs]
-    if not reshapes or any(r is None or kind(r) != "RESHAPE" for r in reshapes):
+        reshapes = [g.producer.get(int(t)) for t in op.inputs]
+    if not reshapes or any(r is None or g.kind(r) != "RESHAPE" for r in reshapes):
         raise ModelError("the class head is not a concatenation of reshaped convolutions")
     heads = [int(r.outputs[0]) for r in reshapes]
-    if any(readers.get(t, 0) != 1 for t in chain + heads):
+    if any(g.readers.get(t, 0) != 1 for t in chain + heads):
         raise ModelError("the class scores are read by more than the post-process")
-    if any(int(graph.tensors[t].shape[-1]) != width for t in heads):
+    if any(int(g.tensor(t).shape[-1]) != width for t in heads):
         raise ModelError("a class head's reshape does not end in the classes")
     for t in chain:
-        _set_last_dim(graph.tensors[t], len(channels))
+        _set_last_dim(g.tensor(t), len(channels))
     for reshape in reshapes:
-        _cut_head(model, graph, reshape, producer, readers, kind, width, channels)
+        _cut_head(g, reshape, width, channels)
     options["num_classes"] = len(classes)
     post.customOptions = np.frombuffer(bytes(flexbuffers.Dumps(options)), np.uint8)
     builder = flatbuffers.Builder(len(model_bytes) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    builder.Finish(g.model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def _cut_head(
-    model: Any,
-    graph: Any,
-    reshape: Any,
-    producer: dict[int, Any],
-    readers: dict[int, int],
-    kind: Any,
-    width: int,
-    channels: list[int],
-) -> None:
+def _cut_head(g: _Graph, reshape: Any, width: int, channels: list[int]) -> None:
     """One feature map's class convolution and its reshape, cut to the kept channels."""
-    conv = producer.get(int(reshape.inputs[0]))
-    if conv is None or kind(conv) != "CONV_2D" or len(conv.inputs) < 3:
+    conv = g.producer.get(int(reshape.inputs[0]))
+    if conv is None or g.kind(conv) != "CONV_2D" or len(conv.inputs) < 3:
         raise ModelError("a class head's reshape is not fed by a convolution with a bias")
-    out = graph.tensors[int(conv.outputs[0])]
-    if readers.get(int(conv.outputs[0]), 0) != 1 or int(out.shape[-1]) % width:
+    out = g.tensor(int(conv.outputs[0]))
+    if g.readers.get(int(conv.outputs[0]), 0) != 1 or int(out.shape[-1]) % width:
         raise ModelError("a class convolution's channels are not whole anchors of the classes")
     anchors = int(out.shape[-1]) // width
     keep = np.array([a * width + c for a in range(anchors) for c in channels])
     for index in (int(conv.inputs[1]), int(conv.inputs[2])):  # weights (OHWI), bias
-        tensor = graph.tensors[index]
-        buffer = model.buffers[tensor.buffer]
-        if buffer.data is None or readers.get(index, 0) != 1:
-            raise ModelError("a class convolution's weights are not its own constants")
+        tensor = g.tensor(index)
+        buffer = g.own_constant(index, "a class convolution's weights are not its own constants")
         values = np.frombuffer(bytes(buffer.data), _numpy_type(tensor.type))
         values = values.reshape(tuple(int(d) for d in tensor.shape))
         buffer.data = np.frombuffer(np.ascontiguousarray(values.take(keep, axis=0)).tobytes(), np.uint8)
@@ -196,17 +204,15 @@ def _cut_head(
         _cut_quantization(tensor.quantization, keep)
     _set_last_dim(out, len(keep))
     _cut_quantization(out.quantization, keep)
-    _set_last_dim(graph.tensors[int(reshape.outputs[0])], len(channels))
+    _set_last_dim(g.tensor(int(reshape.outputs[0])), len(channels))
     new_shape = getattr(reshape.builtinOptions, "newShape", None)
     if new_shape is not None and len(new_shape):
         new_shape = np.array(new_shape, dtype=np.int32)
         new_shape[-1] = len(channels)
         reshape.builtinOptions.newShape = new_shape
     if len(reshape.inputs) > 1:  # the shape as a constant input tensor
-        shape_tensor = graph.tensors[int(reshape.inputs[1])]
-        buffer = model.buffers[shape_tensor.buffer]
-        if buffer.data is None or readers.get(int(reshape.inputs[1]), 0) != 1:
-            raise ModelError("a class head's reshape takes its shape from a computed tensor")
+        refusal = "a class head's reshape takes its shape from a computed tensor"
+        buffer = g.own_constant(int(reshape.inputs[1]), refusal)
         values = np.frombuffer(bytes(buffer.data), np.int32).copy()
         values[-1] = len(channels)
         buffer.data = np.frombuffer(values.tobytes(), np.uint8)
