@@ -46,12 +46,14 @@ class Segment:
 
 @dataclass
 class _Seg:
+    path: Path
     session: int
     index: int
     # When the recorder saw the file appear (between two scans); None for files found at start-up.
     seen: tuple[datetime, datetime] | None
     size: int = 0
     mtime: datetime | None = None
+    mtime_ns: int = -1  # the file's as last converted to `mtime`
 
 
 class SegmentCache:
@@ -66,7 +68,10 @@ class SegmentCache:
         self.segment_s = segment_s
         self._writing = writing
         self._lock = threading.Lock()
-        self._segs: dict[Path, _Seg] = {}
+        # By file name: a scan runs five times a second, and a Path per listed file cost more than
+        # the listing itself.
+        self._segs: dict[str, _Seg] = {}
+        self._writing_then: bool | None = None  # writing() when longest_segment_s was last updated
         self._holds: dict[str, datetime] = {}
         self._last_scan: datetime | None = None
         self.longest_segment_s = segment_s
@@ -114,13 +119,13 @@ class SegmentCache:
         """Index new segment files, forget vanished ones; returns how many are new in the live session."""
         began = datetime.now(UTC)
         prefix = f"{self.camera_id}-"
-        seen: dict[Path, os.stat_result] = {}
+        seen: dict[str, tuple[str, os.stat_result]] = {}
         try:
             with os.scandir(self.folder) as it:
                 for entry in it:
                     if entry.name.startswith(prefix) and entry.name.endswith(".ts"):
                         try:
-                            seen[Path(entry.path)] = entry.stat()
+                            seen[entry.name] = (entry.path, entry.stat())
                         except FileNotFoundError:
                             continue
         except FileNotFoundError:
@@ -129,35 +134,42 @@ class SegmentCache:
         listed = datetime.now(UTC)
         new = 0
         with self._lock:
-            for path in [p for p in self._segs if p not in seen]:
-                del self._segs[path]
-            for path, st in seen.items():
-                seg = self._segs.get(path)
+            gone = [name for name in self._segs if name not in seen]
+            for name in gone:
+                del self._segs[name]
+            added = 0
+            for name, (path, st) in seen.items():
+                seg = self._segs.get(name)
                 if seg is None:
-                    m = _NAME_RE.match(path.name)
+                    m = _NAME_RE.match(name)
                     if m is None or m.group("cam") != self.camera_id:
                         continue  # not ours: never touched
                     session, index = int(m.group("session")), int(m.group("index"))
                     live = live_session is not None and session == live_session
                     bracket = (self._last_scan - _CLOCK_SLACK, listed) if live and self._last_scan else None
-                    seg = self._segs[path] = _Seg(session, index, bracket)
+                    seg = self._segs[name] = _Seg(Path(path), session, index, bracket)
+                    added += 1
                     if live:
                         new += 1
                 seg.size = st.st_size
-                seg.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+                if st.st_mtime_ns != seg.mtime_ns:
+                    seg.mtime, seg.mtime_ns = datetime.fromtimestamp(st.st_mtime, UTC), st.st_mtime_ns
             self._last_scan = began
-            segs = self._segments_locked()
-            for s in segs:
-                if s.complete:
-                    self.longest_segment_s = max(self.longest_segment_s, (s.end - s.start_lo).total_seconds())
+            # A segment is complete once the next one appears or ffmpeg stops writing: only then can
+            # the longest one change (the file being written is not complete).
+            writing = self._writing()
+            if added or gone or writing != self._writing_then:
+                self._writing_then = writing
+                done = [(s.end - s.start_lo).total_seconds() for s in self._segments_locked() if s.complete]
+                self.longest_segment_s = max([self.longest_segment_s, *done])
         return new
 
     def _segments_locked(self) -> list[Segment]:
-        items = sorted(self._segs.items(), key=lambda kv: (kv[1].session, kv[1].index))
+        items = sorted(self._segs.values(), key=lambda seg: (seg.session, seg.index))
         live = self._writing()
         out: list[Segment] = []
         prev: _Seg | None = None
-        for i, (path, seg) in enumerate(items):
+        for i, seg in enumerate(items):
             mtime = seg.mtime or datetime.now(UTC)
             if (
                 prev is not None
@@ -176,7 +188,7 @@ class SegmentCache:
             lo, hi = min(lo, mtime), min(hi, mtime + _CLOCK_SLACK)
             # The newest file of a running ffmpeg is still being written.
             complete = not (live and i == len(items) - 1)
-            out.append(Segment(path, seg.session, lo, hi, mtime, complete, seg.size))
+            out.append(Segment(seg.path, seg.session, lo, hi, mtime, complete, seg.size))
             prev = seg
         return out
 
@@ -185,6 +197,8 @@ class SegmentCache:
         now = datetime.now(UTC)
         with self._lock:
             window = now - timedelta(seconds=keep_s)
+            if not any(seg.mtime is not None and seg.mtime < window for seg in self._segs.values()):
+                return  # a segment ends at its last write: none is old enough (most scans)
             heads = [(since, since + timedelta(seconds=hold_head_s)) for since in self._holds.values()]
             doomed = [
                 s.path
@@ -200,5 +214,5 @@ class SegmentCache:
                 log.warning("segment not pruned camera=%s path=%s error=%s", self.camera_id, path, exc)
                 continue
             with self._lock:
-                self._segs.pop(path, None)
+                self._segs.pop(path.name, None)
                 self.pruned += 1
