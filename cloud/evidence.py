@@ -23,7 +23,7 @@ from cloud.errors import Unavailable
 from cloud.models import EvidenceCheck, MediaObject
 from cloud.settings import Settings
 from matthan.evidence import load_crl, sha256_hex, verify_manifest
-from matthan.i18n import Msg
+from matthan.i18n import Joined, Msg
 from matthan_wire.evidence import MAX_MANIFEST_BYTES
 from matthan_wire.timeutil import utc_now
 
@@ -72,10 +72,22 @@ def complete_media(session: Session, event_id: str) -> dict[str, MediaObject]:
     return {m.kind: m for m in rows}
 
 
+@dataclass(frozen=True)
+class Checked:
+    row: EvidenceCheck
+    reason: str  # row.reason as a Msg/Joined: English in the row, translated where a person reads it
+
+
 def check_event(
     session: Session, settings: Settings, store: ClipStore, event_id: str
 ) -> EvidenceCheck | None:
     """Verify the event's manifest if it has arrived; store and return the verdict (caller commits)."""
+    checked = verify_event(session, settings, store, event_id)
+    return checked.row if checked is not None else None
+
+
+def verify_event(session: Session, settings: Settings, store: ClipStore, event_id: str) -> Checked | None:
+    """check_event, with the reason in a form each reader's language can be given."""
     media = complete_media(session, event_id)
     manifest = media.pop("manifest", None)
     if manifest is None:
@@ -85,10 +97,11 @@ def check_event(
         event_id=event_id, status="invalid", reason="", manifest_sha256=sha256_hex(token_bytes)
     )
     row.manifest_sha256 = sha256_hex(token_bytes)
+    reason: str
     try:
         t = trust(settings)
     except Unavailable as exc:
-        row.status, row.reason = "unverified", str(exc)
+        row.status, reason = "unverified", exc.args[0]
     else:
         digests: dict[str, str | None] = {k: m.sha256 for k, m in media.items()}
         verdict = verify_manifest(
@@ -96,12 +109,12 @@ def check_event(
         )
         row.signer, row.serial = verdict.signer, verdict.serial
         if verdict.valid:
-            row.status, row.reason = "valid", "; ".join(verdict.notes) or "valid"
+            row.status, reason = "valid", Joined("; ", verdict.notes) if verdict.notes else Msg("valid")
         elif verdict.missing and len(verdict.problems) == len(verdict.missing):
-            row.status, row.reason = "incomplete", "waiting for " + ", ".join(verdict.missing)
+            row.status, reason = "incomplete", Msg("waiting for %(kinds)s", kinds=", ".join(verdict.missing))
         else:
-            row.status, row.reason = "invalid", verdict.reason()
-    row.reason = row.reason[:2000]
+            row.status, reason = "invalid", verdict.reason()
+    row.reason = str(reason)[:2000]
     row.checked_at = utc_now()
     session.add(row)
     level = logging.WARNING if row.status == "invalid" else logging.INFO
@@ -113,4 +126,4 @@ def check_event(
         row.signer,
         row.reason,
     )
-    return row
+    return Checked(row, reason)

@@ -15,12 +15,12 @@ from sqlmodel import Session, col, select
 from cloud import audit
 from cloud.clipstore import ClipStore
 from cloud.errors import NotFound
-from cloud.evidence import check_event, complete_media, read_object, trust
+from cloud.evidence import complete_media, read_object, trust, verify_event
 from cloud.models import AlertPin, AlertRow, AuditLog, EvidenceCheck
 from cloud.settings import Settings
 from matthan import jws
 from matthan.evidence import BUNDLE_FILES, CRL_FILE, MANIFEST_FILE, UNSIGNED_ALLOWED
-from matthan.i18n import Msg
+from matthan.i18n import Msg, in_language
 from matthan_wire.evidence import MANIFEST_TYP, MAX_MANIFEST_BYTES, EvidenceManifest
 from matthan_wire.timeutil import utc_now
 
@@ -41,8 +41,9 @@ def write_bundle(
         raise NotFound(
             Msg("event %(event)s: no signed manifest stored; nothing to export as evidence", event=event_id)
         )
-    check = check_event(session, settings, store, event_id)
-    assert check is not None
+    checked = verify_event(session, settings, store, event_id)
+    assert checked is not None
+    check = checked.row
     t = trust(settings)
     token = read_object(store, media["manifest"], MAX_MANIFEST_BYTES).decode("ascii", "replace")
     parsed = jws.parse(token, MANIFEST_TYP, MAX_MANIFEST_BYTES)
@@ -94,13 +95,19 @@ def write_bundle(
                 ensure_ascii=False,
             ),
         )
-        zf.writestr("summary.txt", summary(manifest, check, alert, pin, who))
+        zf.writestr("summary.txt", summary(manifest, check, checked.reason, alert, pin, who))
     return check
 
 
 def summary(
-    m: EvidenceManifest, check: EvidenceCheck, alert: AlertRow | None, pin: AlertPin | None, who: str
+    m: EvidenceManifest,
+    check: EvidenceCheck,
+    reason: str,
+    alert: AlertRow | None,
+    pin: AlertPin | None,
+    who: str,
 ) -> str:
+    """For people, in Vietnamese and English; `reason` is the check's, as verify_event gives it."""
     files = "\n".join(f"  {k:9} sha256 {d.sha256}  {d.size} bytes" for k, d in m.files.items())
     state = alert.state if alert else "-"
     pinned = f"{pin.pinned_by} {pin.pinned_at:%Y-%m-%d %H:%M} UTC: {pin.reason}" if pin else "-"
@@ -126,7 +133,8 @@ Tệp đã ký / Signed files:
 {files}
 
 Kết quả kiểm tra của hệ thống / The cloud's check: {status}
-  {check.reason}
+  VI: {in_language(reason, "vi")}
+  EN: {in_language(reason, "en")}
 
 Xuất bởi / Exported by {who} lúc / at {utc_now():%Y-%m-%d %H:%M:%S} UTC.
 

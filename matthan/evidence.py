@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from matthan import jws
 from matthan.errors import UserError
 from matthan.hashing import sha256_stream
+from matthan.i18n import Joined, Msg
 from matthan_wire.evidence import MANIFEST_TYP, MAX_MANIFEST_BYTES, EvidenceManifest
 
 BUNDLE_FILES = {"clip": "clip.mp4", "snapshot": "snapshot.jpg", "sidecar": "sidecar.json", "crop": "crop.jpg"}
@@ -56,8 +57,9 @@ class Verdict:
     manifest: EvidenceManifest | None = None
     signer: str | None = None  # the certificate's common name (the device id)
     serial: str | None = None  # hex
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    # Msg: English as str (logs, the cloud's stored reason), translated where a person reads them.
+    problems: list[Msg] = field(default_factory=list)
+    notes: list[Msg] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # kinds the manifest names that are not at hand
 
     @property
@@ -65,7 +67,8 @@ class Verdict:
         return not self.problems and self.manifest is not None
 
     def reason(self) -> str:
-        return "; ".join(self.problems) if self.problems else "valid"
+        """Every problem, or "valid"; a Joined/Msg, so whoever shows it can translate it."""
+        return Joined("; ", self.problems) if self.problems else Msg("valid")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -90,7 +93,7 @@ def verify_manifest(
         token_ = jws.parse(token, MANIFEST_TYP, MAX_MANIFEST_BYTES)
         chain = token_.certificates()
     except jws.JwsError as exc:
-        v.problems.append(f"manifest: {exc}")
+        v.problems.append(Msg("manifest: %(error)s", error=str(exc)))
         return v
     cert = chain[0]
     v.serial = f"{cert.serial_number:x}"
@@ -99,61 +102,89 @@ def verify_manifest(
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey) or not token_.verify(public):
         v.problems.append(
-            f"signature does not verify with the certificate it names ({v.signer}, serial {v.serial}):"
-            " the manifest was altered or signed with another key"
+            Msg(
+                "signature does not verify with the certificate it names (%(signer)s, serial %(serial)s):"
+                " the manifest was altered or signed with another key",
+                signer=v.signer,
+                serial=v.serial,
+            )
         )
         return v
     try:
         manifest = EvidenceManifest.model_validate_json(token_.payload)
     except ValidationError as exc:
-        v.problems.append(f"manifest: not a valid evidence manifest ({exc.error_count()} errors)")
+        v.problems.append(
+            Msg("manifest: not a valid evidence manifest (%(count)s errors)", count=exc.error_count())
+        )
         return v
     v.manifest = manifest
     if v.signer != manifest.device_id:
         v.problems.append(
-            f"manifest names device {manifest.device_id} but is signed by device {v.signer}'s certificate"
+            Msg(
+                "manifest names device %(device)s but is signed by device %(signer)s's certificate",
+                device=manifest.device_id,
+                signer=v.signer,
+            )
         )
     if expected_device is not None and v.signer != expected_device:
-        v.problems.append(f"manifest signed by device {v.signer}, uploaded by device {expected_device}")
+        v.problems.append(
+            Msg(
+                "manifest signed by device %(signer)s, uploaded by device %(device)s",
+                signer=v.signer,
+                device=expected_device,
+            )  # fmt: skip
+        )
     at = manifest.started_at
     problem = _chain_problem(cert, ca, at)
     if problem:
-        v.problems.append(f"signer certificate (serial {v.serial}): {problem}")
+        v.problems.append(
+            Msg("signer certificate (serial %(serial)s): %(problem)s", serial=v.serial, problem=problem)
+        )
     _check_revocation(v, cert, ca, crl, at, require_crl)
     for kind, want in manifest.files.items():
         have = digests.get(kind)
         if have is None:
             v.missing.append(kind)
-            v.problems.append(f"{kind}: named in the manifest but missing")
+            v.problems.append(Msg("%(kind)s: named in the manifest but missing", kind=kind))
         elif have != want.sha256:
             v.problems.append(
-                f"{kind}: SHA-256 {have[:16]}… does not match the signed {want.sha256[:16]}…"
-                " (the file was modified or swapped)"
+                Msg(
+                    "%(kind)s: SHA-256 %(have)s… does not match the signed %(want)s…"
+                    " (the file was modified or swapped)",
+                    kind=kind,
+                    have=have[:16],
+                    want=want.sha256[:16],
+                )
             )
     for other, present in digests.items():
         if present is None or other in manifest.files:
             continue
         if other in UNSIGNED_ALLOWED:
             v.notes.append(
-                f"{other}: present but not named in the signed manifest (its device did not sign"
-                f" {other}s yet): nothing shows it is unaltered"
+                Msg(
+                    "%(kind)s: present but not named in the signed manifest (its device did not sign"
+                    " this kind of file yet): nothing shows it is unaltered",
+                    kind=other,
+                )
             )
         else:
-            v.problems.append(f"{other}: present but not named in the signed manifest")
+            v.problems.append(Msg("%(kind)s: present but not named in the signed manifest", kind=other))
     return v
 
 
-def _chain_problem(cert: x509.Certificate, ca: x509.Certificate, at: dt.datetime) -> str | None:
+def _chain_problem(cert: x509.Certificate, ca: x509.Certificate, at: dt.datetime) -> Msg | None:
     if cert.issuer != ca.subject:
-        return "not issued by this CA"
+        return Msg("not issued by this CA")
     try:
         cert.verify_directly_issued_by(ca)
     except (InvalidSignature, ValueError, TypeError):
-        return "its signature does not verify against this CA"
+        return Msg("its signature does not verify against this CA")
     if not cert.not_valid_before_utc - dt.timedelta(minutes=5) <= at <= cert.not_valid_after_utc:
-        return (
-            f"not valid at the event's time {at:%Y-%m-%d %H:%M:%S} UTC (valid "
-            f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d})"
+        return Msg(
+            "not valid at the event's time %(at)s UTC (valid %(start)s to %(end)s)",
+            at=f"{at:%Y-%m-%d %H:%M:%S}",
+            start=f"{cert.not_valid_before_utc:%Y-%m-%d}",
+            end=f"{cert.not_valid_after_utc:%Y-%m-%d}",
         )
     return None
 
@@ -168,25 +199,37 @@ def _check_revocation(
 ) -> None:
     if crl is None:
         if require_crl:
-            v.problems.append("no revocation list: cannot tell whether the signer was revoked")
+            v.problems.append(Msg("no revocation list: cannot tell whether the signer was revoked"))
         else:
-            v.notes.append("revocation not checked (no CRL)")
+            v.notes.append(Msg("revocation not checked (no CRL)"))
         return
     if crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
-        v.problems.append("the revocation list is not signed by this CA")
+        v.problems.append(Msg("the revocation list is not signed by this CA"))
         return
     revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if revoked is None:
-        v.notes.append(f"signer not revoked as of the CRL of {crl.last_update_utc:%Y-%m-%d %H:%M} UTC")
+        v.notes.append(
+            Msg("signer not revoked as of the CRL of %(at)s UTC", at=f"{crl.last_update_utc:%Y-%m-%d %H:%M}")
+        )
         return
     when = revoked.revocation_date_utc
     if when <= at:
         v.problems.append(
-            f"signer certificate (serial {v.serial}) was revoked at {when:%Y-%m-%d %H:%M:%S} UTC,"
-            f" before the event at {at:%Y-%m-%d %H:%M:%S} UTC"
+            Msg(
+                "signer certificate (serial %(serial)s) was revoked at %(when)s UTC,"
+                " before the event at %(at)s UTC",
+                serial=v.serial,
+                when=f"{when:%Y-%m-%d %H:%M:%S}",
+                at=f"{at:%Y-%m-%d %H:%M:%S}",
+            )
         )
     else:
-        v.notes.append(f"signer certificate revoked at {when:%Y-%m-%d %H:%M:%S} UTC, after the event")
+        v.notes.append(
+            Msg(
+                "signer certificate revoked at %(when)s UTC, after the event",
+                when=f"{when:%Y-%m-%d %H:%M:%S}",
+            )
+        )
 
 
 def load_crl(pem: bytes) -> x509.CertificateRevocationList:

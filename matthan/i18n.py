@@ -138,8 +138,13 @@ def language() -> str:
 
 
 def _(msgid: str, **params: Any) -> str:
-    """Translated into the process's language now."""
-    return translate(_current, msgid, **params)
+    """Translated into the process's language now (a Msg among the parameters too)."""
+    return Msg(msgid, **params).translated(_current) if params else translate(_current, msgid)
+
+
+def in_language(text: str, lang: str) -> str:
+    """A text that may be a Msg or Joined in `lang`; any other str as it is."""
+    return text.translated(lang) if isinstance(text, (Msg, Joined)) else text
 
 
 def format_moment(moment: datetime, lang: str, zone: tzinfo | None = None, with_zone: bool = True) -> str:

@@ -220,6 +220,9 @@ def test_the_export_verifies_offline_with_only_the_ca(site: Site, recorded: Reco
     } <= names
     assert any(n.startswith("chain/device-") for n in names)
     assert "Sự kiện / Event" in summary and "HỢP LỆ / VALID" in summary
+    # The check's own words in both languages (here its note on revocation).
+    assert "VI: thiết bị ký chưa bị thu hồi theo CRL lúc" in summary, summary
+    assert "EN: signer not revoked as of the CRL of" in summary, summary
     assert "evidence.export" in custody  # the export itself is in the chain of custody
     ca_file = recorded.zip_path.parent / "trusted-ca.pem"
     ca_file.write_bytes(pki.cert_pem(site.ca.cert))
@@ -243,6 +246,10 @@ def test_a_modified_byte_in_the_clip_fails(site: Site, recorded: Recorded, tmp_p
     ca_file.write_bytes(pki.cert_pem(site.ca.cert))
     assert matthan_main(["--lang", "en", "evidence", "verify", str(bad), "--ca", str(ca_file)]) == 1
     assert "INVALID: clip: SHA-256" in capsys.readouterr().out
+    # An investigator reads why in their own language.
+    assert matthan_main(["--lang", "vi", "evidence", "verify", str(bad), "--ca", str(ca_file)]) == 1
+    out = capsys.readouterr().out
+    assert "clip: SHA-256" in out and "không khớp với giá trị đã ký" in out and "bị tráo" in out, out
 
 
 def test_a_swapped_snapshot_fails(site: Site, recorded: Recorded, assets_dir: Path) -> None:
