@@ -101,7 +101,7 @@ def verify_event(session: Session, settings: Settings, store: ClipStore, event_i
     try:
         t = trust(settings)
     except Unavailable as exc:
-        row.status, reason = "unverified", exc.args[0]
+        row.status, reason = "unverified", exc.args[0] if exc.args else str(exc)
     else:
         digests: dict[str, str | None] = {k: m.sha256 for k, m in media.items()}
         verdict = verify_manifest(

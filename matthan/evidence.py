@@ -132,7 +132,7 @@ def verify_manifest(
                 "manifest signed by device %(signer)s, uploaded by device %(device)s",
                 signer=v.signer,
                 device=expected_device,
-            )  # fmt: skip
+            )
         )
     at = manifest.started_at
     problem = _chain_problem(cert, ca, at)
