@@ -26,6 +26,7 @@ from cloud.attention.channels import channels
 from cloud.attention.clock import SystemClock
 from cloud.attention.escalation import Escalator, PolicyIn
 from cloud.attention.queue import Sender
+from cloud.attention.sealing import Sealer, new_key
 from cloud.db import make_engine, migrate
 from cloud.models import AlertRow, table
 from cloud.settings import AttentionSettings
@@ -70,6 +71,10 @@ def _pg_drop(name: str) -> None:
         c.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
+# The deployment's way: endpoint secrets sealed at rest, opened by the sender for every message.
+SEALER = Sealer([new_key()])
+
+
 def _seed(engine: object, n: int, url: str) -> None:
     now = utc_now() - timedelta(seconds=5)
     with Session(engine) as s:  # type: ignore[arg-type]
@@ -78,7 +83,7 @@ def _seed(engine: object, n: int, url: str) -> None:
             body = admin.EndpointIn.model_validate(
                 {"name": name, "kind": "webhook", "config": {"url": url, "secret": "b" * 20}}
             )
-            e = admin.save_endpoint(s, "bench", body, now)
+            e = admin.save_endpoint(s, "bench", body, now, sealer=SEALER)
             ids.append(e.id)
         admin.set_policy(s, "bench", PolicyIn.model_validate(
             {"ward": "*", "category": "security_order", "levels": [{"after_min": 0, "endpoints": ids}]}
@@ -108,7 +113,8 @@ def run(db_url: str, n: int, senders: int, url: str) -> tuple[float, float]:
     steps_s = time.perf_counter() - t0
     _Count.hits = 0
     workers = [
-        Sender(engine, settings, channels(settings), None, SystemClock(), f"s{i}") for i in range(senders)
+        Sender(engine, settings, channels(settings), None, SystemClock(), f"s{i}", SEALER)
+        for i in range(senders)
     ]
     t0 = time.perf_counter()
     threads = [threading.Thread(target=w.drain) for w in workers]

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from cloud import console
 from cloud.api import alerts, attention, config, devices, enrollment, evidence, health, media, session, users
+from cloud.attention.sealing import Sealer
 from cloud.attention.worker import AttentionWorker, attention_counts
 from cloud.clipstore import open_store
 from cloud.db import make_engine, migrate
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    # Built here so that a malformed endpoint key stops the start with its reason.
+    app.state.sealer = Sealer.from_setting(settings.attention.endpoint_key)
     app.state.metrics = Metrics()
     app.state.notifier = Notifier()
     app.state.mqtt = None
@@ -127,7 +130,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.mqtt, app.state.ingest, app.state.station_delivery = link, ingest, delivery
     watcher: AttentionWorker | None = None
     if settings.attention.enabled:
-        watcher = AttentionWorker(settings, engine, app.state.clip_store, app.state.notifier)
+        watcher = AttentionWorker(
+            settings, engine, app.state.clip_store, app.state.notifier, sealer=app.state.sealer
+        )
         watcher.start()
     app.state.attention = watcher
     retention = RetentionJob(engine, app.state.clip_store, settings, clock=app.state.clock)

@@ -48,11 +48,25 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     a.add_argument("--api-key", action="store_true", help="also issue an API key (printed once)")
     a.set_defaults(handler=_user_add)
 
+    k = csub.add_parser(
+        "endpoint-key",
+        help="print a new key that seals notification endpoints' secrets in the database "
+        "(set it as MATTHAN_CLOUD_ATTENTION_ENDPOINT_KEY)",
+    )
+    k.set_defaults(handler=_endpoint_key)
+
     from cloud import evidence_cli
     from cloud.registry import cli as registry_cli
 
     registry_cli.register(csub)
     evidence_cli.register(csub)
+
+
+def _endpoint_key(args: argparse.Namespace) -> int:
+    from cloud.attention.sealing import new_key
+
+    print(new_key())  # alone on its line, for a script to take
+    return 0
 
 
 def _common(p: argparse.ArgumentParser) -> None:

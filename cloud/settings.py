@@ -74,6 +74,9 @@ class AttentionSettings(BaseModel):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "matthan@localhost"
+    # Seals endpoints' secrets in the database (cloud/attention/sealing.py): comma-separated keys
+    # from `matthan cloud endpoint-key`, the first sealing. Unset: stored as given.
+    endpoint_key: str | None = Field(default=None, repr=False)
     # For tests and drills only: a file holding seconds to add to the clock (cloud/attention/clock.py).
     clock_file: Path | None = None
 

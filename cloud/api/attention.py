@@ -4,6 +4,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
+from cloud.api.deps import EndpointSealer
 from cloud.attention import admin
 from cloud.attention.admin import EndpointIn, EndpointOut, NotificationOut, PolicyOut
 from cloud.attention.escalation import PolicyIn
@@ -19,15 +20,19 @@ def list_endpoints(principal: Admin, session: DbSession) -> list[EndpointOut]:
 
 
 @router.post("/notify/endpoints", status_code=201, summary="Add a webhook, e-mail or gateway endpoint")
-def add_endpoint(body: EndpointIn, principal: Admin, session: DbSession) -> EndpointOut:
-    e = admin.save_endpoint(session, principal.label(), body, utc_now())
+def add_endpoint(
+    body: EndpointIn, principal: Admin, session: DbSession, sealer: EndpointSealer
+) -> EndpointOut:
+    e = admin.save_endpoint(session, principal.label(), body, utc_now(), sealer=sealer)
     session.commit()
     return admin.endpoint_out(e)
 
 
 @router.put("/notify/endpoints/{endpoint_id}", summary="Change an endpoint ('***' keeps a stored secret)")
-def put_endpoint(endpoint_id: int, body: EndpointIn, principal: Admin, session: DbSession) -> EndpointOut:
-    e = admin.save_endpoint(session, principal.label(), body, utc_now(), endpoint_id)
+def put_endpoint(
+    endpoint_id: int, body: EndpointIn, principal: Admin, session: DbSession, sealer: EndpointSealer
+) -> EndpointOut:
+    e = admin.save_endpoint(session, principal.label(), body, utc_now(), endpoint_id, sealer=sealer)
     session.commit()
     return admin.endpoint_out(e)
 

@@ -1,10 +1,12 @@
 """What the composition root built, handed to request handlers: the one Settings object, the MQTT
-link (None without a broker) and the live-update notifier. Nothing here reads the environment."""
+link (None without a broker), the live-update notifier and the endpoint secrets' sealer. Nothing
+here reads the environment."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from cloud.attention.sealing import Sealer
 from cloud.mqtt import MqttLink
 from cloud.notify import Notifier
 from cloud.settings import Settings
@@ -25,6 +27,12 @@ def get_notifier(request: Request) -> Notifier:
     return notifier
 
 
+def get_sealer(request: Request) -> Sealer:
+    sealer: Sealer = request.app.state.sealer
+    return sealer
+
+
 AppSettings = Annotated[Settings, Depends(get_settings)]
+EndpointSealer = Annotated[Sealer, Depends(get_sealer)]
 Mqtt = Annotated[MqttLink | None, Depends(get_mqtt)]
 LiveUpdates = Annotated[Notifier, Depends(get_notifier)]

@@ -11,12 +11,11 @@ from sqlmodel import Session, col, select
 from cloud import audit
 from cloud.attention import channels, queue
 from cloud.attention.escalation import Level, PolicyIn, save_policy
+from cloud.attention.sealing import SECRET_HEADERS, Sealer, SealError, is_secret
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.models import EscalationPolicy, Notification, NotifyEndpoint
 from matthan.i18n import Msg
 from matthan_wire.codec import describe
-
-SECRET_KEYS = ("secret", "password", "token")
 
 
 class EndpointIn(BaseModel):
@@ -64,12 +63,10 @@ class NotificationOut(BaseModel):
 def _redact(config: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in config.items():
-        if any(s in k.lower() for s in SECRET_KEYS):
+        if is_secret(k):
             out[k] = "***"
         elif k == "headers" and isinstance(v, dict):
-            out[k] = {
-                h: ("***" if h.lower() in ("authorization", "access_token") else x) for h, x in v.items()
-            }
+            out[k] = {h: ("***" if h.lower() in SECRET_HEADERS else x) for h, x in v.items()}
         else:
             out[k] = v
     return out
@@ -104,8 +101,15 @@ def list_endpoints(session: Session) -> list[EndpointOut]:
 
 
 def save_endpoint(
-    session: Session, who: str, body: EndpointIn, now: datetime, endpoint_id: int | None = None
+    session: Session,
+    who: str,
+    body: EndpointIn,
+    now: datetime,
+    endpoint_id: int | None = None,
+    *,
+    sealer: Sealer,
 ) -> NotifyEndpoint:
+    """Validated as typed, stored with its secrets sealed (when the cloud has an endpoint key)."""
     e = NotifyEndpoint(name=body.name, kind=body.kind, created_at=now)
     if endpoint_id is not None:
         found = session.get(NotifyEndpoint, endpoint_id)
@@ -121,13 +125,21 @@ def save_endpoint(
         old = e.config["headers"]
         config["headers"] = {h: (old.get(h, x) if x == "***" else x) for h, x in config["headers"].items()}
     try:
-        channels.parse_config(body.kind, config)
+        channels.parse_config(body.kind, sealer.open(config))
     except ValidationError as exc:
         raise Invalid(Msg("%(kind)s endpoint: %(problem)s", kind=body.kind, problem=describe(exc))) from None
+    except SealError as exc:
+        raise Invalid(exc.args[0]) from None
     clash = session.exec(select(NotifyEndpoint).where(NotifyEndpoint.name == body.name)).first()
     if clash is not None and clash.id != e.id:
         raise Conflict(Msg("an endpoint named %(name)r exists already", name=body.name))
-    e.name, e.kind, e.config, e.enabled, e.updated_at = body.name, body.kind, config, body.enabled, now
+    e.name, e.kind, e.config, e.enabled, e.updated_at = (
+        body.name,
+        body.kind,
+        sealer.seal(config),
+        body.enabled,
+        now,
+    )
     session.add(e)
     session.flush()
     audit.record(

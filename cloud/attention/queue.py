@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from cloud.attention.channels import Channel, SendError
 from cloud.attention.clock import Clock
 from cloud.attention.messages import Message
+from cloud.attention.sealing import Sealer, SealError
 from cloud.clipstore import ClipStore
 from cloud.db import insert_ignore
 from cloud.models import Notification, NotifyEndpoint, table
@@ -101,10 +102,12 @@ class Sender:
         store: ClipStore | None,
         clock: Clock,
         worker: str,
+        sealer: Sealer,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.channels = channels
+        self.sealer = sealer
         self.store = store
         self.clock = clock
         self.worker = worker
@@ -135,9 +138,12 @@ class Sender:
             else:
                 try:
                     message = Message.model_validate(row.message)
-                    self.channels[row.kind].send(endpoint.config, message, row_id, self._snapshot(message))
+                    config = self.sealer.open(endpoint.config)
+                    self.channels[row.kind].send(config, message, row_id, self._snapshot(message))
                 except SendError as exc:
                     error = exc
+                except SealError as exc:  # retried: the operator fixes the key and it goes out
+                    error = SendError(str(exc))
                 except Exception as exc:  # a bad config or template must not stop the others
                     error = SendError(f"{type(exc).__name__}: {exc}", permanent=True)
             now = self.clock.now()

@@ -17,6 +17,7 @@ from cloud.attention.clock import Clock, make_clock
 from cloud.attention.escalation import Escalator
 from cloud.attention.outages import OutageWatch
 from cloud.attention.queue import Sender
+from cloud.attention.sealing import SETTING, Sealer
 from cloud.clipstore import ClipStore
 from cloud.notify import Notifier
 from cloud.settings import Settings
@@ -34,9 +35,12 @@ class AttentionWorker:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         channel_map: dict[str, Channel] | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         a = settings.attention
         self.settings = a
+        self.engine = engine
+        self.sealer = sealer or Sealer.from_setting(a.endpoint_key)
         self.clock = clock or make_clock(a.clock_file)
         self.notifier = notifier
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -46,13 +50,16 @@ class AttentionWorker:
             max_age_h=a.escalate_max_age_h, language=settings.language,
         )  # fmt: skip
         self._http = http_client(a)
-        self.sender = Sender(engine, a, channel_map or channels(a, self._http), store, self.clock, self.name)
+        self.sender = Sender(
+            engine, a, channel_map or channels(a, self._http), store, self.clock, self.name, self.sealer
+        )
         self._wake_sender = threading.Event()
         self._ticker = WorkerThread("attention-ticker", self._tick_step)
         self._sending = WorkerThread("attention-sender", self._send_step, wake=self._wake_sender.set)
         self.errors = 0
 
     def start(self) -> None:
+        self._guarded("sealing endpoint secrets", self.seal_stored)
         self._ticker.start()
         self._sending.start()
         log.info(
@@ -73,6 +80,32 @@ class AttentionWorker:
     @property
     def alive(self) -> bool:
         return self._ticker.alive and self._sending.alive
+
+    def seal_stored(self) -> int:
+        """Seal the secrets of endpoints saved before the cloud had an endpoint key; without one,
+        say once that they are stored as given. Every process may do it: a value sealed twice by
+        two processes at once is still one secret, opened by either's key."""
+        from sqlmodel import Session, select
+
+        from cloud.models import NotifyEndpoint
+
+        with Session(self.engine) as s:
+            plain = [e for e in s.exec(select(NotifyEndpoint)).all() if self.sealer.has_plain(e.config)]
+            if not plain:
+                return 0
+            if not self.sealer.enabled:
+                log.warning(
+                    "notification endpoints with secrets stored as given: %d; set %s (from `matthan "
+                    "cloud endpoint-key`) to seal them in the database",
+                    len(plain), SETTING,
+                )  # fmt: skip
+                return 0
+            for e in plain:
+                e.config = self.sealer.seal(e.config)
+                s.add(e)
+            s.commit()
+        log.info("notification endpoints sealed: %d (their secrets are now encrypted at rest)", len(plain))
+        return len(plain)
 
     def tick_once(self) -> None:
         """One round of the ticker (tests call it directly)."""

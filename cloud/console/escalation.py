@@ -85,7 +85,12 @@ def save_endpoint(
     except ValidationError as exc:
         raise Invalid(describe(exc)) from None
     admin.save_endpoint(
-        session, v.principal.label(), body, utc_now(), int(endpoint_id) if endpoint_id else None
+        session,
+        v.principal.label(),
+        body,
+        utc_now(),
+        int(endpoint_id) if endpoint_id else None,
+        sealer=request.app.state.sealer,
     )
     session.commit()
     return RedirectResponse("/console/escalation#endpoints", 303)

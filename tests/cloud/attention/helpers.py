@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from cloud.attention import admin
 from cloud.attention.escalation import PolicyIn
+from cloud.attention.sealing import Sealer
 from cloud.models import AlertRow, AuditLog, Camera, Escalation, MediaObject, Notification
 from matthan_wire.timeutil import utc_now
 
@@ -82,10 +83,12 @@ def add_snapshot(engine: Engine, store_root: Path, event_id: str) -> None:
         s.commit()
 
 
-def add_endpoint(engine: Engine, name: str, kind: str, config: dict[str, Any]) -> int:
+def add_endpoint(
+    engine: Engine, name: str, kind: str, config: dict[str, Any], sealer: Sealer | None = None
+) -> int:
     with Session(engine) as s:
         body = admin.EndpointIn.model_validate({"name": name, "kind": kind, "config": config})
-        e = admin.save_endpoint(s, "admin", body, utc_now())
+        e = admin.save_endpoint(s, "admin", body, utc_now(), sealer=sealer or Sealer())
         s.commit()
         assert e.id is not None
         return e.id
