@@ -43,10 +43,7 @@ class Msg(str):
         return self
 
     def translated(self, lang: str) -> str:
-        params = {
-            k: v.translated(lang) if isinstance(v, (Msg, Joined)) else v for k, v in self.params.items()
-        }
-        return translate(lang, self.msgid, **params)
+        return translate(lang, self.msgid, **{k: in_language(v, lang) for k, v in self.params.items()})
 
 
 class Joined(str):
@@ -63,7 +60,7 @@ class Joined(str):
         return self
 
     def translated(self, lang: str) -> str:
-        return self.sep.join(p.translated(lang) if isinstance(p, (Msg, Joined)) else p for p in self.parts)
+        return self.sep.join(in_language(p, lang) for p in self.parts)
 
 
 def N_(msgid: str) -> str:
@@ -139,11 +136,11 @@ def language() -> str:
 
 def _(msgid: str, **params: Any) -> str:
     """Translated into the process's language now (a Msg among the parameters too)."""
-    return Msg(msgid, **params).translated(_current) if params else translate(_current, msgid)
+    return translate(_current, msgid, **{k: in_language(v, _current) for k, v in params.items()})
 
 
-def in_language(text: str, lang: str) -> str:
-    """A text that may be a Msg or Joined in `lang`; any other str as it is."""
+def in_language(text: Any, lang: str) -> Any:
+    """A Msg or Joined in `lang`; anything else (a plain str, a number) as it is."""
     return text.translated(lang) if isinstance(text, (Msg, Joined)) else text
 
 

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from cloud import audit
 from cloud.attention import channels, queue
 from cloud.attention.escalation import Level, PolicyIn, save_policy
-from cloud.attention.sealing import SECRET_HEADERS, Sealer, SealError, is_secret
+from cloud.attention.sealing import Sealer, SealError, map_secrets
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.models import EscalationPolicy, Notification, NotifyEndpoint
 from matthan.i18n import Msg
@@ -61,15 +61,7 @@ class NotificationOut(BaseModel):
 
 
 def _redact(config: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in config.items():
-        if is_secret(k):
-            out[k] = "***"
-        elif k == "headers" and isinstance(v, dict):
-            out[k] = {h: ("***" if h.lower() in SECRET_HEADERS else x) for h, x in v.items()}
-        else:
-            out[k] = v
-    return out
+    return map_secrets(config, lambda _: "***")
 
 
 def endpoint_out(e: NotifyEndpoint, counts: dict[tuple[int, str], int] | None = None) -> EndpointOut:

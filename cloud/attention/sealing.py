@@ -37,6 +37,18 @@ def is_secret(key: str) -> bool:
     return any(word in key.lower() for word in SECRET_KEYS)
 
 
+def map_secrets(config: dict[str, Any], change: Callable[[Any], Any]) -> dict[str, Any]:
+    """A copy of an endpoint's config with `change` applied to each secret value (the keys that
+    name one, and the secret headers): what the API shows as "***" and what is sealed at rest."""
+    out = dict(config)
+    for k, v in config.items():
+        if is_secret(k):
+            out[k] = change(v)
+        elif k == "headers" and isinstance(v, dict):
+            out[k] = {h: change(x) if h.lower() in SECRET_HEADERS else x for h, x in v.items()}
+    return out
+
+
 def new_key() -> str:
     return Fernet.generate_key().decode()
 
@@ -66,43 +78,31 @@ class Sealer:
 
     def seal(self, config: dict[str, Any]) -> dict[str, Any]:
         """The config with every secret value sealed (those sealed already stay as they are)."""
-        return self._walk(config, self._seal_one)
+        return map_secrets(config, self._seal_one)
 
     def open(self, config: dict[str, Any]) -> dict[str, Any]:
         """The config as it was typed, for the sender. SealError names the setting to fix."""
-        return self._walk(config, self._open_one)
+        return map_secrets(config, self._open_one)
 
     def has_plain(self, config: dict[str, Any]) -> bool:
         """Whether a secret of the config is stored as given."""
         found = False
 
-        def note(value: str) -> str:
+        def note(value: Any) -> Any:
             nonlocal found
-            found = found or not value.startswith(PREFIX)
+            found = found or (isinstance(value, str) and not value.startswith(PREFIX))
             return value
 
-        self._walk(config, note)
+        map_secrets(config, note)
         return found
 
-    def _walk(self, config: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
-        out = dict(config)
-        for k, v in config.items():
-            if isinstance(v, str) and is_secret(k):
-                out[k] = change(v)
-            elif k == "headers" and isinstance(v, dict):
-                out[k] = {
-                    h: change(x) if isinstance(x, str) and h.lower() in SECRET_HEADERS else x
-                    for h, x in v.items()
-                }
-        return out
-
-    def _seal_one(self, value: str) -> str:
-        if self._box is None or value.startswith(PREFIX):
+    def _seal_one(self, value: Any) -> Any:
+        if self._box is None or not isinstance(value, str) or value.startswith(PREFIX):
             return value
         return PREFIX + self._box.encrypt(value.encode()).decode()
 
-    def _open_one(self, value: str) -> str:
-        if not value.startswith(PREFIX):
+    def _open_one(self, value: Any) -> Any:
+        if not isinstance(value, str) or not value.startswith(PREFIX):
             return value  # stored before a key was set
         if self._box is None:
             raise SealError(
