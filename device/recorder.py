@@ -82,6 +82,16 @@ def source_kind(source: str) -> str:
     return "file"
 
 
+def _session_now() -> int:
+    """A new ffmpeg session's name: the millisecond just before it starts.
+
+    Taken after probing the camera and waiting for the capture's first frame (either can take
+    seconds on a busy device), so no file of the session can be older: the segment cache bounds its
+    first segment's start by it (device/segment_cache.py).
+    """
+    return int(time.time() * 1000)
+
+
 class Recorder:
     """One camera's ffmpeg segmenter, restarted with backoff when it dies or stalls."""
 
@@ -235,7 +245,6 @@ class Recorder:
     def _record(self) -> None:
         cam = self.camera.id
         while not self._stop.is_set():
-            session = int(time.time() * 1000)
             # A tmpfs cache can be emptied under us (reboot of a container, an operator's rm).
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             first: np.ndarray | None = None
@@ -245,6 +254,7 @@ class Recorder:
                     continue  # stopping, or still waiting for the capture
                 mode, codec = "frames", "rawvideo"
                 height, width = first.shape[:2]
+                session = _session_now()
                 cmd = frames_command(width, height, self.segment_s, self._cache.output(session))
             else:
                 try:
@@ -257,6 +267,7 @@ class Recorder:
                     self._stop.wait(delay)
                     continue
                 mode = "copy" if codec in COPYABLE else "encode"
+                session = _session_now()
                 cmd = self.command(codec, session)
             try:
                 proc = subprocess.Popen(

@@ -4,8 +4,9 @@ the wall clock, what open events still hold, and pruning the rest.
 Files are named `{camera}-{session}-{index}.ts`, the session being the millisecond the ffmpeg
 process was started. ffmpeg closes a segment (its last write, the file's mtime) the moment it
 opens the next, so a segment starts at its predecessor's mtime and ends at its own. The first
-segment of a session starts between two directory scans when the recorder saw it appear, or at
-worst after the session began (device/recorder.py).
+segment of a session starts between two directory scans when the recorder saw it appear (and not
+before the session began: its name is taken just before ffmpeg starts, device/recorder.py), or, for
+files found at start-up, between the session's start and its own last write.
 """
 
 from __future__ import annotations
@@ -146,7 +147,11 @@ class SegmentCache:
                         continue  # not ours: never touched
                     session, index = int(m.group("session")), int(m.group("index"))
                     live = live_session is not None and session == live_session
-                    bracket = (self._last_scan - _CLOCK_SLACK, listed) if live and self._last_scan else None
+                    bracket = None
+                    if live and self._last_scan:
+                        # Nor can it be older than its ffmpeg, started just after the session was named.
+                        after = max(self._last_scan, datetime.fromtimestamp(session / 1000, UTC))
+                        bracket = (after - _CLOCK_SLACK, listed)
                     seg = self._segs[name] = _Seg(Path(path), session, index, bracket)
                     added += 1
                     if live:

@@ -64,3 +64,25 @@ def test_pruning_deletes_what_is_older_than_the_window_unless_held(tmp_path: Pat
     assert len(kept) == 5 and cache.pruned == 15  # the last 10 s, the newest still being written
     cache.prune(keep_s=10.0, hold_head_s=2.0)
     assert cache.pruned == 15  # nothing more is old enough
+
+
+def test_a_new_sessions_first_segment_starts_between_the_later_of_scan_and_session_and_its_listing(
+    tmp_path: Path,
+) -> None:
+    cache = SegmentCache("cam-1", tmp_path, 1.0, writing=lambda: True)
+    cache.scan()  # the recorder's start-up scan, long before the camera answers its probe
+    time.sleep(0.05)
+    session = int(time.time() * 1000)  # named just before ffmpeg starts
+    _write(tmp_path, session, 0, time.time())
+    assert cache.scan(session) == 1
+    (first,) = cache.segments()
+    # Not from the start-up scan: ffmpeg did not exist then. 20 ms of slack for the coarse clock.
+    assert abs(first.start_lo.timestamp() - (session / 1000 - 0.020)) < 1e-3
+
+    # A later segment file seen without its predecessor: between the scan before and this one.
+    before = time.time()
+    cache.scan(session)
+    _write(tmp_path, session, 5, time.time())
+    assert cache.scan(session) == 1
+    late = cache.segments()[-1]
+    assert before - 0.021 <= late.start_lo.timestamp() <= late.start_hi.timestamp() <= time.time() + 0.021
