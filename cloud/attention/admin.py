@@ -125,13 +125,8 @@ def save_endpoint(
     clash = session.exec(select(NotifyEndpoint).where(NotifyEndpoint.name == body.name)).first()
     if clash is not None and clash.id != e.id:
         raise Conflict(Msg("an endpoint named %(name)r exists already", name=body.name))
-    e.name, e.kind, e.config, e.enabled, e.updated_at = (
-        body.name,
-        body.kind,
-        sealer.seal(config),
-        body.enabled,
-        now,
-    )
+    e.name, e.kind, e.enabled, e.updated_at = body.name, body.kind, body.enabled, now
+    e.config = sealer.seal(config)
     session.add(e)
     session.flush()
     audit.record(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, select
 
 from cloud.attention.channels import Channel, channels, http_client
 from cloud.attention.clock import Clock, make_clock
@@ -19,6 +20,7 @@ from cloud.attention.outages import OutageWatch
 from cloud.attention.queue import Sender
 from cloud.attention.sealing import SETTING, Sealer
 from cloud.clipstore import ClipStore
+from cloud.models import NotifyEndpoint
 from cloud.notify import Notifier
 from cloud.settings import Settings
 from matthan.worker_thread import WorkerThread
@@ -85,10 +87,6 @@ class AttentionWorker:
         """Seal the secrets of endpoints saved before the cloud had an endpoint key; without one,
         say once that they are stored as given. Every process may do it: a value sealed twice by
         two processes at once is still one secret, opened by either's key."""
-        from sqlmodel import Session, select
-
-        from cloud.models import NotifyEndpoint
-
         with Session(self.engine) as s:
             plain = [e for e in s.exec(select(NotifyEndpoint)).all() if self.sealer.has_plain(e.config)]
             if not plain:
